@@ -1,0 +1,108 @@
+"""The ``ocsge`` command: one verb per pipeline step, plus ``demo`` and ``serve``.
+
+Verbs come from the ``ocsge.commands`` entry-point group: each role (batch, catalogue, services)
+contributes its own, so that this module imports nothing of ours and a container without an extra
+still answers ``--help`` (a verb whose extra is missing says which one to install).
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from ocsge import __version__
+from ocsge.errors import OcsgeError
+from ocsge.progress import console
+
+ENTRY_POINT_GROUP = "ocsge.commands"
+
+
+def _plugins() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+class VerbGroup(click.Group):
+    """A click group whose verbs are loaded from entry points when first used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        ep = _plugins().get(cmd_name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()  # type: ignore[attr-defined]
+        except ImportError as exc:
+            return _unavailable(cmd_name, exc)
+
+
+def _unavailable(name: str, exc: ImportError) -> click.Command:
+    @click.command(name, help=f"(unavailable: {exc})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise OcsgeError(
+            f"verb {name!r} cannot run in this installation ({exc}); install the project with the "
+            "extra that provides it, e.g. pip install -e '.[batch,serve]'"
+        )
+
+    return command
+
+
+@click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ocsge")
+def cli() -> None:
+    """OCS GE cloud: produce, derive, catalogue and serve large-scale land-cover maps."""
+
+
+@cli.command("departements")
+def list_departements() -> None:
+    """List the départements with their CRS."""
+    from ocsge.territory import all_departements
+
+    for dep in all_departements():
+        click.echo(f"{dep.code:>3}  {dep.crs:<10} {dep.name}")
+
+
+@cli.command("nomenclature")
+@click.argument("kind", type=click.Choice(["couverture", "usage"]), default="couverture")
+def show_nomenclature(kind: str) -> None:
+    """Print the couverture or usage codes with labels, colours and raster values."""
+    from ocsge.nomenclature import TABLES, Kind
+
+    for entry in TABLES[Kind(kind)].values():
+        value = "" if entry.raster_value is None else str(entry.raster_value)
+        click.echo(f"{entry.code:<10} {value:>3} {entry.colour or '':<8} {entry.label}")
+
+
+def run_verb(name: str, args: list[str]) -> None:
+    """Run another verb as the user would (``ocsge demo`` chains steps this way)."""
+    command = cli.get_command(click.Context(cli), name)
+    if command is None:
+        raise OcsgeError(f"unknown verb {name!r}")
+    command.main(args=args, standalone_mode=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("[red]aborted[/]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OcsgeError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Registry of every artifact the platform writes, and the one function that names their keys.
+
+A key is derived from (product, département, millésime) — or a pair of millésimes for differences, a
+block id for per-block predictions — and nothing else, so that batch jobs, the catalogue and the
+services agree on where a file lives:
+
+    {folder}/{Dddd}/{millesime}/{stem}_{Dddd}_{millesime}{ext}            e.g.
+    occupation/D077/2021/occupation_D077_2021.parquet
+    difference/D077/2021-2024/difference_D077_2021-2024.parquet
+    prediction/D077/2024/blocks/prediction_D077_2024_r003c007.tif
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ocsge.errors import UnknownProductError
+from ocsge.millesimes import check_year
+from ocsge.territory import departement
+
+
+class Kind(StrEnum):
+    VECTOR = "vector"  # GeoParquet in the canonical schema
+    RASTER = "raster"  # COG
+    TABLE = "table"  # Parquet / CSV without geometry
+    TILES = "tiles"  # PMTiles
+    ARCHIVE = "archive"  # download archive
+    DOCUMENT = "document"  # JSON reports, manifests
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    name: str
+    folder: str
+    ext: str
+    kind: Kind
+    title: str
+    pair: bool = False  # keyed by two millésimes (differences)
+    per_block: bool = False  # keyed by a block id too (prediction blocks)
+    media_type: str = "application/octet-stream"
+
+
+_GEOPARQUET = "application/vnd.apache.parquet"
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+_PMTILES = "application/vnd.pmtiles"
+_CSV = "text/csv"
+_JSON = "application/json"
+_ZIP = "application/zip"
+_7Z = "application/x-7z-compressed"
+
+PRODUCTS: dict[str, ProductSpec] = {}
+
+
+def register(spec: ProductSpec) -> ProductSpec:
+    if spec.name in PRODUCTS and PRODUCTS[spec.name] != spec:
+        raise ValueError(f"product {spec.name!r} registered twice with different specs")
+    PRODUCTS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    # Inputs (generated territory, or ingested upstream data)
+    ProductSpec("imagery_rgb", "imagery/rgb", ".tif", Kind.RASTER, "Ortho-imagery RGB 0.2 m", media_type=_COG),
+    ProductSpec("imagery_irc", "imagery/irc", ".tif", Kind.RASTER, "Ortho-imagery IRC 0.2 m", media_type=_COG),
+    ProductSpec("imagery_dsm", "imagery/dsm", ".tif", Kind.RASTER, "Digital surface model", media_type=_COG),
+    ProductSpec("imagery_dtm", "imagery/dtm", ".tif", Kind.RASTER, "Digital terrain model", media_type=_COG),
+    ProductSpec("delivery", "deliveries", ".7z", Kind.ARCHIVE, "IGN-style OCS GE delivery", media_type=_7Z),
+    ProductSpec("truth", "truth", ".parquet", Kind.VECTOR, "Generated ground truth (synthetic)",
+                media_type=_GEOPARQUET),
+    ProductSpec("synth_manifest", "truth", ".json", Kind.DOCUMENT, "Synthetic territory manifest",
+                media_type=_JSON),
+    ProductSpec("communes", "ancillary/communes", ".parquet", Kind.VECTOR, "Communes", media_type=_GEOPARQUET),
+    ProductSpec("bdtopo_batiment", "ancillary/bdtopo_batiment", ".parquet", Kind.VECTOR,
+                "BD TOPO bâtiments", media_type=_GEOPARQUET),
+    ProductSpec("bdtopo_route", "ancillary/bdtopo_route", ".parquet", Kind.VECTOR,
+                "BD TOPO tronçons de route", media_type=_GEOPARQUET),
+    ProductSpec("bdtopo_voie_ferree", "ancillary/bdtopo_voie_ferree", ".parquet", Kind.VECTOR,
+                "BD TOPO tronçons de voie ferrée", media_type=_GEOPARQUET),
+    ProductSpec("bdtopo_hydro", "ancillary/bdtopo_hydro", ".parquet", Kind.VECTOR,
+                "BD TOPO surfaces hydrographiques", media_type=_GEOPARQUET),
+    ProductSpec("rpg", "ancillary/rpg", ".parquet", Kind.VECTOR, "RPG parcelles", media_type=_GEOPARQUET),
+    ProductSpec("bdforet", "ancillary/bdforet", ".parquet", Kind.VECTOR, "BD Forêt", media_type=_GEOPARQUET),
+    ProductSpec("fichiers_fonciers", "ancillary/fichiers_fonciers", ".parquet", Kind.VECTOR,
+                "Fichiers fonciers (parcelles)", media_type=_GEOPARQUET),
+    # Per-millésime products
+    ProductSpec("occupation", "occupation", ".parquet", Kind.VECTOR, "OCS GE occupation du sol",
+                media_type=_GEOPARQUET),
+    ProductSpec("zone_construite", "zone_construite", ".parquet", Kind.VECTOR, "OCS GE zone construite",
+                media_type=_GEOPARQUET),
+    ProductSpec("artificialisation", "artificialisation", ".parquet", Kind.VECTOR,
+                "OCS GE artificialisation", media_type=_GEOPARQUET),
+    ProductSpec("ingest_report", "reports/ingest", ".json", Kind.DOCUMENT, "Ingestion report", media_type=_JSON),
+    ProductSpec("couverture_cog", "couverture", ".tif", Kind.RASTER, "Couverture (class raster)", media_type=_COG),
+    ProductSpec("usage_cog", "usage", ".tif", Kind.RASTER, "Usage (class raster)", media_type=_COG),
+    ProductSpec("artif_cog", "artif", ".tif", Kind.RASTER, "Artificialisation (class raster)", media_type=_COG),
+    ProductSpec("construction_cog", "construction", ".tif", Kind.RASTER, "Zone construite (raster)",
+                media_type=_COG),
+    ProductSpec("occupation_pmtiles", "pmtiles/occupation", ".pmtiles", Kind.TILES,
+                "OCS GE vector tiles", media_type=_PMTILES),
+    ProductSpec("stats_commune", "stats/commune", ".parquet", Kind.TABLE, "Statistics per commune",
+                media_type=_GEOPARQUET),
+    ProductSpec("stats_commune_csv", "stats/commune", ".csv", Kind.TABLE, "Statistics per commune (CSV)",
+                media_type=_CSV),
+    ProductSpec("archive", "archives", ".zip", Kind.ARCHIVE, "Download archive", media_type=_ZIP),
+    # Production by the model
+    ProductSpec("prediction", "prediction", ".tif", Kind.RASTER, "Model prediction (classes)",
+                per_block=True, media_type=_COG),
+    ProductSpec("confidence", "confidence", ".tif", Kind.RASTER, "Model confidence", per_block=True,
+                media_type=_COG),
+    ProductSpec("prediction_vector", "prediction_vector", ".parquet", Kind.VECTOR, "Vectorised prediction",
+                media_type=_GEOPARQUET),
+    ProductSpec("occupation_auto", "occupation_auto", ".parquet", Kind.VECTOR,
+                "OCS GE auto (prediction × ancillary)", media_type=_GEOPARQUET),
+    ProductSpec("qa_report", "reports/qa", ".json", Kind.DOCUMENT, "Quality report", media_type=_JSON),
+    # Differences between two millésimes
+    ProductSpec("difference", "difference", ".parquet", Kind.VECTOR, "Évolution (différentiel)", pair=True,
+                media_type=_GEOPARQUET),
+    ProductSpec("artif_difference", "artif_difference", ".parquet", Kind.VECTOR,
+                "Artificialisation ±1", pair=True, media_type=_GEOPARQUET),
+    ProductSpec("flows_cs", "flows/cs", ".csv", Kind.TABLE, "Flux CS × CS (ha)", pair=True, media_type=_CSV),
+    ProductSpec("flows_us", "flows/us", ".csv", Kind.TABLE, "Flux US × US (ha)", pair=True, media_type=_CSV),
+    ProductSpec("corrections", "corrections", ".parquet", Kind.VECTOR, "Corrections of the previous millésime",
+                pair=True, media_type=_GEOPARQUET),
+    ProductSpec("corrected_previous", "corrected_previous", ".parquet", Kind.VECTOR,
+                "Previous millésime, corrected", pair=True, media_type=_GEOPARQUET),
+    ProductSpec("change_grid", "change_grid", ".parquet", Kind.VECTOR, "65 m change grid", pair=True,
+                media_type=_GEOPARQUET),
+    ProductSpec("stats_flows", "stats/flows", ".parquet", Kind.TABLE, "Flows per commune", pair=True,
+                media_type=_GEOPARQUET),
+    ProductSpec("stats_flows_csv", "stats/flows", ".csv", Kind.TABLE, "Flows per commune (CSV)", pair=True,
+                media_type=_CSV),
+    ProductSpec("difference_cog", "difference_raster", ".tif", Kind.RASTER, "Changes (class raster)",
+                pair=True, media_type=_COG),
+    ProductSpec("difference_pmtiles", "pmtiles/difference", ".pmtiles", Kind.TILES, "Differences vector tiles",
+                pair=True, media_type=_PMTILES),
+):
+    register(_spec)
+
+
+def spec(product: str) -> ProductSpec:
+    try:
+        return PRODUCTS[product]
+    except KeyError:
+        raise UnknownProductError(f"unknown product {product!r}") from None
+
+
+_BLOCK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def millesime_token(millesime: int | str | tuple[int, int]) -> str:
+    if isinstance(millesime, tuple):
+        first, second = (check_year(y) for y in millesime)
+        if first >= second:
+            raise UnknownProductError(f"millésimes {first} and {second} are not in order (earlier first)")
+        return f"{first}-{second}"
+    return str(check_year(millesime))
+
+
+def product_key(
+    product: str,
+    departement_code: object,
+    millesime: int | str | tuple[int, int],
+    *,
+    block: str | None = None,
+) -> str:
+    """The canonical storage key of an artifact (see the module docstring for the layout)."""
+    ps = spec(product)
+    if ps.pair != isinstance(millesime, tuple):
+        need = "a pair of millésimes (earlier, later)" if ps.pair else "one millésime"
+        raise UnknownProductError(f"product {product!r} is keyed by {need}, got {millesime!r}")
+    if ps.per_block != (block is not None):
+        raise UnknownProductError(f"product {product!r} {'needs' if ps.per_block else 'takes no'} block id")
+    if block is not None and not _BLOCK.match(block):
+        raise UnknownProductError(f"invalid block id {block!r}")
+    token = departement(departement_code).token
+    mill = millesime_token(millesime)
+    stem = ps.folder.replace("/", "_")
+    if block is not None:
+        return f"{ps.folder}/{token}/{mill}/blocks/{stem}_{token}_{mill}_{block}{ps.ext}"
+    return f"{ps.folder}/{token}/{mill}/{stem}_{token}_{mill}{ps.ext}"
+
+
+def block_prefix(product: str, departement_code: object, millesime: int | str) -> str:
+    """Prefix under which the blocks of a per-block product live (for listing)."""
+    ps = spec(product)
+    if not ps.per_block:
+        raise UnknownProductError(f"product {product!r} is not per block")
+    return f"{ps.folder}/{departement(departement_code).token}/{millesime_token(millesime)}/blocks/"

@@ -1,0 +1,35 @@
+"""One settings object, read from ``OCSGE_*`` environment variables (and a ``.env`` file if present).
+
+Embedded defaults run everything on one machine: a local storage root, the embedded catalogue, one
+server on loopback. The same variables switch a deployment to S3 and pgstac.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCSGE_", env_file=".env", extra="ignore")
+
+    storage_root: str = Field("data", description="Local folder or s3://bucket/prefix of every artifact")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (e.g. http://127.0.0.1:9000); None for AWS"
+    )
+    s3_region: str = "eu-west-3"
+    presign_expires_s: int = Field(900, ge=1, le=7 * 24 * 3600)
+    catalog_backend: Literal["embedded", "pgstac"] = "embedded"
+    pgstac_dsn: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(None, description="Base URL clients see (CloudFront); default http://host:port")
+    seed: int = 42
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
