@@ -7,7 +7,8 @@ décret (50 m² built, 2 500 m² otherwise, by enclosure) are a later, neighbour
 
 from __future__ import annotations
 
-from ocsge.nomenclature import CS_LEAVES, US_LEAVES, Kind, lookup
+from ocsge.errors import UnknownCodeError
+from ocsge.nomenclature import CS_LEAVES, US_LEAVES, Kind, leaves_under
 
 # Sealed or built surfaces: artificial whatever their usage.
 ALWAYS_ARTIFICIAL_CS: frozenset[str] = frozenset({"CS1.1.1.1", "CS1.1.1.2", "CS1.1.2.2"})
@@ -23,15 +24,7 @@ ARTIFICIALISING_US: frozenset[str] = frozenset(
 IMPERMEABLE_CS: frozenset[str] = frozenset({"CS1.1.1.1", "CS1.1.1.2"})
 
 
-def _check(code_cs: str, code_us: str) -> None:
-    # Raises UnknownCodeError for codes outside the nomenclature: a typo must not read as "non artif".
-    lookup(Kind.COUVERTURE, code_cs)
-    lookup(Kind.USAGE, code_us)
-
-
-def is_artificial(code_cs: str, code_us: str) -> bool:
-    """True when the matrix classifies the pair as artificialisé (before thresholds)."""
-    _check(code_cs, code_us)
+def _leaf_rule(code_cs: str, code_us: str) -> bool:
     if code_cs in ALWAYS_ARTIFICIAL_CS:
         return True
     if code_cs == MINERAL_CS:
@@ -41,10 +34,29 @@ def is_artificial(code_cs: str, code_us: str) -> bool:
     return False
 
 
+def _uniform(kind: Kind, code: str, answers: set[bool]) -> bool:
+    """An intermediate code (e.g. CS2.1.1 in old data) is classified only when all its leaves agree."""
+    if len(answers) != 1:
+        raise UnknownCodeError(f"{kind.value} (ambiguous intermediate code for artificialisation)", code)
+    return answers.pop()
+
+
+def is_artificial(code_cs: str, code_us: str) -> bool:
+    """True when the matrix classifies the pair as artificialisé (before thresholds).
+
+    Unknown codes raise (a typo must not read as "non artif"); intermediate codes are accepted when every
+    leaf below them gives the same answer (CS2.1.1 → never artificial), and raise otherwise.
+    """
+    cs_leaves = leaves_under(Kind.COUVERTURE, code_cs)
+    us_leaves = leaves_under(Kind.USAGE, code_us)
+    answers = {_leaf_rule(cs, us) for cs in cs_leaves for us in us_leaves}
+    return _uniform(Kind.COUVERTURE, f"{code_cs} × {code_us}", answers)
+
+
 def is_impermeable(code_cs: str) -> bool:
     """Imperméabilisation as sparte measures it: built or sealed non-built surfaces."""
-    lookup(Kind.COUVERTURE, code_cs)
-    return code_cs in IMPERMEABLE_CS
+    answers = {cs in IMPERMEABLE_CS for cs in leaves_under(Kind.COUVERTURE, code_cs)}
+    return _uniform(Kind.COUVERTURE, code_cs, answers)
 
 
 def matrix() -> dict[tuple[str, str], bool]:

@@ -147,14 +147,17 @@ class LocalStorage:
         start = base if base.is_dir() else base.parent
         if not start.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            for name in sorted(filenames):
+        keys: list[str] = []
+        for dirpath, _dirnames, filenames in os.walk(start):
+            for name in filenames:
                 if name.startswith(".") and ".tmp-" in name:
                     continue  # a writer in progress
                 rel = Path(dirpath, name).relative_to(self.path).as_posix()
                 if rel.startswith(prefix):
-                    yield self.stat(rel)
+                    keys.append(rel)
+        # Lexicographic key order, as S3 lists, so that both backends behave alike.
+        for key in sorted(keys):
+            yield self.stat(key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -303,9 +306,9 @@ class S3Storage:
             yield tmp
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
-        if prefix.endswith("/") and not full.endswith("/"):
-            full += "/"
+        if ".." in prefix.split("/"):
+            raise StorageError(f"invalid storage prefix {prefix!r}")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
