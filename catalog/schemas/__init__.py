@@ -1,0 +1,1 @@
+"""Vendored STAC extension JSON schemas (data only; see README.md)."""
