@@ -1,0 +1,265 @@
+"""Which artifacts exist and where: the one question every service asks the catalogue.
+
+Services never take a path or URL from a request to a reader: they ask an :class:`AssetFinder` for the
+assets of a product (optionally within a bbox and a time window) and read only the storage keys it
+returns. The real implementation is the catalogue's search (:mod:`services.catalog_finder`); the
+:class:`StorageAssetFinder` below derives the same answers from the canonical product keys of a storage
+root, for tests and for a root that has not been published yet.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ocsge.errors import OcsgeError
+from ocsge.products import PRODUCTS, Kind, spec
+from ocsge.storage import LocalStorage, S3Storage, Storage, open_storage
+from ocsge.territory import departement
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """One readable artifact: its storage key plus what search needs to know about it."""
+
+    product: str  # ocsge.products name, e.g. "couverture_cog"
+    key: str  # storage key under the root (never a user string)
+    departement: str  # code, e.g. "77", "S01"
+    millesime: str  # "2021", or "2021-2024" for pair products
+    bbox: BBox | None = None  # WGS84 lon/lat
+    item_id: str | None = None  # STAC item id when it comes from the catalogue
+    collection: str | None = None  # STAC collection id when it comes from the catalogue
+    block: str | None = None
+    size: int | None = None
+    checksum: str | None = None  # "sha256:<hex>" when the catalogue knows it
+    media_type: str | None = None
+
+    @property
+    def years(self) -> tuple[int, ...]:
+        return tuple(int(y) for y in self.millesime.split("-"))
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+class AssetFinder(Protocol):
+    """Search over the published artifacts (the catalogue's interface, seen from the services)."""
+
+    storage: Storage
+
+    def find(
+        self,
+        product: str,
+        bbox: BBox | None = None,
+        years: tuple[int, int] | None = None,
+        departement: str | None = None,
+    ) -> list[AssetRef]:
+        """Assets of ``product`` intersecting ``bbox`` (WGS84) whose millésime(s) fall in ``years``
+        (inclusive); for pair products ``years`` bounds the later millésime."""
+        ...
+
+    def version(self) -> str:
+        """Changes whenever the set of assets changes (used in ETags and cache keys)."""
+        ...
+
+
+def intersects(a: BBox | None, b: BBox | None) -> bool:
+    if a is None or b is None:
+        return True
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def filter_assets(
+    assets: Iterable[AssetRef],
+    bbox: BBox | None = None,
+    years: tuple[int, int] | None = None,
+    departement_code: str | None = None,
+) -> list[AssetRef]:
+    out = []
+    for asset in assets:
+        if departement_code is not None and asset.departement != departement_code:
+            continue
+        if years is not None and not years[0] <= asset.years[-1] <= years[1]:
+            continue
+        if not intersects(asset.bbox, bbox):
+            continue
+        out.append(asset)
+    # newest first: a mosaic shows the latest millésime where two overlap
+    return sorted(out, key=lambda a: (a.years, a.departement, a.block or ""), reverse=True)
+
+
+# --- a finder over the canonical keys of a storage root ---------------------------------------
+
+_MILL = r"(?P<mill>\d{4}(?:-\d{4})?)"
+_TOKEN = r"(?P<token>D[0-9A-Z]{3})"
+
+
+def _key_pattern(product: str) -> re.Pattern[str]:
+    ps = spec(product)
+    stem = re.escape(ps.folder.replace("/", "_"))
+    folder = re.escape(ps.folder)
+    ext = re.escape(ps.ext)
+    if ps.per_block:
+        return re.compile(
+            rf"^{folder}/{_TOKEN}/{_MILL}/blocks/{stem}_(?P=token)_(?P=mill)_(?P<block>[A-Za-z0-9_-]+){ext}$"
+        )
+    return re.compile(rf"^{folder}/{_TOKEN}/{_MILL}/{stem}_(?P=token)_(?P=mill){ext}$")
+
+
+def _dep_code(token: str) -> str:
+    return departement(token).code
+
+
+def raster_bbox(storage: Storage, key: str) -> BBox | None:
+    """WGS84 bounds of a raster artifact (read from its header)."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    with rasterio.Env(**gdal_env()), rasterio.open(storage.gdal_path(key)) as src:
+        if src.crs is None:
+            return None
+        return tuple(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21))  # type: ignore[return-value]
+
+
+def pmtiles_bbox(storage: Storage, key: str) -> BBox | None:
+    from pmtiles.tile import deserialize_header
+
+    header = deserialize_header(storage.get_range(key, 0, 127))
+    return (
+        header["min_lon_e7"] / 1e7,
+        header["min_lat_e7"] / 1e7,
+        header["max_lon_e7"] / 1e7,
+        header["max_lat_e7"] / 1e7,
+    )
+
+
+def gdal_env() -> dict[str, object]:
+    """GDAL options for reading COGs from S3 (serving-stack §2.6); harmless on local files."""
+    return {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
+        "VSI_CACHE": "TRUE",
+        "VSI_CACHE_SIZE": 5_000_000,
+        "GDAL_BAND_BLOCK_CACHE": "HASHSET",
+    }
+
+
+@dataclass
+class _Listing:
+    at: float
+    assets: dict[str, list[AssetRef]] = field(default_factory=dict)
+    version: str = ""
+
+
+class StorageAssetFinder:
+    """Assets found by listing the canonical product keys of a storage root.
+
+    Listings are cached for ``ttl_s`` seconds; bounds are read once per (key, etag).
+    """
+
+    PRODUCTS_SERVED: Sequence[str] = (
+        "couverture_cog", "usage_cog", "artif_cog", "construction_cog", "prediction", "difference_cog",
+        "occupation_pmtiles", "difference_pmtiles", "archive", "stats_commune_csv", "stats_commune",
+    )
+
+    def __init__(self, storage: Storage | str | None = None, ttl_s: float = 30.0) -> None:
+        self.storage: LocalStorage | S3Storage = (
+            storage if isinstance(storage, LocalStorage | S3Storage) else open_storage(storage)  # type: ignore[arg-type]
+        )
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._listing: _Listing | None = None
+        self._bbox_cache: dict[tuple[str, str | None], BBox | None] = {}
+
+    def _bbox(self, product: str, key: str, etag: str | None) -> BBox | None:
+        cache_key = (key, etag)
+        if cache_key not in self._bbox_cache:
+            kind = PRODUCTS[product].kind
+            try:
+                if kind is Kind.RASTER:
+                    box = raster_bbox(self.storage, key)
+                elif kind is Kind.TILES:
+                    box = pmtiles_bbox(self.storage, key)
+                else:
+                    box = None
+            except Exception:
+                box = None
+            self._bbox_cache[cache_key] = box
+        return self._bbox_cache[cache_key]
+
+    def _scan(self) -> _Listing:
+        listing = _Listing(at=time.monotonic())
+        parts: list[str] = []
+        for product in self.PRODUCTS_SERVED:
+            ps = PRODUCTS.get(product)
+            if ps is None:
+                continue
+            pattern = _key_pattern(product)
+            found: list[AssetRef] = []
+            for info in self.storage.list(ps.folder + "/"):
+                m = pattern.match(info.key)
+                if not m:
+                    continue
+                try:
+                    dep = _dep_code(m["token"])
+                except OcsgeError:
+                    continue
+                found.append(
+                    AssetRef(
+                        product=product,
+                        key=info.key,
+                        departement=dep,
+                        millesime=m["mill"],
+                        bbox=self._bbox(product, info.key, info.etag),
+                        block=m.groupdict().get("block"),
+                        size=info.size,
+                        media_type=ps.media_type,
+                    )
+                )
+                parts.append(f"{info.key}:{info.etag}")
+            listing.assets[product] = found
+        import hashlib
+
+        listing.version = hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+        return listing
+
+    def _current(self) -> _Listing:
+        with self._lock:
+            if self._listing is None or time.monotonic() - self._listing.at > self.ttl_s:
+                self._listing = self._scan()
+            return self._listing
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._listing = None
+
+    def find(
+        self,
+        product: str,
+        bbox: BBox | None = None,
+        years: tuple[int, int] | None = None,
+        departement: str | None = None,
+    ) -> list[AssetRef]:
+        return filter_assets(self._current().assets.get(product, []), bbox, years, departement)
+
+    def version(self) -> str:
+        return self._current().version
+
+
+def default_finder() -> AssetFinder:
+    """The finder for this deployment: the catalogue's search when it is available, else the keys of the
+    storage root (``OCSGE_STORAGE_ROOT``)."""
+    try:
+        from services.catalog_finder import CatalogAssetFinder
+    except ImportError:
+        return StorageAssetFinder()
+    return CatalogAssetFinder.from_settings()

@@ -1,0 +1,303 @@
+"""WMS 1.3.0 and 1.1.1: GetCapabilities, GetMap, GetFeatureInfo and GetLegendGraphic over the same layers
+as WMTS.
+
+Axis order follows the standard: in 1.3.0, ``EPSG:4326`` bboxes are ``minlat,minlon,maxlat,maxlon``
+while ``CRS:84`` is lon/lat; in 1.1.1 ``SRS=EPSG:4326`` is lon/lat. A bbox that is inverted, out of the
+CRS's range, or that only makes sense with its axes swapped is refused with an exception, as is an image
+larger than ``MAX_SIZE``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
+
+from services.assets import intersects
+from services.ogc.featureinfo import check_format, feature_info_response
+from services.ogc.kvp import Kvp, OgcError, attr, wms_exception, x
+from services.tiles.layers import STYLE, Layer, UnknownLayerError, parse_layer
+from services.tiles.mosaic import LayerInfo
+from services.tiles.palettes import legend_png
+from services.tiles.render import FORMATS, Renderer
+
+MAX_SIZE = 4096
+VERSIONS = ("1.3.0", "1.1.1")
+CRS_LIST = ("EPSG:3857", "EPSG:2154", "EPSG:4326", "CRS:84")
+_RASTERIO_CRS = {"EPSG:3857": CRS.from_epsg(3857), "EPSG:2154": CRS.from_epsg(2154),
+                 "EPSG:4326": CRS.from_epsg(4326), "CRS:84": CRS.from_epsg(4326),
+                 "EPSG:900913": CRS.from_epsg(3857)}
+
+
+def _bbox_in(info: LayerInfo, crs: str) -> tuple[float, float, float, float]:
+    w, s, e, n = info.bounds
+    if crs in ("EPSG:4326", "CRS:84"):
+        return w, s, e, n
+    return transform_bounds("EPSG:4326", _RASTERIO_CRS[crs], w, s, e, n, densify_pts=21)
+
+
+def _bbox_attrs(crs_name: str, key: str, box: tuple[float, float, float, float], latlon: bool) -> str:
+    a, b, c, d = (box[1], box[0], box[3], box[2]) if latlon else box
+    return f'<BoundingBox {key}="{crs_name}" minx="{a:.6f}" miny="{b:.6f}" maxx="{c:.6f}" maxy="{d:.6f}"/>'
+
+
+def layer_xml(info: LayerInfo, base: str, version: str) -> str:
+    layer = info.layer
+    w, s, e, n = info.bounds
+    key = "CRS" if version == "1.3.0" else "SRS"
+    boxes = []
+    for crs_name in CRS_LIST:
+        if version == "1.1.1" and crs_name == "CRS:84":
+            continue
+        boxes.append(_bbox_attrs(crs_name, key, _bbox_in(info, crs_name),
+                                 latlon=version == "1.3.0" and crs_name == "EPSG:4326"))
+    if version == "1.3.0":
+        geo = (f"<EX_GeographicBoundingBox><westBoundLongitude>{w:.6f}</westBoundLongitude><eastBoundLongitude>"
+               f"{e:.6f}</eastBoundLongitude><southBoundLatitude>{s:.6f}</southBoundLatitude><northBoundLatitude>"
+               f"{n:.6f}</northBoundLatitude></EX_GeographicBoundingBox>")
+    else:
+        geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
+    legend = (f"{base}/wms?SERVICE=WMS&amp;VERSION={version}&amp;REQUEST=GetLegendGraphic&amp;LAYER={x(layer.id)}"
+              "&amp;FORMAT=image/png&amp;STYLE=normal")
+    return (
+        f'<Layer queryable="1" opaque="0"><Name>{x(layer.id)}</Name><Title>{x(layer.title)}</Title>'
+        f"<Abstract>{x(layer.abstract)}</Abstract>{geo}{''.join(boxes)}"
+        f"<Style><Name>{STYLE}</Name><Title>Légende générique</Title><LegendURL>"
+        f'<Format>image/png</Format><OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" '
+        f'xlink:href="{legend}"/></LegendURL></Style></Layer>'
+    )
+
+
+def capabilities_xml(infos: list[LayerInfo], base: str, version: str) -> str:
+    href = attr(base + "/wms?")
+    online = f'<OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" xlink:href={href}/>'
+    dcp = f"<DCPType><HTTP><Get>{online}</Get></HTTP></DCPType>"
+    map_formats = "".join(f"<Format>{mt}</Format>" for mt in FORMATS)
+    info_formats = "<Format>text/plain</Format><Format>application/json</Format><Format>text/html</Format>"
+    key = "CRS" if version == "1.3.0" else "SRS"
+    crs_list = "".join(f"<{key}>{c}</{key}>" for c in CRS_LIST if not (version == "1.1.1" and c == "CRS:84"))
+    if infos:
+        w = min(i.bounds[0] for i in infos)
+        s = min(i.bounds[1] for i in infos)
+        e = max(i.bounds[2] for i in infos)
+        n = max(i.bounds[3] for i in infos)
+    else:
+        w, s, e, n = -5.5, 41.0, 10.0, 51.5
+    if version == "1.3.0":
+        root_geo = (f"<EX_GeographicBoundingBox><westBoundLongitude>{w:.6f}</westBoundLongitude><eastBoundLongitude>"
+                    f"{e:.6f}</eastBoundLongitude><southBoundLatitude>{s:.6f}</southBoundLatitude>"
+                    f"<northBoundLatitude>{n:.6f}</northBoundLatitude></EX_GeographicBoundingBox>")
+        head = ('<?xml version="1.0" encoding="UTF-8"?>\n<WMS_Capabilities version="1.3.0" '
+                'xmlns="http://www.opengis.net/wms" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                'xmlns:sld="http://www.opengis.net/sld" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                'xsi:schemaLocation="http://www.opengis.net/wms '
+                'http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd">')
+        tail = "</WMS_Capabilities>\n"
+        caps_format = "<Format>text/xml</Format>"
+        exc = "<Exception><Format>XML</Format></Exception>"
+        legend_op = ("<sld:GetLegendGraphic><Format>image/png</Format><Format>application/json</Format>"
+                     f"{dcp}</sld:GetLegendGraphic>")
+    else:
+        root_geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
+        head = '<?xml version="1.0" encoding="UTF-8"?>\n<WMT_MS_Capabilities version="1.1.1">'
+        tail = "</WMT_MS_Capabilities>\n"
+        caps_format = "<Format>application/vnd.ogc.wms_xml</Format>"
+        exc = "<Exception><Format>application/vnd.ogc.se_xml</Format></Exception>"
+        legend_op = ("<GetLegendGraphic><Format>image/png</Format><Format>application/json</Format>"
+                     f"{dcp}</GetLegendGraphic>")
+    limits = f"<MaxWidth>{MAX_SIZE}</MaxWidth><MaxHeight>{MAX_SIZE}</MaxHeight>" if version == "1.3.0" else ""
+    return (
+        head
+        + "<Service><Name>" + ("WMS" if version == "1.3.0" else "OGC:WMS") + "</Name><Title>OCS GE — WMS</Title>"
+        "<Abstract>Occupation du sol à grande échelle: couverture, usage, artificialisation, zone construite, "
+        f"prédictions et évolutions, par campagne.</Abstract>{online}<Fees>none</Fees>"
+        f"<AccessConstraints>Licence Ouverte 2.0</AccessConstraints>{limits}</Service>"
+        f"<Capability><Request><GetCapabilities>{caps_format}{dcp}</GetCapabilities>"
+        f"<GetMap>{map_formats}{dcp}</GetMap><GetFeatureInfo>{info_formats}{dcp}</GetFeatureInfo>{legend_op}"
+        f"</Request>{exc}<Layer><Title>OCS GE</Title>{crs_list}{root_geo}"
+        + "".join(layer_xml(i, base, version) for i in infos)
+        + "</Layer></Capability>" + tail
+    )
+
+
+class MapRequest:
+    """The parameters GetMap and GetFeatureInfo share, checked."""
+
+    def __init__(self, q: Kvp, version: str, renderer: Renderer, layers_param: str = "LAYERS") -> None:
+        self.version = version
+        self.crs_key = "CRS" if version == "1.3.0" else "SRS"
+        names = [n for n in q.require(layers_param).split(",") if n]
+        if not names:
+            raise OgcError("MissingParameterValue", f"empty {layers_param}", locator=layers_param)
+        self.layers: list[Layer] = []
+        for name in names:
+            try:
+                layer = parse_layer(name)
+            except UnknownLayerError as exc:
+                raise OgcError("LayerNotDefined", str(exc), locator=layers_param) from None
+            if not renderer.catalog.info(layer).available:
+                raise OgcError("LayerNotDefined", f"layer {name!r} has no published data", locator=layers_param)
+            self.layers.append(layer)
+        styles = q.get("STYLES") or q.get("STYLE") or ""
+        style_list = styles.split(",") if styles else []
+        if style_list and len(style_list) != len(names):
+            raise OgcError("StyleNotDefined", f"STYLES has {len(style_list)} entries for {len(names)} layers",
+                           locator="STYLES")
+        for style in style_list:
+            if style not in ("", STYLE, "default"):
+                raise OgcError("StyleNotDefined", f"unknown style {style!r}: the layers have {STYLE!r}",
+                               locator="STYLES")
+        crs_name = (q.get(self.crs_key) or q.get("CRS") or q.get("SRS") or "").upper()
+        if not crs_name:
+            raise OgcError("MissingParameterValue", f"missing parameter {self.crs_key}", locator=self.crs_key)
+        if crs_name not in _RASTERIO_CRS or (version == "1.1.1" and crs_name == "CRS:84"):
+            raise OgcError("InvalidCRS" if version == "1.3.0" else "InvalidSRS",
+                           f"{self.crs_key}={crs_name!r} is not supported: use one of {', '.join(CRS_LIST)}",
+                           locator=self.crs_key)
+        self.crs_name = crs_name
+        self.crs = _RASTERIO_CRS[crs_name]
+        raw = q.require("BBOX")
+        try:
+            box = [float(v) for v in raw.split(",")]
+        except ValueError:
+            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is not four numbers", locator="BBOX") from None
+        if len(box) != 4:
+            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is not four numbers", locator="BBOX")
+        self.latlon = version == "1.3.0" and crs_name == "EPSG:4326"
+        if self.latlon:  # WMS 1.3.0 + EPSG:4326: the CRS's own order, latitude first
+            box = [box[1], box[0], box[3], box[2]]
+        minx, miny, maxx, maxy = box
+        if not (minx < maxx and miny < maxy):
+            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is empty or inverted (min must be < max)",
+                           locator="BBOX")
+        if crs_name in ("EPSG:4326", "CRS:84"):
+            order = "lat,lon" if self.latlon else "lon,lat"
+            if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
+                raise OgcError("InvalidParameterValue",
+                               f"BBOX={raw!r} is out of range for {crs_name} in {version} (axis order {order})",
+                               locator="BBOX")
+            self._check_axis_order(renderer, (minx, miny, maxx, maxy), raw, order)
+        self.bbox = (minx, miny, maxx, maxy)
+        self.width = q.integer("WIDTH", 1, MAX_SIZE)
+        self.height = q.integer("HEIGHT", 1, MAX_SIZE)
+
+    def _check_axis_order(self, renderer: Renderer, box: tuple[float, float, float, float], raw: str,
+                          order: str) -> None:
+        """A bbox that misses every layer but hits one once its axes are swapped is a client error."""
+        swapped = (box[1], box[0], box[3], box[2])
+        hits = any(intersects(renderer.catalog.info(layer).bounds, box) for layer in self.layers)
+        swapped_hits = any(intersects(renderer.catalog.info(layer).bounds, swapped) for layer in self.layers)
+        if not hits and swapped_hits:
+            raise OgcError("InvalidParameterValue",
+                           f"BBOX={raw!r} looks like it has its axes swapped: {self.crs_name} in WMS {self.version} "
+                           f"is {order}", locator="BBOX")
+
+
+def _parse_bgcolor(raw: str | None) -> tuple[int, int, int] | None:
+    if not raw:
+        return None
+    text = raw.lower().removeprefix("0x").removeprefix("#")
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise OgcError("InvalidParameterValue", f"BGCOLOR={raw!r} is not 0xRRGGBB", locator="BGCOLOR") from None
+    return (value >> 16) & 255, (value >> 8) & 255, value & 255
+
+
+def wms_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRouter:
+    router = APIRouter(tags=["WMS"])
+    cache: dict[tuple[str, str, str], bytes] = {}
+    lock = threading.Lock()
+
+    def capabilities(request: Request, version: str) -> Response:
+        base = base_url(request)
+        key = (base, version, renderer.finder.version())
+        with lock:
+            body = cache.get(key)
+        if body is None:
+            body = capabilities_xml(renderer.catalog.available_layers(), base, version).encode()
+            with lock:
+                if len(cache) > 8:
+                    cache.clear()
+                cache[key] = body
+        media = "text/xml" if version == "1.3.0" else "application/vnd.ogc.wms_xml"
+        return Response(body, media_type=media)
+
+    def get_map(q: Kvp, version: str) -> Response:
+        m = MapRequest(q, version, renderer)
+        fmt = (q.require("FORMAT")).split(";")[0].strip().lower()
+        if fmt not in FORMATS:
+            raise OgcError("InvalidFormat", f"FORMAT={fmt!r} is not one of {', '.join(FORMATS)}", locator="FORMAT")
+        transparent = (q.get("TRANSPARENT") or "FALSE").upper() == "TRUE"
+        bgcolor = _parse_bgcolor(q.get("BGCOLOR"))
+        body = renderer.map(m.layers, m.bbox, m.crs, m.width, m.height, fmt, transparent=transparent,
+                            bgcolor=bgcolor)
+        return Response(body, media_type=fmt)
+
+    def get_feature_info(q: Kvp, version: str) -> Response:
+        m = MapRequest(q, version, renderer, layers_param="QUERY_LAYERS" if "QUERY_LAYERS" in q else "LAYERS")
+        fmt = check_format(q.get("INFO_FORMAT"), "INFO_FORMAT")
+        names = ("I", "J") if ("I" in q or version == "1.3.0") and "X" not in q else ("X", "Y")
+        i = q.integer(names[0], 0, m.width - 1, code="InvalidPoint")
+        j = q.integer(names[1], 0, m.height - 1, code="InvalidPoint")
+        minx, miny, maxx, maxy = m.bbox
+        px = minx + (i + 0.5) * (maxx - minx) / m.width
+        py = maxy - (j + 0.5) * (maxy - miny) / m.height
+        count = max(1, q.integer("FEATURE_COUNT", 1, 100, required=False))
+        results = [(layer.id, renderer.point(layer, px, py, m.crs)) for layer in m.layers[: max(count, len(m.layers))]]
+        return feature_info_response(results, fmt)
+
+    def get_legend(q: Kvp) -> Response:
+        name = q.require("LAYER")
+        try:
+            layer = parse_layer(name)
+        except UnknownLayerError as exc:
+            raise OgcError("LayerNotDefined", str(exc), locator="LAYER") from None
+        style = q.get("STYLE")
+        if style not in (None, "", STYLE, "default"):
+            raise OgcError("StyleNotDefined", f"unknown style {style!r}", locator="STYLE")
+        info = renderer.catalog.info(layer)
+        fmt = (q.get("FORMAT") or "image/png").lower()
+        if fmt == "application/json":
+            return Response(json.dumps({"layer": layer.id, "title": layer.title,
+                                        "classes": [e.__dict__ for e in info.legend]}, ensure_ascii=False),
+                            media_type="application/json")
+        if fmt != "image/png":
+            raise OgcError("InvalidFormat", f"FORMAT={fmt!r}: legends are image/png or application/json",
+                           locator="FORMAT")
+        return Response(legend_png(layer.title, info.legend), media_type="image/png")
+
+    @router.get("/wms", response_class=Response, summary="WMS 1.3.0 / 1.1.1")
+    async def wms(request: Request) -> Response:
+        q = Kvp.of(request)
+        version = q.get("VERSION") or q.get("WMTVER") or "1.3.0"
+        exc_version = version if version in VERSIONS else "1.3.0"
+        try:
+            service = q.get("SERVICE", "WMS")
+            if service.upper() != "WMS":
+                raise OgcError("InvalidParameterValue", f"SERVICE={service!r}: this endpoint is WMS",
+                               locator="SERVICE")
+            req = q.require("REQUEST").lower()
+            if req in ("getcapabilities", "capabilities"):
+                # version negotiation: anything but 1.1.x gets 1.3.0
+                return await run_in_threadpool(capabilities, request, "1.1.1" if version.startswith("1.1") else "1.3.0")
+            if version not in VERSIONS:
+                raise OgcError("InvalidParameterValue", f"VERSION={version!r}: use 1.3.0 or 1.1.1", locator="VERSION")
+            if req == "getmap":
+                return await run_in_threadpool(get_map, q, version)
+            if req == "getfeatureinfo":
+                return await run_in_threadpool(get_feature_info, q, version)
+            if req == "getlegendgraphic":
+                return await run_in_threadpool(get_legend, q)
+            raise OgcError("OperationNotSupported", f"REQUEST={q.get('REQUEST')!r} is not supported",
+                           locator="REQUEST")
+        except OgcError as exc:
+            return wms_exception(exc, exc_version)
+
+    return router

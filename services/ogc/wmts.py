@@ -1,0 +1,273 @@
+"""WMTS 1.0.0, KVP and RESTful, with Géoplateforme-style identifiers.
+
+KVP exactly as clients of ``data.geopf.fr/wmts`` send it (``SERVICE=WMTS&REQUEST=GetTile&LAYER=
+OCSGE.COUVERTURE.2021-2023&STYLE=normal&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=z&TILEROW=y&
+TILECOL=x``), dispatched to the renderer in-process (no redirect); RESTful templates for clients that
+prefer them. Capabilities list only layers with data in the catalogue, with TileMatrixSetLimits
+computed from their bounds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from morecantile import Tile, TileMatrixSet
+
+from services.ogc.featureinfo import check_format, feature_info_response
+from services.ogc.kvp import Kvp, OgcError, attr, ows_exception, x
+from services.tiles import tms as tms_registry
+from services.tiles.layers import STYLE, Layer, UnknownLayerError, parse_layer
+from services.tiles.mosaic import LayerInfo
+from services.tiles.render import EXTENSIONS, FORMATS, OutOfRange, Renderer
+
+STYLES = (STYLE, "default")  # "default" is what some clients send when they know no better
+
+
+def tile_limits(tms: TileMatrixSet, bounds: tuple[float, float, float, float], z: int) -> tuple[int, int, int, int]:
+    """(min_row, max_row, min_col, max_col) of the tiles covering WGS84 ``bounds`` at zoom ``z``."""
+    west, south, east, north = bounds
+    geo = tms.rasterio_geographic_crs
+    from rasterio.warp import transform
+
+    xs, ys = transform("EPSG:4326", geo, [west, east, west, east], [north, north, south, south])
+    matrix = tms.matrix(z)
+    cols, rows = [], []
+    for lon, lat in zip(xs, ys, strict=True):
+        t = tms.tile(lon, lat, z, ignore_coalescence=True)
+        cols.append(min(max(t.x, 0), matrix.matrixWidth - 1))
+        rows.append(min(max(t.y, 0), matrix.matrixHeight - 1))
+    return min(rows), max(rows), min(cols), max(cols)
+
+
+def tile_matrix_set_xml(tms: TileMatrixSet, maxzoom: int) -> str:
+    parts = [f"<TileMatrixSet><ows:Identifier>{x(tms.id)}</ows:Identifier>",
+             f"<ows:SupportedCRS>{tms_registry.crs_urn(tms)}</ows:SupportedCRS>"]
+    for z in range(tms.minzoom, min(maxzoom, tms.maxzoom) + 1):
+        m = tms.matrix(z)
+        ox, oy = m.pointOfOrigin
+        corner = f"{ox} {oy}" if tms_registry.crs_urn(tms).endswith("CRS84") else f"{ox:.10g} {oy:.10g}"
+        parts.append(
+            f"<TileMatrix><ows:Identifier>{m.id}</ows:Identifier><ScaleDenominator>{m.scaleDenominator!r}"
+            f"</ScaleDenominator><TopLeftCorner>{corner}</TopLeftCorner><TileWidth>{m.tileWidth}</TileWidth>"
+            f"<TileHeight>{m.tileHeight}</TileHeight><MatrixWidth>{m.matrixWidth}</MatrixWidth>"
+            f"<MatrixHeight>{m.matrixHeight}</MatrixHeight></TileMatrix>"
+        )
+    parts.append("</TileMatrixSet>")
+    return "".join(parts)
+
+
+def _operation(name: str, base: str) -> str:
+    kvp = (f'<ows:Get xlink:href={attr(base + "/wmts?")}><ows:Constraint name="GetEncoding"><ows:AllowedValues>'
+           "<ows:Value>KVP</ows:Value></ows:AllowedValues></ows:Constraint></ows:Get>")
+    rest = (f'<ows:Get xlink:href={attr(base + "/wmts/1.0.0/")}><ows:Constraint name="GetEncoding"><ows:AllowedValues>'
+            "<ows:Value>RESTful</ows:Value></ows:AllowedValues></ows:Constraint></ows:Get>")
+    return f'<ows:Operation name="{name}"><ows:DCP><ows:HTTP>{kvp}{rest}</ows:HTTP></ows:DCP></ows:Operation>'
+
+
+def layer_xml(info: LayerInfo, base: str) -> str:
+    layer = info.layer
+    w, s, e, n = info.bounds
+    links = []
+    for name in tms_registry.ADVERTISED:
+        tms = tms_registry.get(name)
+        zmin, zmax = tms_registry.zoom_range(name, layer.minzoom, layer.maxzoom)
+        limits = []
+        for z in range(zmin, zmax + 1):
+            r0, r1, c0, c1 = tile_limits(tms, info.bounds, z)
+            limits.append(f"<TileMatrixLimits><TileMatrix>{z}</TileMatrix><MinTileRow>{r0}</MinTileRow>"
+                          f"<MaxTileRow>{r1}</MaxTileRow><MinTileCol>{c0}</MinTileCol><MaxTileCol>{c1}</MaxTileCol>"
+                          "</TileMatrixLimits>")
+        links.append(f"<TileMatrixSetLink><TileMatrixSet>{name}</TileMatrixSet><TileMatrixSetLimits>"
+                     + "".join(limits) + "</TileMatrixSetLimits></TileMatrixSetLink>")
+    rest = f"{base}/wmts/1.0.0/{layer.id}/{{Style}}/{{TileMatrixSet}}/{{TileMatrix}}/{{TileRow}}/{{TileCol}}"
+    resources = [f'<ResourceURL format="{mt}" resourceType="tile" template={attr(f"{rest}.{ext}")}/>'
+                 for mt, (_, ext) in FORMATS.items()]
+    resources += [
+        f'<ResourceURL format="{mt}" resourceType="FeatureInfo" template={attr(f"{rest}/{{J}}/{{I}}.{ext}")}/>'
+        for mt, ext in (("application/json", "json"), ("text/plain", "txt"), ("text/html", "html"))
+    ]
+    return (
+        f"<Layer><ows:Title>{x(layer.title)}</ows:Title><ows:Abstract>{x(layer.abstract)}</ows:Abstract>"
+        f"<ows:WGS84BoundingBox><ows:LowerCorner>{w:.6f} {s:.6f}</ows:LowerCorner>"
+        f"<ows:UpperCorner>{e:.6f} {n:.6f}</ows:UpperCorner></ows:WGS84BoundingBox>"
+        f"<ows:Identifier>{x(layer.id)}</ows:Identifier>"
+        f'<Style isDefault="true"><ows:Title>Légende générique</ows:Title><ows:Identifier>{STYLE}</ows:Identifier>'
+        f'<LegendURL format="image/png" xlink:href={attr(f"{base}/tiles/{layer.id}/legend.png")}/></Style>'
+        + "".join(f"<Format>{mt}</Format>" for mt in FORMATS)
+        + "".join(f"<InfoFormat>{mt}</InfoFormat>" for mt in ("text/plain", "application/json", "text/html"))
+        + "".join(links) + "".join(resources) + "</Layer>"
+    )
+
+
+def capabilities_xml(infos: list[LayerInfo], base: str) -> str:
+    maxzoom = max([info.layer.maxzoom for info in infos] + [18])
+    sets = "".join(
+        tile_matrix_set_xml(
+            tms_registry.get(name),
+            max(tms_registry.zoom_range(name, 0, maxzoom)[1], 0),
+        )
+        for name in tms_registry.ADVERTISED
+    )
+    ops = "".join(_operation(n, base) for n in ("GetCapabilities", "GetTile", "GetFeatureInfo"))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<Capabilities xmlns="http://www.opengis.net/wmts/1.0" xmlns:ows="http://www.opengis.net/ows/1.1" '
+        'xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:gml="http://www.opengis.net/gml" version="1.0.0" xsi:schemaLocation="http://www.opengis.net/wmts/1.0 '
+        'http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd">'
+        "<ows:ServiceIdentification><ows:Title>OCS GE — WMTS</ows:Title>"
+        "<ows:Abstract>Occupation du sol à grande échelle: couverture, usage, artificialisation, zone construite, "
+        "prédictions et évolutions, par campagne.</ows:Abstract>"
+        "<ows:Keywords><ows:Keyword>OCS GE</ows:Keyword><ows:Keyword>occupation du sol</ows:Keyword></ows:Keywords>"
+        "<ows:ServiceType>OGC WMTS</ows:ServiceType><ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>"
+        "<ows:Fees>none</ows:Fees><ows:AccessConstraints>Licence Ouverte 2.0</ows:AccessConstraints>"
+        "</ows:ServiceIdentification>"
+        "<ows:ServiceProvider><ows:ProviderName>OCS GE cloud</ows:ProviderName>"
+        f"<ows:ProviderSite xlink:href={attr(base + '/')}/><ows:ServiceContact/></ows:ServiceProvider>"
+        f"<ows:OperationsMetadata>{ops}</ows:OperationsMetadata>"
+        "<Contents>" + "".join(layer_xml(i, base) for i in infos) + sets + "</Contents>"
+        f"<ServiceMetadataURL xlink:href={attr(base + '/wmts/1.0.0/WMTSCapabilities.xml')}/>"
+        "</Capabilities>\n"
+    )
+
+
+def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRouter:
+    router = APIRouter(tags=["WMTS"])
+    cache: dict[tuple[str, str], bytes] = {}
+    lock = threading.Lock()
+
+    def capabilities(request: Request) -> Response:
+        base = base_url(request)
+        key = (base, renderer.finder.version())
+        with lock:
+            body = cache.get(key)
+        if body is None:
+            body = capabilities_xml(renderer.catalog.available_layers(), base).encode()
+            with lock:
+                cache.clear()
+                cache[key] = body
+        return Response(body, media_type="application/xml")
+
+    def resolve(layer_id: str, style: str | None, tms_name: str) -> Layer:
+        try:
+            layer = parse_layer(layer_id)
+        except UnknownLayerError as exc:
+            raise OgcError("InvalidParameterValue", str(exc), locator="LAYER") from None
+        if not renderer.catalog.info(layer).available:
+            raise OgcError("InvalidParameterValue", f"layer {layer_id!r} has no published data", locator="LAYER")
+        if style is not None and style not in STYLES:
+            raise OgcError("InvalidParameterValue", f"unknown STYLE {style!r}: this layer has {STYLE!r}",
+                           locator="STYLE")
+        if tms_name not in tms_registry.SUPPORTED.list():
+            raise OgcError("InvalidParameterValue",
+                           f"unknown TILEMATRIXSET {tms_name!r}: expected one of {', '.join(tms_registry.ADVERTISED)}",
+                           locator="TILEMATRIXSET")
+        return layer
+
+    def tile_format(fmt: str | None) -> str:
+        media = (fmt or "image/png").split(";")[0].strip().lower()
+        media = EXTENSIONS.get(media, media)
+        if media not in FORMATS:
+            raise OgcError("InvalidParameterValue", f"unsupported FORMAT {fmt!r}: expected {', '.join(FORMATS)}",
+                           locator="FORMAT")
+        return media
+
+    async def get_tile(layer: Layer, tms_name: str, z: int, row: int, col: int, media: str) -> Response:
+        try:
+            renderer.check_tile(layer, tms_name, z, col, row)
+        except OutOfRange as exc:
+            raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX" if "TileMatrix" in str(exc)
+                           else "TILEROW") from None
+        body = await run_in_threadpool(renderer.tile, layer, tms_name, z, col, row, media)
+        return Response(body, media_type=media)
+
+    async def feature_info(layer: Layer, tms_name: str, z: int, row: int, col: int, i: int, j: int,
+                           fmt: str) -> Response:
+        try:
+            renderer.check_tile(layer, tms_name, z, col, row)
+        except OutOfRange as exc:
+            raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX") from None
+        tms = tms_registry.get(tms_name)
+        m = tms.matrix(z)
+        if not (0 <= i < m.tileWidth and 0 <= j < m.tileHeight):
+            raise OgcError("PointIJOutOfRange", f"I={i}, J={j} outside the {m.tileWidth}×{m.tileHeight} tile",
+                           locator="I")
+        left, bottom, right, top = tms.xy_bounds(Tile(col, row, z))
+        px = left + (i + 0.5) * (right - left) / m.tileWidth
+        py = top - (j + 0.5) * (top - bottom) / m.tileHeight
+        info = await run_in_threadpool(renderer.point, layer, px, py, tms.rasterio_crs)
+        return feature_info_response([(layer.id, info)], fmt)
+
+    @router.get("/wmts", response_class=Response, summary="WMTS KVP (GetCapabilities, GetTile, GetFeatureInfo)")
+    async def wmts_kvp(request: Request) -> Response:
+        try:
+            q = Kvp.of(request)
+            service = q.get("SERVICE", "WMTS")
+            if service.upper() != "WMTS":
+                raise OgcError("InvalidParameterValue", f"SERVICE={service!r}: this endpoint is WMTS",
+                               locator="SERVICE")
+            req = q.require("REQUEST")
+            version = q.get("VERSION")
+            if version is not None and version != "1.0.0" and req.lower() != "getcapabilities":
+                raise OgcError("VersionNegotiationFailed", f"VERSION={version!r}: only 1.0.0", locator="VERSION")
+            if req.lower() == "getcapabilities":
+                return await run_in_threadpool(capabilities, request)
+            if req.lower() not in ("gettile", "getfeatureinfo"):
+                raise OgcError("OperationNotSupported", f"REQUEST={req!r} is not supported", locator="REQUEST")
+            tms_name = q.require("TILEMATRIXSET")
+            layer = resolve(q.require("LAYER"), q.get("STYLE"), tms_name)
+            z = q.integer("TILEMATRIX", 0)
+            row = q.integer("TILEROW", 0)
+            col = q.integer("TILECOL", 0)
+            if req.lower() == "gettile":
+                return await get_tile(layer, tms_name, z, row, col, tile_format(q.get("FORMAT")))
+            fmt = check_format(q.get("INFOFORMAT") or q.get("INFO_FORMAT"), "INFOFORMAT")
+            return await feature_info(layer, tms_name, z, row, col, q.integer("I", 0), q.integer("J", 0), fmt)
+        except OgcError as exc:
+            return ows_exception(exc)
+
+    @router.get("/wmts/1.0.0/WMTSCapabilities.xml", response_class=Response, summary="WMTS RESTful capabilities")
+    async def wmts_rest_capabilities(request: Request) -> Response:
+        return await run_in_threadpool(capabilities, request)
+
+    def _ints(**values: str) -> dict[str, int]:
+        out = {}
+        for name, raw in values.items():
+            try:
+                out[name] = int(raw)
+            except ValueError:
+                raise OgcError("InvalidParameterValue", f"{name}={raw!r} is not an integer", locator=name) from None
+            if out[name] < 0:
+                raise OgcError("InvalidParameterValue", f"{name}={raw!r} is negative", locator=name)
+        return out
+
+    @router.get("/wmts/1.0.0/{layer}/{style}/{tms}/{z}/{row}/{col}.{ext}", response_class=Response,
+                summary="WMTS RESTful GetTile")
+    async def wmts_rest_tile(layer: str, style: str, tms: str, z: str, row: str, col: str, ext: str) -> Response:
+        try:
+            resolved = resolve(layer, style, tms)
+            n = _ints(TILEMATRIX=z, TILEROW=row, TILECOL=col)
+            return await get_tile(resolved, tms, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], tile_format(ext))
+        except OgcError as exc:
+            return ows_exception(exc)
+
+    @router.get("/wmts/1.0.0/{layer}/{style}/{tms}/{z}/{row}/{col}/{j}/{i}.{ext}", response_class=Response,
+                summary="WMTS RESTful GetFeatureInfo")
+    async def wmts_rest_info(layer: str, style: str, tms: str, z: str, row: str, col: str, j: str, i: str,
+                             ext: str) -> Response:
+        try:
+            resolved = resolve(layer, style, tms)
+            n = _ints(TILEMATRIX=z, TILEROW=row, TILECOL=col, I=i, J=j)
+            fmt = {"json": "application/json", "txt": "text/plain", "html": "text/html"}.get(ext)
+            if fmt is None:
+                raise OgcError("InvalidParameterValue", f"unsupported info format .{ext}", locator="INFOFORMAT")
+            return await feature_info(resolved, tms, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], n["I"], n["J"],
+                                      fmt)
+        except OgcError as exc:
+            return ows_exception(exc)
+
+    return router

@@ -1,0 +1,1 @@
+"""Raster tiles: national mosaics of the class COGs over the catalogue, single COGs, legends."""

@@ -1,0 +1,154 @@
+"""The raster tile service: national mosaics per layer (titiler's MosaicTilerFactory over the catalogue),
+single COGs of the catalogue (TilerFactory), tile matrix sets, legends, and the OGC WMTS/WMS endpoints.
+
+Paths (one app, the same behind CloudFront):
+    /tiles/layers                                   available layers, their départements and links
+    /tiles/{layer}/tiles/{tms}/{z}/{x}/{y}[.fmt]    XYZ tiles of a national mosaic (titiler)
+    /tiles/{layer}/{tms}/tilejson.json              TileJSON (titiler)
+    /tiles/{layer}/legend.png | legend.json         legend
+    /tiles/items/{product}/{item}/…                 one COG of the catalogue (titiler)
+    /tiles/tileMatrixSets[/{id}]                    tile matrix sets
+    /wmts, /wmts/1.0.0/…                            WMTS KVP and RESTful
+    /wms                                            WMS 1.3.0 / 1.1.1
+"""
+
+
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from titiler.core.factory import TilerFactory, TMSFactory
+from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+from titiler.mosaic.factory import MosaicTilerFactory
+
+from ocsge.errors import OcsgeError
+from services.assets import AssetFinder, default_finder
+from services.caching import ETagMiddleware
+from services.ogc.wms import wms_router
+from services.ogc.wmts import wmts_router
+from services.tiles import tms as tms_registry
+from services.tiles.layers import Layer, UnknownLayerError, parse_layer
+from services.tiles.mosaic import CachedReader
+from services.tiles.palettes import legend_png
+from services.tiles.render import OutOfRange, Renderer
+
+
+def base_url(request: Request) -> str:
+    from ocsge.settings import get_settings
+
+    public = get_settings().public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+def create_app(finder: AssetFinder | None = None) -> FastAPI:
+    finder = finder or default_finder()
+    renderer = Renderer(finder)
+    app = FastAPI(title="OCS GE tiles", description="Raster tiles, WMTS and WMS of OCS GE layers",
+                  docs_url="/tiles/docs", openapi_url="/tiles/openapi.json")
+    app.state.finder = finder
+    app.state.renderer = renderer
+
+    def layer_path(layer: Annotated[str, Path(description="Layer id, e.g. OCSGE.COUVERTURE.2021-2023")]) -> str:
+        try:
+            parsed = parse_layer(layer)
+        except UnknownLayerError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if not renderer.catalog.info(parsed).available:
+            raise HTTPException(404, f"layer {layer!r} has no published data")
+        return parsed.id
+
+    def layer_colormap(layer: Annotated[str, Path()]) -> dict[int, tuple[int, int, int, int]]:
+        return renderer.catalog.info(layer_path(layer)).colormap
+
+    def check_tile_limits(request: Request) -> None:
+        params = request.path_params
+        if "z" not in params or "tileMatrixSetId" not in params or "layer" not in params:
+            return
+        try:
+            renderer.check_tile(parse_layer(params["layer"]), params["tileMatrixSetId"], int(params["z"]),
+                                int(params["x"]), int(params["y"]))
+        except (OutOfRange, ValueError, tms_registry.UnknownTileMatrixSet, UnknownLayerError) as exc:
+            raise HTTPException(404 if isinstance(exc, OutOfRange) else 400, str(exc)) from None
+
+    # single COGs of the catalogue: /tiles/items/{product}/{item}
+    def item_path(product: Annotated[str, Path()], item: Annotated[str, Path()]) -> str:
+        for asset in finder.find(product) if product in _ITEM_PRODUCTS else []:
+            if item in (asset.item_id, asset.name.rsplit(".", 1)[0]):
+                return finder.storage.gdal_path(asset.key)
+        raise HTTPException(404, f"no {product!r} item {item!r} in the catalogue")
+
+    items = TilerFactory(reader=CachedReader, path_dependency=item_path, supported_tms=tms_registry.SUPPORTED,
+                         router_prefix="/tiles/items/{product}/{item}", add_viewer=False)
+    app.include_router(items.router, prefix="/tiles/items/{product}/{item}", tags=["Single COG"])
+
+    tmsf = TMSFactory(supported_tms=tms_registry.SUPPORTED, router_prefix="/tiles")
+    app.include_router(tmsf.router, prefix="/tiles", tags=["Tile matrix sets"])
+
+    @app.get("/tiles/layers", tags=["Layers"])
+    def layers(request: Request) -> list[dict[str, Any]]:
+        base = base_url(request)
+        return [layer_summary(info.layer, renderer, base) for info in renderer.catalog.available_layers()]
+
+    @app.get("/tiles/{layer}/legend.json", tags=["Layers"])
+    def legend_json(layer: Annotated[str, Depends(layer_path)]) -> dict[str, Any]:
+        info = renderer.catalog.info(layer)
+        return {"layer": layer, "title": info.layer.title,
+                "classes": [e.__dict__ for e in info.legend]}
+
+    @app.get("/tiles/{layer}/legend.png", tags=["Layers"], response_class=Response)
+    def legend_image(layer: Annotated[str, Depends(layer_path)]) -> Response:
+        info = renderer.catalog.info(layer)
+        return Response(legend_png(info.layer.title, info.legend), media_type="image/png")
+
+    mosaic = MosaicTilerFactory(
+        backend=renderer.backend,
+        path_dependency=layer_path,
+        colormap_dependency=layer_colormap,
+        supported_tms=tms_registry.SUPPORTED,
+        router_prefix="/tiles/{layer}",
+        add_viewer=False,
+    )
+    app.include_router(mosaic.router, prefix="/tiles/{layer}", tags=["Mosaic layers"],
+                       dependencies=[Depends(check_tile_limits)])
+
+    app.include_router(wmts_router(renderer, base_url))
+    app.include_router(wms_router(renderer, base_url))
+
+    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    add_exception_handlers(app, MOSAIC_STATUS_CODES)
+
+    @app.exception_handler(OcsgeError)
+    async def ocsge_error(request: Request, exc: OcsgeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    app.add_middleware(ETagMiddleware)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"],
+                       expose_headers=["ETag"])
+    return app
+
+
+_ITEM_PRODUCTS = ("couverture_cog", "usage_cog", "artif_cog", "construction_cog", "prediction", "difference_cog")
+
+
+def layer_summary(layer: Layer, renderer: Renderer, base: str) -> dict[str, Any]:
+    info = renderer.catalog.info(layer)
+    return {
+        "id": layer.id,
+        "title": layer.title,
+        "kind": layer.kind,
+        "campaign": layer.campaign,
+        "previous": layer.previous,
+        "bounds": list(info.bounds),
+        "departements": list(info.departements),
+        "minzoom": layer.minzoom,
+        "maxzoom": layer.maxzoom,
+        "tiles": f"{base}/tiles/{layer.id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png",
+        "wmts": (f"{base}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer.id}&STYLE=normal"
+                 "&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}"),
+        "tilejson": f"{base}/tiles/{layer.id}/WebMercatorQuad/tilejson.json",
+        "legend": f"{base}/tiles/{layer.id}/legend.png",
+        "legend_json": f"{base}/tiles/{layer.id}/legend.json",
+    }

@@ -1,0 +1,156 @@
+"""Colours and legends of every raster layer kind, from the official nomenclature.
+
+Class rasters are uint8 with value *i* = the *i*-th leaf in legend order and 0 = nodata
+(``ocsge.nomenclature``). Couverture, usage and predictions (which carry couverture values) use the
+official colours; artificialisation, zone construite and differences use the palette below unless the
+COG carries its own colour table and ``CLASS_<value>`` band tags, which then win (the producer knows
+best what its values mean).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ocsge.nomenclature import COUVERTURE, CS_LEAVES, US_LEAVES, USAGE, Kind, palette
+
+RGBA = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    value: int
+    code: str
+    label: str
+    colour: str  # "#RRGGBB"
+
+    @property
+    def rgba(self) -> RGBA:
+        return (int(self.colour[1:3], 16), int(self.colour[3:5], 16), int(self.colour[5:7], 16), 255)
+
+
+def _nomenclature_legend(kind: Kind) -> tuple[LegendEntry, ...]:
+    table = COUVERTURE if kind is Kind.COUVERTURE else USAGE
+    leaves = CS_LEAVES if kind is Kind.COUVERTURE else US_LEAVES
+    return tuple(
+        LegendEntry(table[c].raster_value or 0, c, table[c].label, table[c].colour or "#000000") for c in leaves
+    )
+
+
+# Binary and change layers (value 0 = nodata everywhere). Colours follow sparte's maps: artificialised in
+# the built-area pink of CS1.1.1.1, non-artificialised in the herbaceous green of CS2.2.1.
+_FIXED: dict[str, tuple[LegendEntry, ...]] = {
+    "artif": (
+        LegendEntry(1, "artif", "Artificialisé", "#FF377A"),
+        LegendEntry(2, "non artif", "Non artificialisé", "#CCF24D"),
+    ),
+    "construction": (LegendEntry(1, "zone construite", "Zone construite", "#E6004D"),),
+    "difference": (
+        LegendEntry(1, "couverture", "Changement de couverture", "#FF8C00"),
+        LegendEntry(2, "usage", "Changement d'usage", "#0066FF"),
+        LegendEntry(3, "couverture et usage", "Changement de couverture et d'usage", "#A600CC"),
+        LegendEntry(4, "artificialisation", "Artificialisation (+1)", "#E6004D"),
+        LegendEntry(5, "désartificialisation", "Désartificialisation (−1)", "#00A600"),
+    ),
+}
+
+
+@lru_cache(maxsize=16)
+def default_legend(kind: str) -> tuple[LegendEntry, ...]:
+    if kind in ("couverture", "prediction"):
+        return _nomenclature_legend(Kind.COUVERTURE)
+    if kind == "usage":
+        return _nomenclature_legend(Kind.USAGE)
+    return _FIXED[kind]
+
+
+def legend_from_dataset(kind: str, colormap: dict[int, RGBA] | None, tags: dict[str, str]) -> tuple[LegendEntry, ...]:
+    """The legend a COG declares (colour table + ``CLASS_<v>`` tags), else the default for its kind."""
+    if kind in ("couverture", "usage", "prediction") or not colormap:
+        return default_legend(kind)
+    defaults = {e.value: e for e in default_legend(kind)}
+    entries = []
+    for value, rgba in sorted(colormap.items()):
+        if value == 0 or len(rgba) < 4 or rgba[3] == 0:
+            continue
+        label = tags.get(f"CLASS_{value}")
+        if label is None and value not in defaults:
+            continue
+        base = defaults.get(value)
+        colour = "#{:02X}{:02X}{:02X}".format(*rgba[:3])
+        entries.append(LegendEntry(value, base.code if base else str(value), label or base.label, colour))  # type: ignore[union-attr]
+    return tuple(entries) or default_legend(kind)
+
+
+def colormap_of(legend: tuple[LegendEntry, ...]) -> dict[int, RGBA]:
+    """A full 256-entry colour map (rio-tiler uses a LUT then): unknown values and 0 transparent."""
+    cmap: dict[int, RGBA] = {v: (0, 0, 0, 0) for v in range(256)}
+    for entry in legend:
+        cmap[entry.value] = entry.rgba
+    return cmap
+
+
+def nomenclature_colormap(kind: Kind) -> dict[int, RGBA]:
+    cmap: dict[int, RGBA] = {v: (0, 0, 0, 0) for v in range(256)}
+    cmap.update(palette(kind))  # type: ignore[arg-type]
+    return cmap
+
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans{}.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans{}.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans{}.ttf",
+)
+
+
+@lru_cache(maxsize=8)
+def _font(size: int, bold: bool = False):  # type: ignore[no-untyped-def]
+    """A TrueType font with French accents when the system has one, else Pillow's built-in font."""
+    import os
+
+    from PIL import ImageFont
+
+    for pattern in FONT_CANDIDATES:
+        path = pattern.format("-Bold" if bold else "")
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size), True
+    return ImageFont.load_default(size=size), False
+
+
+def _ascii(text: str) -> str:
+    import unicodedata
+
+    text = text.replace("—", "-").replace("→", "->").replace("−", "-").replace("’", "'")
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def legend_png(title: str, legend: tuple[LegendEntry, ...], scale: float = 1.0) -> bytes:
+    """A legend image: a swatch and ``code — label`` per class, under the layer title."""
+    from PIL import Image, ImageDraw
+
+    size = max(10, round(12 * scale))
+    font, accents = _font(size)
+    bold, _ = _font(size + 2, bold=True)
+    if not accents:  # Pillow's built-in font has no accented glyphs: write plain ASCII rather than boxes
+        title = _ascii(title)
+    row = round(size * 1.6)
+    swatch = round(size * 1.2)
+    pad = round(6 * scale)
+    lines = [f"{e.code} — {e.label}" if e.code != e.label else e.label for e in legend]
+    if not accents:
+        lines = [_ascii(t) for t in lines]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width_text = max([probe.textlength(t, font=font) for t in lines] + [probe.textlength(title, font=bold)])
+    width = int(pad * 3 + swatch + width_text)
+    height = int(pad * 2 + row * (len(lines) + 1))
+    img = Image.new("RGBA", (width, height), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, pad), title, fill=(0, 0, 0, 255), font=bold)
+    for i, (entry, text) in enumerate(zip(legend, lines, strict=True)):
+        y = pad + row * (i + 1)
+        draw.rectangle([pad, y, pad + swatch, y + swatch], fill=entry.rgba, outline=(80, 80, 80, 255))
+        draw.text((pad * 2 + swatch, y), text, fill=(0, 0, 0, 255), font=font)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=True)
+    return out.getvalue()
