@@ -1,0 +1,56 @@
+"""``ocsge synth``: generate the synthetic territory (or, with ``--vector-only``, a département-sized pair
+of truths for scale tests)."""
+
+from __future__ import annotations
+
+import click
+
+from ocsge.errors import OcsgeError
+from ocsge.settings import get_settings
+
+
+def _millesimes(value: str) -> tuple[int, int]:
+    try:
+        years = tuple(int(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        raise OcsgeError(f"--millesimes {value!r}: expected two years such as 2021,2024") from None
+    if len(years) != 2:
+        raise OcsgeError(f"--millesimes {value!r}: expected two years such as 2021,2024")
+    return years  # type: ignore[return-value]
+
+
+@click.command("synth")
+@click.option("--root", default=None, help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")
+@click.option("--departement", default="S01", show_default=True, help="Synthetic département code (S01…S99).")
+@click.option("--width-m", type=float, default=2000.0, show_default=True, help="Territory width (m).")
+@click.option("--height-m", type=float, default=1500.0, show_default=True, help="Territory height (m).")
+@click.option("--seed", type=int, default=None, help="Random seed (default OCSGE_SEED, 42).")
+@click.option("--millesimes", default="2021,2024", show_default=True, help="The two millésimes, earlier first.")
+@click.option("--resolution", type=float, default=0.2, show_default=True, help="Imagery resolution (m).")
+@click.option("--no-imagery", is_flag=True, help="Vectors and deliveries only, no COGs.")
+@click.option("--vector-only", is_flag=True, help="Département-sized pair of truths (no imagery, no ancillary).")
+@click.option("--polygons", type=int, default=200_000, show_default=True,
+              help="With --vector-only: polygons per millésime.")
+@click.option("--force", is_flag=True, help="Regenerate even if the same territory is already there.")
+def synth(root: str | None, departement: str, width_m: float, height_m: float, seed: int | None,
+          millesimes: str, resolution: float, no_imagery: bool, vector_only: bool, polygons: int,
+          force: bool) -> None:
+    """Generate a seeded synthetic territory: truth, ancillary, imagery COGs, IGN-like deliveries."""
+    from ocsge.storage import open_storage
+    from ocsge.territory import departement as get_departement
+
+    dep = get_departement(departement)  # unknown code → error naming it, before anything is written
+    if not dep.synthetic:
+        raise OcsgeError(f"département {departement!r} is a real one: synthetic territories use S01…S99")
+    years = _millesimes(millesimes)
+    seed = get_settings().seed if seed is None else seed
+    storage = open_storage(root)
+    if vector_only:
+        from inference_batch.synth.vector_scale import generate_vector_pair
+
+        generate_vector_pair(storage, dep.code, n_polygons=polygons, seed=seed, millesimes=years, force=force)
+        return
+    from inference_batch.synth.generate import generate
+
+    generate(storage, dep.code, width_m=width_m, height_m=height_m, seed=seed, millesimes=years,
+             imagery=not no_imagery, resolution=resolution, force=force)
