@@ -51,7 +51,7 @@ class PixelInfo:
 
 @lru_cache(maxsize=32)
 def blank(media_type: str, width: int, height: int) -> bytes:
-    data = np.zeros((1, height, width), dtype="uint8")
+    data = np.zeros((3, height, width), dtype="uint8")
     if media_type == "image/jpeg":
         return render(np.full((3, height, width), 255, dtype="uint8"), img_format="JPEG")
     return render(data, np.zeros((height, width), dtype="uint8"), img_format=FORMATS[media_type][0])

@@ -1,0 +1,182 @@
+"""The STAC API app, assembled from stac-fastapi 7 parts over one :class:`CatalogBackend`.
+
+Read-only by construction: no transaction extension is registered. Errors are STAC error documents
+(``{"code", "description"}``): a request the client got wrong is a 400 naming the parameter, a missing
+collection or item a 404, an unreachable database a 503; anything unexpected is logged and answered
+with a generic 500 that reveals nothing of the internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attr
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.api.models import JSONResponse, create_get_request_model, create_post_request_model
+from stac_fastapi.extensions.core import (
+    CollectionSearchExtension,
+    FieldsExtension,
+    FreeTextExtension,
+    ItemCollectionFilterExtension,
+    OffsetPaginationExtension,
+    SearchFilterExtension,
+    SortExtension,
+    TokenPaginationExtension,
+)
+from stac_fastapi.extensions.core.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.core.free_text import FreeTextConformanceClasses
+from stac_fastapi.extensions.core.sort import ItemCollectionSortExtension
+from stac_fastapi.types.config import ApiSettings
+from stac_fastapi.types.core import AsyncBaseFiltersClient
+from stac_fastapi.types.errors import NotFoundError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from catalog.search.base import CatalogBackend
+from catalog.search.pgstac import PgstacError
+from catalog.search.request import MAX_LIMIT, InvalidSearch, UnknownCollection
+from ocsge import __version__
+
+log = logging.getLogger(__name__)
+
+QUERYABLES = {
+    "ocsge:departement": {"type": "string", "title": "Département (01…95, 2A, 2B, 971…976)"},
+    "ocsge:millesime": {"type": "integer", "title": "Millésime (année de prise de vue)"},
+    "ocsge:millesime_avant": {"type": "integer", "title": "Millésime antérieur (différences)"},
+    "ocsge:millesime_index": {"type": "integer", "title": "Rang du millésime (M1, M2, M3)"},
+    "ocsge:campaign": {"type": "string", "title": "Campagne (2017-2020, 2021-2023, 2024-2026)"},
+    "ocsge:source": {"type": "string", "enum": ["official", "auto"], "title": "Source"},
+    "ocsge:product": {"type": "string", "title": "Produit"},
+    "ocsge:block": {"type": "string", "title": "Bloc (prédictions)"},
+    "proj:code": {"type": "string", "title": "CRS"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "id": {"type": "string"},
+    "collection": {"type": "string"},
+    "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"},
+}
+
+
+@attr.s
+class QueryablesClient(AsyncBaseFiltersClient):
+    async def get_queryables(self, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "$schema": "https://json-schema.org/draft/2019-09/schema",
+            "$id": "queryables",
+            "type": "object",
+            "title": f"Queryables of {collection_id}" if collection_id else "Queryables",
+            "properties": QUERYABLES,
+            "additionalProperties": True,
+        }
+
+
+def _error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "description": description})
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    async def bad_request(request: Request, exc: Exception) -> JSONResponse:
+        return _error(400, "BadRequest", str(exc))
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error(404, "NotFound", str(exc))
+
+    async def unknown_collection(request: Request, exc: Exception) -> JSONResponse:
+        # in a search, an unknown collection is a parameter the client got wrong
+        return _error(400, "BadRequest", str(exc))
+
+    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return _error(400, "BadRequest", "; ".join(parts) or "invalid request")
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "NotFound" if exc.status_code == 404 else "BadRequest" if exc.status_code == 400 else "Error"
+        return _error(exc.status_code, code, str(exc.detail))
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("catalogue backend unavailable: %s", exc)
+        return _error(503, "ServiceUnavailable", "the catalogue is temporarily unavailable")
+
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, "InternalError", "internal error")
+
+    app.add_exception_handler(InvalidSearch, bad_request)
+    app.add_exception_handler(UnknownCollection, unknown_collection)
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(RequestValidationError, validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(PgstacError, unavailable)
+    app.add_exception_handler(Exception, internal)
+
+
+class LimitedSettings(ApiSettings):
+    """stac-fastapi settings: our title, limits and no docs-less surprises."""
+
+    stac_fastapi_title: str = "OCS GE cloud — STAC API"
+    stac_fastapi_description: str = (
+        "Catalogue STAC de l'occupation du sol à grande échelle (OCS GE) et de ses produits dérivés, "
+        "par département et millésime."
+    )
+    stac_fastapi_version: str = __version__
+    stac_fastapi_landing_id: str = "ocsge"
+
+
+def create_stac_app(backend: CatalogBackend) -> FastAPI:
+    """The STAC API over ``backend``; the backend is closed when the app shuts down."""
+    from contextlib import asynccontextmanager
+
+    from catalog.search import request as search_request
+    from services.stac.client import CatalogCoreClient
+
+    search_extensions = [
+        FieldsExtension(),
+        SearchFilterExtension(client=QueryablesClient()),
+        SortExtension(),
+        TokenPaginationExtension(),
+    ]
+    item_extensions = [
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        ItemCollectionFilterExtension(client=QueryablesClient()),
+        ItemCollectionSortExtension(),
+        TokenPaginationExtension(),
+    ]
+    collection_search = CollectionSearchExtension.from_extensions([
+        FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
+        OffsetPaginationExtension(),
+    ])
+    from stac_fastapi.api.models import ItemCollectionUri, create_request_model
+
+    items_get = create_request_model("ItemCollectionUri", base_model=ItemCollectionUri,
+                                     extensions=item_extensions, request_type="GET")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        backend.close()
+
+    settings = LimitedSettings()
+    api = StacApi(
+        settings=settings,
+        app=FastAPI(title=settings.stac_fastapi_title, version=__version__, lifespan=lifespan,
+                    openapi_url="/api", docs_url="/api.html", redoc_url=None),
+        client=CatalogCoreClient(backend=backend),
+        extensions=[*search_extensions, *item_extensions[1:2], collection_search],
+        search_get_request_model=create_get_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions),
+        items_get_request_model=items_get,
+        collections_get_request_model=collection_search.GET,
+        response_class=JSONResponse,
+        exceptions={},
+    )
+    add_error_handlers(api.app)
+    api.app.state.backend = backend
+    api.app.state.max_limit = search_request.MAX_LIMIT
+    return api.app
+
+
+__all__ = ["MAX_LIMIT", "create_stac_app"]
