@@ -122,7 +122,7 @@ def verify_item(storage: Storage, item: dict[str, Any], *, deep: bool = True,
     ``base`` is the key prefix the hrefs are relative to ('' for root-relative hrefs)."""
     for name, asset in item.get("assets", {}).items():
         href = asset.get("href", "")
-        key = _resolve(base, href)
+        key = snapshot.resolve_key(base, href)
         where = f"item {item.get('id')!r} ({item.get('collection')}), asset {name!r}"
         if key is None:
             raise PublishError(f"{where}: href {href!r} is not under the storage root {storage.root}")
@@ -138,21 +138,6 @@ def verify_item(storage: Storage, item: dict[str, Any], *, deep: bool = True,
             if actual != asset["file:checksum"]:
                 raise PublishError(f"{where}: checksum of {key!r} is {actual}, the item says "
                                    f"{asset['file:checksum']}; refusing to publish")
-
-
-def _resolve(base: str, href: str) -> str | None:
-    """Storage key of an href relative to the key prefix ``base`` (None when it leaves the root)."""
-    if "://" in href or href.startswith("/"):
-        return None
-    parts = [p for p in base.split("/") if p]
-    for part in href.split("/"):
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/".join(parts) or None
 
 
 def with_hrefs(item: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -261,7 +246,7 @@ def publish(
     storage.put_bytes(STATE_KEY, json.dumps(state, indent=0, sort_keys=True).encode(), stac.MEDIA_JSON)
 
     if pgstac_dsn:
-        from catalog import pgstac
+        from catalog.search import pgstac
 
         base = (asset_base_url or storage.url("x")[:-1]).rstrip("/") + "/"
         pgstac.load(pgstac_dsn, collections, [with_hrefs(it, base) for it in items])

@@ -93,3 +93,18 @@ def iter_items(raw: bytes) -> Iterator[bytes]:
     for line in raw.split(b"\n"):
         if line:
             yield line
+
+
+def resolve_key(base: str, href: str) -> str | None:
+    """Storage key of an href relative to the key prefix ``base`` (None when absolute or outside the root)."""
+    if "://" in href or href.startswith("/"):
+        return None
+    parts = [p for p in base.split("/") if p]
+    for part in href.split("/"):
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts) or None

@@ -15,28 +15,34 @@ import attr
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from stac_fastapi.api.app import StacApi
-from stac_fastapi.api.models import JSONResponse, create_get_request_model, create_post_request_model
-from stac_fastapi.extensions.core import (
+from stac_fastapi.api.models import (
+    ItemCollectionUri,
+    JSONResponse,
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
+from stac_fastapi.extensions import (
     CollectionSearchExtension,
     FieldsExtension,
     FreeTextExtension,
     ItemCollectionFilterExtension,
     OffsetPaginationExtension,
     SearchFilterExtension,
-    SortExtension,
     TokenPaginationExtension,
 )
-from stac_fastapi.extensions.core.fields import FieldsConformanceClasses
-from stac_fastapi.extensions.core.free_text import FreeTextConformanceClasses
-from stac_fastapi.extensions.core.sort import ItemCollectionSortExtension
+from stac_fastapi.extensions.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.filter.client import AsyncBaseFiltersClient
+from stac_fastapi.extensions.free_text import FreeTextConformanceClasses
+from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
 from stac_fastapi.types.config import ApiSettings
-from stac_fastapi.types.core import AsyncBaseFiltersClient
 from stac_fastapi.types.errors import NotFoundError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.search.base import CatalogBackend
 from catalog.search.pgstac import PgstacError
-from catalog.search.request import MAX_LIMIT, InvalidSearch, UnknownCollection
+from catalog.search.request import InvalidSearch, UnknownCollection
 from ocsge import __version__
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,19 @@ class QueryablesClient(AsyncBaseFiltersClient):
             "properties": QUERYABLES,
             "additionalProperties": True,
         }
+
+
+class MountedBaseUrl:
+    """Links must carry the path the app is mounted under (``/stac``): Starlette's ``base_url`` is the top
+    app's, so the mount's ``root_path`` becomes the app root for this sub-app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "app_root_path": scope.get("root_path", "")}
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
@@ -130,13 +149,12 @@ def create_stac_app(backend: CatalogBackend) -> FastAPI:
     """The STAC API over ``backend``; the backend is closed when the app shuts down."""
     from contextlib import asynccontextmanager
 
-    from catalog.search import request as search_request
     from services.stac.client import CatalogCoreClient
 
     search_extensions = [
         FieldsExtension(),
         SearchFilterExtension(client=QueryablesClient()),
-        SortExtension(),
+        SearchSortExtension(),
         TokenPaginationExtension(),
     ]
     item_extensions = [
@@ -149,7 +167,6 @@ def create_stac_app(backend: CatalogBackend) -> FastAPI:
         FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
         OffsetPaginationExtension(),
     ])
-    from stac_fastapi.api.models import ItemCollectionUri, create_request_model
 
     items_get = create_request_model("ItemCollectionUri", base_model=ItemCollectionUri,
                                      extensions=item_extensions, request_type="GET")
@@ -174,9 +191,6 @@ def create_stac_app(backend: CatalogBackend) -> FastAPI:
         exceptions={},
     )
     add_error_handlers(api.app)
+    api.app.add_middleware(MountedBaseUrl)
     api.app.state.backend = backend
-    api.app.state.max_limit = search_request.MAX_LIMIT
     return api.app
-
-
-__all__ = ["MAX_LIMIT", "create_stac_app"]

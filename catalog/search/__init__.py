@@ -1,0 +1,1 @@
+"""Catalogue search behind one interface: the embedded in-process index or pgstac (PostgreSQL)."""

@@ -1,0 +1,339 @@
+"""The embedded backend: the published snapshot held in memory, searched in-process.
+
+Built for one machine and for Lambdas without a database: the snapshot loads in one read, a shapely
+STRtree answers bbox/intersects, numpy arrays answer datetime, and CQL2 filters run on the remaining
+candidates — comparisons, ``in``, ``between``, ``like``, ``isNull`` and ``s_intersects`` on plain
+property columns directly, anything else through ``cql2``'s own evaluator. Items stay as their JSON
+bytes until a page is returned. The snapshot's etag is polled (one tiny read) at most every
+``reload_interval_s`` and a new index is swapped in when it changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from catalog import snapshot
+from catalog.search.base import SearchPage
+from catalog.search.request import (
+    InvalidSearch,
+    SearchRequest,
+    UnknownCollection,
+    apply_fields,
+    parse_interval,
+)
+from ocsge.storage import Storage
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_SCALAR = (str, int, float, bool)
+
+
+def _epoch(text: str | None) -> float:
+    if not text:
+        return np.nan
+    return parse_interval(text)[0]  # type: ignore[return-value]
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    for ch in pattern:
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return re.compile("^" + "".join(out) + "$", re.DOTALL)
+
+
+class EmbeddedIndex:
+    """One loaded snapshot. Immutable once built: a reload builds a new index."""
+
+    def __init__(self, snap: snapshot.Snapshot, asset_base: str) -> None:
+        import shapely
+        import shapely.geometry
+
+        self.etag = snap.etag
+        self.asset_base = asset_base
+        self.collections: dict[str, dict[str, Any]] = {c["id"]: c for c in sorted(snap.collections,
+                                                                                  key=lambda c: c["id"])}
+        rows = []
+        for line in snapshot.iter_items(snap.items_ndjson):
+            item = orjson.loads(line)
+            props = item.get("properties") or {}
+            dt = props.get("datetime") or props.get("start_datetime")
+            rows.append((dt or "", item["id"], item["collection"], props, item.get("geometry"), line))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)  # pgstac's default: datetime desc, id desc
+        self.n = len(rows)
+        self.raw: list[bytes] = [r[5] for r in rows]
+        self.ids: list[str] = [r[1] for r in rows]
+        self.coll: list[str] = [r[2] for r in rows]
+        self.props: list[dict[str, Any]] = [r[3] for r in rows]
+        self.start = np.array([_epoch(p.get("start_datetime") or p.get("datetime")) for p in self.props])
+        self.end = np.array([_epoch(p.get("end_datetime") or p.get("datetime")) for p in self.props])
+        self.geoms = [shapely.geometry.shape(r[4]) if r[4] else None for r in rows]
+        with_geom = [i for i, g in enumerate(self.geoms) if g is not None]
+        self._tree_index = np.array(with_geom, dtype=np.int64)
+        self._tree = shapely.STRtree([self.geoms[i] for i in with_geom])
+        self.by_collection: dict[str, np.ndarray] = {}
+        by_coll: dict[str, list[int]] = {}
+        self.by_id: dict[str, list[int]] = {}
+        for i in range(self.n):
+            by_coll.setdefault(self.coll[i], []).append(i)
+            self.by_id.setdefault(self.ids[i], []).append(i)
+        self.by_collection = {k: np.array(v, dtype=np.int64) for k, v in by_coll.items()}
+        self._columns: dict[str, list[Any]] = {"id": self.ids, "collection": self.coll}
+        self._lock = threading.Lock()
+
+    # --- columns ------------------------------------------------------------------------------
+    def column(self, name: str) -> list[Any]:
+        name = name.removeprefix("properties.")
+        col = self._columns.get(name)
+        if col is None:
+            with self._lock:
+                col = self._columns.get(name)
+                if col is None:
+                    col = self._columns[name] = [p.get(name) for p in self.props]
+        return col
+
+    # --- search -------------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> SearchPage:
+        cand = self._candidates(req)
+        if req.filter is not None and cand.size:
+            cand = cand[self._eval(req.filter, cand)]
+        if req.sortby:
+            cand = self._sorted(cand, req.sortby)
+        offset = _decode_token(req.token)
+        page = cand[offset: offset + req.limit]
+        items = [self.render(int(i), req.include, req.exclude) for i in page]
+        next_token = _encode_token(offset + req.limit) if offset + req.limit < cand.size else None
+        prev_token = _encode_token(max(0, offset - req.limit)) if offset > 0 else None
+        return SearchPage(items, int(cand.size), next_token, prev_token)
+
+    def _candidates(self, req: SearchRequest) -> np.ndarray:
+        import shapely
+        import shapely.geometry
+
+        if req.collections:
+            unknown = [c for c in req.collections if c not in self.collections]
+            if unknown:
+                raise UnknownCollection(f"unknown collection(s): {', '.join(unknown)}")
+            parts = [self.by_collection.get(c, np.empty(0, dtype=np.int64)) for c in dict.fromkeys(req.collections)]
+            cand = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        else:
+            cand = np.arange(self.n, dtype=np.int64)
+        if req.ids:
+            wanted = np.array(sorted({i for x in req.ids for i in self.by_id.get(x, ())}), dtype=np.int64)
+            cand = np.intersect1d(cand, wanted, assume_unique=True)
+        geom = None
+        if req.bbox is not None:
+            geom = shapely.box(*req.bbox)
+        elif req.intersects is not None:
+            geom = shapely.geometry.shape(req.intersects)
+        if geom is not None and cand.size:
+            hits = self._tree_index[self._tree.query(geom, predicate="intersects")]
+            cand = np.intersect1d(cand, hits)
+        if req.datetime is not None and cand.size:
+            start, end = parse_interval(req.datetime)
+            keep = np.ones(cand.size, dtype=bool)
+            if start is not None:
+                keep &= self.end[cand] >= start
+            if end is not None:
+                keep &= self.start[cand] <= end
+            cand = cand[keep]
+        return cand
+
+    def _sorted(self, cand: np.ndarray, sortby: Sequence[tuple[str, str]]) -> np.ndarray:
+        order = [int(i) for i in cand]
+        for name, direction in reversed(sortby):
+            column = self.column(name if name not in ("datetime", "properties.datetime") else "datetime")
+            if name in ("datetime", "properties.datetime"):
+                column = [p.get("datetime") or p.get("start_datetime") for p in self.props]
+            present = [i for i in order if column[i] is not None]
+            missing = [i for i in order if column[i] is None]
+            try:
+                present.sort(key=lambda i: column[i], reverse=direction == "desc")
+            except TypeError:
+                present.sort(key=lambda i: str(column[i]), reverse=direction == "desc")
+            order = present + missing  # nulls last, as in PostgreSQL for ascending order
+        return np.array(order, dtype=np.int64)
+
+    # --- CQL2 ---------------------------------------------------------------------------------
+    def _eval(self, node: Any, cand: np.ndarray) -> np.ndarray:
+        """Boolean mask over ``cand`` for a CQL2 JSON node."""
+        if isinstance(node, bool):
+            return np.full(cand.size, node)
+        if not isinstance(node, dict) or "op" not in node:
+            raise InvalidSearch(f"filter node {node!r} is not a boolean expression")
+        op, args = str(node["op"]).lower(), node.get("args", [])
+        if op == "and":
+            mask = np.ones(cand.size, dtype=bool)
+            for arg in args:
+                idx = np.nonzero(mask)[0]
+                if idx.size == 0:
+                    break
+                mask[idx] = self._eval(arg, cand[idx])
+            return mask
+        if op == "or":
+            mask = np.zeros(cand.size, dtype=bool)
+            for arg in args:
+                idx = np.nonzero(~mask)[0]
+                if idx.size == 0:
+                    break
+                mask[idx] = self._eval(arg, cand[idx])
+            return mask
+        if op == "not":
+            return ~self._eval(args[0], cand)
+        fast = self._fast(op, args, cand)
+        return fast if fast is not None else self._fallback(node, cand)
+
+    def _fast(self, op: str, args: list[Any], cand: np.ndarray) -> np.ndarray | None:
+        prop = args[0].get("property") if args and isinstance(args[0], dict) else None
+        if op == "s_intersects" and prop == "geometry" and len(args) == 2 and isinstance(args[1], dict) \
+                and "type" in args[1]:
+            import shapely.geometry
+
+            hits = self._tree_index[self._tree.query(shapely.geometry.shape(args[1]), predicate="intersects")]
+            return np.isin(cand, hits)
+        if prop is None or prop == "geometry":
+            return None
+        column = self.column(prop)
+        values = [column[i] for i in cand]
+        if op in _COMPARE and len(args) == 2 and isinstance(args[1], _SCALAR):
+            fn, lit = _COMPARE[op], args[1]
+            return np.fromiter((_safe(fn, v, lit) for v in values), dtype=bool, count=len(values))
+        if op == "in" and len(args) == 2 and isinstance(args[1], list) and all(isinstance(v, _SCALAR)
+                                                                                for v in args[1]):
+            options = set(args[1])
+            return np.fromiter((v in options if isinstance(v, _SCALAR) else False for v in values), dtype=bool,
+                               count=len(values))
+        if op == "between" and len(args) == 3 and all(isinstance(v, int | float) for v in args[1:]):
+            lo, hi = args[1], args[2]
+            return np.fromiter((_safe(lambda v, _: lo <= v <= hi, v, None) for v in values), dtype=bool,
+                               count=len(values))
+        if op == "like" and len(args) == 2 and isinstance(args[1], str):
+            rx = _like_regex(args[1])
+            return np.fromiter((isinstance(v, str) and rx.match(v) is not None for v in values), dtype=bool,
+                               count=len(values))
+        if op == "isnull" and len(args) == 1:
+            return np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        return None
+
+    def _fallback(self, node: dict[str, Any], cand: np.ndarray) -> np.ndarray:
+        import cql2
+        import shapely.geometry
+
+        expr = cql2.Expr(node)
+        out = np.zeros(cand.size, dtype=bool)
+        for k, i in enumerate(cand):
+            geom = self.geoms[i]
+            doc = {"type": "Feature", "id": self.ids[i], "collection": self.coll[i], "properties": self.props[i],
+                   "geometry": shapely.geometry.mapping(geom) if geom is not None else None}
+            try:
+                out[k] = expr.matches(doc)
+            except Exception as exc:  # cql2 raises for operations it cannot evaluate on this item
+                raise InvalidSearch(f"filter cannot be evaluated: {str(exc).splitlines()[0][:200]}") from None
+        return out
+
+    # --- output -------------------------------------------------------------------------------
+    def render(self, i: int, include: set[str] | None = None, exclude: set[str] | None = None) -> dict[str, Any]:
+        item = orjson.loads(self.raw[i])
+        for asset in item.get("assets", {}).values():
+            key = snapshot.resolve_key(snapshot.PREFIX, asset.get("href", ""))
+            if key is not None:
+                asset["href"] = self.asset_base + key
+        item["links"] = []
+        return apply_fields(item, include or set(), exclude or set())
+
+    def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        for i in self.by_id.get(item_id, ()):
+            if self.coll[i] == collection_id:
+                return self.render(i)
+        return None
+
+
+def _safe(fn: Callable[[Any, Any], bool], value: Any, literal: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        return bool(fn(value, literal))
+    except TypeError:
+        return False
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, value = text.split(":", 1)
+        offset = int(value)
+        if kind != "o" or offset < 0:
+            raise ValueError
+    except ValueError:
+        raise InvalidSearch(f"invalid paging token {token[:40]!r}") from None
+    return offset
+
+
+class EmbeddedBackend:
+    """:class:`CatalogBackend` over the snapshot under a storage root, reloaded when it changes."""
+
+    def __init__(self, storage: Storage, *, asset_base_url: str | None = None,
+                 reload_interval_s: float = 10.0) -> None:
+        self.storage = storage
+        self.asset_base = (asset_base_url or storage.url("x")[:-1]).rstrip("/") + "/"
+        self.reload_interval_s = reload_interval_s
+        self._lock = threading.Lock()
+        self._index: EmbeddedIndex | None = None
+        self._checked = 0.0
+        self.loads = 0
+        self.last_load_s = 0.0
+
+    def index(self) -> EmbeddedIndex:
+        """The current index, loading it first or after the snapshot changed (checked every interval)."""
+        idx = self._index
+        now = time.monotonic()
+        if idx is not None and now - self._checked < self.reload_interval_s:
+            return idx
+        with self._lock:
+            if self._index is not None and time.monotonic() - self._checked < self.reload_interval_s:
+                return self._index
+            etag = snapshot.read_etag(self.storage)
+            if self._index is None or etag != self._index.etag:
+                started = time.perf_counter()
+                self._index = EmbeddedIndex(snapshot.read(self.storage), self.asset_base)
+                self.last_load_s = time.perf_counter() - started
+                self.loads += 1
+            self._checked = time.monotonic()
+            return self._index
+
+    def collections(self) -> list[dict[str, Any]]:
+        return list(self.index().collections.values())
+
+    def collection(self, collection_id: str) -> dict[str, Any] | None:
+        return self.index().collections.get(collection_id)
+
+    def search(self, request: SearchRequest) -> SearchPage:
+        return self.index().search(request)
+
+    def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        return self.index().item(collection_id, item_id)
+
+    def version(self) -> str:
+        return self.index().etag
+
+    def close(self) -> None:
+        self._index = None

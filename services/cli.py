@@ -1,0 +1,39 @@
+"""``ocsge serve``: every service in one ASGI server (uvicorn) on this machine."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.option("--root", default=None, help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")
+@click.option("--host", default=None, help="Interface to listen on (default OCSGE_HOST, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default OCSGE_PORT, 8000).")
+@click.option("--backend", type=click.Choice(["embedded", "pgstac"]), default=None,
+              help="Catalogue backend (default OCSGE_CATALOG_BACKEND, embedded).")
+@click.option("--pgstac-dsn", default=None, help="PostgreSQL DSN of pgstac (default OCSGE_PGSTAC_DSN).")
+def serve(root: str | None, host: str | None, port: int | None, backend: str | None,
+          pgstac_dsn: str | None) -> None:
+    """Serve the STAC API (and the other services) from the published catalogue."""
+    import os
+
+    import uvicorn
+
+    from ocsge.progress import console
+    from ocsge.settings import get_settings
+    from services.app import AppContext, create_app
+
+    if backend:
+        os.environ["OCSGE_CATALOG_BACKEND"] = backend
+    if pgstac_dsn:
+        os.environ["OCSGE_PGSTAC_DSN"] = pgstac_dsn
+    get_settings.cache_clear()
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    ctx = AppContext(settings=settings, root=root)
+    if settings.catalog_backend == "embedded":
+        ctx.backend.version()  # load the snapshot now: a missing catalogue is an error at start, not per request
+    app = create_app(ctx)
+    console.print(f"serving {ctx.storage.root} on http://{host}:{port}/  (STAC API: http://{host}:{port}/stac/)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
