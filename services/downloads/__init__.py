@@ -1,1 +1,1 @@
-"""downloads service."""
+"""Per-département download archives: listing with sizes and checksums, files or presigned URLs."""

@@ -1,1 +1,1 @@
-"""stats service."""
+"""Commune statistics (JSON and CSV) from the catalogue's stats artifacts."""

@@ -72,3 +72,7 @@ def tiles_app(finder):
 def tiles_server(tiles_app) -> Iterator[LiveServer]:
     with LiveServer(tiles_app) as server:
         yield server
+
+
+# STAC API tests: the published sample catalogue and a real pgstac (see catalog/testing.py)
+from catalog.testing import backend, pgstac_dsn, postgres, sample_root  # noqa: E402, F401

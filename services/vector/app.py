@@ -1,0 +1,175 @@
+"""Vector tiles from the PMTiles artifacts of the catalogue.
+
+    /vector/datasets                                         what exists, with links
+    /vector/{kind}/{dep}/{millesime}/{z}/{x}/{y}.mvt         one tile (``kind``: occupation | difference)
+    /vector/{kind}/{dep}/{millesime}/tilejson.json           TileJSON 3.0
+    /vector/{kind}/{dep}/{millesime}/style.json              MapLibre style in the official colours
+    /vector/{kind}/{dep}/{millesime}.pmtiles                 the file itself, with HTTP Range support
+
+A dataset is looked up among the finder's assets (never built from the request into a path). Tiles
+keep their stored gzip encoding for clients that accept it.
+"""
+
+import gzip
+import re
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from pmtiles.tile import Compression
+
+from ocsge.errors import OcsgeError
+from ocsge.storage import S3Storage
+from services.assets import AssetFinder, AssetRef, default_finder
+from services.caching import ETagMiddleware
+from services.vector.pmtiles_source import PMTilesSource, SourceCache
+from services.vector.style import ATTRIBUTES, DEFAULT_ATTRIBUTE, maplibre_style
+
+KINDS = {"occupation": "occupation_pmtiles", "difference": "difference_pmtiles"}
+MAX_RANGE = 8 << 20  # one range response stays under the Lambda payload limit
+REDIRECT_ABOVE = 5 << 20  # whole-file GETs on S3 above this go to a presigned URL
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _base(request: Request) -> str:
+    from ocsge.settings import get_settings
+
+    return (get_settings().public_url or str(request.base_url)).rstrip("/")
+
+
+def _dep(dep: str) -> str:
+    from ocsge.territory import departement
+
+    try:
+        return departement(dep).code
+    except OcsgeError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def create_app(finder: AssetFinder | None = None) -> FastAPI:
+    finder = finder or default_finder()
+    sources = SourceCache(finder.storage)
+    app = FastAPI(title="OCS GE vector tiles", docs_url="/vector/docs", openapi_url="/vector/openapi.json")
+    app.state.finder = finder
+    app.state.sources = sources
+
+    def dataset(kind: Annotated[str, Path()], dep: Annotated[str, Path()],
+                millesime: Annotated[str, Path()]) -> AssetRef:
+        if kind not in KINDS:
+            raise HTTPException(404, f"unknown vector dataset kind {kind!r}: expected {', '.join(KINDS)}")
+        code = _dep(dep)
+        for asset in finder.find(KINDS[kind], departement=code):
+            if asset.millesime == millesime:
+                return asset
+        raise HTTPException(404, f"no {kind} vector tiles for département {dep!r}, millésime {millesime!r}")
+
+    def source_of(asset: AssetRef) -> PMTilesSource:
+        return sources.get(asset.key, asset.size)
+
+    def links(request: Request, kind: str, asset: AssetRef) -> dict[str, str]:
+        base = f"{_base(request)}/vector/{kind}/{asset.departement}/{asset.millesime}"
+        return {"tiles": base + "/{z}/{x}/{y}.mvt", "tilejson": base + "/tilejson.json",
+                "style": base + "/style.json", "pmtiles": base + ".pmtiles"}
+
+    @app.get("/vector/datasets")
+    def datasets(request: Request) -> list[dict[str, Any]]:
+        out = []
+        for kind, product in KINDS.items():
+            for asset in finder.find(product):
+                src = source_of(asset)
+                out.append({"kind": kind, "departement": asset.departement, "millesime": asset.millesime,
+                            "bounds": list(src.bounds), "minzoom": src.minzoom, "maxzoom": src.maxzoom,
+                            "layers": [v.get("id") for v in src.vector_layers()], **links(request, kind, asset)})
+        return out
+
+    @app.get("/vector/{kind}/{dep}/{millesime}/{z}/{x}/{y}.{ext}", response_class=Response)
+    def tile(request: Request, asset: Annotated[AssetRef, Depends(dataset)], z: int, x: int, y: int,
+             ext: str) -> Response:
+        if ext not in ("mvt", "pbf"):
+            raise HTTPException(400, f"unsupported tile extension .{ext}: use .mvt or .pbf")
+        src = source_of(asset)
+        if not src.minzoom <= z <= src.maxzoom:
+            raise HTTPException(404, f"zoom {z} outside {src.minzoom}–{src.maxzoom}")
+        if not (0 <= x < (1 << z) and 0 <= y < (1 << z)):
+            raise HTTPException(400, f"tile {z}/{x}/{y} does not exist")
+        data = src.get(z, x, y)
+        if data is None:
+            return Response(status_code=204, headers={"Cache-Control": "public, max-age=3600"})
+        headers = {"Vary": "Accept-Encoding"}
+        if src.tile_compression == Compression.GZIP:
+            if "gzip" in request.headers.get("accept-encoding", ""):
+                headers["Content-Encoding"] = "gzip"
+            else:
+                data = gzip.decompress(data)
+        return Response(data, media_type=src.media_type, headers=headers)
+
+    @app.get("/vector/{kind}/{dep}/{millesime}/tilejson.json")
+    def tilejson(request: Request, kind: str, asset: Annotated[AssetRef, Depends(dataset)]) -> dict[str, Any]:
+        src = source_of(asset)
+        lon, lat, zoom = src.center
+        return {
+            "tilejson": "3.0.0",
+            "name": f"OCS GE {kind} {asset.departement} {asset.millesime}",
+            "attribution": "OCS GE — IGN / OCS GE cloud",
+            "tiles": [links(request, kind, asset)["tiles"]],
+            "minzoom": src.minzoom,
+            "maxzoom": src.maxzoom,
+            "bounds": list(src.bounds),
+            "center": [lon, lat, zoom],
+            "vector_layers": src.vector_layers(),
+        }
+
+    @app.get("/vector/{kind}/{dep}/{millesime}/style.json")
+    def style(request: Request, kind: str, asset: Annotated[AssetRef, Depends(dataset)],
+              attribute: Annotated[str | None, Query(description="code_cs, code_us, cs_apres…")] = None,
+              ) -> dict[str, Any]:
+        attribute = attribute or DEFAULT_ATTRIBUTE[kind]
+        if attribute not in ATTRIBUTES:
+            raise HTTPException(400, f"unknown attribute {attribute!r}: expected one of {', '.join(ATTRIBUTES)}")
+        src = source_of(asset)
+        layers = src.vector_layers()
+        source_layer = layers[0]["id"] if layers else kind
+        return maplibre_style(f"OCS GE {kind} {asset.departement} {asset.millesime}",
+                              links(request, kind, asset)["tilejson"], source_layer, attribute, src.bounds,
+                              src.minzoom, src.maxzoom)
+
+    @app.api_route("/vector/{kind}/{dep}/{millesime}.pmtiles", methods=["GET", "HEAD"], response_class=Response)
+    def raw(request: Request, kind: str, dep: str, millesime: str) -> Response:
+        asset = dataset(kind, dep, millesime)
+        info = finder.storage.stat(asset.key)
+        size = info.size
+        etag = f'"{info.etag or size}"'
+        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": "public, max-age=3600",
+                   "Content-Type": "application/vnd.pmtiles"}
+        spec = request.headers.get("range")
+        if spec is None:
+            if request.method == "HEAD":
+                return Response(headers={**headers, "Content-Length": str(size)})
+            if isinstance(finder.storage, S3Storage) and size > REDIRECT_ABOVE:
+                return RedirectResponse(finder.storage.presigned_url(asset.key), status_code=307)
+
+            def chunks():  # type: ignore[no-untyped-def]
+                for offset in range(0, size, 1 << 20):
+                    yield finder.storage.get_range(asset.key, offset, min(1 << 20, size - offset))
+
+            return StreamingResponse(chunks(), headers={**headers, "Content-Length": str(size)})
+        m = _RANGE.match(spec.strip())
+        if not m or (not m[1] and not m[2]):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if m[1]:
+            start = int(m[1])
+            end = min(int(m[2]), size - 1) if m[2] else size - 1
+        else:
+            start, end = max(0, size - int(m[2])), size - 1
+        if start >= size or end < start:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        end = min(end, start + MAX_RANGE - 1)
+        body = b"" if request.method == "HEAD" else finder.storage.get_range(asset.key, start, end - start + 1)
+        return Response(body, status_code=206, headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}",
+                                                         "Content-Length": str(end - start + 1)})
+
+    app.add_middleware(ETagMiddleware)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"],
+                       expose_headers=["ETag", "Content-Range", "Content-Length", "Accept-Ranges"])
+    return app
