@@ -1,0 +1,103 @@
+"""``ocsge train | predict | vectorize | rules | qa``: thin click wrappers over the production functions.
+
+Heavy imports (torch, rasterio, geopandas) happen inside the commands so that ``ocsge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ocsge.progress import done, step
+
+SHIPPED_MODEL = Path(__file__).parent / "weights" / "ocsge-unet-small-synth.safetensors"
+
+
+def _storage(root: str | None):  # type: ignore[no-untyped-def]
+    from ocsge.storage import open_storage
+
+    return open_storage(root)
+
+
+def _model_path(model: str | None) -> Path:
+    from ocsge.errors import OcsgeError
+
+    if model:
+        return Path(model)
+    if not SHIPPED_MODEL.is_file():
+        raise OcsgeError(f"no --model given and the shipped model {SHIPPED_MODEL} is missing")
+    return SHIPPED_MODEL
+
+
+dep_option = click.option("--dep", "-d", "departement", required=True, help="Département code (e.g. 77, 2A, S01).")
+year_option = click.option("--year", "-y", "millesime", required=True, type=int, help="Millésime (survey year).")
+root_option = click.option("--root", default=None, help="Storage root (folder or s3://…); default OCSGE_STORAGE_ROOT.")
+
+
+@click.command("predict")
+@dep_option
+@year_option
+@root_option
+@click.option("--model", "-m", default=None, help="Model file (.safetensors/.pt ours, or IGN .pth/.ckpt/.safetensors).")
+@click.option("--rgb", default=None, help="RGB ortho-image (default: the stored imagery of --dep/--year).")
+@click.option("--irc", default=None, help="IRC ortho-image (NIR is its first band).")
+@click.option("--dsm", default=None, help="Digital surface model (any resolution, same CRS).")
+@click.option("--dtm", default=None, help="Digital terrain model (any resolution, same CRS).")
+@click.option("--height", "height_path", default=None, help="Height above ground (DSM − DTM, metres).")
+@click.option("--laz", multiple=True, help="Classified LiDAR HD tile(s), rasterised to DSM − DTM.")
+@click.option("--stack", default=None, help="One uint8 raster with bands R, G, B, NIR[, E] (FLAIR layout).")
+@click.option("--zero-elevation", is_flag=True, help="Feed 0 as elevation when none exists (degrades the map).")
+@click.option("--mode", type=click.Choice(["centre", "blend"]), default="centre", show_default=True,
+              help="Combine overlapping tiles by centre crop (IGN) or weighted blending.")
+@click.option("--tile", default=512, show_default=True, help="Tile size in pixels.")
+@click.option("--margin", default=64, show_default=True, help="Overlap margin in pixels on each side.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--workers", default=None, type=int, help="DataLoader workers (default: spare cores, ≤ 8).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
+@click.option("--block-size", default=8192, show_default=True, help="Block side in pixels (unit of work).")
+@click.option("--block", "blocks", multiple=True, help="Only these block ids (e.g. r000c001).")
+@click.option("--force", is_flag=True, help="Recompute blocks that are already done.")
+@click.option("--report", "report_path", default=None, help="Write the run report (JSON) here.")
+def predict(departement: str, millesime: int, root: str | None, model: str | None, rgb: str | None,
+            irc: str | None, dsm: str | None, dtm: str | None, height_path: str | None, laz: tuple[str, ...],
+            stack: str | None, zero_elevation: bool, mode: str, tile: int, margin: int, batch_size: int,
+            workers: int | None, device: str, precision: str, compile_model: bool, block_size: int,
+            blocks: tuple[str, ...], force: bool, report_path: str | None) -> None:
+    """Predict couverture on a département's imagery: per-block class and confidence COGs.
+
+    AWS_BATCH_JOB_ARRAY_INDEX, when set, selects one block; otherwise all blocks run in turn and
+    finished blocks are skipped (a killed job resumes).
+    """
+    from inference_batch.production.inputs import ImagerySources
+    from inference_batch.production.predict import (
+        PredictOptions,
+        array_index_from_env,
+        sources_from_storage,
+    )
+    from inference_batch.production.predict import (
+        predict as run_predict,
+    )
+
+    storage = _storage(root)
+    if rgb or stack:
+        sources = ImagerySources(rgb=rgb, irc=irc, dsm=dsm, dtm=dtm, height=height_path, laz=tuple(laz), stack=stack,
+                                 zero_elevation=zero_elevation)
+    else:
+        sources = sources_from_storage(storage, departement, millesime)
+        if zero_elevation:
+            sources = ImagerySources(**{**sources.__dict__, "zero_elevation": True})
+    options = PredictOptions(tile=tile, margin=margin, mode=mode, batch_size=batch_size, num_workers=workers,
+                             device=device, precision=precision, compile=compile_model, block_size=block_size,
+                             force=force)
+    step(f"predict {departement} {millesime} with {_model_path(model).name}")
+    report = run_predict(sources, _model_path(model), storage=storage, departement=departement, millesime=millesime,
+                         options=options, block_ids=list(blocks) or None, array_index=array_index_from_env())
+    if report_path:
+        Path(report_path).write_text(json.dumps(report.to_dict(), indent=1))
+    done(f"{len(report.blocks_run)} block(s) predicted, {len(report.blocks_skipped)} skipped; "
+         f"{report.km2:.3f} km² in {report.seconds:.1f} s ({report.km2_per_hour:.2f} km²/h, "
+         f"{report.patches512_per_s:.2f} patches 512²/s, {report.device} {report.precision})")
