@@ -1,0 +1,3 @@
+from catalog.testing import backend, pgstac_dsn, postgres, sample_root
+
+__all__ = ["backend", "pgstac_dsn", "postgres", "sample_root"]

@@ -1,0 +1,141 @@
+"""Publishing: a self-contained static catalogue, an idempotent snapshot, refusals, pgstac loading, S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from catalog import snapshot
+from catalog.publish import PublishError, publish, verify_item, verify_published
+from catalog.samples import build_samples
+from catalog.search.embedded import EmbeddedBackend
+from catalog.search.request import SearchRequest
+from ocsge.storage import open_storage
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    build_samples(open_storage(tmp_path), with_predictions=False)
+    return tmp_path
+
+
+def _hrefs(doc: dict) -> list[str]:
+    return [link["href"] for link in doc.get("links", []) if link["rel"] != "license"] + [
+        a["href"] for a in doc.get("assets", {}).values()
+    ]
+
+
+def test_static_catalogue_is_self_contained(root: Path) -> None:
+    publish(open_storage(root))
+    for path in (root / "stac").rglob("*.json"):
+        if "snapshot" in path.parts or path.name == "publish-state.json":
+            continue
+        doc = json.loads(path.read_text())
+        for href in _hrefs(doc):
+            assert "://" not in href and not href.startswith("/"), (path, href)
+            assert (path.parent / href).resolve().exists(), (path, href)
+        assert not any(link["rel"] == "self" for link in doc.get("links", []))
+
+
+def test_republish_is_idempotent_and_follows_changes(root: Path) -> None:
+    storage = open_storage(root)
+    first = publish(storage)
+    snap_bytes = (root / snapshot.ITEMS_KEY).read_bytes()
+    again = publish(storage)
+    assert again.written == 0 and again.removed == 0
+    assert again.snapshot_etag == first.snapshot_etag
+    assert (root / snapshot.ITEMS_KEY).read_bytes() == snap_bytes
+
+    # a changed artifact changes its item (checksum, version) and the snapshot etag
+    csv = root / "stats/commune/D077/2021/stats_commune_D077_2021.csv"
+    csv.write_bytes(csv.read_bytes() + b"77288,CS2.2.1,1.0\n")
+    changed = publish(storage)
+    assert changed.snapshot_etag != first.snapshot_etag and changed.written >= 1
+    item = json.loads((root / "stac/ocsge-statistics/items/stats_commune_D077_2021.json").read_text())
+    assert item["assets"]["csv"]["file:checksum"] == "1220" + hashlib.sha256(csv.read_bytes()).hexdigest()
+
+    # a removed artifact leaves the catalogue
+    (root / "couverture/D032/2022/couverture_D032_2022.tif").unlink()
+    removed = publish(storage)
+    assert removed.removed == 1 and removed.items == changed.items - 1
+    assert not (root / "stac/ocsge-couverture/items/couverture_D032_2022.json").exists()
+
+
+def test_items_whose_assets_are_missing_or_altered_are_refused(root: Path) -> None:
+    storage = open_storage(root)
+    publish(storage)
+    item = json.loads((root / "stac/ocsge-couverture/items/couverture_D077_2021.json").read_text())
+    for asset in item["assets"].values():
+        asset["href"] = asset["href"].removeprefix("../../../")
+    item["id"] = "couverture_D077_2021_v2"
+
+    missing = json.loads(json.dumps(item))
+    missing["assets"]["data"]["href"] = "couverture/D077/2021/absent.tif"
+    with pytest.raises(PublishError, match=r"couverture_D077_2021_v2.*'data'.*absent\.tif.*refusing"):
+        publish(storage, extra_items=[missing])
+
+    altered = json.loads(json.dumps(item))
+    altered["assets"]["data"]["file:checksum"] = "1220" + "0" * 64
+    with pytest.raises(PublishError, match=r"checksum of 'couverture/D077/2021/couverture_D077_2021.tif'"):
+        publish(storage, extra_items=[altered])
+
+    verify_item(storage, item)  # the untouched copy verifies
+    result = publish(storage, extra_items=[item])
+    assert result.per_collection["ocsge-couverture"] == 5
+
+
+def test_verify_detects_a_file_altered_after_publishing(root: Path) -> None:
+    storage = open_storage(root)
+    publish(storage)
+    assert verify_published(storage) == []
+    tif = root / "usage/D077/2017/usage_D077_2017.tif"
+    data = bytearray(tif.read_bytes())
+    data[-1] ^= 0xFF
+    tif.write_bytes(bytes(data))
+    problems = verify_published(storage)
+    assert len(problems) == 1 and "usage_D077_2017" in problems[0] and "checksum" in problems[0]
+
+
+def test_embedded_backend_reloads_when_the_snapshot_changes(root: Path) -> None:
+    storage = open_storage(root)
+    publish(storage)
+    backend = EmbeddedBackend(storage, reload_interval_s=0)
+    before = backend.search(SearchRequest(limit=100)).matched
+    (root / "archives/D077/2017/archives_D077_2017.zip").unlink()
+    publish(storage)
+    assert backend.search(SearchRequest(limit=100)).matched == before - 1
+    assert backend.loads == 2
+
+
+def test_publish_and_search_on_s3(s3_root: str) -> None:
+    storage = open_storage(s3_root)
+    build_samples(storage, with_predictions=False)
+    result = publish(storage)
+    assert result.items == 32
+    page = EmbeddedBackend(open_storage(s3_root)).search(SearchRequest(collections=["ocsge-couverture"], limit=10))
+    assert page.matched == 4
+    assert page.items[0]["assets"]["data"]["href"].startswith(s3_root + "/couverture/")
+
+
+def test_pgstac_load_upserts_and_mirrors(root: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    from catalog.pglocal import pgstac_database
+    from catalog.search.pgstac import PgstacBackend
+
+    dsn = pgstac_database(postgres, "pgstac_publish")
+    storage = open_storage(root)
+    publish(storage, pgstac_dsn=dsn)
+    publish(storage, pgstac_dsn=dsn)  # same content again: upsert, no duplicates
+    backend = PgstacBackend(dsn)
+    try:
+        assert len(backend.search(SearchRequest(limit=1000)).items) == 32
+        (root / "archives/D077/2017/archives_D077_2017.zip").unlink()
+        publish(storage, pgstac_dsn=dsn, asset_base_url="https://cdn.example.org/ocsge")
+        items = backend.search(SearchRequest(limit=1000)).items
+        assert len(items) == 31
+        assert all(a["href"].startswith("https://cdn.example.org/ocsge/") for it in items
+                   for a in it["assets"].values())
+    finally:
+        backend.close()
