@@ -44,6 +44,13 @@ def _stac(ctx: AppContext) -> ASGIApp:
     return create_stac_app(ctx.backend)
 
 
+def _services(ctx: AppContext) -> ASGIApp:
+    from services.catalog_finder import CatalogAssetFinder
+    from services.site import create_services_app
+
+    return create_services_app(CatalogAssetFinder(ctx.backend, ctx.storage))
+
+
 @dataclass(frozen=True)
 class Mount:
     path: str
@@ -52,6 +59,7 @@ class Mount:
 
 MOUNTS: tuple[Mount, ...] = (
     Mount("/stac", _stac),
+    Mount("", _services),  # tiles, WMTS/WMS, vector, downloads, stats, and the viewer at / (last: catch-all)
 )
 
 

@@ -92,6 +92,15 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         base = base_url(request)
         return [layer_summary(info.layer, renderer, base) for info in renderer.catalog.available_layers()]
 
+    @app.get("/tiles/nomenclature.json", tags=["Layers"])
+    def nomenclature() -> dict[str, dict[str, dict[str, Any]]]:
+        """Codes, labels and colours of couverture and usage (the viewer labels vector features with it)."""
+        from ocsge.nomenclature import TABLES
+
+        return {kind.value: {c.code: {"label": c.label, "colour": c.colour, "value": c.raster_value,
+                                      "parent": c.parent} for c in table.values()}
+                for kind, table in TABLES.items()}
+
     @app.get("/tiles/{layer}/legend.json", tags=["Layers"])
     def legend_json(layer: Annotated[str, Depends(layer_path)]) -> dict[str, Any]:
         info = renderer.catalog.info(layer)

@@ -1,1 +1,1 @@
-"""viewer service."""
+"""The web viewer (static MapLibre GL + pmtiles page), served at ``/``."""
