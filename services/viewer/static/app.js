@@ -223,6 +223,11 @@ async function main() {
   for (const name of ["dep", "kind", "mode"]) if (params.get(name)) $(name).value = params.get(name);
   await refresh();
   if (params.get("campaign")) { $("campaign").value = params.get("campaign"); await refresh(); }
+  if (params.get("compare")) {
+    $("campaign2").value = params.get("compare");
+    $("swipe").checked = true;
+    await refresh();
+  }
   for (const id of ["dep", "kind", "campaign", "campaign2", "mode"]) $(id).addEventListener("change", refresh);
   $("swipe").addEventListener("change", applySwipe);
   $("slider").addEventListener("input", applySwipe);
