@@ -46,21 +46,20 @@ def _write_cog(storage: Storage, key: str, place: Place, *, kind: Kind | None = 
     values = np.array([raster_value(kind or Kind.COUVERTURE, c) for c in leaves], dtype="uint8")
     data = rng.choice(values, size=(PIXELS, PIXELS)).astype("uint8")
     data[:5, :5] = 0
-    profile = {"driver": "COG", "width": PIXELS, "height": PIXELS, "count": 1, "dtype": "uint8",
-               "crs": "EPSG:2154", "transform": transform, "nodata": 0, "compress": "deflate",
-               "blocksize": 64, "overview_resampling": "mode"}
+    profile = {"width": PIXELS, "height": PIXELS, "count": 1, "dtype": "uint8", "crs": "EPSG:2154",
+               "transform": transform, "nodata": 0, "compress": "deflate"}
     with storage.writer(key) as tmp:
         # GDAL's COG driver cannot take a colour table through the profile: write a GTiff, then translate.
         gtiff = tmp.with_name(tmp.name + ".gtiff.tif")
-        with rasterio.open(gtiff, "w", **{**profile, "driver": "GTiff", "tiled": True, "blockxsize": 64,
-                                          "blockysize": 64}) as dst:
+        with rasterio.open(gtiff, "w", driver="GTiff", tiled=True, blockxsize=128, blockysize=128,
+                           **profile) as dst:
             dst.write(data, 1)
             dst.write_colormap(1, palette(kind or Kind.COUVERTURE))
             if tags:
                 dst.update_tags(**tags)
         from rasterio.shutil import copy as rio_copy
 
-        rio_copy(gtiff, tmp, driver="COG", compress="deflate", overview_resampling="mode", blocksize=64)
+        rio_copy(gtiff, tmp, driver="COG", compress="deflate", overview_resampling="mode", blocksize=128)
         gtiff.unlink()
 
 

@@ -165,8 +165,9 @@ def parse_sortby(value: Any) -> list[tuple[str, str]]:
             name = entry.lstrip("+-").strip()
         elif isinstance(entry, dict):
             name, direction = str(entry.get("field", "")), str(entry.get("direction", "asc")).lower()
-        else:
-            name, direction = str(getattr(entry, "field", "")), str(getattr(entry, "direction", "asc")).lower()
+        else:  # a pydantic sort model (stac-fastapi POST): direction is an enum
+            raw = getattr(entry, "direction", "asc")
+            name, direction = str(getattr(entry, "field", "")), str(getattr(raw, "value", raw)).lower()
         if not name or direction not in ("asc", "desc"):
             raise InvalidSearch(f"invalid sortby entry {entry!r}")
         out.append((name, direction))
