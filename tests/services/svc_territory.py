@@ -156,6 +156,12 @@ def build_territory(root: Path) -> Territory:
     writer.writerow(["S0101", "Commune Nord", 2021, 327.68, 81.92, 25.0])
     writer.writerow(["S0102", "Commune Sud", 2021, 327.68, 0.0, 0.0])
     storage.put_bytes(stats_key, buf.getvalue().encode())
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    with storage.writer(product_key("stats_commune", DEP, 2021)) as tmp:
+        pq.write_table(pacsv.read_csv(pa.py_buffer(buf.getvalue().encode())), tmp)
     return Territory(root, pm_key, archive_key, stats_key)
 
 

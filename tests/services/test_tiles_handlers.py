@@ -1,0 +1,93 @@
+"""The Lambda handlers (``services.handlers.<service>.handler``, the paths infra references) answer API
+Gateway HTTP API events: binary bodies base64-encoded, text as text, and a service per module."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import sys
+
+import pytest
+from morecantile import tms
+from svc_territory import build_territory, quadrant_centre_lonlat
+
+
+def event(path: str, query: str = "", headers: dict[str, str] | None = None) -> dict:
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"host": "example.cloudfront.net", "x-forwarded-proto": "https", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "example.cloudfront.net",
+            "domainPrefix": "example", "requestId": "req-1", "routeKey": "$default", "stage": "$default",
+            "time": "22/Nov/2026:07:00:00 +0000", "timeEpoch": 1795330800000,
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": "pytest"},
+        },
+        "isBase64Encoded": False,
+    }
+
+
+class Context:
+    function_name = "ocsge-test"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-3:123456789012:function:ocsge-test"
+    aws_request_id = "req-1"
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory):
+    from catalog.publish import publish
+    from ocsge.settings import get_settings
+    from ocsge.storage import LocalStorage
+
+    root = tmp_path_factory.mktemp("lambda") / "root"
+    build_territory(root)
+    publish(LocalStorage(root))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OCSGE_STORAGE_ROOT", str(root))
+    mp.setenv("POWERTOOLS_METRICS_NAMESPACE", "OCSGE-test")
+    mp.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    get_settings.cache_clear()
+    modules = {}
+    for name in ("tiles", "vector", "downloads", "viewer", "stac"):
+        qualified = f"services.handlers.{name}"
+        sys.modules.pop(qualified, None)
+        modules[name] = importlib.import_module(qualified)
+    yield modules
+    mp.undo()
+    get_settings.cache_clear()
+
+
+def test_tiles_handler_png_and_capabilities(handlers):
+    t = tms.get("WebMercatorQuad").tile(*quadrant_centre_lonlat("NW"), 15)
+    resp = handlers["tiles"].handler(event(
+        "/wmts", f"SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=OCSGE.COUVERTURE.2021-2023&STYLE=normal"
+        f"&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=15&TILEROW={t.y}&TILECOL={t.x}"), Context())
+    assert resp["statusCode"] == 200
+    assert resp["isBase64Encoded"] is True
+    assert base64.b64decode(resp["body"])[:4] == b"\x89PNG"
+    assert resp["headers"]["cache-control"].startswith("public")
+    caps = handlers["tiles"].handler(event("/wms", "SERVICE=WMS&REQUEST=GetCapabilities"), Context())
+    assert caps["statusCode"] == 200 and caps["isBase64Encoded"] is False
+    assert "https://example.cloudfront.net/wms?" in caps["body"]  # links use the host the client saw
+    bad = handlers["tiles"].handler(event("/wmts", "SERVICE=WMTS&REQUEST=GetTile&LAYER=x"), Context())
+    assert bad["statusCode"] == 400 and "ExceptionReport" in bad["body"]
+
+
+def test_other_handlers(handlers):
+    vector = handlers["vector"].handler(event("/vector/datasets"), Context())
+    assert json.loads(vector["body"])[0]["kind"] == "occupation"
+    downloads = handlers["downloads"].handler(event("/downloads/S01"), Context())
+    assert json.loads(downloads["body"])["archives"][0]["name"] == "archives_DS01_2021.zip"
+    stats = handlers["downloads"].handler(event("/stats/S01/2021/communes.json"), Context())
+    assert stats["statusCode"] == 200
+    viewer = handlers["viewer"].handler(event("/"), Context())
+    assert viewer["statusCode"] == 200 and "OCS GE" in viewer["body"]
+    stac = handlers["stac"].handler(event("/stac/collections"), Context())
+    assert stac["statusCode"] == 200
+    links = json.loads(stac["body"])["links"]
+    assert any(link["href"].startswith("https://example.cloudfront.net/stac/") for link in links)
