@@ -101,3 +101,32 @@ def predict(departement: str, millesime: int, root: str | None, model: str | Non
     done(f"{len(report.blocks_run)} block(s) predicted, {len(report.blocks_skipped)} skipped; "
          f"{report.km2:.3f} km² in {report.seconds:.1f} s ({report.km2_per_hour:.2f} km²/h, "
          f"{report.patches512_per_s:.2f} patches 512²/s, {report.device} {report.precision})")
+
+
+@click.command("vectorize")
+@dep_option
+@year_option
+@root_option
+@click.option("--umi-built", default=200.0, show_default=True, help="UMI of built areas (m²).")
+@click.option("--umi-inside", default=500.0, show_default=True, help="UMI inside the zone construite (m²).")
+@click.option("--umi-outside", default=2500.0, show_default=True, help="UMI outside the zone construite (m²).")
+@click.option("--simplify", default=0.5, show_default=True, help="Coverage simplification tolerance (m); 0 = none.")
+@click.option("--zone-construite", "zc_path", default=None,
+              help="Zone construite layer (any vector file); default: derived from the predicted buildings.")
+def vectorize(departement: str, millesime: int, root: str | None, umi_built: float, umi_inside: float,
+              umi_outside: float, simplify: float, zc_path: str | None) -> None:
+    """Vectorise the prediction blocks: stepwise sieve to the UMIs, polygons stitched across blocks, simplified."""
+    from inference_batch.production.vectorize import UMI
+    from inference_batch.production.vectorize import vectorize as run_vectorize
+
+    zone = None
+    if zc_path:
+        import geopandas as gpd
+
+        zone = list(gpd.read_file(zc_path).geometry)
+    umi = UMI(built=umi_built, inside_zc=umi_inside, outside_zc=umi_outside)
+    step(f"vectorize {departement} {millesime}")
+    key, _frame, report = run_vectorize(_storage(root), departement, millesime, umi=umi, simplify=simplify,
+                                       zone_construite=zone)
+    done(f"{report.components} components → {report.polygons} polygons in {sum(report.seconds.values()):.1f} s "
+         f"({report.mpx_per_s:.1f} Mpx/s) → {key}")

@@ -1,0 +1,155 @@
+"""Vectorisation: seams, minimum mapping units, coverage without gaps or overlaps, prediction blocks → GeoParquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.features import sieve
+
+from inference_batch.production.vectorize import UMI, Mosaic, vectorize_mosaic
+from ocsge import schema
+from ocsge.nomenclature import raster_value
+
+GRASS = raster_value("couverture", "CS2.2.1")
+FOREST = raster_value("couverture", "CS2.1.1.1")
+ROAD = raster_value("couverture", "CS1.1.1.2")
+BUILT = raster_value("couverture", "CS1.1.1.1")
+WATER = raster_value("couverture", "CS1.2.2")
+ONE_M = Affine(1.0, 0, 700000, 0, -1.0, 6600000)  # 1 m pixels: areas in px are m²
+
+
+def _run(array: np.ndarray, block: int, **kwargs):  # type: ignore[no-untyped-def]
+    return vectorize_mosaic(Mosaic.from_array(array, ONE_M, "EPSG:2154", block), **kwargs)
+
+
+def _speckled(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Fields, a forest and a lake, sprinkled with 1–30 px specks of other classes (a raw prediction)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    a = np.full(shape, GRASS, dtype=np.uint8)
+    a[: h // 2, : w // 2] = FOREST
+    a[h // 2 :, w // 2 :] = WATER
+    for _ in range(h * w // 150):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        dy, dx = rng.integers(1, 6, 2)
+        a[y : y + dy, x : x + dx] = rng.choice([GRASS, FOREST, ROAD, WATER])
+    return a
+
+
+def test_region_spanning_four_blocks_is_one_polygon() -> None:
+    a = np.full((256, 256), GRASS, dtype=np.uint8)
+    yy, xx = np.mgrid[0:256, 0:256]
+    a[(yy - 128) ** 2 + (xx - 128) ** 2 < 60**2] = FOREST  # a 1.1 ha wood across the corner of 4 blocks
+    whole, _, _ = _run(a, 1024, simplify=0)
+    geoms, values, report = _run(a, 128, simplify=0)
+    assert report.components == 2 and len(geoms) == 2
+    forest = geoms[list(values).index(FOREST)]
+    assert forest.geom_type == "Polygon" and forest.area == (a == FOREST).sum()
+    assert len(forest.interiors) == 0
+    # block edges leave no trace: same polygons whatever the block size
+    for g, h in zip(sorted(whole, key=lambda g: g.area), sorted(geoms, key=lambda g: g.area), strict=True):
+        assert g.equals(h)
+
+
+def test_no_polygon_under_its_unit_and_no_gap_or_overlap() -> None:
+    a = _speckled((400, 400))
+    geoms, _, report = _run(a, 150)
+    assert report.components > 500 and report.polygons == 4  # forest, lake, two grass fields
+    areas = shapely.area(np.array(geoms))
+    assert areas.min() >= 2500 * 0.99  # no building here: no zone construite, 2 500 m² everywhere
+    assert shapely.coverage_is_valid(np.array(geoms))
+    assert shapely.union_all(geoms).area == pytest.approx(400 * 400, rel=1e-6)  # no gaps (simplified, valid)
+    assert sum(areas) == pytest.approx(400 * 400, rel=1e-9)  # and no overlaps
+
+
+def test_class_specific_units_with_buildings_and_zone_construite() -> None:
+    a = np.full((400, 400), GRASS, dtype=np.uint8)
+    a[40:54, 40:54] = BUILT  # 196 m²: under the 200 m² unit, sieved
+    a[100:115, 100:115] = BUILT  # 225 m²: kept
+    a[100:115, 140:155] = BUILT  # 225 m²: kept
+    a[300:330, 60:80] = FOREST  # 600 m² garden wood far from buildings (outside the zone construite)
+    a[115:125, 102:152] = FOREST  # 500 m² wood along the two buildings (inside the zone construite)
+    a[200:210, 300:340] = ROAD  # 400 m² (outside)
+    geoms, values, _ = _run(a, 128, simplify=0)
+    by_class: dict[int, list[float]] = {}
+    for g, v in zip(geoms, values, strict=True):
+        by_class.setdefault(int(v), []).append(g.area)
+    assert by_class[BUILT] == [225, 225]
+    assert by_class[FOREST] == [500]  # the 600 m² wood outside was merged (2 500 m² unit), the inner one kept
+    assert ROAD not in by_class
+    # an explicit zone construite layer overrides the derived one
+    zc = [shapely.box(700000 + 50, 6600000 - 340, 700000 + 90, 6600000 - 290)]  # around the outer wood
+    geoms, values, _ = _run(a, 128, simplify=0, zone_construite=zc)
+    assert sorted(g.area for g, v in zip(geoms, values, strict=True) if v == FOREST) == [600]
+
+
+def test_clusters_of_small_patches_are_merged_where_one_pass_gdal_sieve_stalls() -> None:
+    # a mosaic of 20 m × 20 m (400 m²) patches of alternating classes: none reaches 2 500 m²
+    yy, xx = np.mgrid[0:400, 0:400]
+    a = np.where(((yy // 20) + (xx // 20)) % 2 == 0, GRASS, FOREST).astype(np.uint8)
+    gdal = sieve(a, size=2500, connectivity=4)
+    assert np.array_equal(gdal, a)  # GDAL: no neighbour is above the threshold, nothing changes
+    geoms, _, _ = _run(a, 200)
+    assert 0 < len(geoms) <= 400 * 400 // 2500
+    assert min(g.area for g in geoms) >= 2500 * 0.99
+
+
+def test_nodata_is_never_sieved_nor_absorbing() -> None:
+    a = _speckled((200, 200), seed=3)
+    a[:, :50] = 0
+    geoms, values, _ = _run(a, 100, simplify=0)
+    assert 0 not in set(values.tolist())
+    assert sum(g.area for g in geoms) == (a > 0).sum()
+    assert shapely.union_all(geoms).bounds[0] == 700000 + 50
+
+
+def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
+    from inference_batch.production.checkpoint import ModelCard, save_model
+    from inference_batch.production.model import ModelSpec, build_model
+    from inference_batch.production.predict import PredictOptions, predict
+    from inference_batch.production.testdata import write_tiny_scene
+    from ocsge.cli import main
+    from ocsge.products import product_key
+    from ocsge.storage import LocalStorage
+
+    scene = write_tiny_scene(tmp_path / "scene", height=300, width=300)
+    spec = ModelSpec(n_classes=14, encoder="t", layers=(1, 1, 1, 1), widths=(8, 8, 8, 16, 16),
+                     decoder_channels=(16, 8, 8, 8, 8))
+    model = save_model(tmp_path / "m.safetensors", build_model(spec), ModelCard(spec=spec, scheme="couverture"))
+    storage = LocalStorage(tmp_path / "store")
+    predict(scene.sources, model, storage=storage, departement="S01", millesime=2024,
+            options=PredictOptions(block_size=128, tile=96, margin=16, precision="fp32", num_workers=0))
+    main(["vectorize", "-d", "S01", "-y", "2024", "--root", str(tmp_path / "store"), "--umi-outside", "500"])
+    frame = gpd.read_parquet(storage.url(product_key("prediction_vector", "S01", 2024)))
+    assert list(frame.columns) == list(schema.OCCUPATION_COLUMNS)
+    assert frame.crs.to_epsg() == 2154
+    assert (frame[schema.SOURCE] == "auto:model").all() and frame[schema.CODE_US].isna().all()
+    assert frame[schema.ID].is_unique and (frame[schema.MILLESIME] == 2024).all()
+    assert frame.area.sum() == pytest.approx(300 * 300 * 0.04, rel=1e-6)
+    with rasterio.open(scene.sources.rgb) as src:
+        assert shapely.box(*frame.total_bounds).equals(shapely.box(*src.bounds))
+
+
+def test_real_flair_predictions_mosaic(shared_data: Path) -> None:
+    from ocsge.flair import scheme
+
+    lut = np.array(scheme("flair13").lookup_table(), dtype=np.uint8)
+    paths = sorted((shared_data / "flair1-toy-baseline-preds" / "preds").glob("PRED_*.tif"))[:6]
+    tiles = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            tiles.append(lut[src.read(1)])
+    a = np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])])  # 1024 × 1536 px at 0.2 m
+    mosaic = Mosaic.from_array(a, Affine(0.2, 0, 700000, 0, -0.2, 6600000), "EPSG:2154", 512)
+    geoms, values, report = vectorize_mosaic(mosaic, UMI())
+    assert report.components > 5000 and report.polygons < report.components / 100
+    areas = shapely.area(np.array(geoms))
+    built = values == BUILT
+    assert areas[built].min() >= 200 * 0.99 and areas[~built].min() >= 500 * 0.99
+    assert sum(areas) == pytest.approx((a > 0).sum() * 0.04, rel=1e-6)
