@@ -38,11 +38,11 @@ class VerbGroup(click.Group):
             return None
         try:
             return ep.load()  # type: ignore[attr-defined]
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:  # extra not installed, or verb not built yet
             return _unavailable(cmd_name, exc)
 
 
-def _unavailable(name: str, exc: ImportError) -> click.Command:
+def _unavailable(name: str, exc: Exception) -> click.Command:
     @click.command(name, help=f"(unavailable: {exc})", context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def command(args: tuple[str, ...]) -> None:
