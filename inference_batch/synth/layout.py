@@ -660,8 +660,9 @@ def _houses(
             continue
         placed.append(house)
         st = State(unit_state[0], unit_state[1], "", "roof_tile" if rng.uniform() < 0.75 else "roof_grey")
+        # gable roof: ridge along the house, eaves at 60 % of the ridge height (imagery/DSM)
         attrs: dict[str, Any] = {"height": float(rng.uniform(5.5, 9.0)), "usage": "Résidentiel",
-                                 "roof_angle": ang}
+                                 "gable": (float(x), float(y), float(ang), float(across))}
         if change:
             attrs["change"] = change
         b.add("house", house, P_BUILDING, st if first_exists else None, st, **attrs)
