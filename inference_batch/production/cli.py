@@ -130,3 +130,19 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
                                        zone_construite=zone)
     done(f"{report.components} components → {report.polygons} polygons in {sum(report.seconds.values()):.1f} s "
          f"({report.mpx_per_s:.1f} Mpx/s) → {key}")
+
+
+@click.command("rules")
+@dep_option
+@year_option
+@root_option
+@click.option("--res", default=0.5, show_default=True, help="Grid of the rules (m).")
+@click.option("--simplify", default=0.5, show_default=True, help="Coverage simplification tolerance (m).")
+def rules(departement: str, millesime: int, root: str | None, res: float, simplify: float) -> None:
+    """OCS GE auto: the vectorised prediction crossed with BD TOPO, RPG, BD Forêt and fichiers fonciers."""
+    from inference_batch.production.rules import rules as run_rules
+
+    step(f"rules {departement} {millesime}")
+    key, _frame, report = run_rules(_storage(root), departement, millesime, res=res, simplify=simplify)
+    missing = f" (missing: {', '.join(report.layers_missing)})" if report.layers_missing else ""
+    done(f"{report.polygons} polygons from {', '.join(report.layers_used) or 'no ancillary layer'}{missing} → {key}")

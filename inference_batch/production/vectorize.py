@@ -14,7 +14,8 @@ never whole in memory — in three passes:
 2. **sieving on the graph**, stepwise: thresholds 10 → 50 → 200 → 500 → 2 500 m², each capped at the
    component's own UMI — 200 m² for built (CS1.1.1.1), 500 m² inside the zone construite, 2 500 m²
    outside. A component under its threshold joins the neighbour it shares the longest boundary with
-   (ties: the larger one); all small components of a round merge at once and a merged group takes the
+   (ties: the larger one; network corridors, which are exempt from the area units, only when there is
+   no other neighbour); all small components of a round merge at once and a merged group takes the
    class of its largest member; rounds repeat until no component is under its threshold.
    Why not GDAL's sieve in one pass (ml-anchors §4.5): GDAL merges a small polygon only into a neighbour
    that is already above the threshold, so clusters of small polygons (a mosaic of 300 m² patches) are
@@ -69,6 +70,8 @@ class UMI:
     zc_res: float = 5.0  # m, grid of the zone construite
     zc_radius: float = 25.0  # m, closing radius of built pixels (joins buildings less than 50 m apart)
     zc_buffer: float = 10.0  # m, margin around the closed built area (gardens, yards, streets)
+    built_values: tuple[int, ...] = (BUILT,)  # raster values that are "zones bâties" (codes of built combinations)
+    exempt_values: tuple[int, ...] = ()  # values never sieved (networks, ruled by their width, not their area)
 
 
 # --- input: a class raster in blocks ------------------------------------------------------------------
@@ -85,7 +88,7 @@ class RasterBlock:
 
 @dataclass
 class Mosaic:
-    """A class raster (uint8, 0 = nodata) on one grid, as blocks that tile it without overlap."""
+    """A class raster (uint8 or uint16 codes, 0 = nodata) on one grid, as blocks that tile it without overlap."""
 
     crs: CRS
     transform: Affine
@@ -183,7 +186,7 @@ def zone_construite_mask(mosaic: Mosaic, umi: UMI,
     k = max(1, round(umi.zc_res / mosaic.res))
     built = np.zeros((math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)), dtype=bool)
     for b in mosaic.blocks:
-        data = b.read() == BUILT
+        data = np.isin(b.read(), umi.built_values)
         if data.any():
             rs, rc = _coarse_index(b.row_off, b.height, k)
             cs, cc = _coarse_index(b.col_off, b.width, k)
@@ -220,7 +223,7 @@ def label_block(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros(data.shape, dtype=np.int32)
     classes = [0]
     n = 0
-    for value in np.nonzero(np.bincount(data.ravel(), minlength=256))[0]:
+    for value in np.nonzero(np.bincount(data.ravel()))[0]:
         if value == 0:
             continue
         lab, count = ndimage.label(data == value, structure=CROSS)
@@ -229,7 +232,7 @@ def label_block(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             labels[mask] = lab[mask] + n
             n += count
             classes.extend([int(value)] * count)
-    return labels, np.array(classes, dtype=np.uint8)
+    return labels, np.array(classes, dtype=np.uint16)
 
 
 def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +249,7 @@ def _edge_keys(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 class Graph:
     """Region adjacency graph: node attributes and undirected edges with shared boundary lengths (px)."""
 
-    cls: np.ndarray  # uint8
+    cls: np.ndarray  # uint16 raster values
     area: np.ndarray  # int64, px
     zc: np.ndarray  # float64, px inside the zone construite
     eu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -316,7 +319,7 @@ def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
         total += n
         if advance:
             advance(b.height * b.width)
-    cls = np.concatenate(cls_parts) if cls_parts else np.zeros(0, np.uint8)
+    cls = np.concatenate(cls_parts) if cls_parts else np.zeros(0, np.uint16)
     area = np.concatenate(area_parts) if area_parts else np.zeros(0, np.int64)
     inside = np.concatenate(zc_parts) if zc_parts else np.zeros(0)
     # seams: pixel pairs across block edges
@@ -367,7 +370,7 @@ def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest") -> Gr
     m = int(mapping.max()) + 1 if len(mapping) else 0
     area = np.bincount(mapping, weights=graph.area, minlength=m).astype(np.int64)
     inside = np.bincount(mapping, weights=graph.zc, minlength=m)
-    cls = np.zeros(m, dtype=np.uint8)
+    cls = np.zeros(m, dtype=np.uint16)
     if cls_rule == "first":
         cls[mapping] = graph.cls
     else:  # largest member (ties: lowest id), by sorting members by area
@@ -385,7 +388,9 @@ def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest") -> Gr
 
 def umi_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
     in_zc = graph.zc * 2 > graph.area
-    m2 = np.where(graph.cls == BUILT, umi.built, np.where(in_zc, umi.inside_zc, umi.outside_zc))
+    m2 = np.where(np.isin(graph.cls, umi.built_values), umi.built, np.where(in_zc, umi.inside_zc, umi.outside_zc))
+    if umi.exempt_values:
+        m2 = np.where(np.isin(graph.cls, umi.exempt_values), 0.0, m2)
     return m2 / pixel_area
 
 
@@ -406,7 +411,9 @@ def sieve_graph(graph: Graph, umi: UMI, pixel_area: float, max_rounds: int = 200
             if not ok.any():
                 break
             src, dst, length = src[ok], dst[ok], length[ok]
-            order = np.lexsort((-graph.area[dst], -length, src))  # per source: longest edge, then largest
+            # per source: a non-network neighbour first, then the longest shared edge, then the largest
+            network = np.isin(graph.cls[dst], umi.exempt_values) if umi.exempt_values else np.zeros(len(dst), bool)
+            order = np.lexsort((-graph.area[dst], -length, network, src))
             src, dst = src[order], dst[order]
             first = np.concatenate([[0], np.nonzero(np.diff(src))[0] + 1])
             groups = _components(graph.n, src[first], dst[first])
@@ -488,7 +495,7 @@ def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
     sieved, to_group = sieve_graph(graph, umi, px_area)
     region = regions_of(sieved)
     n_regions = int(region.max()) + 1 if len(region) else 0
-    region_cls = np.zeros(n_regions, dtype=np.uint8)
+    region_cls = np.zeros(n_regions, dtype=np.uint16)
     region_cls[region] = sieved.cls
     node_region = region[to_group][to_node]  # local label (global numbering) → region
     report.after_sieve = n_regions
@@ -500,7 +507,7 @@ def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
             pieces.setdefault(rid, []).append(geom)
     ids = sorted(pieces)
     geoms = [p[0] if len(p) == 1 else shapely.coverage_union_all(p) for p in (pieces[i] for i in ids)]
-    values = region_cls[np.array(ids, dtype=np.int64)] if ids else np.zeros(0, np.uint8)
+    values = region_cls[np.array(ids, dtype=np.int64)] if ids else np.zeros(0, np.uint16)
     report.seconds["polygons"] = time.perf_counter() - t
     t = time.perf_counter()
     arr = np.array(geoms, dtype=object)
