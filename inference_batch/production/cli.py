@@ -31,8 +31,10 @@ def _model_path(model: str | None) -> Path:
     return SHIPPED_MODEL
 
 
-dep_option = click.option("--dep", "-d", "departement", required=True, help="Département code (e.g. 77, 2A, S01).")
-year_option = click.option("--year", "-y", "millesime", required=True, type=int, help="Millésime (survey year).")
+dep_option = click.option("--departement", "--dep", "-d", "departement", required=True,
+                          help="Département code (e.g. 77, 2A, S01).")
+year_option = click.option("--millesime", "--year", "-y", "millesime", required=True, type=int,
+                           help="Millésime (survey year).")
 root_option = click.option("--root", default=None, help="Storage root (folder or s3://…); default OCSGE_STORAGE_ROOT.")
 
 
@@ -146,3 +148,31 @@ def rules(departement: str, millesime: int, root: str | None, res: float, simpli
     key, _frame, report = run_rules(_storage(root), departement, millesime, res=res, simplify=simplify)
     missing = f" (missing: {', '.join(report.layers_missing)})" if report.layers_missing else ""
     done(f"{report.polygons} polygons from {', '.join(report.layers_used) or 'no ancillary layer'}{missing} → {key}")
+
+
+@click.command("qa")
+@dep_option
+@year_option
+@root_option
+@click.option("--produced", "-p", multiple=True,
+              help="Layer(s) to assess: prediction, prediction_vector, occupation_auto, or a vector file "
+                   "(default: every one available).")
+@click.option("--reference", "-r", default="truth", show_default=True,
+              help="Reference layer: a product name (truth, occupation) or a vector file.")
+@click.option("--res", default=0.5, show_default=True, help="Comparison grid for two vector layers (m).")
+def qa(departement: str, millesime: int, root: str | None, produced: tuple[str, ...], reference: str,
+       res: float) -> None:
+    """Recette: confusion matrix, overall accuracy, per-class F1 and IoU, area-weighted agreement (JSON + PNG)."""
+    from inference_batch.production.qa import qa as run_qa
+
+    step(f"qa {departement} {millesime} against {reference}")
+    key, report = run_qa(_storage(root), departement, millesime, produced=list(produced) or None,
+                         reference=reference, res=res)
+    for section in report["comparisons"]:  # type: ignore[union-attr]
+        cs = section["couverture"]
+        line = (f"  {section['produced']}: couverture OA {100 * cs['overall_accuracy']:.1f} %, "
+                f"mean IoU {100 * cs['mean_iou']:.1f} %, kappa {cs['kappa']}")
+        if "usage" in section:
+            line += f"; usage OA {100 * section['usage']['overall_accuracy']:.1f} %"
+        click.echo(line)
+    done(f"QA report → {key}")
