@@ -40,3 +40,13 @@ def test_unwritable_root_exits_nonzero_naming_it(tmp_path) -> None:
     result = _ocsge("synth", "--root", str(blocker / "root"), "--width-m", "200", "--height-m", "200",
                     "--no-imagery", cwd=tmp_path)
     assert result.returncode != 0 and str(blocker) in result.stderr
+
+
+def test_vector_only_mode(tmp_path) -> None:
+    import geopandas as gpd
+
+    root = tmp_path / "data"
+    result = _ocsge("synth", "--root", str(root), "--departement", "S04", "--vector-only", "--polygons", "2500",
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(gpd.read_parquet(root / product_key("truth", "S04", 2021))) == 2500
