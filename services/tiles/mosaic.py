@@ -152,8 +152,9 @@ class LayerCatalog:
 
 
 def tile_bbox_wgs84(tms: TileMatrixSet, x: int, y: int, z: int) -> BBox:
-    bounds = tms.xy_bounds(Tile(x, y, z))
-    return tuple(transform_bounds(tms.rasterio_crs, WGS84_CRS, *bounds, densify_pts=5))  # type: ignore[return-value]
+    """Geographic bounds of a tile (morecantile keeps its transformer; rasterio would build one per call)."""
+    b = tms.bounds(Tile(x, y, z))
+    return (b.left, b.bottom, b.right, b.top)
 
 
 @attr.s

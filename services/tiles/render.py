@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rio_tiler.colormap import apply_cmap
 from rio_tiler.constants import WGS84_CRS
-from rio_tiler.errors import NoAssetFoundError, PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, PointOutsideBounds, TileOutsideBounds
 from rio_tiler.models import ImageData
 from rio_tiler.utils import render
 
@@ -104,7 +104,7 @@ class Renderer:
         try:
             with self.backend(layer.id, tms=tms) as src:
                 img, _ = src.tile(x, y, z, tilesize=tilesize, threads=0)
-        except (NoAssetFoundError, TileOutsideBounds):
+        except (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError):
             return blank(media_type, tilesize, tilesize)
         return encode_rgba(_rgba(img, info), media_type)
 
@@ -119,7 +119,7 @@ class Renderer:
                 with self.backend(layer.id, tms=tms_registry.WEB_MERCATOR) as src:
                     img, _ = src.part(bbox, dst_crs=crs, bounds_crs=crs, width=width, height=height,
                                       max_size=None, threads=0)
-            except (NoAssetFoundError, TileOutsideBounds):
+            except (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError):
                 continue
             rgba = _rgba(img, info)
             top = rgba[3:4] > 0
