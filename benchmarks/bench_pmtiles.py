@@ -1,0 +1,60 @@
+"""PMTiles build time per 100 000 polygons: GeoJSONSeq export + tippecanoe (z6–14, the flags of
+``inference_batch.products.tiles``), on a generated occupation layer.
+
+    python benchmarks/bench_pmtiles.py --polygons 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--polygons", type=int, default=200_000)
+    parser.add_argument("--densify", type=float, default=10.0, help="max segment length of the polygons (m)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from inference_batch.products.artif import artificialisation
+    from inference_batch.products.samples import partition
+    from inference_batch.products.spatial import SpatialSource
+    from inference_batch.products.tiles import MAX_ZOOM, MIN_ZOOM, OCCUPATION_ATTRS, build_pmtiles
+
+    side = float(np.sqrt(args.polygons * 2_000.0))
+    layer = partition(args.polygons, (700_000.0, 6_600_000.0, 700_000.0 + side, 6_600_000.0 + side),
+                      seed=args.seed, densify=args.densify)
+    layer, _ = artificialisation(layer)
+    with tempfile.TemporaryDirectory(prefix="bench-pmtiles-") as tmp:
+        out = Path(tmp) / "bench.pmtiles"
+        t0 = time.perf_counter()
+        stats = build_pmtiles({"occupation": (SpatialSource(layer, columns=OCCUPATION_ATTRS), OCCUPATION_ATTRS)}, out)
+        wall = time.perf_counter() - t0
+        size = out.stat().st_size
+    per = 100_000 / stats["features"]
+    summary = {
+        "polygons": int(stats["features"]), "zooms": [MIN_ZOOM, MAX_ZOOM], "densify_m": args.densify,
+        "total_s": round(wall, 2), "per_100k_s": round(wall * per, 2),
+        "export_per_100k_s": round(stats["export_s"] * per, 2),
+        "tippecanoe_per_100k_s": round(stats["tippecanoe_s"] * per, 2),
+        "size_mb": round(size / 1e6, 1),
+        "peak_rss_mb_python": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb_tippecanoe": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+    }
+    print(json.dumps(summary, indent=2))
+    OUT.mkdir(parents=True, exist_ok=True)
+    with (OUT / "bench_pmtiles.jsonl").open("a") as f:
+        f.write(json.dumps(summary) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Differences between two millésimes of a département, by spatial chunks in bounded memory.
+
+Outputs: the evolution layer (the parts whose couverture or usage changed, with ``cs_avant, us_avant,
+cs_apres, us_apres``), the artificialisation difference (``artificialisation`` = +1 newly artificial,
+−1 désartificialisé), the flows matrices CS × CS and US × US in hectares (diagonal = stable area), and
+a JSON report (areas compared, changed, not covered by the other millésime).
+
+The overlay is :func:`~inference_batch.products.spatial.overlay_chunks`: one chunk of the earlier
+layer at a time against the window of the later one, identical polygons matched by hash, pieces
+streamed to GeoParquet as they come. Memory holds the bounding boxes of both layers, one chunk and
+a few cached row groups — not the layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from inference_batch.products.artif import matrix_artif
+from inference_batch.products.artifacts import (
+    GeoParquetAppender,
+    StepError,
+    all_finished,
+    key,
+    step_outputs,
+    write_json,
+    write_table,
+)
+from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from ocsge import schema
+from ocsge.nomenclature import CS_LEAVES, US_LEAVES
+from ocsge.progress import done, progress, step
+from ocsge.storage import Storage
+
+EMPTY = "(vide)"  # row/column of the flows matrices for pieces without a code
+DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES, schema.GEOMETRY]
+ARTIF_DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES,
+                      "artificialisation", schema.GEOMETRY]
+
+
+def with_artif(layer: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """An occupation layer gets its matrix class when it has no ``artif`` (no thresholds: reported)."""
+    if schema.ARTIF in layer:
+        return layer
+    matrix, _ = matrix_artif(layer[schema.CODE_CS].to_numpy(dtype=object), layer[schema.CODE_US].to_numpy(dtype=object))
+    out = layer.copy()
+    out[schema.ARTIF] = np.where(matrix, "artif", "non artif")
+    return out
+
+
+@dataclass
+class FlowAccumulator:
+    """Areas (m²) by (before, after) code, summed over chunks."""
+
+    cs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    us: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, pieces: pd.DataFrame) -> None:
+        for acc, (b, a) in ((self.cs, ("code_cs_a", "code_cs_b")), (self.us, ("code_us_a", "code_us_b"))):
+            grouped = pieces.groupby([pieces[b].fillna(EMPTY), pieces[a].fillna(EMPTY)], sort=False)["area"].sum()
+            for (before, after), area in grouped.items():
+                acc[(before, after)] += float(area)
+
+    @staticmethod
+    def matrix(acc: Counter[tuple[str, str]], leaves: tuple[str, ...], name: str) -> pd.DataFrame:
+        """Flows in hectares, rows = before, columns = after; every leaf code listed, extras appended."""
+        codes = list(leaves) + sorted({c for pair in acc for c in pair} - set(leaves) - {EMPTY})
+        if any(EMPTY in pair for pair in acc):
+            codes.append(EMPTY)
+        table = pd.DataFrame(0.0, index=pd.Index(codes, name=f"{name}_avant"), columns=codes)
+        for (before, after), area in acc.items():
+            table.loc[before, after] += area / 1e4
+        return table.reset_index()
+
+
+@dataclass
+class DifferenceResult:
+    report: dict[str, Any]
+    flows_cs: pd.DataFrame
+    flows_us: pd.DataFrame
+
+
+def compute_difference(before: SpatialSource, after: SpatialSource, difference_path: Path | None,
+                       artif_path: Path | None, *, target: int = 20_000, id_prefix: str = "DIFF",
+                       quiet: bool = False) -> DifferenceResult:
+    """Overlay two millésimes chunk by chunk; stream the evolution and artif ±1 layers to GeoParquet."""
+    t0 = time.perf_counter()
+    cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
+    flows = FlowAccumulator()
+    crs = before.crs
+    diff_out = art_out = None
+    template = gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in DIFF_COLUMNS[:-1]},
+                                geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    art_template = template.assign(artificialisation=pd.Series(dtype="int8"))[ARTIF_DIFF_COLUMNS]
+    if difference_path is not None:
+        diff_out = GeoParquetAppender(difference_path, template)
+    if artif_path is not None:
+        art_out = GeoParquetAppender(artif_path, art_template)
+    totals = Counter()
+    covered_a = np.zeros(before.n)
+    area_a = np.zeros(before.n)
+    n_diff = n_art = 0
+    chunks = 0
+    ctx = progress("difference by chunks", None, unit="") if not quiet else contextlib.nullcontext(lambda *a, **k: None)
+    with ctx as advance:
+        for chunk in overlay_chunks(before, after, target=target):
+            chunks += 1
+            area_a[chunk.a.index.to_numpy()] = chunk.a.geometry.area.to_numpy()
+            np.add.at(covered_a, chunk.ia, chunk.area)
+            pieces = chunk.frame(cols, cols)
+            flows.add(pieces)
+            totals["compared"] += float(pieces["area"].sum())
+            changed = ((pieces.code_cs_a.fillna(EMPTY) != pieces.code_cs_b.fillna(EMPTY))
+                       | (pieces.code_us_a.fillna(EMPTY) != pieces.code_us_b.fillna(EMPTY))).to_numpy()
+            artif_a = (pieces.artif_a == "artif").to_numpy()
+            artif_b = (pieces.artif_b == "artif").to_numpy()
+            totals["changed"] += float(pieces["area"].to_numpy()[changed].sum())
+            totals["artif_plus"] += float(pieces["area"].to_numpy()[~artif_a & artif_b].sum())
+            totals["artif_minus"] += float(pieces["area"].to_numpy()[artif_a & ~artif_b].sum())
+            totals["artif_before"] += float(pieces["area"].to_numpy()[artif_a].sum())
+            totals["artif_after"] += float(pieces["area"].to_numpy()[artif_b].sum())
+            renamed = pieces.rename(columns={"code_cs_a": schema.CS_AVANT, "code_us_a": schema.US_AVANT,
+                                             "code_cs_b": schema.CS_APRES, "code_us_b": schema.US_APRES})
+            if diff_out is not None and changed.any():
+                part = renamed.loc[changed].copy()
+                part[schema.ID] = [f"{id_prefix}_{n_diff + i:08d}" for i in range(len(part))]
+                n_diff += len(part)
+                diff_out.append(part[DIFF_COLUMNS])
+            flip = artif_a != artif_b
+            if art_out is not None and flip.any():
+                part = renamed.loc[flip].copy()
+                part["artificialisation"] = np.where(artif_b[flip], 1, -1).astype("int8")
+                part[schema.ID] = [f"{id_prefix}_A{n_art + i:08d}" for i in range(len(part))]
+                n_art += len(part)
+                art_out.append(part[ARTIF_DIFF_COLUMNS])
+            advance(1, info=f"{n_diff} changed pieces")
+    for out in (diff_out, art_out):
+        if out is not None:
+            out.close()
+    total_a = float(area_a.sum())
+    total_b = after.total_area()
+    report = {
+        "polygons_before": before.n,
+        "polygons_after": after.n,
+        "chunks": chunks,
+        "surface_before_ha": round(total_a / 1e4, 4),
+        "surface_after_ha": round(total_b / 1e4, 4),
+        "surface_compared_ha": round(totals["compared"] / 1e4, 4),
+        "before_not_covered_after_ha": round((total_a - totals["compared"]) / 1e4, 4),
+        "after_not_covered_before_ha": round((total_b - totals["compared"]) / 1e4, 4),
+        "changed_ha": round(totals["changed"] / 1e4, 4),
+        "changed_pieces": n_diff,
+        "artificialisation_ha": round(totals["artif_plus"] / 1e4, 4),
+        "desartificialisation_ha": round(totals["artif_minus"] / 1e4, 4),
+        "artif_net_ha": round((totals["artif_plus"] - totals["artif_minus"]) / 1e4, 4),
+        "artif_before_ha": round(totals["artif_before"] / 1e4, 4),
+        "artif_after_ha": round(totals["artif_after"] / 1e4, 4),
+        "artif_pieces": n_art,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return DifferenceResult(report, FlowAccumulator.matrix(flows.cs, CS_LEAVES, "cs"),
+                            FlowAccumulator.matrix(flows.us, US_LEAVES, "us"))
+
+
+def layer_key(storage: Storage, dep: object, millesime: int, source: str = "occupation") -> str:
+    """The layer to compare for a millésime: its artificialisation layer (codes + artif after the
+    thresholds) when there is one, else the given source layer."""
+    art = key("artificialisation", dep, millesime)
+    if source == "occupation" and storage.exists(art):
+        return art
+    src = key(source, dep, millesime)
+    if not storage.exists(src):
+        raise StepError(f"no {source} layer for {dep} {millesime} ({src}); run `ocsge ingest` or `ocsge artif`")
+    return src
+
+
+@contextlib.contextmanager
+def open_source(storage: Storage, layer: str, columns: list[str]) -> Iterator[SpatialSource]:
+    """A chunked reader over a stored layer; an occupation layer gets matrix ``artif`` on the fly."""
+    with storage.local_copy(layer) as path:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        if schema.ARTIF in columns and schema.ARTIF not in names:
+            # the matrix class is computed on each row group as it is read: memory stays bounded
+            read = [c for c in columns if c != schema.ARTIF]
+            yield SpatialSource(path=path, columns=columns, read_columns=read, derive=with_artif)
+        else:
+            yield SpatialSource(path=path, columns=columns)
+
+
+def run_difference(storage: Storage, dep: object, before: int, after: int, *, force: bool = False,
+                   target: int = 20_000) -> dict[str, str]:
+    """Step: evolution layer, artif ±1 layer, flows CS×CS and US×US, report for a pair of millésimes."""
+    pair = (before, after)
+    keys = {p: key(p, dep, pair) for p in ("difference", "artif_difference", "flows_cs", "flows_us",
+                                          "difference_report")}
+    if not force and all_finished(storage, list(keys.values())):
+        done(f"diff {dep} {before}-{after}: already done")
+        return keys
+    cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
+    ka, kb = layer_key(storage, dep, before), layer_key(storage, dep, after)
+    step(f"diff {dep} {before}→{after}: {ka} × {kb}")
+    with step_outputs(storage) as outputs, open_source(storage, ka, cols) as sa, open_source(storage, kb, cols) as sb:
+        with storage.writer(keys["difference"]) as dpath, storage.writer(keys["artif_difference"]) as apath:
+            outputs.add(keys["difference"])
+            outputs.add(keys["artif_difference"])
+            result = compute_difference(sa, sb, dpath, apath, target=target,
+                                        id_prefix=f"{before}_{after}")
+        outputs.add(write_table(storage, keys["flows_cs"], result.flows_cs))
+        outputs.add(write_table(storage, keys["flows_us"], result.flows_us))
+        report = {**result.report, "before": ka, "after": kb,
+                  "thresholds_applied": ka.startswith("artificialisation/") and kb.startswith("artificialisation/")}
+        outputs.add(write_json(storage, keys["difference_report"], report))
+    done(f"diff {dep} {before}→{after}: {report['changed_ha']:.2f} ha changed, "
+         f"+{report['artificialisation_ha']:.2f} / −{report['desartificialisation_ha']:.2f} ha artif")
+    return keys

@@ -1,0 +1,137 @@
+"""65 m change grid: the work packages of photo-interpretation.
+
+A grid of square cells aligned on multiples of the cell size in the département's CRS; for each cell
+the area where two layers differ (two millésimes, or a prediction and the previous millésime) is
+summed from the pieces of a chunked overlay, and cells at or above the threshold are flagged. Only
+cells with some change are written (every other cell of the département has none); the report gives
+the grid origin, size and counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs, write_json, write_vector
+from inference_batch.products.difference import layer_key
+from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from ocsge import products as registry
+from ocsge import schema
+from ocsge.products import Kind, ProductSpec
+from ocsge.progress import done, step
+from ocsge.storage import Storage
+
+registry.register(ProductSpec("change_grid_report", "reports/change_grid", ".json", Kind.DOCUMENT,
+                              "65 m change grid (origin, counts)", pair=True, media_type="application/json"))
+
+CELL_M = 65.0
+THRESHOLD_M2 = 50.0
+
+
+def cell_areas(geoms: np.ndarray, cell: float, origin: tuple[float, float]) -> pd.Series:
+    """Area of ``geoms`` in each grid cell, indexed by (col, row)."""
+    if len(geoms) == 0:
+        return pd.Series(dtype=float)
+    b = shapely.bounds(geoms)
+    x0, y0 = origin
+    c0 = np.floor((b[:, 0] - x0) / cell).astype(np.int64)
+    c1 = np.floor((b[:, 2] - x0) / cell).astype(np.int64)
+    r0 = np.floor((b[:, 1] - y0) / cell).astype(np.int64)
+    r1 = np.floor((b[:, 3] - y0) / cell).astype(np.int64)
+    nc, nr = c1 - c0 + 1, r1 - r0 + 1
+    count = nc * nr
+    gi = np.repeat(np.arange(len(geoms)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    col = c0[gi] + local % nc[gi]
+    row = r0[gi] + local // nc[gi]
+    boxes = shapely.box(x0 + col * cell, y0 + row * cell, x0 + (col + 1) * cell, y0 + (row + 1) * cell)
+    single = count[gi] == 1
+    area = np.where(single, shapely.area(geoms[gi]), 0.0)
+    multi = ~single
+    area[multi] = shapely.area(shapely.intersection(geoms[gi[multi]], boxes[multi]))
+    s = pd.Series(area, index=pd.MultiIndex.from_arrays([col, row], names=["col", "row"]))
+    return s[s > 0].groupby(level=[0, 1]).sum()
+
+
+def change_grid(before: SpatialSource, after: SpatialSource, *, cell: float = CELL_M,
+                threshold: float = THRESHOLD_M2, compare: list[str] | None = None, target: int = 20_000
+                ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Cells where the layers differ on ``compare`` columns (default: code_cs and code_us)."""
+    compare = compare or [schema.CODE_CS, schema.CODE_US]
+    xmin, ymin, xmax, ymax = before.total_bounds
+    origin = (np.floor(xmin / cell) * cell, np.floor(ymin / cell) * cell)
+    changed: dict[tuple[int, int], float] = defaultdict(float)
+    artif_changed: dict[tuple[int, int], float] = defaultdict(float)
+    has_artif = schema.ARTIF in (before.columns or []) and schema.ARTIF in (after.columns or [])
+    cols = compare + ([schema.ARTIF] if has_artif else [])
+    for chunk in overlay_chunks(before, after, target=target):
+        p = chunk.frame(cols, cols)
+        if p.empty:
+            continue
+        diff = np.zeros(len(p), dtype=bool)
+        for c in compare:
+            diff |= (p[f"{c}_a"].fillna("").to_numpy(dtype=object) != p[f"{c}_b"].fillna("").to_numpy(dtype=object))
+        for col_row, area in cell_areas(p.geometry.to_numpy()[diff], cell, origin).items():
+            changed[col_row] += area
+        if has_artif:
+            flip = (p[f"{schema.ARTIF}_a"].to_numpy() != p[f"{schema.ARTIF}_b"].to_numpy())
+            for col_row, area in cell_areas(p.geometry.to_numpy()[flip], cell, origin).items():
+                artif_changed[col_row] += area
+    cells = sorted(changed)
+    col = np.array([c for c, _ in cells], dtype=np.int64)
+    row = np.array([r for _, r in cells], dtype=np.int64)
+    area = np.array([changed[c] for c in cells])
+    grid = gpd.GeoDataFrame({
+        "cell_id": [f"{c}_{r}" for c, r in cells],
+        "col": col, "row": row,
+        "changed_area_m2": np.round(area, 3),
+        "changed_share": np.round(area / (cell * cell), 5),
+        "artif_changed_area_m2": np.round([artif_changed.get(c, 0.0) for c in cells], 3),
+        "flagged": area >= threshold,
+    }, geometry=shapely.box(origin[0] + col * cell, origin[1] + row * cell, origin[0] + (col + 1) * cell,
+                            origin[1] + (row + 1) * cell), crs=before.crs)
+    ncols = int(np.ceil((xmax - origin[0]) / cell))
+    nrows = int(np.ceil((ymax - origin[1]) / cell))
+    report = {"cell_m": cell, "threshold_m2": threshold, "origin": list(origin), "columns": ncols, "rows": nrows,
+              "cells_in_extent": ncols * nrows, "cells_changed": len(grid), "cells_flagged": int(grid.flagged.sum()),
+              "changed_ha": round(float(area.sum()) / 1e4, 4), "compared": compare}
+    return grid, report
+
+
+def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_source: str = "occupation",
+             cell: float = CELL_M, threshold: float = THRESHOLD_M2, force: bool = False) -> dict[str, str]:
+    """Step: change grid between two millésimes, or between the previous millésime and a prediction
+    (``after_source`` = ``occupation_auto`` or ``prediction_vector``)."""
+    pair = (before, after)
+    keys = {"change_grid": key("change_grid", dep, pair), "change_grid_report": key("change_grid_report", dep, pair)}
+    if not force and all_finished(storage, list(keys.values())):
+        done(f"grid {dep} {before}-{after}: already done")
+        return keys
+    kb = layer_key(storage, dep, before)
+    ka = layer_key(storage, dep, after, source=after_source)
+    step(f"grid {dep} {before}→{after} ({after_source}): {cell:g} m cells")
+    import pyarrow.parquet as pq
+
+    with contextlib.ExitStack() as stack:
+        pb = stack.enter_context(storage.local_copy(kb))
+        pa_ = stack.enter_context(storage.local_copy(ka))
+        names_b, names_a = set(pq.read_schema(pb).names), set(pq.read_schema(pa_).names)
+        compare = [c for c in (schema.CODE_CS, schema.CODE_US) if c in names_b and c in names_a]
+        if not compare:
+            raise StepError(f"{kb} and {ka} share no code column to compare")
+        extra = [schema.ARTIF] if schema.ARTIF in names_b and schema.ARTIF in names_a else []
+        grid, report = change_grid(SpatialSource(path=pb, columns=compare + extra),
+                                   SpatialSource(path=pa_, columns=compare + extra),
+                                   cell=cell, threshold=threshold, compare=compare)
+    report.update({"before": kb, "after": ka})
+    with step_outputs(storage) as outputs:
+        outputs.add(write_vector(storage, keys["change_grid"], grid))
+        outputs.add(write_json(storage, keys["change_grid_report"], report))
+    done(f"grid {dep} {before}→{after}: {report['cells_flagged']} cells flagged of {report['cells_changed']} changed")
+    return keys

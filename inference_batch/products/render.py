@@ -1,0 +1,188 @@
+"""Categorical COGs of a millésime: couverture, usage, artificialisation and zone construite.
+
+Rasterised window by window (a département at 0.5 m is ~10¹⁰ pixels: it never sits in memory) into
+a tiled GeoTIFF, then copied by GDAL's COG driver with MODE overviews. uint8, value 0 = nodata
+(outside the département and wherever no polygon lies), the official palette embedded as a GDAL
+colour table so that any viewer (QGIS, TiTiler) shows the IGN colours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.features import rasterize
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs
+from inference_batch.products.difference import layer_key, with_artif
+from inference_batch.products.spatial import SpatialSource
+from ocsge import schema
+from ocsge.nomenclature import NODATA, TABLES, Kind, leaves_under, palette
+from ocsge.progress import done, progress, step
+from ocsge.storage import Storage
+
+DEFAULT_RESOLUTION = 0.5
+WINDOW = 4096
+
+ARTIF_VALUES = {"artif": 1, "non artif": 2}
+ARTIF_PALETTE = {NODATA: (0, 0, 0, 0), 1: (230, 0, 77, 255), 2: (204, 242, 77, 255)}
+CONSTRUCTION_PALETTE = {NODATA: (0, 0, 0, 0), 1: (190, 9, 97, 255), 2: (255, 255, 255, 0)}
+CONSTRUCTION_LABELS = {1: "Zone construite", 2: "Hors zone construite"}
+
+
+def code_values(kind: Kind) -> Callable[[object], int]:
+    """Raster value of a code; an intermediate code takes the leaf of the same colour (CS2.1.1 →
+    CS2.1.1.3), else its first leaf; missing and unknown codes are nodata."""
+    table = TABLES[kind]
+    cache: dict[object, int] = {}
+
+    def value(code: object) -> int:
+        if code in cache:
+            return cache[code]
+        entry = table.get(code) if isinstance(code, str) else None
+        v = NODATA
+        if entry is not None:
+            if entry.raster_value is not None:
+                v = entry.raster_value
+            else:
+                leaves = leaves_under(kind, entry.code)
+                same = [leaf for leaf in leaves if table[leaf].colour == entry.colour]
+                pick = (same or leaves or [None])[0]
+                v = table[pick].raster_value if pick else NODATA  # type: ignore[assignment]
+        cache[code] = v
+        return v
+
+    return value
+
+
+@dataclass
+class Burn:
+    """One layer burnt into a raster: its source and the value of each of its polygons."""
+
+    source: SpatialSource
+    values: Callable[[gpd.GeoDataFrame], np.ndarray]
+
+
+def rasterise(burns: list[Burn], path: Path, *, resolution: float, colormap: dict[int, tuple[int, int, int, int]],
+              bounds: tuple[float, float, float, float] | None = None, window: int = WINDOW,
+              description: str = "", quiet: bool = False, tags: dict[str, str] | None = None) -> None:
+    """Burn layers in order (later ones over earlier ones) into a COG at ``path``."""
+    if bounds is None:
+        bounds = burns[0].source.total_bounds
+    xmin, ymin, xmax, ymax = bounds
+    xmin, ymin = np.floor(xmin / resolution) * resolution, np.floor(ymin / resolution) * resolution
+    xmax, ymax = np.ceil(xmax / resolution) * resolution, np.ceil(ymax / resolution) * resolution
+    width = max(1, round((xmax - xmin) / resolution))
+    height = max(1, round((ymax - ymin) / resolution))
+    transform = from_origin(xmin, ymax, resolution, resolution)
+    crs = burns[0].source.crs
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
+               "crs": crs, "transform": transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
+               "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    windows = [Window(c, r, min(window, width - c), min(window, height - r))
+               for r in range(0, height, window) for c in range(0, width, window)]
+    with tempfile.TemporaryDirectory(prefix="ocsge-render-") as tmp:
+        raw = Path(tmp) / "raw.tif"
+        ctx = progress(f"rasterise {description}", len(windows)) if not quiet else \
+            contextlib.nullcontext(lambda *a, **k: None)
+        with rasterio.open(raw, "w", **profile) as dst, ctx as advance:
+            dst.write_colormap(1, colormap)
+            dst.update_tags(OVERVIEW_RESAMPLING="MODE", **(tags or {}))
+            for w in windows:
+                wt = rasterio.windows.transform(w, transform)
+                wb = rasterio.windows.bounds(w, transform)
+                out = np.zeros((w.height, w.width), dtype=np.uint8)
+                for burn in burns:
+                    idx = burn.source.in_window(wb)
+                    if len(idx) == 0:
+                        continue
+                    frame = burn.source.take(idx)
+                    vals = burn.values(frame)
+                    shapes = [(g, int(v)) for g, v in zip(frame.geometry.to_numpy(), vals, strict=True)
+                              if v != NODATA and g is not None and not g.is_empty]
+                    if shapes:
+                        rasterize(shapes, out=out, transform=wt, dtype=np.uint8)
+                dst.write(out, 1, window=w)
+                advance(1)
+        rasterio.shutil.copy(raw, path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
+                             OVERVIEW_RESAMPLING="MODE", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+
+
+def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]:
+    """``OCSGE_SOURCE`` for the catalogue: ``official`` for IGN deliveries, ``auto`` for our production."""
+    occ = key("occupation", dep, millesime)
+    if not storage.exists(occ):
+        return {}
+    import pyarrow.parquet as pq
+
+    with storage.local_copy(occ) as path:
+        if schema.SOURCE not in pq.read_schema(path).names:
+            return {}
+        values = set(pq.read_table(path, columns=[schema.SOURCE]).column(0).unique().to_pylist())
+    if values == {"ign"}:
+        return {"OCSGE_SOURCE": "official"}
+    if values and all(str(v).startswith("auto") for v in values):
+        return {"OCSGE_SOURCE": "auto"}
+    return {}
+
+
+LAYERS = ("couverture", "usage", "artif", "construction")
+COG_PRODUCT = {"couverture": "couverture_cog", "usage": "usage_cog", "artif": "artif_cog",
+               "construction": "construction_cog"}
+
+
+def run_render(storage: Storage, dep: object, millesime: int, *, resolution: float = DEFAULT_RESOLUTION,
+               layers: tuple[str, ...] = LAYERS, force: bool = False, window: int = WINDOW) -> dict[str, str]:
+    """Step: the class COGs of one département × millésime."""
+    keys = {layer: key(COG_PRODUCT[layer], dep, millesime) for layer in layers}
+    todo = [layer for layer in layers if force or not all_finished(storage, [keys[layer]])]
+    if not todo:
+        done(f"render {dep} {millesime}: already done")
+        return keys
+    occ_key = layer_key(storage, dep, millesime)
+    zc_key = key("zone_construite", dep, millesime)
+    if "construction" in todo and not storage.exists(zc_key):
+        raise StepError(f"render {dep} {millesime}: no zone construite layer ({zc_key})")
+    cols = [c for c in (schema.CODE_CS, schema.CODE_US, schema.ARTIF)]
+    with contextlib.ExitStack() as stack:
+        occ_path = stack.enter_context(storage.local_copy(occ_key))
+        import pyarrow.parquet as pq
+
+        names = set(pq.read_schema(occ_path).names)
+        occ = SpatialSource(path=occ_path, columns=[c for c in cols if c in names])
+        if schema.ARTIF not in names and "artif" in todo:
+            occ = SpatialSource(path=occ_path, columns=cols, read_columns=cols[:2], derive=with_artif)
+        cs_value, us_value = code_values(Kind.COUVERTURE), code_values(Kind.USAGE)
+        specs: dict[str, tuple[list[Burn], dict[int, tuple[int, int, int, int]]]] = {
+            "couverture": ([Burn(occ, lambda f: np.array([cs_value(c) for c in f[schema.CODE_CS]]))],
+                           palette(Kind.COUVERTURE)),
+            "usage": ([Burn(occ, lambda f: np.array([us_value(c) for c in f[schema.CODE_US]]))],
+                      palette(Kind.USAGE)),
+            "artif": ([Burn(occ, lambda f: np.array([ARTIF_VALUES.get(a, NODATA) for a in f[schema.ARTIF]]))],
+                      ARTIF_PALETTE),
+        }
+        if "construction" in todo:
+            zc = SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)), columns=[])
+            specs["construction"] = ([Burn(occ, lambda f: np.full(len(f), 2, np.uint8)),
+                                      Burn(zc, lambda f: np.full(len(f), 1, np.uint8))], CONSTRUCTION_PALETTE)
+        with step_outputs(storage) as outputs:
+            for layer in todo:
+                step(f"render {dep} {millesime} {layer} at {resolution:g} m")
+                burns, cmap = specs[layer]
+                with storage.writer(keys[layer]) as tmp:
+                    outputs.add(keys[layer])
+                    rasterise(burns, tmp, resolution=resolution, colormap=cmap, bounds=occ.total_bounds,
+                              window=window, description=f"{layer} {millesime}",
+                              tags={"OCSGE_PRODUCT": COG_PRODUCT[layer], "OCSGE_MILLESIME": str(millesime),
+                                    **source_tags(storage, dep, millesime)})
+    done(f"render {dep} {millesime}: {', '.join(todo)}")
+    return keys

@@ -1,0 +1,358 @@
+"""Spatial chunking: read a polygon layer one window at a time and overlay two layers chunk by chunk.
+
+Why: a département holds 10⁵–10⁶ polygons per millésime; a global overlay holds both layers, the
+spatial index, every candidate pair and every output piece in memory at once. Here:
+
+* :class:`SpatialSource` keeps only the bounding boxes of a layer in memory (32 bytes a polygon) and
+  reads geometries by Parquet row group, with a small LRU cache. Our GeoParquet is Hilbert-sorted
+  (``artifacts.to_geoparquet``), so a window touches few row groups.
+* :func:`overlay_chunks` cuts the plane into a grid of tiles sized for ``target`` polygons each. Each
+  polygon of layer A is *owned* by the tile holding the centre of its bounding box, so every A polygon
+  is processed exactly once with all of its B partners (read from the window of the chunk's A
+  polygons, queried with an STRtree). Pieces ``a ∩ b`` are therefore complete: stitching the chunks
+  is a concatenation, without seams to dissolve and without duplicates.
+* Pairs of identical geometries (same WKB) are matched by hashing before any geometric work: in two
+  successive millésimes most polygons are unchanged, and for a partition a polygon identical to one
+  of the other layer overlaps nothing else there. Only the remaining polygons are intersected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import shapely
+from shapely import STRtree
+
+from inference_batch.products.artifacts import hilbert_index
+
+MIN_PIECE_AREA = 0.01  # m²: intersections smaller than this are numerical slivers
+
+
+def polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep the polygonal part of each geometry (collections from intersections or make_valid)."""
+    geoms = np.asarray(geoms, dtype=object)
+    out = geoms.copy()
+    types = shapely.get_type_id(geoms)
+    # 3 Polygon, 6 MultiPolygon; anything else gets its polygon parts or becomes empty
+    odd = np.flatnonzero((types != 3) & (types != 6) & (types != -1))
+    for i in odd:
+        g = geoms[i]
+        if g is None or g.is_empty:
+            continue
+        parts = [p for p in shapely.get_parts(g) if shapely.get_type_id(p) in (3, 6)]
+        flat = [q for p in parts for q in shapely.get_parts(p)]
+        out[i] = (shapely.multipolygons(flat) if len(flat) > 1 else flat[0]) if flat else shapely.Polygon()
+    return out
+
+
+def repair(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """make_valid on the invalid ones, keeping polygonal parts; returns (geoms, mask of repaired)."""
+    geoms = np.asarray(geoms, dtype=object)
+    bad = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+    if bad.any():
+        geoms = geoms.copy()
+        geoms[bad] = polygonal(shapely.make_valid(geoms[bad]))
+    return geoms, bad
+
+
+def safe_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        return shapely.intersection(a, b)
+    except shapely.errors.GEOSException:
+        out = np.empty(len(a), dtype=object)
+        for i, (ga, gb) in enumerate(zip(a, b, strict=True)):
+            try:
+                out[i] = shapely.intersection(ga, gb)
+            except shapely.errors.GEOSException:
+                out[i] = shapely.intersection(shapely.make_valid(ga), shapely.make_valid(gb))
+        return out
+
+
+class SpatialSource:
+    """A polygon layer readable by windows; from an in-memory frame or a GeoParquet file."""
+
+    def __init__(self, frame: gpd.GeoDataFrame | None = None, *, path: str | Path | None = None,
+                 columns: list[str] | None = None, cache_groups: int = 16,
+                 derive: Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame] | None = None,
+                 read_columns: list[str] | None = None) -> None:
+        """``derive`` computes extra columns on each block read (e.g. the matrix class of a layer
+        without ``artif``) from ``read_columns``; ``columns`` is what callers get."""
+        if (frame is None) == (path is None):
+            raise ValueError("give a frame or a path")
+        self.columns = columns
+        self.derive = derive
+        self.read_columns = read_columns if read_columns is not None else columns
+        self._frame = None
+        self._cache: OrderedDict[int, gpd.GeoDataFrame] = OrderedDict()
+        self._cache_groups = cache_groups
+        if frame is not None:
+            frame = frame.reset_index(drop=True)
+            if derive is not None:
+                frame = derive(frame)
+            self._frame = frame if columns is None else frame[[*columns, frame.geometry.name]]
+            self.crs = frame.crs
+            b = frame.geometry.bounds.to_numpy(dtype=float)
+            self.bounds = b
+            self.offsets = np.array([0, len(frame)])
+        else:
+            self.path = Path(path)
+            self._file = pq.ParquetFile(self.path)
+            geo = json.loads(self._file.schema_arrow.metadata[b"geo"])
+            self.geometry_column = geo["primary_column"]
+            from pyproj import CRS
+
+            crs = geo["columns"][self.geometry_column].get("crs", "OGC:CRS84")
+            self.crs = CRS.from_user_input(crs) if crs is not None else None
+            meta = self._file.metadata
+            sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            self.bounds = self._read_bounds()
+        self.n = len(self.bounds)
+
+    @classmethod
+    def open(cls, source: gpd.GeoDataFrame | str | Path, columns: list[str] | None = None) -> SpatialSource:
+        if isinstance(source, gpd.GeoDataFrame):
+            return cls(source, columns=columns)
+        return cls(path=source, columns=columns)
+
+    def _read_bounds(self) -> np.ndarray:
+        names = self._file.schema_arrow.names
+        if "bbox" in names:
+            table = self._file.read(columns=["bbox"])
+            col = table.column("bbox").combine_chunks()
+            return np.column_stack([col.field(k).to_numpy(zero_copy_only=False)
+                                    for k in ("xmin", "ymin", "xmax", "ymax")]).astype(float)
+        parts = []
+        for i in range(self._file.metadata.num_row_groups):
+            t = self._file.read_row_group(i, columns=[self.geometry_column])
+            parts.append(shapely.bounds(shapely.from_wkb(t.column(0).to_numpy(zero_copy_only=False))))
+        return np.concatenate(parts) if parts else np.zeros((0, 4))
+
+    @property
+    def total_bounds(self) -> tuple[float, float, float, float]:
+        b = self.bounds
+        ok = ~np.isnan(b).any(axis=1)
+        if not ok.any():
+            return (0.0, 0.0, 0.0, 0.0)
+        b = b[ok]
+        return (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+
+    def _group(self, i: int) -> gpd.GeoDataFrame:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        cols = None
+        if self.read_columns is not None:
+            cols = [*self.read_columns, self.geometry_column]
+        t = self._file.read_row_group(i, columns=cols)
+        geom = shapely.from_wkb(t.column(self.geometry_column).to_numpy(zero_copy_only=False))
+        keep = [c for c in t.column_names if c not in (self.geometry_column, "bbox")]
+        df = t.select(keep).to_pandas()
+        gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geom, crs=self.crs), crs=self.crs)
+        if self.derive is not None:
+            gdf = self.derive(gdf)
+            if self.columns is not None:
+                gdf = gdf[[*self.columns, gdf.geometry.name]]
+        self._cache[i] = gdf
+        if len(self._cache) > self._cache_groups:
+            self._cache.popitem(last=False)
+        return gdf
+
+    def take(self, idx: np.ndarray) -> gpd.GeoDataFrame:
+        """Rows ``idx`` (global positions, any order) as a frame indexed by those positions."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self._frame is not None:
+            out = self._frame.iloc[idx]
+            out.index = idx
+            return out
+        groups = np.searchsorted(self.offsets, idx, side="right") - 1
+        frames = []
+        order = []
+        for g in np.unique(groups):
+            sel = np.flatnonzero(groups == g)
+            part = self._group(int(g)).iloc[idx[sel] - self.offsets[g]]
+            part.index = idx[sel]
+            frames.append(part)
+            order.append(sel)
+        if not frames:
+            return self._group(0).iloc[:0] if self.n else gpd.GeoDataFrame(geometry=[], crs=self.crs)
+        out = pd.concat(frames)
+        return out.loc[idx] if len(frames) > 1 else out
+
+    def in_window(self, window: tuple[float, float, float, float]) -> np.ndarray:
+        b = self.bounds
+        xmin, ymin, xmax, ymax = window
+        return np.flatnonzero((b[:, 0] <= xmax) & (b[:, 2] >= xmin) & (b[:, 1] <= ymax) & (b[:, 3] >= ymin))
+
+    def iter_chunks(self, rows: int = 50_000) -> Iterator[gpd.GeoDataFrame]:
+        """The whole layer, a block of rows at a time (streaming passes: areas, rasterising…)."""
+        for start in range(0, self.n, rows):
+            yield self.take(np.arange(start, min(self.n, start + rows)))
+
+    def total_area(self) -> float:
+        return float(sum(chunk.geometry.area.sum() for chunk in self.iter_chunks()))
+
+
+@dataclass
+class Tiling:
+    """Owner tiles over a layer: each polygon belongs to the tile holding the centre of its bbox."""
+
+    size: float
+    origin: tuple[float, float]
+    owner: np.ndarray  # tile number per polygon (-1: empty geometry)
+    order: list[int] = field(default_factory=list)  # tile numbers, Hilbert order
+
+    @classmethod
+    def for_source(cls, src: SpatialSource, target: int) -> Tiling:
+        b = src.bounds
+        ok = ~np.isnan(b).any(axis=1)
+        xmin, ymin, xmax, ymax = src.total_bounds
+        width, height = max(xmax - xmin, 1.0), max(ymax - ymin, 1.0)
+        n = max(int(ok.sum()), 1)
+        size = max(np.sqrt(width * height * target / n), 1.0)
+        nx = int(np.ceil(width / size)) + 1
+        cx = np.where(ok, (b[:, 0] + b[:, 2]) / 2, xmin)
+        cy = np.where(ok, (b[:, 1] + b[:, 3]) / 2, ymin)
+        tx = np.floor((cx - xmin) / size).astype(np.int64)
+        ty = np.floor((cy - ymin) / size).astype(np.int64)
+        owner = np.where(ok, ty * nx + tx, -1)
+        tiles = np.unique(owner[owner >= 0])
+        ny = int(tiles.max() // nx) + 1 if len(tiles) else 1
+        h = hilbert_index(tiles % nx, tiles // nx, (0, 0, nx, ny), level=12)
+        tiling = cls(size, (xmin, ymin), owner, [int(t) for t in tiles[np.argsort(h, kind="stable")]])
+        tiling._index()
+        return tiling
+
+    def _index(self) -> None:
+        self._sorted = np.argsort(self.owner, kind="stable")
+        keys = self.owner[self._sorted]
+        self._starts = {int(t): (int(lo), int(hi)) for t, lo, hi in zip(
+            *np.unique(keys, return_index=True), np.r_[np.unique(keys, return_index=True)[1][1:], len(keys)],
+            strict=True)}
+
+    def members(self, tile: int) -> np.ndarray:
+        lo, hi = self._starts.get(tile, (0, 0))
+        return np.sort(self._sorted[lo:hi])
+
+
+@dataclass
+class Chunk:
+    """The pieces ``a ∩ b`` of one chunk: global row numbers, areas, geometries, and the rows read."""
+
+    ia: np.ndarray
+    ib: np.ndarray
+    area: np.ndarray
+    geometry: np.ndarray
+    a: gpd.GeoDataFrame  # rows of A owned by the chunk, indexed by global row number
+    b: gpd.GeoDataFrame  # rows of B in the chunk's window
+
+    def frame(self, columns_a: list[str], columns_b: list[str], suffixes: tuple[str, str] = ("_a", "_b"),
+              mask: np.ndarray | None = None) -> gpd.GeoDataFrame:
+        sel = slice(None) if mask is None else mask
+        ia, ib = self.ia[sel], self.ib[sel]
+        data = {"ia": ia, "ib": ib}
+        for c in columns_a:
+            data[c + suffixes[0]] = self.a[c].reindex(ia).to_numpy()
+        for c in columns_b:
+            data[c + suffixes[1]] = self.b[c].reindex(ib).to_numpy()
+        data["area"] = self.area[sel]
+        return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(self.geometry[sel], crs=self.a.crs), crs=self.a.crs)
+
+
+HUGE_TILES = 4.0  # an A polygon wider than this many tiles is overlaid on its own, window by window
+
+
+def _intersect(ga: np.ndarray, ia: np.ndarray, gb: np.ndarray, ib: np.ndarray, *, match_identical: bool,
+               min_area: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces of positive area between two sets of polygons (global row numbers ``ia``, ``ib``)."""
+    out_ia: list[np.ndarray] = []
+    out_ib: list[np.ndarray] = []
+    out_geom: list[np.ndarray] = []
+    rest_a = np.ones(len(ia), dtype=bool)
+    rest_b = np.ones(len(ib), dtype=bool)
+    if match_identical and len(ib) and len(ia):
+        lookup: dict[bytes, int] = {}
+        for j, w in enumerate(shapely.to_wkb(gb)):
+            if w is not None:
+                lookup.setdefault(w, j)
+        pairs = np.array([(i, j) for i, w in enumerate(shapely.to_wkb(ga))
+                          if w is not None and (j := lookup.get(w)) is not None], dtype=np.int64).reshape(-1, 2)
+        if len(pairs):
+            rest_a[pairs[:, 0]] = False
+            rest_b[pairs[:, 1]] = False
+            out_ia.append(ia[pairs[:, 0]])
+            out_ib.append(ib[pairs[:, 1]])
+            out_geom.append(ga[pairs[:, 0]])
+    sa = np.flatnonzero(rest_a & ~shapely.is_missing(ga) & ~shapely.is_empty(ga)) if len(ia) else np.zeros(0, int)
+    sb = np.flatnonzero(rest_b & ~shapely.is_missing(gb) & ~shapely.is_empty(gb)) if len(ib) else np.zeros(0, int)
+    if len(sa) and len(sb):
+        qa, qb = STRtree(gb[sb]).query(ga[sa], predicate="intersects")
+        if len(qa):
+            inter = polygonal(safe_intersection(ga[sa][qa], gb[sb][qb]))
+            keep = shapely.area(inter) >= min_area
+            out_ia.append(ia[sa[qa[keep]]])
+            out_ib.append(ib[sb[qb[keep]]])
+            out_geom.append(inter[keep])
+    if not out_ia:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    return np.concatenate(out_ia), np.concatenate(out_ib), np.concatenate(out_geom)
+
+
+def overlay_chunks(a: SpatialSource, b: SpatialSource, *, target: int = 20_000,
+                   min_area: float = MIN_PIECE_AREA, match_identical: bool = True,
+                   on_chunk: Callable[[int, int], None] | None = None) -> Iterator[Chunk]:
+    """Yield, chunk by chunk, every piece ``a ∩ b`` of positive area between two polygon layers.
+
+    A polygon of A much larger than a tile (a forest, a lagoon) would stretch its chunk's window over
+    most of B; it is overlaid on its own against B one tile-sized group of B polygons at a time."""
+    tiling = Tiling.for_source(a, target)
+    total = len(tiling.order)
+    for k, tile in enumerate(tiling.order):
+        ia_all = tiling.members(tile)
+        bounds = a.bounds[ia_all]
+        extent = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+        huge = extent > HUGE_TILES * tiling.size
+        fa = a.take(ia_all)
+        ga = fa.geometry.to_numpy()
+        normal = ia_all[~huge]
+        b_frames: list[gpd.GeoDataFrame] = []
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if len(normal):
+            nb = bounds[~huge]
+            window = (nb[:, 0].min(), nb[:, 1].min(), nb[:, 2].max(), nb[:, 3].max())
+            ib_all = b.in_window(window)
+            fb = b.take(ib_all)
+            b_frames.append(fb)
+            parts.append(_intersect(ga[~huge], normal, fb.geometry.to_numpy(), ib_all,
+                                    match_identical=match_identical, min_area=min_area))
+        for pos in np.flatnonzero(huge):
+            cand = b.in_window(tuple(bounds[pos]))  # type: ignore[arg-type]
+            if not len(cand):
+                continue
+            cb = b.bounds[cand]
+            order = np.argsort(hilbert_index((cb[:, 0] + cb[:, 2]) / 2, (cb[:, 1] + cb[:, 3]) / 2,
+                                             tuple(bounds[pos])), kind="stable")  # type: ignore[arg-type]
+            for start in range(0, len(cand), target):
+                group = np.sort(cand[order[start:start + target]])
+                fb = b.take(group)
+                ia_h, ib_h, g_h = _intersect(ga[pos:pos + 1], ia_all[pos:pos + 1], fb.geometry.to_numpy(), group,
+                                             match_identical=False, min_area=min_area)
+                if len(ib_h):
+                    parts.append((ia_h, ib_h, g_h))
+                    b_frames.append(fb.loc[np.unique(ib_h)])
+        ia = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        ib = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        geom = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=object)
+        fb_all = pd.concat(b_frames) if len(b_frames) > 1 else (b_frames[0] if b_frames else b.take(np.zeros(0, int)))
+        fb_all = fb_all[~fb_all.index.duplicated()]
+        if on_chunk is not None:
+            on_chunk(k + 1, total)
+        yield Chunk(ia, ib, shapely.area(geom) if len(geom) else np.zeros(0), geom, fa, fb_all)

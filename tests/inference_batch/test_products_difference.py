@@ -1,0 +1,214 @@
+"""Differences by spatial chunks: same pieces as a global overlay, flows, artif ±1, corrections, grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from inference_batch.products.artifacts import read_json, read_vector, write_vector
+from inference_batch.products.corrections import corrected_previous, run_corrections
+from inference_batch.products.difference import run_difference
+from inference_batch.products.grid import cell_areas, change_grid, run_grid
+from inference_batch.products.samples import evolve, partition
+from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from ocsge.storage import LocalStorage
+
+BOUNDS = (700_000.0, 6_600_000.0, 703_000.0, 6_602_000.0)
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    before = partition(4_000, BOUNDS, millesime=2021, seed=11)
+    return before, evolve(before, 2024, seed=12)
+
+
+@pytest.mark.parametrize("target", [250, 1_000, 100_000])
+def test_chunked_overlay_equals_global_overlay(pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame], target: int) -> None:
+    before, after = pair
+    cols = ["code_cs", "code_us"]
+    frames = [c.frame(cols, cols) for c in overlay_chunks(SpatialSource(before), SpatialSource(after), target=target)]
+    ours = pd.concat(frames, ignore_index=True)
+    ref = gpd.overlay(before[[*cols, "geometry"]], after[[*cols, "geometry"]], how="intersection", keep_geom_type=True)
+    ref = ref[ref.area >= 0.01]
+    assert len(ours) == len(ref)
+    assert ours["area"].sum() == pytest.approx(ref.area.sum(), rel=1e-9)
+    changed = (ours.code_cs_a != ours.code_cs_b) | (ours.code_us_a != ours.code_us_b)
+    ref_changed = (ref.code_cs_1 != ref.code_cs_2) | (ref.code_us_1 != ref.code_us_2)
+    assert ours.loc[changed, "area"].sum() == pytest.approx(ref.area[ref_changed].sum(), rel=1e-9)
+    assert len(set(zip(ours.ia, ours.ib, strict=True))) == len(ours)  # each pair once: nothing to stitch twice
+
+
+def test_huge_polygons_are_overlaid_window_by_window() -> None:
+    cells = partition(3_000, BOUNDS, millesime=2021, seed=21)
+    centre = shapely.Point(701_500, 6_601_000)
+    inside = cells.centroid.within(centre.buffer(700))
+    lagoon = shapely.union_all(cells.geometry[inside].to_numpy())
+    before = pd.concat([cells[~inside], gpd.GeoDataFrame(
+        {"id": ["lagoon"], "code_cs": ["CS1.2.2"], "code_us": ["US1.4"], "millesime": 2021},
+        geometry=[lagoon], crs=2154)], ignore_index=True)
+    after = evolve(cells, 2024, seed=22)  # the later millésime has no lagoon: only its small cells
+    cols = ["code_cs", "code_us"]
+    ours = pd.concat([c.frame(cols, cols) for c in overlay_chunks(SpatialSource(before), SpatialSource(after),
+                                                                    target=30)], ignore_index=True)
+    ref = gpd.overlay(before[[*cols, "geometry"]], after[[*cols, "geometry"]], how="intersection", keep_geom_type=True)
+    ref = ref[ref.area >= 0.01]
+    assert len(ours) == len(ref)
+    lagoon_row = len(before) - 1
+    assert ours.loc[ours.ia == lagoon_row, "area"].sum() == pytest.approx(lagoon.area, rel=1e-9)
+    assert ours["area"].sum() == pytest.approx(before.area.sum(), rel=1e-9)
+
+
+def test_chunks_read_from_geoparquet_row_groups(tmp_path: Path,
+                                                pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]) -> None:
+    store = LocalStorage(tmp_path)
+    before, after = pair
+    write_vector(store, "a.parquet", before)
+    write_vector(store, "b.parquet", after)
+    src = SpatialSource(path=store.url("a.parquet"), columns=["code_cs"])
+    assert src.n == len(before) and np.allclose(src.total_bounds, before.total_bounds)
+    rows = src.take(np.array([5, 3, 3999, 0]))
+    assert rows.index.tolist() == [5, 3, 3999, 0]
+    total = sum(c.area.sum() for c in overlay_chunks(src, SpatialSource(path=store.url("b.parquet")), target=500))
+    assert total == pytest.approx(before.area.sum(), rel=1e-9)
+
+
+def test_difference_step(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]) -> None:
+    store = LocalStorage(tmp_path)
+    before, after = pair
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    keys = run_difference(store, "77", 2021, 2024, target=700)
+    evo = read_vector(store, keys["difference"])
+    assert list(evo.columns) == ["id", "cs_avant", "us_avant", "cs_apres", "us_apres", "geometry"]
+    assert ((evo.cs_avant != evo.cs_apres) | (evo.us_avant != evo.us_apres)).all()
+    assert evo.id.is_unique
+    report = read_json(store, keys["difference_report"])
+    assert report["chunks"] > 1 and report["before_not_covered_after_ha"] == pytest.approx(0, abs=1e-6)
+    assert evo.area.sum() / 1e4 == pytest.approx(report["changed_ha"], abs=1e-3)
+    flows_cs = pd.read_csv(store.url(keys["flows_cs"])).set_index("cs_avant")
+    flows_us = pd.read_csv(store.url(keys["flows_us"])).set_index("us_avant")
+    # rows sum to the stock before, columns to the stock after (the two layers cover the same area)
+    stock_before = before.groupby("code_cs").geometry.apply(lambda g: g.area.sum() / 1e4)
+    stock_after = after.groupby("code_us").geometry.apply(lambda g: g.area.sum() / 1e4)
+    for code, ha in stock_before.items():
+        assert flows_cs.loc[code].sum() == pytest.approx(ha, abs=0.01)
+    for code, ha in stock_after.items():
+        assert flows_us[code].sum() == pytest.approx(ha, abs=0.01)
+    off_diagonal = flows_cs.to_numpy().sum() - np.trace(flows_cs.loc[flows_cs.columns].to_numpy())
+    assert off_diagonal == pytest.approx(evo[evo.cs_avant != evo.cs_apres].area.sum() / 1e4, abs=0.01)
+    art = read_vector(store, keys["artif_difference"])
+    assert set(art.artificialisation.unique()) <= {1, -1}
+    net = art.area[art.artificialisation == 1].sum() - art.area[art.artificialisation == -1].sum()
+    assert net / 1e4 == pytest.approx(report["artif_after_ha"] - report["artif_before_ha"], abs=0.01)
+    mtime = Path(store.url(keys["difference"])).stat().st_mtime_ns
+    run_difference(store, "77", 2021, 2024)
+    assert Path(store.url(keys["difference"])).stat().st_mtime_ns == mtime
+
+
+def test_failed_step_leaves_no_partial_artifact(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LocalStorage(tmp_path)
+    before, after = pair
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    import inference_batch.products.difference as difference
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(difference, "write_table", broken)
+    with pytest.raises(RuntimeError):
+        run_difference(store, "77", 2021, 2024)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.startswith("occupation/") for p in left), left
+
+
+def test_corrections_separate_false_flows() -> None:
+    # previous millésime: a vineyard wrongly published as broadleaf forest, and a field
+    vine = shapely.box(700_000, 6_600_000, 700_100, 6_600_100)
+    field = shapely.box(700_100, 6_600_000, 700_300, 6_600_100)
+    prev = gpd.GeoDataFrame({"id": ["vine", "field"], "code_cs": ["CS2.1.1.1", "CS2.2.1"],
+                             "code_us": ["US1.1", "US1.1"], "millesime": 2021}, geometry=[vine, field], crs=2154)
+    patch = prev.assign(cs_corr=["CS2.1.3", "RAS"], us_corr=["RAS", "RAS"])
+    # later millésime: the vineyard is (correctly) a vineyard; half of the field is now housing
+    houses = shapely.box(700_100, 6_600_000, 700_200, 6_600_100)
+    after = gpd.GeoDataFrame({"id": ["vine", "field", "houses"], "code_cs": ["CS2.1.3", "CS2.2.1", "CS1.1.1.1"],
+                              "code_us": ["US1.1", "US1.1", "US5"], "millesime": 2024},
+                             geometry=[vine, shapely.box(700_200, 6_600_000, 700_300, 6_600_100), houses], crs=2154)
+    layer, corr = corrected_previous(prev, patch)
+    assert corr.id.tolist() == ["vine"] and corr.cs_corr.item() == "CS2.1.3" and corr.code_cs.item() == "CS2.1.1.1"
+    assert layer.set_index("id").loc["vine", "code_cs"] == "CS2.1.3"
+    assert layer.set_index("id").loc["vine", "cs_origine"] == "CS2.1.1.1"
+    from inference_batch.products.corrections import difference_nature
+
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        path = Path(tmp) / "nature.parquet"
+        totals = difference_nature(SpatialSource(layer), SpatialSource(after.assign(
+            artif=np.where(after.code_cs == "CS1.1.1.1", "artif", "non artif"))), path)
+        nature = gpd.read_parquet(path)
+    assert sorted(nature.nature) == ["correction", "evolution"]
+    assert totals["correction_ha"] == pytest.approx(1.0) and totals["evolution_ha"] == pytest.approx(1.0)
+    evo = nature[nature.nature == "evolution"].iloc[0]
+    assert (evo.cs_avant, evo.cs_apres, evo.artificialisation) == ("CS2.2.1", "CS1.1.1.1", 1)
+
+
+def test_partial_corrections_layer_splits_polygons() -> None:
+    field = shapely.box(700_000, 6_600_000, 700_200, 6_600_100)
+    prev = gpd.GeoDataFrame({"id": ["f"], "code_cs": ["CS2.2.1"], "code_us": ["US1.1"], "millesime": 2021},
+                            geometry=[field], crs=2154)
+    fix = gpd.GeoDataFrame({"cs_corr": ["CS1.1.1.2"], "us_corr": ["US4.1.1"]},
+                           geometry=[shapely.box(700_000, 6_600_000, 700_050, 6_600_100)], crs=2154)
+    layer, corr = corrected_previous(prev, fix)
+    assert layer.area.sum() == pytest.approx(field.area)
+    assert sorted(zip(layer.code_cs, layer.area.round(3), strict=True)) == [("CS1.1.1.2", 5000.0), ("CS2.2.1", 15000.0)]
+    assert corr.area.sum() == pytest.approx(5000.0) and corr.code_cs.item() == "CS2.2.1"
+
+
+def test_corrections_step_on_generated_territory(tmp_path: Path) -> None:
+    synth = pytest.importorskip("inference_batch.synth.generate")
+    from inference_batch.products.artif import run_artif
+    from inference_batch.products.ingest import ingest
+
+    store = LocalStorage(tmp_path)
+    synth.generate(store, "S01", width_m=800, height_m=600, seed=5, millesimes=(2021, 2024), imagery=False)
+    for k in sorted(o.key for o in store.list("deliveries/")):
+        ingest(store.url(k), store)
+    for year in (2021, 2024):
+        run_artif(store, "S01", year)
+    run_difference(store, "S01", 2021, 2024)
+    keys = run_corrections(store, "S01", 2021, 2024)
+    report = read_json(store, keys["corrections_report"])
+    errors = read_json(store, "truth/DS01/2021/truth_DS01_2021.json")["errors"]
+    expected = sum(e["area_m2"] for e in errors) / 1e4
+    assert report["corrected_ha"] == pytest.approx(expected, abs=0.01)
+    assert report["correction_ha"] == pytest.approx(expected, abs=0.01)
+
+
+def test_cell_areas() -> None:
+    square = shapely.box(10, 10, 140, 75)  # 130 × 65 over a 65 m grid from (0, 0)
+    areas = cell_areas(np.array([square]), 65.0, (0.0, 0.0))
+    assert areas.sum() == pytest.approx(square.area)
+    assert areas.to_dict() == pytest.approx({(0, 0): 55 * 55, (1, 0): 65 * 55, (2, 0): 10 * 55,
+                                             (0, 1): 55 * 10, (1, 1): 65 * 10, (2, 1): 10 * 10})
+
+
+def test_change_grid(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]) -> None:
+    before, after = pair
+    grid, report = change_grid(SpatialSource(before), SpatialSource(after), threshold=100.0)
+    changed = ((before.set_index("id").code_cs != after.set_index("id").code_cs.reindex(before.id)).sum())
+    assert changed > 0 and report["cells_changed"] == len(grid) > 0
+    assert (grid.changed_area_m2 > 0).all() and (grid.changed_area_m2 <= 65 * 65 + 1e-6).all()
+    assert grid.flagged.tolist() == (grid.changed_area_m2 >= 100.0).tolist()
+    assert report["origin"][0] % 65 == 0 and report["origin"][1] % 65 == 0
+    store = LocalStorage(tmp_path)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    prediction = after[["id", "code_cs", "geometry"]]  # a prediction has no usage
+    write_vector(store, "occupation_auto/D077/2024/occupation_auto_D077_2024.parquet", prediction)
+    keys = run_grid(store, "77", 2021, 2024, after_source="occupation_auto")
+    out = read_vector(store, keys["change_grid"])
+    assert read_json(store, keys["change_grid_report"])["compared"] == ["code_cs"] and len(out) > 0

@@ -1,0 +1,107 @@
+"""Statistics per commune: area conservation across commune boundaries, stocks = flows, real extract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from inference_batch.products.artif import run_artif
+from inference_batch.products.artifacts import read_table, write_vector
+from inference_batch.products.difference import run_difference
+from inference_batch.products.ingest import (
+    IngestReport,
+    LayerRef,
+    check_crs,
+    clean_geometries,
+    normalise_difference,
+    read_layer,
+)
+from inference_batch.products.samples import evolve, partition
+from inference_batch.products.stats import flows_table, run_stats, stock_table
+from ocsge.storage import LocalStorage
+from ocsge.territory import departement
+
+BOUNDS = (700_000.0, 6_600_000.0, 702_500.0, 6_602_000.0)
+
+
+def communes(n: int = 7, seed: int = 2) -> gpd.GeoDataFrame:
+    """Voronoi communes over the territory: boundaries cut through many polygons."""
+    rng = np.random.default_rng(seed)
+    pts = shapely.points(rng.uniform(BOUNDS[0], BOUNDS[2], n), rng.uniform(BOUNDS[1], BOUNDS[3], n))
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=shapely.box(*BOUNDS)))
+    cells = shapely.intersection(cells, shapely.box(*BOUNDS))
+    return gpd.GeoDataFrame({"INSEE_COM": [f"77{i:03d}" for i in range(len(cells))],
+                             "NOM": [f"Commune {i}" for i in range(len(cells))]}, geometry=cells, crs=2154)
+
+
+def test_polygons_cut_by_communes_keep_their_area() -> None:
+    occ = partition(2_000, BOUNDS, millesime=2021, seed=3)
+    com = communes()
+    table = stock_table([occ.iloc[:700], occ.iloc[700:]], com, "77", 2021)
+    rows = table[table.niveau == "commune"]
+    assert rows.surface_couverte_ha.to_numpy() == pytest.approx(rows.surface_ha.to_numpy(), abs=1e-3)
+    dep = table[table.niveau == "departement"].iloc[0]
+    assert dep.surface_couverte_ha == pytest.approx(occ.area.sum() / 1e4, abs=1e-3)
+    cs_cols = [c for c in table.columns if c.startswith("CS") and c.endswith("_ha")]
+    assert rows[cs_cols].sum(axis=1).to_numpy() == pytest.approx(rows.surface_couverte_ha.to_numpy(), abs=1e-2)
+    assert dep.hors_communes_ha == pytest.approx(0, abs=1e-4)
+    assert (rows.artif_pct <= 100).all() and dep.nom == "Seine-et-Marne"
+
+
+def test_flows_equal_change_of_stocks_per_commune(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    before = partition(3_000, BOUNDS, millesime=2021, seed=7)
+    after = evolve(before, 2024, seed=8, change=0.06)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    write_vector(store, "ancillary/communes/D077/2024/ancillary_communes_D077_2024.parquet", communes())
+    for year in (2021, 2024):
+        run_artif(store, "77", year)
+    run_difference(store, "77", 2021, 2024, target=600)
+    keys = run_stats(store, "77", [2021, 2024])
+    flows = read_table(store, keys["stats_flows_2021_2024"])
+    assert len(flows) == len(communes()) + 1
+    assert flows.flux_artif_net_ha.to_numpy() == pytest.approx(flows.variation_stock_artif_ha.to_numpy(), abs=0.01)
+    assert (flows.flux_artif_ha > 0).any() and (flows.flux_desartif_ha >= 0).all()
+    dep = flows[flows.niveau == "departement"].iloc[0]
+    assert dep.flux_artif_ha == pytest.approx(flows[flows.niveau == "commune"].flux_artif_ha.sum(), abs=1e-3)
+    csv = pd.read_csv(store.url(keys["stats_flows_csv_2021_2024"]))
+    assert list(csv.columns) == [c for c in flows.columns if c not in ("geometry", "bbox")]
+    stock = gpd.read_parquet(store.url(keys["stats_commune_2024"]))  # GeoParquet: communes with their stocks
+    assert stock.geometry.notna().all()
+    assert {"artif_ha", "impermeable_ha", "CS1.1.1.1_ha", "US5_ha"} <= set(stock.columns)
+
+
+def test_real_extract_sybarval(shared_data: Path) -> None:
+    """sparte's Bassin d'Arcachon extract (2015→2018) through the tolerant parser, aggregated per commune:
+    our per-commune flows match the indicators sparte published with it (rounded to the hectare)."""
+    folder = shared_data / "sparte-sybarval-ocsge-2015-2018"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    dep = departement("33")
+    report = IngestReport(str(folder))
+    frames = []
+    for name, sign in (("A_B_2015_2018", 1), ("A_B_2018_2015", -1)):
+        raw = read_layer(LayerRef(folder / f"{name}.shp", None, name), report, "difference")
+        raw = clean_geometries(check_crs(raw, dep, report, "difference", name), report, "difference")
+        frame = normalise_difference(raw, dep, (2015, 2018), report)
+        frames.append(frame.assign(artificialisation=np.int8(sign)))
+    counts = report.counts()
+    assert counts["non_leaf_code"] >= 134 and counts["empty_code"] >= 4 and counts["invalid_geometry_repaired"] >= 1
+    assert (frames[1].cs_apres == "CS2.1.1").sum() == 134  # non-leaf codes kept, reported
+    com = read_layer(LayerRef(folder / "Communes_SYBARVAL.shp", None, "communes"), report, "communes")
+    assert "Belin-Béliet" in com.NOM.tolist()  # UTF-8 without .cpg: re-read as UTF-8
+    table = flows_table(frames, com, "33", 2015, 2018)
+    rows = table[table.niveau == "commune"].merge(com[["CODE_INSEE", "A_B_2015_2", "A_B_2018_2"]],
+                                                   left_on="insee_com", right_on="CODE_INSEE")
+    assert len(rows) == 17
+    assert rows.flux_artif_ha.to_numpy() == pytest.approx(rows.A_B_2015_2.to_numpy(), abs=0.51)
+    assert rows.flux_desartif_ha.to_numpy() == pytest.approx(rows.A_B_2018_2.to_numpy(), abs=0.51)
+    total = table[table.niveau == "departement"].iloc[0]
+    assert total.flux_artif_ha == pytest.approx(349.7, abs=0.5)
+    assert total.flux_desartif_ha == pytest.approx(123, abs=0.5)
