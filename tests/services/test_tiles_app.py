@@ -167,3 +167,75 @@ def test_capabilities_list_available_layers_with_limits(client):
     assert int(z14.find("w:MinTileCol", ns).text) <= t.x <= int(z14.find("w:MaxTileCol", ns).text)
     assert int(z14.find("w:MinTileRow", ns).text) <= t.y <= int(z14.find("w:MaxTileRow", ns).text)
     json.dumps(ids)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "CRS:84", "EPSG:2154"])
+def test_wms_getmap_colours_in_each_crs(client, crs):
+    from pyproj import Transformer
+
+    lon0, lat0 = quadrant_centre_lonlat("NW")
+    lon1, lat1 = quadrant_centre_lonlat("SE")
+    if crs == "CRS:84":
+        x0, y0, x1, y1 = lon0, lat0, lon1, lat1
+    else:
+        t = Transformer.from_crs(4326, int(crs.split(":")[1]), always_xy=True)
+        (x0, y0), (x1, y1) = t.transform(lon0, lat0), t.transform(lon1, lat1)
+    dx, dy = (x1 - x0) / 2, (y0 - y1) / 2
+    bbox = f"{x0 - dx},{y1 - dy},{x1 + dx},{y0 + dy}"
+    resp = client.get(f"/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS={LAYER}&STYLES=normal&CRS={crs}"
+                      f"&BBOX={bbox}&WIDTH=200&HEIGHT=200&FORMAT=image/png&TRANSPARENT=TRUE")
+    assert resp.status_code == 200, resp.text
+    assert pixel(resp.content, 50, 50)[:3] == COUVERTURE[QUADRANTS[2021]["NW"]].rgb
+    assert pixel(resp.content, 150, 150)[:3] == COUVERTURE[QUADRANTS[2021]["SE"]].rgb
+    jpeg = client.get(f"/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS={LAYER}&STYLES=&CRS={crs}"
+                      f"&BBOX={bbox}&WIDTH=64&HEIGHT=64&FORMAT=image/jpeg")
+    assert jpeg.headers["content-type"] == "image/jpeg"
+
+
+def test_difference_and_overlay(client):
+    t = centre_tile("NW", 15)
+    diff = client.get(f"/wmts/1.0.0/OCSGE.DIFFERENCE.2021-2023_2024-2026/normal/PM/{t.z}/{t.y}/{t.x}.png")
+    assert diff.status_code == 200
+    with rasterio.MemoryFile(diff.content) as mem, mem.open() as src:
+        arr = src.read()
+    assert (255, 140, 0) in {tuple(int(v) for v in arr[:3, r, c]) for r in range(0, 256, 16)
+                             for c in range(0, 256, 16) if arr[3, r, c]}
+    legend = client.get("/tiles/OCSGE.DIFFERENCE.2021-2023_2024-2026/legend.json").json()
+    assert legend["classes"][0]["label"] == "Changement de couverture"
+    # two layers in one GetMap: the second (the change) is drawn over the first
+    x, y = quadrant_centre_l93("NW")
+    bbox = f"{x - 100},{y - 100},{x + 100},{y + 100}"
+    both = client.get(f"/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS={LAYER},"
+                      f"OCSGE.DIFFERENCE.2021-2023_2024-2026&STYLES=,&CRS=EPSG:2154&BBOX={bbox}&WIDTH=20&HEIGHT=20"
+                      "&FORMAT=image/png&TRANSPARENT=TRUE")
+    assert pixel(both.content, 10, 10)[:3] == (255, 140, 0)
+
+
+def test_wms_1_1_1_feature_info_with_x_y(client):
+    x, y = quadrant_centre_l93("SW")
+    bbox = f"{x - 100},{y - 100},{x + 100},{y + 100}"
+    resp = client.get(f"/wms?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS={LAYER}&QUERY_LAYERS={LAYER}"
+                      f"&STYLES=&SRS=EPSG:2154&BBOX={bbox}&WIDTH=20&HEIGHT=20&X=10&Y=10&INFO_FORMAT=text/plain"
+                      "&FORMAT=image/png")
+    assert resp.status_code == 200
+    assert "CS1.2.2" in resp.text
+
+
+def test_tiles_from_s3(s3_root, territory):
+    """COGs on an S3-compatible server, read by GDAL through /vsis3/ with the serving GDAL settings."""
+    from ocsge.storage import open_storage
+    from services.assets import StorageAssetFinder
+    from services.tiles.app import create_app
+
+    storage = open_storage(s3_root)
+    key = "couverture/DS01/2021/couverture_DS01_2021.tif"
+    storage.put_file(key, territory.root / key)
+    s3_client = TestClient(create_app(StorageAssetFinder(storage)))
+    assert [layer["id"] for layer in s3_client.get("/tiles/layers").json()] == [LAYER]
+    t = centre_tile("NW", 15)
+    resp = s3_client.get(f"/wmts/1.0.0/{LAYER}/normal/PM/{t.z}/{t.y}/{t.x}.png")
+    assert resp.status_code == 200
+    with rasterio.MemoryFile(resp.content) as mem, mem.open() as src:
+        arr = src.read()
+    assert COUVERTURE["CS1.1.1.1"].rgb in {tuple(int(v) for v in arr[:3, r, c]) for r in range(0, 256, 16)
+                                            for c in range(0, 256, 16) if arr[3, r, c]}
