@@ -1,0 +1,90 @@
+"""Cache-key normalisation of OGC KVP requests (``/wmts``, ``/wms``) at the CloudFront edge.
+
+OGC clients spell the same request many ways (``LAYER``/``layer``/``Layer``, any key order, extra
+vendor or cache-busting keys), which splits the cache. A CloudFront Function on viewer request keeps
+only the keys of this allow-list, renames every case variant to its canonical upper-case name, keeps
+the first value of a repeated key and sorts the keys; the cache policy of these behaviours then keys
+on the whole (normalised) query string. The allow-list lives in the function, not in the cache policy,
+because a cache policy holds at most 10 query-string names (a CloudFront quota) and WMS alone needs 20.
+
+OGC parameter *names* are case-insensitive, *values* are case-sensitive (WMS 1.3.0 §6.8.1): values
+are passed through untouched. The services therefore receive upper-case keys only.
+The function also copies the viewer's ``Host`` into ``X-Forwarded-Host`` (the HTTP API origin gets its
+own host), so that capabilities documents can link back to the public URL.
+"""
+
+from __future__ import annotations
+
+import json
+
+WMTS_KEYS = (
+    "SERVICE", "REQUEST", "VERSION", "ACCEPTVERSIONS", "SECTIONS", "UPDATESEQUENCE", "ACCEPTFORMATS",
+    "LAYER", "STYLE", "FORMAT", "TILEMATRIXSET", "TILEMATRIX", "TILEROW", "TILECOL",
+    "I", "J", "INFOFORMAT", "TIME",
+)
+WMS_KEYS = (
+    "SERVICE", "REQUEST", "VERSION", "LAYERS", "STYLES", "CRS", "SRS", "BBOX", "WIDTH", "HEIGHT",
+    "FORMAT", "TRANSPARENT", "BGCOLOR", "EXCEPTIONS", "TIME", "ELEVATION", "SLD_VERSION",
+    "QUERY_LAYERS", "INFO_FORMAT", "FEATURE_COUNT", "I", "J", "X", "Y", "DPI", "MAP_RESOLUTION", "FORMAT_OPTIONS",
+    "LAYER",  # GetLegendGraphic
+    "SCALE", "SLD",
+)
+OGC_KEYS: tuple[str, ...] = tuple(dict.fromkeys(WMTS_KEYS + WMS_KEYS))
+
+
+def normalise_query(query: dict[str, list[str]]) -> dict[str, str]:
+    """Python twin of the edge function (what the origin and the cache see), for tests and docs."""
+    out: dict[str, str] = {}
+    canonical = {key.lower(): key for key in OGC_KEYS}
+    for name, values in query.items():
+        key = canonical.get(name.lower())
+        if key is not None and key not in out and values:
+            out[key] = values[0]
+    return dict(sorted(out.items()))
+
+
+_TEMPLATE = """\
+var KEYS = %(keys)s;
+function handler(event) {
+  var request = event.request;
+  var query = request.querystring;
+  var kept = {};
+  var names = Object.keys(query);
+  for (var i = 0; i < names.length; i++) {
+    var key = KEYS[names[i].toLowerCase()];
+    if (key === undefined || kept[key] !== undefined) { continue; }
+    var item = query[names[i]];
+    var value = item.multiValue && item.multiValue.length ? item.multiValue[0].value : item.value;
+    kept[key] = { value: value };
+  }
+  var sorted = {};
+  var keys = Object.keys(kept).sort();
+  for (var j = 0; j < keys.length; j++) { sorted[keys[j]] = kept[keys[j]]; }
+  request.querystring = sorted;
+  if (request.headers.host) {
+    request.headers['x-forwarded-host'] = { value: request.headers.host.value };
+  }
+  return request;
+}
+"""
+
+_FORWARD_HOST = """\
+function handler(event) {
+  var request = event.request;
+  if (request.headers.host) {
+    request.headers['x-forwarded-host'] = { value: request.headers.host.value };
+  }
+  return request;
+}
+"""
+
+
+def ogc_function_code() -> str:
+    """JavaScript (cloudfront-js-2.0) of the OGC normaliser, generated from :data:`OGC_KEYS`."""
+    keys = {key.lower(): key for key in OGC_KEYS}
+    return _TEMPLATE % {"keys": json.dumps(keys, sort_keys=True)}
+
+
+def forward_host_function_code() -> str:
+    """JavaScript of the function on the other API behaviours: only ``X-Forwarded-Host``."""
+    return _FORWARD_HOST

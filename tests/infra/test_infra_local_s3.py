@@ -1,0 +1,141 @@
+"""Issue item 3 (scaffolding; the lead wires it once the whole chain is in): the demo chain with its storage
+root on an S3-compatible server on 127.0.0.1, then the Lambda handlers invoked with API Gateway v2 events,
+reading through GDAL's ``/vsis3/`` and boto3 — the cloud code paths, without AWS.
+
+Each handler runs in a fresh interpreter (as a Lambda cold start does), with the environment the CDK app
+gives the functions (``infra.services.service_environment``) pointed at the loopback server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # TODO(lead): remove once the whole demo chain runs (it stops today at predict: the shipped model file
+    # is not in the repository yet); from then on this must pass in CI.
+    pytest.mark.xfail(strict=False, reason="issue 7 item 3: wired by the lead when the demo chain is complete"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+_INVOKE = r"""
+import json, sys
+from importlib import import_module
+
+class Context:  # what Powertools reads from the Lambda context
+    function_name = "ocsge-local"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:ocsge-local"
+    aws_request_id = "local-request"
+    def get_remaining_time_in_millis(self): return 30000
+
+module, attribute = sys.argv[1].rsplit(".", 1)
+handler = getattr(import_module(module), attribute)
+print("\n@@RESPONSE@@" + json.dumps(handler(json.loads(sys.argv[2]), Context())))
+"""
+
+
+def api_event(path: str, query: str = "", method: str = "GET", host: str = "ocsge.example.org") -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event, as CloudFront → HTTP API → Lambda delivers it."""
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": {"host": "abc123.execute-api.eu-west-3.amazonaws.com", "x-forwarded-host": host,
+                    "x-forwarded-proto": "https", "accept": "*/*"},
+        "requestContext": {
+            "accountId": "000000000000", "apiId": "abc123", "domainName": "abc123.execute-api.eu-west-3.amazonaws.com",
+            "domainPrefix": "abc123", "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": "pytest"},
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def invoke(handler: str, event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", _INVOKE, handler, json.dumps(event)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+
+
+def lambda_env(s3_root: str, base: dict[str, str]) -> dict[str, str]:
+    """The functions' environment from the CDK app, with the storage root on the loopback server."""
+    from infra.config import load
+    from infra.services import service_environment
+
+    config = load({"data_bucket": "ocsge-local-data", "catalog_bucket": "ocsge-local-catalog"})
+    env = {k: v for k, v in service_environment(config).items() if isinstance(v, str)}
+    env.update({"OCSGE_STORAGE_ROOT": s3_root, "OCSGE_S3_REGION": "eu-west-3", "OCSGE_CATALOG_BACKEND": "embedded",
+                "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OCSGE"})
+    env.pop("OCSGE_PUBLIC_URL", None)
+    return {**base, **env}
+
+
+@pytest.fixture(scope="module")
+def demo_on_s3(s3_server: str) -> tuple[str, dict[str, str]]:
+    """``ocsge demo --no-serve`` (synth → ingest → predict → vectorize → rules → products → publish) on S3."""
+    import uuid
+
+    import boto3
+
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
+        "AWS_REGION": "eu-west-3", "OCSGE_S3_ENDPOINT_URL": s3_server, "OCSGE_S3_REGION": "eu-west-3",
+        "AWS_S3_ENDPOINT": s3_server.removeprefix("http://"), "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+        "OCSGE_QUIET": "1",
+    }
+    bucket = f"demo-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="eu-west-3", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    root = f"s3://{bucket}/data"
+    proc = subprocess.run([sys.executable, "-m", "ocsge.cli", "demo", "--root", root, "--width-m", "600",
+                           "--height-m", "400", "--seed", "7", "--no-serve"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=800)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    return root, env
+
+
+def test_batch_wrote_products_and_catalogue_to_s3(demo_on_s3: tuple[str, dict[str, str]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocsge.storage import TMP_PREFIX, open_storage
+
+    root, env = demo_on_s3
+    for name, value in env.items():
+        if name.startswith(("AWS_", "OCSGE_S3")):
+            monkeypatch.setenv(name, value)
+    storage = open_storage(root)
+    keys = [o.key for o in storage.list()]
+    assert any(k.startswith("prediction/") for k in keys)
+    assert any(k.startswith("occupation") and k.endswith(".parquet") for k in keys)
+    assert any(k.endswith(".pmtiles") for k in keys)
+    assert storage.exists("stac/catalog.json")
+    raw = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=f"data/{TMP_PREFIX}")  # type: ignore[attr-defined]
+    assert raw.get("KeyCount", 0) == 0, "temporary keys left behind"
+
+
+def test_stac_lambda_reads_the_catalogue_from_s3(demo_on_s3: tuple[str, dict[str, str]]) -> None:
+    env = lambda_env(*demo_on_s3)
+    response = invoke("services.handlers.stac.handler", api_event("/stac/collections"), env)
+    assert response["statusCode"] == 200
+    collections = json.loads(response["body"])["collections"]
+    assert collections
+
+
+def test_wmts_lambda_reads_cogs_through_vsis3(demo_on_s3: tuple[str, dict[str, str]]) -> None:
+    env = lambda_env(*demo_on_s3)
+    caps = invoke("services.handlers.tiles.handler",
+                  api_event("/wmts", "SERVICE=WMTS&REQUEST=GetCapabilities"), env)
+    assert caps["statusCode"] == 200 and "OCSGE." in caps["body"]
+    # TODO(lead): GetTile on a layer of the demo territory (a PNG with the official colours) once the
+    # service tests' helpers for "a tile that covers the territory" can be shared here.
