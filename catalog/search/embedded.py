@@ -11,6 +11,7 @@ bytes until a page is returned. The snapshot's etag is polled (one tiny read) at
 from __future__ import annotations
 
 import base64
+import gc
 import re
 import threading
 import time
@@ -42,10 +43,17 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 _SCALAR = (str, int, float, bool)
 
 
-def _epoch(text: str | None) -> float:
-    if not text:
-        return np.nan
-    return parse_interval(text)[0]  # type: ignore[return-value]
+def _epochs(texts: list[str | None]) -> np.ndarray:
+    """POSIX seconds of RFC 3339 strings (NaN for None), vectorised for the usual ``…Z`` form."""
+    out = np.full(len(texts), np.nan)
+    plain = [i for i, t in enumerate(texts) if t and t.endswith("Z") and len(t) in (20, 24, 27)]
+    if plain:
+        stamps = np.array([texts[i][:-1] for i in plain], dtype="datetime64[ms]")  # type: ignore[index]
+        out[plain] = stamps.astype("int64") / 1000.0
+    for i, t in enumerate(texts):
+        if t and np.isnan(out[i]):
+            out[i] = parse_interval(t)[0]
+    return out
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
@@ -60,7 +68,6 @@ class EmbeddedIndex:
 
     def __init__(self, snap: snapshot.Snapshot, asset_base: str) -> None:
         import shapely
-        import shapely.geometry
 
         self.etag = snap.etag
         self.asset_base = asset_base
@@ -78,12 +85,15 @@ class EmbeddedIndex:
         self.ids: list[str] = [r[1] for r in rows]
         self.coll: list[str] = [r[2] for r in rows]
         self.props: list[dict[str, Any]] = [r[3] for r in rows]
-        self.start = np.array([_epoch(p.get("start_datetime") or p.get("datetime")) for p in self.props])
-        self.end = np.array([_epoch(p.get("end_datetime") or p.get("datetime")) for p in self.props])
-        self.geoms = [shapely.geometry.shape(r[4]) if r[4] else None for r in rows]
-        with_geom = [i for i, g in enumerate(self.geoms) if g is not None]
+        self.start = _epochs([p.get("start_datetime") or p.get("datetime") for p in self.props])
+        self.end = _epochs([p.get("end_datetime") or p.get("datetime") for p in self.props])
+        with_geom = [i for i, r in enumerate(rows) if r[4]]
+        parsed = shapely.from_geojson([orjson.dumps(rows[i][4]) for i in with_geom]) if with_geom else []
+        self.geoms: list[Any] = [None] * self.n
+        for i, geom in zip(with_geom, parsed, strict=True):
+            self.geoms[i] = geom
         self._tree_index = np.array(with_geom, dtype=np.int64)
-        self._tree = shapely.STRtree([self.geoms[i] for i in with_geom])
+        self._tree = shapely.STRtree(parsed)
         self.by_collection: dict[str, np.ndarray] = {}
         by_coll: dict[str, list[int]] = {}
         self.by_id: dict[str, list[int]] = {}
@@ -104,6 +114,23 @@ class EmbeddedIndex:
                 if col is None:
                     col = self._columns[name] = [p.get(name) for p in self.props]
         return col
+
+    def postings(self, name: str) -> dict[Any, np.ndarray]:
+        """Inverted index of a property (value → sorted item indices), built on first use: equality and
+        ``in`` filters on département, millésime, source… cost a dictionary lookup, not a scan."""
+        name = name.removeprefix("properties.")
+        key = "\0postings:" + name
+        found = self._columns.get(key)
+        if found is None:
+            column = self.column(name)
+            with self._lock:
+                lists: dict[Any, list[int]] = {}
+                for i, value in enumerate(column):
+                    if isinstance(value, _SCALAR):
+                        lists.setdefault(value, []).append(i)
+                found = {v: np.array(ix, dtype=np.int64) for v, ix in lists.items()}
+                self._columns[key] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
 
     # --- search -------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
@@ -128,7 +155,7 @@ class EmbeddedIndex:
             if unknown:
                 raise UnknownCollection(f"unknown collection(s): {', '.join(unknown)}")
             parts = [self.by_collection.get(c, np.empty(0, dtype=np.int64)) for c in dict.fromkeys(req.collections)]
-            cand = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+            cand = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
         else:
             cand = np.arange(self.n, dtype=np.int64)
         if req.ids:
@@ -206,8 +233,17 @@ class EmbeddedIndex:
             return np.isin(cand, hits)
         if prop is None or prop == "geometry":
             return None
+        if op == "=" and len(args) == 2 and isinstance(args[1], _SCALAR) and not isinstance(args[1], bool):
+            hits = self.postings(prop).get(args[1])
+            return np.isin(cand, hits, assume_unique=True) if hits is not None else np.zeros(cand.size, bool)
+        if op == "in" and len(args) == 2 and isinstance(args[1], list) and args[1] and all(
+                isinstance(v, _SCALAR) and not isinstance(v, bool) for v in args[1]):
+            index = self.postings(prop)
+            parts = [index[v] for v in args[1] if v in index]
+            hits = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+            return np.isin(cand, hits, assume_unique=True)
         column = self.column(prop)
-        values = [column[i] for i in cand]
+        values = [column[i] for i in cand.tolist()]
         if op in _COMPARE and len(args) == 2 and isinstance(args[1], _SCALAR):
             fn, lit = _COMPARE[op], args[1]
             return np.fromiter((_safe(fn, v, lit) for v in values), dtype=bool, count=len(values))
@@ -314,7 +350,14 @@ class EmbeddedBackend:
             etag = snapshot.read_etag(self.storage)
             if self._index is None or etag != self._index.etag:
                 started = time.perf_counter()
-                self._index = EmbeddedIndex(snapshot.read(self.storage), self.asset_base)
+                gc_was_enabled = gc.isenabled()
+                gc.disable()  # the load allocates millions of objects: cyclic GC passes would triple its time
+                try:
+                    self._index = EmbeddedIndex(snapshot.read(self.storage), self.asset_base)
+                finally:
+                    gc.freeze()  # long-lived: later collections need not scan the index's objects again
+                    if gc_was_enabled:
+                        gc.enable()
                 self.last_load_s = time.perf_counter() - started
                 self.loads += 1
             self._checked = time.monotonic()

@@ -133,8 +133,8 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal)
 
 
-class LimitedSettings(ApiSettings):
-    """stac-fastapi settings: our title, limits and no docs-less surprises."""
+class StacSettings(ApiSettings):
+    """stac-fastapi settings: our title, description, version and landing page id."""
 
     stac_fastapi_title: str = "OCS GE cloud — STAC API"
     stac_fastapi_description: str = (
@@ -176,7 +176,7 @@ def create_stac_app(backend: CatalogBackend) -> FastAPI:
         yield
         backend.close()
 
-    settings = LimitedSettings()
+    settings = StacSettings()
     api = StacApi(
         settings=settings,
         app=FastAPI(title=settings.stac_fastapi_title, version=__version__, lifespan=lifespan,
