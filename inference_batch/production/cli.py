@@ -176,3 +176,50 @@ def qa(departement: str, millesime: int, root: str | None, produced: tuple[str, 
             line += f"; usage OA {100 * section['usage']['overall_accuracy']:.1f} %"
         click.echo(line)
     done(f"QA report → {key}")
+
+
+@click.command("train")
+@click.option("--run-dir", required=True,
+              help="Folder of the run: last.pt (resumable), history.json, model.safetensors.")
+@click.option("--flair", "flair_dir", default=None,
+              help="FLAIR-format patches (IMG_*.tif + MSK_*.tif) under this folder.")
+@click.option("--departement", "--dep", "-d", "departement", default=None, help="Train on this territory's imagery…")
+@click.option("--millesime", "--year", "-y", "millesimes", multiple=True, type=int, help="…of these millésimes.")
+@root_option
+@click.option("--scheme", default="couverture", show_default=True,
+              help="Class scheme: couverture (territory), flair13, flair15, flair19 (FLAIR patches).")
+@click.option("--preset", default="unet-small", show_default=True,
+              help="unet-small (CPU), unet-resnet18, unet-resnet34 (FLAIR baseline), unet-resnet50.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--patch", default=256, show_default=True, help="Patch side (territory) in pixels.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--samples-per-epoch", default=512, show_default=True)
+@click.option("--val-samples", default=128, show_default=True)
+@click.option("--lr", default=3e-3, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--workers", default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--init", default=None, help="Start from this model (same classes and channels).")
+@click.option("--name", default="model", show_default=True, help="Name recorded in the model card.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir after its last finished epoch.")
+@click.option("--output", default=None, help="Copy the best model here at the end.")
+def train(run_dir: str, flair_dir: str | None, departement: str | None, millesimes: tuple[int, ...],
+          root: str | None, scheme: str, preset: str, epochs: int, patch: int, batch_size: int,
+          samples_per_epoch: int, val_samples: int, lr: float, seed: int, workers: int, precision: str,
+          init: str | None, name: str, resume: bool, output: str | None) -> None:
+    """Train the U-Net on FLAIR patches or a territory; validation OA/mIoU per epoch; resumable, seeded."""
+    import shutil
+
+    from inference_batch.production.train import TrainConfig
+    from inference_batch.production.train import train as run_train
+
+    cfg = TrainConfig(out_dir=run_dir, scheme=scheme, preset=preset, flair_dir=flair_dir, storage_root=root,
+                      departement=departement, millesimes=tuple(millesimes), patch=patch, batch_size=batch_size,
+                      epochs=epochs, samples_per_epoch=samples_per_epoch, val_samples=val_samples, lr=lr, seed=seed,
+                      workers=workers, precision=precision, init=init, name=name)
+    step(f"train {preset} ({scheme}) → {run_dir}")
+    result = run_train(cfg, resume=resume)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result["model"], output)  # type: ignore[arg-type]
+    done(f"best validation mIoU {100 * float(result['best_miou']):.2f} % → {output or result['model']}")

@@ -87,10 +87,18 @@ def _preset(n_classes: int, in_channels: int, name: str) -> ModelSpec:
     if name == "unet-small":
         return ModelSpec(**common, encoder="resnet10-w16", layers=(1, 1, 1, 1), widths=(16, 16, 32, 64, 128),
                          decoder_channels=(64, 32, 24, 16, 16))
+    if name == "unet-tiny":  # tests and CI: ~60 k parameters
+        return ModelSpec(
+            **common,
+            encoder="resnet10-w8",
+            layers=(1, 1, 1, 1),
+            widths=(8, 8, 16, 16, 32),
+            decoder_channels=(32, 16, 8, 8, 8),
+        )
     raise OcsgeError(f"unknown model preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 
-PRESETS: tuple[str, ...] = ("unet-resnet34", "unet-resnet18", "unet-resnet50", "unet-small")
+PRESETS: tuple[str, ...] = ("unet-resnet34", "unet-resnet18", "unet-resnet50", "unet-small", "unet-tiny")
 
 
 def preset(name: str, n_classes: int, in_channels: int = 5) -> ModelSpec:
