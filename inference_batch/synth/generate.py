@@ -33,6 +33,16 @@ GENERATOR_VERSION = "1"
 ANCILLARY_PRODUCTS = ("bdtopo_batiment", "bdtopo_route", "bdtopo_voie_ferree", "bdtopo_hydro", "rpg", "bdforet",
                       "fichiers_fonciers")
 Manifest = dict[str, Any]
+NOTES = {
+    "truth": "truth keys hold the OCS GE polygons of each millésime in the canonical schema; the first "
+             "millésime is published with the deliberate errors listed under 'errors'",
+    "zone_construite": "ZONE_CONSTRUITE is in the deliveries (ZONE_CONSTRUITE.gpkg); ingesting them writes the "
+                       "zone_construite product",
+    "changes": "each change lists its transitions (codes before/after, area, a point inside) and every truth "
+               "polygon it affects (ids_before, ids_after); polygons listed nowhere are identical in both "
+               "millésimes (same id, codes and geometry)",
+    "ancillary": "ancillary layers are consistent with the truth but imperfect on purpose (see 'imperfections')",
+}
 
 
 def write_geoparquet(storage: Storage, key: str, frame: gpd.GeoDataFrame) -> None:
@@ -101,12 +111,14 @@ def generate(
     step(f"planning synthetic territory {dep.code} ({width_m:g} m × {height_m:g} m, seed {seed})")
     scene = build_scene(dep.code, width_m, height_m, seed, years, origin)
     keys = write_vectors(store, scene)
+    extra: dict[str, Any] = {}
     if imagery:
-        from inference_batch.synth.imagery import write_imagery
+        from inference_batch.synth.imagery import imagery_settings, write_imagery
 
         for year, imagery_keys in write_imagery(store, scene, resolution=float(resolution)).items():
             keys[str(year)].update(imagery_keys)
-    manifest = scene.manifest(parameters=params, keys=keys, manifest_key=manifest_key)
+        extra["imagery"] = imagery_settings(float(resolution))
+    manifest = scene.manifest(parameters=params, keys=keys, manifest_key=manifest_key, notes=NOTES, **extra)
     write_json(store, manifest_key, manifest)
     done(f"synthetic territory {dep.code} written under {store.root} (manifest {manifest_key})")
     return manifest

@@ -446,9 +446,9 @@ def build_plan(
             continue
         ib = inner.bounds
         iw, ih = ib[2] - ib[0], ib[3] - ib[1]
-        want = specials[bi] if bi < len(specials) and len(blocks) > bi else None
-        if len(blocks) < len(specials) and bi == len(blocks) - 1:
-            want = "sports"  # a one-block town still gets its composite-surface sports ground
+        want = specials[bi] if bi < len(specials) else None
+        if len(blocks) < len(specials) and bi == len(blocks) - 1 and bi > 0:
+            want = "sports" if "sports" not in specials[:bi] else want
         if want == "sports":
             sw, sh = min(105.0, 0.55 * iw), min(68.0, 0.55 * ih)
             cx, cy = (ib[0] + ib[2]) / 2, (ib[1] + ib[3]) / 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import geopandas as gpd
 import numpy as np
@@ -31,6 +32,10 @@ class Arrangement:
 
     def __len__(self) -> int:
         return len(self.faces)
+
+    @cached_property
+    def tree(self) -> shapely.STRtree:
+        return shapely.STRtree(self.faces)
 
 
 def arrange(plan: Plan) -> Arrangement:

@@ -114,3 +114,16 @@ def test_imagery_is_reproducible_for_a_seed(tmp_path) -> None:
         runs.append([_read(root, p, y)[0] for y in (2021, 2024) for p in PRODUCTS])
     assert all(np.array_equal(x, y) for x, y in zip(runs[0], runs[1], strict=True))
     assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_blocks_are_seamless(written, tmp_path, monkeypatch) -> None:
+    """Painting by small blocks (many in flight on two threads) gives the same pixels as one block."""
+    import inference_batch.synth.imagery as imagery
+
+    root, _ = written
+    monkeypatch.setattr(imagery, "BLOCK", 192)
+    other = tmp_path / "blocks"
+    generate(LocalStorage(other), "S01", **KW)
+    for year in (2021, 2024):
+        for product in PRODUCTS:
+            assert np.array_equal(_read(root, product, year)[0], _read(other, product, year)[0]), (product, year)
