@@ -34,8 +34,15 @@ def tiles_app(finder):
 
 
 @pytest.fixture(scope="session")
-def tiles_server(tiles_app) -> Iterator[LiveServer]:
-    with LiveServer(tiles_app) as server:
+def tiles_server(territory: Territory) -> Iterator[LiveServer]:
+    """What ``ocsge serve`` runs (services.app: STAC + map services + viewer), over the territory once
+    published to the catalogue: real clients go through the same stack as users."""
+    from catalog.publish import publish
+    from ocsge.storage import LocalStorage
+    from services.app import AppContext, create_app
+
+    publish(LocalStorage(territory.root))
+    with LiveServer(create_app(AppContext(root=str(territory.root)))) as server:
         yield server
 
 
