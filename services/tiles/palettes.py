@@ -38,14 +38,15 @@ def _nomenclature_legend(kind: Kind) -> tuple[LegendEntry, ...]:
     )
 
 
-# Binary and change layers (value 0 = nodata everywhere). Colours follow sparte's maps: artificialised in
-# the built-area pink of CS1.1.1.1, non-artificialised in the herbaceous green of CS2.2.1.
+# Binary and change layers (value 0 = nodata everywhere), with the values and colours the product step
+# writes (inference_batch/products/render.py): artificialised 1, non-artificialised 2; zone construite 1
+# (value 2, outside, is transparent).
 _FIXED: dict[str, tuple[LegendEntry, ...]] = {
     "artif": (
-        LegendEntry(1, "artif", "Artificialisé", "#FF377A"),
+        LegendEntry(1, "artif", "Artificialisé", "#E6004D"),
         LegendEntry(2, "non artif", "Non artificialisé", "#CCF24D"),
     ),
-    "construction": (LegendEntry(1, "zone construite", "Zone construite", "#E6004D"),),
+    "construction": (LegendEntry(1, "zone construite", "Zone construite", "#BE0961"),),
     "difference": (
         LegendEntry(1, "couverture", "Changement de couverture", "#FF8C00"),
         LegendEntry(2, "usage", "Changement d'usage", "#0066FF"),
