@@ -23,6 +23,7 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script by the cdk CLI (``python3 app.py``): make ``infra`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import infra  # noqa: F401  (its __init__ quiets jsii's Node banner before aws_cdk starts Node)
 
 import aws_cdk as cdk
 from aws_cdk import cx_api

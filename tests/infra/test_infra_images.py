@@ -28,7 +28,7 @@ def test_services_image_is_lambda_python_with_the_serve_extra_only() -> None:
         assert not re.search(rf"\b{heavy}\b", joined.replace("[serve]", "")), heavy
     text = "\n".join(lines)
     assert "libexpat.so.1" in text
-    assert "-name tests" in text and "__pycache__" in text
+    assert "-name tests" in text and "__pycache__" in text and "compileall" in text
     assert "COPY inference_batch" not in text  # the build context does not even contain it
     assert lines[-1].startswith("CMD") and "services.handlers." in lines[-1]
 
@@ -72,6 +72,6 @@ def test_lambda_size_checks_forbidden_packages_and_strips(tmp_path: Path) -> Non
     lambda_size.strip(target)
     assert sorted(p.name for p in target.iterdir()) == ["pandas-2.2.3.dist-info", "rasterio"]
     assert lambda_size.folder_size(target) == len("x = 1\n") < before
-    report = lambda_size.SizeReport("3.12", 1.0, 1, 300.0, 170.0, 55.0, [("rasterio", 100.0)], [])
+    report = lambda_size.SizeReport("3.12", 1.0, 1, 300.0, 170.0, 200.0, 55.0, [("rasterio", 100.0)], [])
     assert report.ok and "| stripped" in report.markdown()
-    assert not lambda_size.SizeReport("3.12", 1.0, 1, 300.0, 170.0, 55.0, [], ["torch"]).ok
+    assert not lambda_size.SizeReport("3.12", 1.0, 1, 300.0, 170.0, 200.0, 55.0, [], ["torch"]).ok
