@@ -21,7 +21,9 @@ def _millesimes(value: str) -> tuple[int, int]:
 
 @click.command("synth")
 @click.option("--root", default=None, help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")
-@click.option("--departement", default="S01", show_default=True, help="Synthetic département code (S01…S99).")
+@click.option("--departement", default=None,
+              help="Synthetic département code (S01…S99); default S01, or S02 with --vector-only so that a "
+                   "scale pair never overwrites the territory's truth.")
 @click.option("--width-m", type=float, default=2000.0, show_default=True, help="Territory width (m).")
 @click.option("--height-m", type=float, default=1500.0, show_default=True, help="Territory height (m).")
 @click.option("--seed", type=int, default=None, help="Random seed (default OCSGE_SEED, 42).")
@@ -32,13 +34,15 @@ def _millesimes(value: str) -> tuple[int, int]:
 @click.option("--polygons", type=int, default=200_000, show_default=True,
               help="With --vector-only: polygons per millésime.")
 @click.option("--force", is_flag=True, help="Regenerate even if the same territory is already there.")
-def synth(root: str | None, departement: str, width_m: float, height_m: float, seed: int | None,
+def synth(root: str | None, departement: str | None, width_m: float, height_m: float, seed: int | None,
           millesimes: str, resolution: float, no_imagery: bool, vector_only: bool, polygons: int,
           force: bool) -> None:
     """Generate a seeded synthetic territory: truth, ancillary, imagery COGs, IGN-like deliveries."""
     from ocsge.storage import open_storage
     from ocsge.territory import departement as get_departement
 
+    if departement is None:
+        departement = "S02" if vector_only else "S01"
     dep = get_departement(departement)  # unknown code → error naming it, before anything is written
     if not dep.synthetic:
         raise OcsgeError(f"département {departement!r} is a real one: synthetic territories use S01…S99")

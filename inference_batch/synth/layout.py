@@ -400,7 +400,7 @@ def build_plan(
               _state("CS1.1.1.2", "US1.1", "", "parking"))
         b.add("building", box(c.x - 16, c.y + 1, c.x + 4, c.y + 12), P_BUILDING,
               _state("CS1.1.1.1", "US1.1", "", "roof_metal"), height=7.0, usage="Agricole")
-        b.add("building", box(c.x + 6, c.y - 12, c.x + 16, c.y + 6), P_BUILDING,
+        b.add("building", box(c.x + 5, c.y - 12, c.x + 17, c.y + 6), P_BUILDING,
               _state("CS1.1.1.1", "US1.1", "", "roof_tile"), height=8.0, usage="Agricole")
     # a fish pond (aquaculture) in the field nearest the river on the east side of the main road
     pond_host = min((f for f in field_feats if f.geometry.centroid.x > x_main + 20),
@@ -650,7 +650,7 @@ def _houses(
     for x, y, ang in stations:
         if rng.uniform() < 0.12:
             continue  # an empty lot
-        along, across = rng.uniform(12.5, 17.0), rng.uniform(12.0, 15.0)
+        along, across = rng.uniform(14.0, 18.0), rng.uniform(14.5, 16.0)  # ≥ 200 m²: the built UMI
         house = _rect_oriented(x, y, along, across, ang)
         if not allowed.contains(house):
             continue

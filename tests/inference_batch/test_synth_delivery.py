@@ -97,3 +97,14 @@ def test_unwritable_root_names_it(tmp_path) -> None:
     with pytest.raises(StorageError, match=str(blocker)):
         generate(LocalStorage(blocker / "root"), "S01", **KW)
     assert not (blocker / "root").exists()
+
+
+def test_generate_on_s3(s3_root) -> None:
+    from ocsge.storage import open_storage
+
+    storage = open_storage(s3_root)
+    manifest = generate(storage, "S01", **KW)
+    for per_year in manifest["keys"].values():
+        for key in per_year.values():
+            assert storage.exists(key), key
+    assert storage.exists(product_key("synth_manifest", "S01", 2021))
