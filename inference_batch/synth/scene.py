@@ -101,6 +101,8 @@ def build_scene(
 ) -> Scene:
     """Generate the territory in memory (truth, zone construite, communes, ancillary, changes, errors)."""
     dep = get_departement(departement)
+    if not dep.synthetic:
+        raise OcsgeError(f"département {departement!r} is a real one: synthetic territories use S01…S99")
     years = check_millesimes(millesimes)
     if width_m < 150 or height_m < 150:
         raise OcsgeError(f"territory {width_m} m × {height_m} m is too small: 150 m × 150 m at least")

@@ -187,6 +187,8 @@ def build_vector_pair(n_polygons: int, seed: int = 42, departement: str = "S01",
     if n_polygons > 5_000_000:
         raise OcsgeError(f"--polygons {n_polygons}: more than 5 000 000 polygons is not supported")
     dep = get_departement(departement)
+    if not dep.synthetic:
+        raise OcsgeError(f"département {departement!r} is a real one: synthetic territories use S01…S99")
     years = check_millesimes(millesimes)
     rng = np.random.default_rng([seed, 1789])
     nx = max(2, round(math.sqrt(n_polygons * 1.25)))

@@ -139,6 +139,8 @@ def test_zone_construite_and_communes(big_scene) -> None:
 def test_bad_inputs() -> None:
     with pytest.raises(UnknownDepartementError, match="S1X"):
         build_scene("S1X", *SIZE)
+    with pytest.raises(OcsgeError, match="'77' is a real one"):
+        build_scene("77", *SIZE)
     with pytest.raises(OcsgeError, match="too small"):
         build_scene("S01", 50, 50)
     with pytest.raises(OcsgeError, match="earlier first"):
