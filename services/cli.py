@@ -35,5 +35,13 @@ def serve(root: str | None, host: str | None, port: int | None, backend: str | N
     if settings.catalog_backend == "embedded":
         ctx.backend.version()  # load the snapshot now: a missing catalogue is an error at start, not per request
     app = create_app(ctx)
-    console.print(f"serving {ctx.storage.root} on http://{host}:{port}/  (STAC API: http://{host}:{port}/stac/)")
+    base = (settings.public_url or f"http://{host}:{port}").rstrip("/")
+    console.print(f"serving {ctx.storage.root} — Ctrl-C to stop\n"
+                  f"  viewer           {base}/\n"
+                  f"  STAC API         {base}/stac/\n"
+                  f"  WMTS (KVP)       {base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities\n"
+                  f"  WMS 1.3.0        {base}/wms?SERVICE=WMS&REQUEST=GetCapabilities\n"
+                  f"  raster layers    {base}/tiles/layers\n"
+                  f"  vector datasets  {base}/vector/datasets\n"
+                  f"  downloads        {base}/downloads/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
