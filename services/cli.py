@@ -43,5 +43,5 @@ def serve(root: str | None, host: str | None, port: int | None, backend: str | N
                   f"  WMS 1.3.0        {base}/wms?SERVICE=WMS&REQUEST=GetCapabilities\n"
                   f"  raster layers    {base}/tiles/layers\n"
                   f"  vector datasets  {base}/vector/datasets\n"
-                  f"  downloads        {base}/downloads/")
+                  f"  downloads        {base}/downloads/", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
