@@ -21,6 +21,7 @@ Rules (each violation is an :class:`~ocsge.errors.OcsgeError` naming the file):
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -241,6 +242,7 @@ class StackReader:
     channels: tuple[str, ...]
     grid: Grid
     _handles: dict[str, object] = field(default_factory=dict, repr=False)
+    _pid: int = field(default=0, repr=False)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -248,8 +250,13 @@ class StackReader:
         return state
 
     def open(self) -> StackReader:
-        if self._handles:
+        """Open this process's handles. Handles inherited through ``fork`` (a DataLoader worker started after
+        the parent read something) share file offsets with the parent and are dropped, never used: that
+        sharing is what corrupts reads in FLAIR-1's zone_detect with more than one worker."""
+        if self._handles and self._pid == os.getpid():
             return self
+        self._handles = {}
+        self._pid = os.getpid()
         s = self.sources
         h: dict[str, object] = {"imagery": rasterio.open(s.imagery_path)}
         if s.irc and "NIR" in self.channels and not s.stack:

@@ -276,3 +276,16 @@ def predict_module_cli():  # type: ignore[no-untyped-def]
     from inference_batch.production.cli import predict as command
 
     return command
+
+
+def test_handles_inherited_through_fork_are_never_reused(scene) -> None:
+    from inference_batch.production.inputs import StackReader
+
+    grid = scene.sources.check(("R", "G", "B", "NIR", "E"))
+    reader = StackReader(scene.sources, ("R", "G", "B", "NIR", "E"), grid).open()
+    parent_handle = reader._handles["imagery"]
+    assert reader.open()._handles["imagery"] is parent_handle  # same process: kept
+    reader._pid = -1  # as seen from a forked DataLoader worker
+    assert reader.open()._handles["imagery"] is not parent_handle
+    reader.close()
+    parent_handle.close()
