@@ -226,39 +226,39 @@ def read_table(storage: Storage, key: str) -> pd.DataFrame:
 
 # --- resumability ------------------------------------------------------------------------------
 
+_MAGIC = {
+    ".parquet": (b"PAR1",),
+    ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".pmtiles": (b"PMTi",),
+    ".zip": (b"PK\x03\x04",),
+}
+
+
 def is_finished(storage: Storage, key: str) -> bool:
-    """True when the artifact exists and is readable as what its extension says (a truncated or
-    corrupt leftover counts as not finished and is redone)."""
-    if not storage.exists(key):
-        return False
+    """True when the artifact exists and looks complete for its format (magic bytes at the start, and
+    at the end for Parquet and zip, whose footer is written last; JSON parses). Cheap on S3: a few
+    range reads, never a download. A truncated or corrupt leftover counts as not finished."""
     try:
+        if not storage.exists(key):
+            return False
         size = storage.stat(key).size
         if size == 0:
             return False
-        if key.endswith(".parquet"):
-            with storage.local_copy(key) as path:
-                pq.read_metadata(path)
-        elif key.endswith(".json"):
+        ext = "." + key.rsplit(".", 1)[-1]
+        if ext == ".json":
             json.loads(storage.get_bytes(key))
-        elif key.endswith(".tif"):
-            head = storage.get_range(key, 0, 4)
-            if head[:2] not in (b"II", b"MM"):
-                return False
-            import rasterio
-
-            with storage.local_copy(key) as path, rasterio.open(path) as src:
-                src.profile  # noqa: B018 - opening and reading the header is the check
-        elif key.endswith(".pmtiles"):
-            return storage.get_range(key, 0, 7) == b"PMTiles"
-        elif key.endswith(".zip"):
+            return True
+        magic = _MAGIC.get(ext)
+        if magic is not None and not storage.get_range(key, 0, 4).startswith(magic):
+            return False
+        if ext == ".parquet":
+            return storage.get_range(key, size - 4, 4) == b"PAR1"
+        if ext == ".zip":
             # the end-of-central-directory record is written last: present = archive complete
-            tail = storage.get_range(key, max(0, size - 65_558), 65_558)
-            return b"PK\x05\x06" in tail
-    except (StorageError, OSError, ValueError, pa.ArrowException):
+            return b"PK\x05\x06" in storage.get_range(key, max(0, size - 65_558), 65_558)
+        return True
+    except (StorageError, OSError, ValueError):
         return False
-    except Exception:
-        return False
-    return True
 
 
 class StepOutputs:

@@ -28,16 +28,38 @@ import shapely
 from inference_batch.products import artifacts
 from inference_batch.products.artifacts import StepError, is_finished, key, step_outputs, write_json, write_vector
 from inference_batch.products.spatial import polygonal
+from ocsge import products as registry
 from ocsge import schema
 from ocsge.errors import MissingAttributeError, OcsgeError
 from ocsge.millesimes import COVERAGE, check_year
 from ocsge.nomenclature import Kind, find_code_column, parse_codes
+from ocsge.products import Kind as ProductKind
+from ocsge.products import ProductSpec
 from ocsge.progress import done, step
 from ocsge.storage import Storage
 from ocsge.territory import Departement, departement
 
 ROLES = ("occupation", "zone_construite", "artificialisation", "difference", "artif_difference", "patch_corr")
 VECTOR_SUFFIXES = (".gpkg", ".shp")
+
+
+# Reports of the archives that hold only an artificialisation layer or a différentiel: keyed apart from
+# the main archive's report of the same millésime, so that ingesting both keeps both.
+for _spec in (
+    ProductSpec("ingest_report_artif", "reports/ingest_artificialisation", ".json", ProductKind.DOCUMENT,
+                "Ingestion report (artificialisation delivery)", media_type="application/json"),
+    ProductSpec("ingest_report_diff", "reports/ingest_difference", ".json", ProductKind.DOCUMENT,
+                "Ingestion report (différentiel delivery)", pair=True, media_type="application/json"),
+):
+    registry.register(_spec)
+
+
+def report_key(dep: object, product: str, millesime: int | None, pair: tuple[int, int] | None) -> str:
+    if product in ("difference", "artif_difference") and pair is not None:
+        return key("ingest_report_diff", dep, pair)
+    if product == "artificialisation":
+        return key("ingest_report_artif", dep, millesime)  # type: ignore[arg-type]
+    return key("ingest_report", dep, millesime if millesime is not None else pair[1])  # type: ignore[index]
 
 
 class IngestError(OcsgeError):
@@ -518,15 +540,15 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
     dep_code = given_dep or named.departement
     year = given_year or named.millesime
     if not force and dep_code and (year or named.pair):
-        report_key = key("ingest_report", dep_code, year or named.pair[1])  # type: ignore[index]
-        if is_finished(storage, report_key):
-            previous = artifacts.read_json(storage, report_key)
+        rkey = report_key(dep_code, named.product, year, named.pair)
+        if is_finished(storage, rkey):
+            previous = artifacts.read_json(storage, rkey)
             keys = previous.get("keys", {})
             same = previous.get("source_name") == source.name and previous.get("source_size") == _size(source)
             if same and all(is_finished(storage, k) for k in keys.values()):
-                done(f"ingest {source.name}: already done ({report_key})")
+                done(f"ingest {source.name}: already done ({rkey})")
                 pair = tuple(previous["pair"]) if previous.get("pair") else None
-                return IngestResult(dep_code, previous.get("millesime"), pair, {**keys, "ingest_report": report_key},
+                return IngestResult(dep_code, previous.get("millesime"), pair, {**keys, "ingest_report": rkey},
                                     previous, skipped=True)
 
     step(f"ingest {source}")
@@ -616,14 +638,14 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
                 keys[role] = key("delivered_artif_difference", dep.code, pair)  # type: ignore[arg-type]
             elif role == "patch_corr":
                 keys[role] = key("patch_corr", dep.code, (report.layers[role]["corrects"], year))  # type: ignore[arg-type]
-        report_key = key("ingest_report", dep.code, year)  # type: ignore[arg-type]
+        rkey = report_key(dep.code, product, year, pair)
         with step_outputs(storage) as outputs:
             for role, frame in frames.items():
                 outputs.add(write_vector(storage, keys[role], frame))
                 report.layers[role]["rows_written"] = len(frame)
                 report.layers[role]["key"] = keys[role]
             payload = {**report.as_dict(), "source_name": source.name, "source_size": _size(source), "keys": keys}
-            outputs.add(write_json(storage, report_key, payload))
+            outputs.add(write_json(storage, rkey, payload))
     done(f"ingest {source.name}: {', '.join(f'{r} {len(f)}' for r, f in frames.items())}; "
          f"anomalies {report.counts() or 'none'}")
-    return IngestResult(dep.code, year, pair, {**keys, "ingest_report": report_key}, payload)
+    return IngestResult(dep.code, year, pair, {**keys, "ingest_report": rkey}, payload)

@@ -72,6 +72,30 @@ class Burn:
     values: Callable[[gpd.GeoDataFrame], np.ndarray]
 
 
+def window_buckets(bounds: np.ndarray, x0: float, y_top: float, size_m: float) -> dict[tuple[int, int], np.ndarray]:
+    """Rows of a layer by raster window (col, row) their bbox overlaps: one pass over the bboxes
+    instead of one scan of the whole layer per window."""
+    ok = ~np.isnan(bounds).any(axis=1)
+    idx = np.flatnonzero(ok)
+    b = bounds[ok]
+    c0 = np.floor((b[:, 0] - x0) / size_m).astype(np.int64)
+    c1 = np.floor((b[:, 2] - x0) / size_m).astype(np.int64)
+    r0 = np.floor((y_top - b[:, 3]) / size_m).astype(np.int64)
+    r1 = np.floor((y_top - b[:, 1]) / size_m).astype(np.int64)
+    nc, nr = c1 - c0 + 1, r1 - r0 + 1
+    count = nc * nr
+    rep = np.repeat(np.arange(len(idx)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    cols = c0[rep] + local % nc[rep]
+    rows = r0[rep] + local // nc[rep]
+    order = np.lexsort((rows, cols))
+    cols, rows, rows_idx = cols[order], rows[order], idx[rep][order]
+    keys = cols * (1 << 32) + rows
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    return {(int(cols[s]), int(rows[s])): np.sort(rows_idx[s:e]) for s, e in zip(starts, ends, strict=True)}
+
+
 def rasterise(burns: list[Burn], path: Path, *, resolution: float, colormap: dict[int, tuple[int, int, int, int]],
               bounds: tuple[float, float, float, float] | None = None, window: int = WINDOW,
               description: str = "", quiet: bool = False, tags: dict[str, str] | None = None) -> None:
@@ -90,6 +114,7 @@ def rasterise(burns: list[Burn], path: Path, *, resolution: float, colormap: dic
                "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
     windows = [Window(c, r, min(window, width - c), min(window, height - r))
                for r in range(0, height, window) for c in range(0, width, window)]
+    buckets = [window_buckets(burn.source.bounds, xmin, ymax, window * resolution) for burn in burns]
     with tempfile.TemporaryDirectory(prefix="ocsge-render-") as tmp:
         raw = Path(tmp) / "raw.tif"
         ctx = progress(f"rasterise {description}", len(windows)) if not quiet else \
@@ -99,10 +124,9 @@ def rasterise(burns: list[Burn], path: Path, *, resolution: float, colormap: dic
             dst.update_tags(OVERVIEW_RESAMPLING="MODE", **(tags or {}))
             for w in windows:
                 wt = rasterio.windows.transform(w, transform)
-                wb = rasterio.windows.bounds(w, transform)
                 out = np.zeros((w.height, w.width), dtype=np.uint8)
-                for burn in burns:
-                    idx = burn.source.in_window(wb)
+                for burn, bucket in zip(burns, buckets, strict=True):
+                    idx = bucket.get((int(w.col_off) // window, int(w.row_off) // window), np.zeros(0, np.int64))
                     if len(idx) == 0:
                         continue
                     frame = burn.source.take(idx)

@@ -6,11 +6,14 @@ spatial index, every candidate pair and every output piece in memory at once. He
 * :class:`SpatialSource` keeps only the bounding boxes of a layer in memory (32 bytes a polygon) and
   reads geometries by Parquet row group, with a small LRU cache. Our GeoParquet is Hilbert-sorted
   (``artifacts.to_geoparquet``), so a window touches few row groups.
-* :func:`overlay_chunks` cuts the plane into a grid of tiles sized for ``target`` polygons each. Each
-  polygon of layer A is *owned* by the tile holding the centre of its bounding box, so every A polygon
-  is processed exactly once with all of its B partners (read from the window of the chunk's A
-  polygons, queried with an STRtree). Pieces ``a ∩ b`` are therefore complete: stitching the chunks
-  is a concatenation, without seams to dissolve and without duplicates.
+* :func:`overlay_chunks` groups the polygons of layer A into chunks of about ``target`` polygons:
+  each polygon belongs to the fine grid cell holding the centre of its bounding box, and cells are
+  taken in Hilbert order, a run of cells per chunk (dense towns and empty countryside both give
+  bounded, compact chunks). Each A polygon is processed exactly once, with all of its B partners
+  (the B polygons whose bbox meets its bbox, found on the bbox arrays, then an STRtree), so pieces
+  ``a ∩ b`` are complete: stitching the chunks is a concatenation, without seams to dissolve and
+  without duplicates. A polygon of A wider than a chunk (a forest, a lagoon) is overlaid on its
+  own, against one group of ``target`` B polygons at a time.
 * Pairs of identical geometries (same WKB) are matched by hashing before any geometric work: in two
   successive millésimes most polygons are unchanged, and for a partition a polygon identical to one
   of the other layer overlaps nothing else there. Only the remaining polygons are intersected.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -201,14 +204,18 @@ class SpatialSource:
         return float(sum(chunk.geometry.area.sum() for chunk in self.iter_chunks()))
 
 
+FINE = 64  # grid cells per chunk on average: chunks are built from runs of cells along a Hilbert curve
+
+
 @dataclass
 class Tiling:
-    """Owner tiles over a layer: each polygon belongs to the tile holding the centre of its bbox."""
+    """Chunks of a layer: each polygon belongs to the fine grid cell holding the centre of its bbox;
+    cells, in Hilbert order, are grouped greedily into chunks of about ``target`` polygons. Dense
+    towns and empty countryside both give chunks of bounded size, and each chunk is spatially compact."""
 
-    size: float
-    origin: tuple[float, float]
-    owner: np.ndarray  # tile number per polygon (-1: empty geometry)
-    order: list[int] = field(default_factory=list)  # tile numbers, Hilbert order
+    size: float  # side of a square holding ``target`` polygons at the mean density (m)
+    chunk_of: np.ndarray  # chunk number per polygon (-1: empty geometry)
+    count: int
 
     @classmethod
     def for_source(cls, src: SpatialSource, target: int) -> Tiling:
@@ -217,30 +224,36 @@ class Tiling:
         xmin, ymin, xmax, ymax = src.total_bounds
         width, height = max(xmax - xmin, 1.0), max(ymax - ymin, 1.0)
         n = max(int(ok.sum()), 1)
-        size = max(np.sqrt(width * height * target / n), 1.0)
-        nx = int(np.ceil(width / size)) + 1
+        size = max(float(np.sqrt(width * height * target / n)), 1.0)
+        fine = size / np.sqrt(FINE)
+        nx = int(np.ceil(width / fine)) + 1
+        ny = int(np.ceil(height / fine)) + 1
         cx = np.where(ok, (b[:, 0] + b[:, 2]) / 2, xmin)
         cy = np.where(ok, (b[:, 1] + b[:, 3]) / 2, ymin)
-        tx = np.floor((cx - xmin) / size).astype(np.int64)
-        ty = np.floor((cy - ymin) / size).astype(np.int64)
-        owner = np.where(ok, ty * nx + tx, -1)
-        tiles = np.unique(owner[owner >= 0])
-        ny = int(tiles.max() // nx) + 1 if len(tiles) else 1
-        h = hilbert_index(tiles % nx, tiles // nx, (0, 0, nx, ny), level=12)
-        tiling = cls(size, (xmin, ymin), owner, [int(t) for t in tiles[np.argsort(h, kind="stable")]])
-        tiling._index()
+        tx = np.clip(np.floor((cx - xmin) / fine).astype(np.int64), 0, nx - 1)
+        ty = np.clip(np.floor((cy - ymin) / fine).astype(np.int64), 0, ny - 1)
+        cells, cell_of, counts = np.unique(ty * nx + tx, return_inverse=True, return_counts=True)
+        order = np.argsort(hilbert_index(cells % nx, cells // nx, (0, 0, nx, ny), level=16), kind="stable")
+        chunk_of_cell = np.empty(len(cells), dtype=np.int64)
+        chunk, filled = 0, 0
+        for c in order:  # greedy runs along the curve (number of cells ≈ FINE × chunks: small)
+            if filled and filled + counts[c] > target:
+                chunk, filled = chunk + 1, 0
+            chunk_of_cell[c] = chunk
+            filled += counts[c]
+        chunk_of = np.where(ok, chunk_of_cell[cell_of], -1)
+        tiling = cls(size, chunk_of, chunk + 1 if len(cells) else 0)
+        tiling._sorted = np.argsort(chunk_of, kind="stable")
+        keys = chunk_of[tiling._sorted]
+        tiling._bounds = np.searchsorted(keys, np.arange(tiling.count + 1))
         return tiling
 
-    def _index(self) -> None:
-        self._sorted = np.argsort(self.owner, kind="stable")
-        keys = self.owner[self._sorted]
-        self._starts = {int(t): (int(lo), int(hi)) for t, lo, hi in zip(
-            *np.unique(keys, return_index=True), np.r_[np.unique(keys, return_index=True)[1][1:], len(keys)],
-            strict=True)}
+    @property
+    def order(self) -> range:
+        return range(self.count)
 
-    def members(self, tile: int) -> np.ndarray:
-        lo, hi = self._starts.get(tile, (0, 0))
-        return np.sort(self._sorted[lo:hi])
+    def members(self, chunk: int) -> np.ndarray:
+        return np.sort(self._sorted[self._bounds[chunk]:self._bounds[chunk + 1]])
 
 
 @dataclass
@@ -267,7 +280,7 @@ class Chunk:
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(self.geometry[sel], crs=self.a.crs), crs=self.a.crs)
 
 
-HUGE_TILES = 4.0  # an A polygon wider than this many tiles is overlaid on its own, window by window
+HUGE_TILES = 1.0  # an A polygon wider than this many chunk sides is overlaid on its own, group by group
 
 
 def _intersect(ga: np.ndarray, ia: np.ndarray, gb: np.ndarray, ib: np.ndarray, *, match_identical: bool,
@@ -329,6 +342,11 @@ def overlay_chunks(a: SpatialSource, b: SpatialSource, *, target: int = 20_000,
             nb = bounds[~huge]
             window = (nb[:, 0].min(), nb[:, 1].min(), nb[:, 2].max(), nb[:, 3].max())
             ib_all = b.in_window(window)
+            if len(ib_all):  # only B polygons whose bbox meets the bbox of some A polygon of the chunk
+                boxes_a = STRtree(shapely.box(nb[:, 0], nb[:, 1], nb[:, 2], nb[:, 3]))
+                cb = b.bounds[ib_all]
+                hit = boxes_a.query(shapely.box(cb[:, 0], cb[:, 1], cb[:, 2], cb[:, 3]), predicate="intersects")[0]
+                ib_all = ib_all[np.unique(hit)]
             fb = b.take(ib_all)
             b_frames.append(fb)
             parts.append(_intersect(ga[~huge], normal, fb.geometry.to_numpy(), ib_all,

@@ -127,3 +127,33 @@ def test_cli_verbs(territory: LocalStorage) -> None:
     assert res.exit_code == 0 and "change_grid" in res.output
     res = runner.invoke(products, ["-d", "S01", "--root", territory.root, "--resolution", "1"])
     assert res.exit_code == 0, res.output
+
+
+def test_steps_on_s3(s3_root: str) -> None:
+    """The same steps against an S3 storage root (a moto server on loopback)."""
+    from inference_batch.products.archive import run_archive
+    from inference_batch.products.artif import run_artif
+    from inference_batch.products.difference import run_difference
+    from inference_batch.products.samples import evolve
+    from inference_batch.products.stats import run_stats
+    from ocsge.storage import open_storage
+
+    store = open_storage(s3_root)
+    bounds = (700_000, 6_600_000, 700_800, 6_600_600)
+    before = partition(400, bounds, millesime=2021, seed=31)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", evolve(before, 2024, seed=32))
+    communes = gpd.GeoDataFrame({"insee_com": ["77001", "77002"], "nom": ["A", "B"]},
+                                geometry=[shapely.box(700_000, 6_600_000, 700_400, 6_600_600),
+                                          shapely.box(700_400, 6_600_000, 700_800, 6_600_600)], crs=2154)
+    write_vector(store, "ancillary/communes/D077/2024/ancillary_communes_D077_2024.parquet", communes)
+    keys = {}
+    for year in (2021, 2024):
+        keys.update(run_artif(store, "77", year))
+    keys.update(run_difference(store, "77", 2021, 2024))
+    keys.update(run_stats(store, "77", [2021, 2024]))
+    keys.update(run_render(store, "77", 2024, resolution=4.0, layers=("couverture", "artif")))
+    keys.update(run_archive(store, "77", 2024))
+    for k in keys.values():
+        assert is_finished(store, k), k
+    assert not [o.key for o in store.list("") if ".tmp" in o.key or o.key.startswith("_tmp/")]
