@@ -249,3 +249,28 @@ def test_generated_territory_deliveries(tmp_path: Path) -> None:
     assert len(occ) == len(truth)
     assert occ.area.sum() == pytest.approx(truth.area.sum())
     assert np.isin(occ.code_cs.unique(), truth.code_cs.unique()).all()
+
+
+def test_official_artificialisation_delivery_is_kept(tmp_path: Path) -> None:
+    from inference_batch.products.artif import run_artif
+
+    occ, zc = ign_layers(2023)
+    artif = occ.assign(artif=np.where(occ.code_cs.str.startswith("CS1.1"), "artif", "non artif"), crit_seuil="false")
+    name = "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
+    folder = tmp_path / "artif" / name
+    folder.mkdir(parents=True)
+    pyogrio.write_dataframe(artif, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
+                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    store = LocalStorage(tmp_path / "root")
+    archive = make_delivery(tmp_path, occ=occ, zc=zc)
+    main = ingest(archive, store)
+    official = ingest(folder, store)
+    assert official.keys["ingest_report"] != main.keys["ingest_report"]  # both reports kept
+    assert store.exists(main.keys["ingest_report"]) and store.exists(official.keys["ingest_report"])
+    layer = gpd.read_parquet(store.url(official.keys["artificialisation"]))
+    assert set(layer.artif) == {"artif", "non artif"} and not layer.crit_seuil.any()
+    keys = run_artif(store, "13", 2023)  # IGN's layer is kept, only its totals are computed
+    totals = json.loads(Path(store.url(keys["artif_totals"])).read_text())
+    assert totals["origin"] == "existing layer"
+    assert totals["artif_ha"] == pytest.approx(occ.area[occ.code_cs.str.startswith("CS1.1")].sum() / 1e4, abs=1e-3)
+    assert ingest(archive, store).skipped and ingest(folder, store).skipped
