@@ -27,8 +27,18 @@ from ocsge.products import Kind, ProductSpec
 from ocsge.progress import done, step
 from ocsge.storage import Storage
 
-registry.register(ProductSpec("change_grid_report", "reports/change_grid", ".json", Kind.DOCUMENT,
-                              "65 m change grid (origin, counts)", pair=True, media_type="application/json"))
+for _spec in (
+    ProductSpec("change_grid_report", "reports/change_grid", ".json", Kind.DOCUMENT,
+                "65 m change grid (origin, counts)", pair=True, media_type="application/json"),
+    # the grid between the previous millésime and a prediction lives apart from the M(n)/M(n+1) grid
+    ProductSpec("change_grid_auto", "change_grid_auto", ".parquet", Kind.VECTOR,
+                "65 m change grid, prediction vs. previous millésime", pair=True,
+                media_type="application/vnd.apache.parquet"),
+    ProductSpec("change_grid_auto_report", "reports/change_grid_auto", ".json", Kind.DOCUMENT,
+                "65 m change grid, prediction vs. previous millésime (origin, counts)", pair=True,
+                media_type="application/json"),
+):
+    registry.register(_spec)
 
 CELL_M = 65.0
 THRESHOLD_M2 = 50.0
@@ -109,7 +119,8 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
     """Step: change grid between two millésimes, or between the previous millésime and a prediction
     (``after_source`` = ``occupation_auto`` or ``prediction_vector``)."""
     pair = (before, after)
-    keys = {"change_grid": key("change_grid", dep, pair), "change_grid_report": key("change_grid_report", dep, pair)}
+    product = "change_grid" if after_source == "occupation" else "change_grid_auto"
+    keys = {product: key(product, dep, pair), f"{product}_report": key(f"{product}_report", dep, pair)}
     if not force and all_finished(storage, list(keys.values())):
         done(f"grid {dep} {before}-{after}: already done")
         return keys
@@ -131,7 +142,7 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
                                    cell=cell, threshold=threshold, compare=compare)
     report.update({"before": kb, "after": ka})
     with step_outputs(storage) as outputs:
-        outputs.add(write_vector(storage, keys["change_grid"], grid))
-        outputs.add(write_json(storage, keys["change_grid_report"], report))
+        outputs.add(write_vector(storage, keys[product], grid))
+        outputs.add(write_json(storage, keys[f"{product}_report"], report))
     done(f"grid {dep} {before}→{after}: {report['cells_flagged']} cells flagged of {report['cells_changed']} changed")
     return keys

@@ -210,5 +210,5 @@ def test_change_grid(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFr
     prediction = after[["id", "code_cs", "geometry"]]  # a prediction has no usage
     write_vector(store, "occupation_auto/D077/2024/occupation_auto_D077_2024.parquet", prediction)
     keys = run_grid(store, "77", 2021, 2024, after_source="occupation_auto")
-    out = read_vector(store, keys["change_grid"])
-    assert read_json(store, keys["change_grid_report"])["compared"] == ["code_cs"] and len(out) > 0
+    out = read_vector(store, keys["change_grid_auto"])  # apart from the grid between two millésimes
+    assert read_json(store, keys["change_grid_auto_report"])["compared"] == ["code_cs"] and len(out) > 0
