@@ -135,6 +135,36 @@ for _spec in (
                 pair=True, media_type=_COG),
     ProductSpec("difference_pmtiles", "pmtiles/difference", ".pmtiles", Kind.TILES, "Differences vector tiles",
                 pair=True, media_type=_PMTILES),
+    ProductSpec("difference_nature", "difference_nature", ".parquet", Kind.VECTOR,
+                "Évolutions vs. corrections of the previous millésime", pair=True, media_type=_GEOPARQUET),
+    # The grid between the previous millésime and a prediction lives apart from the M(n)/M(n+1) grid.
+    ProductSpec("change_grid_auto", "change_grid_auto", ".parquet", Kind.VECTOR,
+                "65 m change grid, prediction vs. previous millésime", pair=True, media_type=_GEOPARQUET),
+    # Layers delivered by IGN beside OCCUPATION_SOL, kept as ingested.
+    ProductSpec("patch_corr", "deliveries/patch_corr", ".parquet", Kind.VECTOR,
+                "Delivered patch correctif of the previous millésime", pair=True, media_type=_GEOPARQUET),
+    ProductSpec("delivered_difference", "deliveries/difference", ".parquet", Kind.VECTOR,
+                "Delivered différentiel", pair=True, media_type=_GEOPARQUET),
+    ProductSpec("delivered_artif_difference", "deliveries/artif_difference", ".parquet", Kind.VECTOR,
+                "Delivered artificialisation différentiel", pair=True, media_type=_GEOPARQUET),
+    # Reports and totals of the product steps.
+    ProductSpec("artif_totals", "reports/artif", ".json", Kind.DOCUMENT,
+                "Artificialised and impermeable area (totals)", media_type=_JSON),
+    ProductSpec("difference_report", "reports/difference", ".json", Kind.DOCUMENT,
+                "Difference between two millésimes (totals, coverage)", pair=True, media_type=_JSON),
+    ProductSpec("corrections_report", "reports/corrections", ".json", Kind.DOCUMENT,
+                "Corrections of the previous millésime (totals)", pair=True, media_type=_JSON),
+    ProductSpec("change_grid_report", "reports/change_grid", ".json", Kind.DOCUMENT,
+                "65 m change grid (origin, counts)", pair=True, media_type=_JSON),
+    ProductSpec("change_grid_auto_report", "reports/change_grid_auto", ".json", Kind.DOCUMENT,
+                "65 m change grid, prediction vs. previous millésime (origin, counts)", pair=True,
+                media_type=_JSON),
+    # Reports of archives holding only an artificialisation layer or a différentiel, keyed apart from the
+    # main archive's report of the same millésime so that ingesting both keeps both.
+    ProductSpec("ingest_report_artif", "reports/ingest_artificialisation", ".json", Kind.DOCUMENT,
+                "Ingestion report (artificialisation delivery)", media_type=_JSON),
+    ProductSpec("ingest_report_diff", "reports/ingest_difference", ".json", Kind.DOCUMENT,
+                "Ingestion report (différentiel delivery)", pair=True, media_type=_JSON),
 ):
     register(_spec)
 

@@ -143,8 +143,11 @@ class LocalStorage:
         yield path
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if ".." in prefix.split("/"):
+            raise StorageError(f"invalid storage prefix {prefix!r}")
         base = self.path / prefix if prefix else self.path
-        start = base if base.is_dir() else base.parent
+        # A prefix may end inside a file name ("occupation/D0"): walk its folder, never above the root.
+        start = base if base.is_dir() or base == self.path else base.parent
         if not start.is_dir():
             return
         keys: list[str] = []

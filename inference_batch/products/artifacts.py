@@ -20,9 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ocsge import products as registry
 from ocsge.errors import OcsgeError, StorageError
-from ocsge.products import Kind, ProductSpec, product_key
+from ocsge.products import product_key
 from ocsge.storage import Storage
 
 ROW_GROUP_SIZE = 10_000
@@ -30,23 +29,6 @@ ROW_GROUP_SIZE = 10_000
 _JSON = "application/json"
 _GEOPARQUET = "application/vnd.apache.parquet"
 
-# Products of these steps that the core registry does not name (yet); registered here so that
-# product_key() knows them. Same layout rules as every other product.
-for _spec in (
-    ProductSpec("artif_totals", "reports/artif", ".json", Kind.DOCUMENT,
-                "Artificialised and impermeable area (totals)", media_type=_JSON),
-    ProductSpec("difference_report", "reports/difference", ".json", Kind.DOCUMENT,
-                "Difference between two millésimes (totals, coverage)", pair=True, media_type=_JSON),
-    ProductSpec("difference_nature", "difference_nature", ".parquet", Kind.VECTOR,
-                "Évolutions vs. corrections of the previous millésime", pair=True, media_type=_GEOPARQUET),
-    ProductSpec("patch_corr", "deliveries/patch_corr", ".parquet", Kind.VECTOR,
-                "Delivered patch correctif of the previous millésime", pair=True, media_type=_GEOPARQUET),
-    ProductSpec("delivered_difference", "deliveries/difference", ".parquet", Kind.VECTOR,
-                "Delivered différentiel", pair=True, media_type=_GEOPARQUET),
-    ProductSpec("delivered_artif_difference", "deliveries/artif_difference", ".parquet", Kind.VECTOR,
-                "Delivered artificialisation différentiel", pair=True, media_type=_GEOPARQUET),
-):
-    registry.register(_spec)
 
 
 class StepError(OcsgeError):

@@ -38,15 +38,9 @@ from inference_batch.products.artifacts import (
 )
 from inference_batch.products.difference import layer_key, open_source, with_artif
 from inference_batch.products.spatial import MIN_PIECE_AREA, SpatialSource, overlay_chunks, polygonal
-from ocsge import products as registry
 from ocsge import schema
-from ocsge.products import Kind, ProductSpec
 from ocsge.progress import done, step
 from ocsge.storage import Storage
-
-registry.register(ProductSpec("corrections_report", "reports/corrections", ".json", Kind.DOCUMENT,
-                              "Corrections of the previous millésime (totals)", pair=True,
-                              media_type="application/json"))
 
 CS_ORIGINE, US_ORIGINE, ARTIF_ORIGINE = "cs_origine", "us_origine", "artif_origine"
 NATURE = "nature"

@@ -21,24 +21,9 @@ import shapely
 from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs, write_json, write_vector
 from inference_batch.products.difference import layer_key
 from inference_batch.products.spatial import SpatialSource, overlay_chunks
-from ocsge import products as registry
 from ocsge import schema
-from ocsge.products import Kind, ProductSpec
 from ocsge.progress import done, step
 from ocsge.storage import Storage
-
-for _spec in (
-    ProductSpec("change_grid_report", "reports/change_grid", ".json", Kind.DOCUMENT,
-                "65 m change grid (origin, counts)", pair=True, media_type="application/json"),
-    # the grid between the previous millésime and a prediction lives apart from the M(n)/M(n+1) grid
-    ProductSpec("change_grid_auto", "change_grid_auto", ".parquet", Kind.VECTOR,
-                "65 m change grid, prediction vs. previous millésime", pair=True,
-                media_type="application/vnd.apache.parquet"),
-    ProductSpec("change_grid_auto_report", "reports/change_grid_auto", ".json", Kind.DOCUMENT,
-                "65 m change grid, prediction vs. previous millésime (origin, counts)", pair=True,
-                media_type="application/json"),
-):
-    registry.register(_spec)
 
 CELL_M = 65.0
 THRESHOLD_M2 = 50.0

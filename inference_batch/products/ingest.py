@@ -28,13 +28,10 @@ import shapely
 from inference_batch.products import artifacts
 from inference_batch.products.artifacts import StepError, is_finished, key, step_outputs, write_json, write_vector
 from inference_batch.products.spatial import polygonal
-from ocsge import products as registry
 from ocsge import schema
 from ocsge.errors import MissingAttributeError, OcsgeError
 from ocsge.millesimes import COVERAGE, check_year
 from ocsge.nomenclature import Kind, find_code_column, parse_codes
-from ocsge.products import Kind as ProductKind
-from ocsge.products import ProductSpec
 from ocsge.progress import done, step
 from ocsge.storage import Storage
 from ocsge.territory import Departement, departement
@@ -43,15 +40,6 @@ ROLES = ("occupation", "zone_construite", "artificialisation", "difference", "ar
 VECTOR_SUFFIXES = (".gpkg", ".shp")
 
 
-# Reports of the archives that hold only an artificialisation layer or a différentiel: keyed apart from
-# the main archive's report of the same millésime, so that ingesting both keeps both.
-for _spec in (
-    ProductSpec("ingest_report_artif", "reports/ingest_artificialisation", ".json", ProductKind.DOCUMENT,
-                "Ingestion report (artificialisation delivery)", media_type="application/json"),
-    ProductSpec("ingest_report_diff", "reports/ingest_difference", ".json", ProductKind.DOCUMENT,
-                "Ingestion report (différentiel delivery)", pair=True, media_type="application/json"),
-):
-    registry.register(_spec)
 
 
 def report_key(dep: object, product: str, millesime: int | None, pair: tuple[int, int] | None) -> str:

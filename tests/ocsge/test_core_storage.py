@@ -40,6 +40,14 @@ def test_put_get_range_list_exists(storage: LocalStorage | S3Storage) -> None:
     assert not storage.exists("a/two.txt")
 
 
+def test_listing_an_empty_or_missing_root(tmp_path: Path) -> None:
+    (tmp_path / "sibling.txt").write_text("outside the root")
+    storage = open_storage(tmp_path / "not-yet")
+    assert list(storage.list()) == [] and list(storage.list("a/")) == []
+    storage.put_bytes("occupation/D001/x.parquet", b"x")
+    assert [o.key for o in storage.list("occupation/D0")] == ["occupation/D001/x.parquet"]
+
+
 def test_writer_publishes_with_extension_and_overwrites(storage: LocalStorage | S3Storage) -> None:
     with storage.writer("x/data.parquet") as tmp:
         assert tmp.suffix == ".parquet"  # drivers choose by extension
