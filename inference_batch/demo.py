@@ -61,6 +61,9 @@ def _production(cfg: DemoConfig) -> None:
     run_verb("vectorize", args)
     run_verb("rules", args)
     run_verb("qa", args)
+    # work packages for photo-interpretation: where the production departs from the previous millésime
+    run_verb("grid", [*cfg.dep_args, "--before", str(cfg.millesimes[0]), "--after", year,
+                      "--after-source", "occupation_auto"])
 
 
 def _publish(cfg: DemoConfig) -> None:
