@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ocsge.errors import UnknownProductError
+from ocsge.errors import OcsgeError, UnknownProductError
 from ocsge.millesimes import check_year
 from ocsge.territory import departement
 
@@ -218,3 +218,43 @@ def block_prefix(product: str, departement_code: object, millesime: int | str) -
     if not ps.per_block:
         raise UnknownProductError(f"product {product!r} is not per block")
     return f"{ps.folder}/{departement(departement_code).token}/{millesime_token(millesime)}/blocks/"
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    product: str
+    departement: str
+    millesime: int | tuple[int, int]
+    block: str | None = None
+
+
+_KEY = re.compile(
+    r"^(?P<folder>.+)/D(?P<dep>[0-9A-Z]{3})/(?P<mill>\d{4}(?:-\d{4})?)/(?:blocks/)?"
+    r"(?P<stem>[^/]+)_D(?P=dep)_(?P=mill)(?:_(?P<block>[A-Za-z0-9_-]{1,64}))?(?P<ext>\.[a-z0-9]+)$"
+)
+
+
+def parse_key(key: str) -> ParsedKey | None:
+    """The (product, département, millésime, block) a key was made from, or ``None`` for any other key.
+
+    Only keys that :func:`product_key` rebuilds exactly are accepted, so a service can serve "any artifact"
+    without ever serving a file that is not one (temporary keys, reports of another layout, ``../``).
+    """
+    m = _KEY.match(key)
+    if m is None:
+        return None
+    mill_text = m["mill"]
+    millesime: int | tuple[int, int] = (
+        (int(mill_text[:4]), int(mill_text[5:])) if "-" in mill_text else int(mill_text)
+    )
+    for ps in PRODUCTS.values():
+        if ps.folder != m["folder"] or ps.ext != m["ext"]:
+            continue
+        try:
+            candidate = product_key(ps.name, m["dep"], millesime, block=m["block"] if ps.per_block else None)
+        except OcsgeError:
+            continue
+        if candidate == key:
+            dep = departement(m["dep"]).code
+            return ParsedKey(ps.name, dep, millesime, m["block"] if ps.per_block else None)
+    return None

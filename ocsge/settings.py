@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = Field(None, description="Base URL clients see (CloudFront); default http://host:port")
+    asset_base_url: str | None = Field(
+        None, description="Public base URL of the storage root for STAC asset hrefs (e.g. https://cdn…/data); "
+        "default: {public_url}/files when serving, the storage URL otherwise"
+    )
     seed: int = 42
 
 

@@ -31,11 +31,12 @@ def serve(root: str | None, host: str | None, port: int | None, backend: str | N
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
-    ctx = AppContext(settings=settings, root=root)
+    base = (settings.public_url or f"http://{host}:{port}").rstrip("/")
+    # STAC asset hrefs point at this server's /files route unless a CDN base is configured
+    ctx = AppContext(settings=settings, root=root, asset_base_url=settings.asset_base_url or f"{base}/files")
     if settings.catalog_backend == "embedded":
         ctx.backend.version()  # load the snapshot now: a missing catalogue is an error at start, not per request
     app = create_app(ctx)
-    base = (settings.public_url or f"http://{host}:{port}").rstrip("/")
     console.print(f"serving {ctx.storage.root} — Ctrl-C to stop\n"
                   f"  viewer           {base}/\n"
                   f"  STAC API         {base}/stac/\n"

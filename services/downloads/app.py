@@ -3,6 +3,8 @@
     /downloads/                                  départements with something to download
     /downloads/{dep}                             a département's archives: size, SHA-256, link
     /downloads/{dep}/{filename}                  the file (local storage) or a short-lived presigned URL (S3)
+    /files/{key}                                 any artifact by its product key (the STAC asset hrefs of
+                                                 ``ocsge serve``), with HTTP Range for COG/PMTiles readers
 
 A file is served only if the finder lists it for that département: a name that is not in the
 listing (``../../etc/passwd`` included) is a 404, and nothing is ever opened from a request path.
@@ -17,9 +19,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from ocsge.errors import OcsgeError
+from ocsge.products import parse_key, spec
 from ocsge.storage import S3Storage, sha256_of
 from services.assets import AssetFinder, AssetRef, default_finder
 from services.caching import ETagMiddleware
+from services.ranges import serve_object
 
 ARCHIVES = "archive"
 CHUNK = 1 << 20
@@ -112,6 +116,15 @@ def create_app(finder: AssetFinder | None = None, with_stats: bool = True) -> Fa
                 yield finder.storage.get_range(asset.key, offset, min(CHUNK, info.size - offset))
 
         return StreamingResponse(chunks(), media_type=asset.media_type or "application/zip", headers=headers)
+
+    @app.api_route("/files/{key:path}", methods=["GET", "HEAD"], response_class=Response)
+    def artifact(request: Request, key: str) -> Response:
+        # Only keys that ocsge.products rebuilds exactly are artifacts: never a temporary key, never a path
+        # of the request's making (``../``), never the root's other files.
+        parsed = parse_key(key)
+        if parsed is None or not finder.storage.exists(key):
+            raise HTTPException(404, f"no artifact {key!r}")
+        return serve_object(request, finder.storage, key, spec(parsed.product).media_type)
 
     if with_stats:
         from services.stats.app import stats_router

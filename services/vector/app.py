@@ -11,25 +11,21 @@ keep their stored gzip encoding for clients that accept it.
 """
 
 import gzip
-import re
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from pmtiles.tile import Compression
 
 from ocsge.errors import OcsgeError
-from ocsge.storage import S3Storage
 from services.assets import AssetFinder, AssetRef, default_finder
 from services.caching import ETagMiddleware
+from services.ranges import serve_object
 from services.vector.pmtiles_source import PMTilesSource, SourceCache
 from services.vector.style import ATTRIBUTES, DEFAULT_ATTRIBUTE, maplibre_style
 
 KINDS = {"occupation": "occupation_pmtiles", "difference": "difference_pmtiles"}
-MAX_RANGE = 8 << 20  # one range response stays under the Lambda payload limit
-REDIRECT_ABOVE = 5 << 20  # whole-file GETs on S3 above this go to a presigned URL
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _base(request: Request) -> str:
@@ -137,37 +133,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
     @app.api_route("/vector/{kind}/{dep}/{millesime}.pmtiles", methods=["GET", "HEAD"], response_class=Response)
     def raw(request: Request, kind: str, dep: str, millesime: str) -> Response:
         asset = dataset(kind, dep, millesime)
-        info = finder.storage.stat(asset.key)
-        size = info.size
-        etag = f'"{info.etag or size}"'
-        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": "public, max-age=3600",
-                   "Content-Type": "application/vnd.pmtiles"}
-        spec = request.headers.get("range")
-        if spec is None:
-            if request.method == "HEAD":
-                return Response(headers={**headers, "Content-Length": str(size)})
-            if isinstance(finder.storage, S3Storage) and size > REDIRECT_ABOVE:
-                return RedirectResponse(finder.storage.presigned_url(asset.key), status_code=307)
-
-            def chunks():  # type: ignore[no-untyped-def]
-                for offset in range(0, size, 1 << 20):
-                    yield finder.storage.get_range(asset.key, offset, min(1 << 20, size - offset))
-
-            return StreamingResponse(chunks(), headers={**headers, "Content-Length": str(size)})
-        m = _RANGE.match(spec.strip())
-        if not m or (not m[1] and not m[2]):
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        if m[1]:
-            start = int(m[1])
-            end = min(int(m[2]), size - 1) if m[2] else size - 1
-        else:
-            start, end = max(0, size - int(m[2])), size - 1
-        if start >= size or end < start:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        end = min(end, start + MAX_RANGE - 1)
-        body = b"" if request.method == "HEAD" else finder.storage.get_range(asset.key, start, end - start + 1)
-        return Response(body, status_code=206, headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}",
-                                                         "Content-Length": str(end - start + 1)})
+        return serve_object(request, finder.storage, asset.key, "application/vnd.pmtiles")
 
     app.add_middleware(ETagMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"],

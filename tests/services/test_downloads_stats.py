@@ -90,3 +90,29 @@ def test_commune_stats_json_and_csv(client):
     assert client.get("/stats/S01/2019/communes.json").status_code == 404
     assert client.get("/stats/S01/2021/communes.xml").status_code == 400
     assert client.get("/stats/S01/2021/communes.json?commune=00000").status_code == 404
+
+
+def test_files_route_serves_artifacts_by_key_with_ranges(client, territory):
+    from ocsge.products import product_key
+
+    key = product_key("couverture_cog", "S01", 2021)
+    data = (territory.root / key).read_bytes()
+    whole = client.get(f"/files/{key}")
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-type"].startswith("image/tiff")
+    part = client.get(f"/files/{key}", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == data[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    assert client.get(f"/files/{key}", headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    assert client.head(f"/files/{key}").headers["content-length"] == str(len(data))
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "stac/catalog.json", "_tmp/x/couverture_DS01_2021.tif",
+     "couverture/DS01/2021/couverture_DS01_2022.tif", "couverture/DS01/2024/couverture_DS01_2024.tif.aux.xml"],
+)
+def test_files_route_serves_nothing_but_artifacts(client, key):
+    resp = client.get(f"/files/{key}")
+    assert resp.status_code == 404, (key, resp.status_code)
+    assert b"root:" not in resp.content
