@@ -15,7 +15,8 @@ BD Forêt               usage US1.2; where the model sees trees, the species fro
                        couverture
 RPG                    usage US1.1; vines (group 21) CS2.1.3, orchards (20) CS2.1.1.1,     auto:rpg
                        other crops and grassland CS2.2.1 unless the model sees artificial
-                       surfaces or water
+                       surfaces or water; a parcel the model sees more than 5 % built over
+                       is an outdated declaration and is ignored
 fichiers fonciers      parcels with dwellings (``nlogh`` > 0) US5; with business premises  auto:ff
                        (``nlocact`` > 0) the use of their BD TOPO buildings (industriel
                        US2, commercial et services US3, agricole US1.1), else US235
@@ -26,8 +27,14 @@ BD TOPO voies ferrées  rail corridors (4 m per track + 2 m): CS1.1.2.1 (ballast
 BD TOPO bâtiments      buildings of 50 m² and more: CS1.1.1.1, usage from ``usage_1``;     auto:bdtopo
                        those under 200 m² are enlarged to 200 m² (OCS GE capture rule);
                        buildings under 50 m² are not represented
-fallback               pixels without a usage: US6.3 (sans usage) for natural couverture,  (unchanged)
-                       US6.6 (usage inconnu) for artificial surfaces
+BD TOPO bâtiments      pixels still without a usage within 25 m of a building with a known  auto:bdtopo
+(neighbourhood)        use, or inside the built-up envelope (buildings less than 60 m
+                       apart joined, grown by 10 m), take the use of the nearest building
+                       (gardens, yards, car parks; complete fichiers fonciers, which cover
+                       whole cadastral parcels, would decide most of these first)
+fallback               pixels without a usage: US1.1 for herbaceous couverture (CS2.2.1:   (unchanged)
+                       meadows and crops are agricultural unless told otherwise), US6.6
+                       (usage inconnu) for artificial surfaces, US6.3 (sans usage) else
 =====================  ==================================================================  =============
 
 The (couverture, usage, source) triples are then vectorised exactly like the prediction
@@ -76,6 +83,10 @@ BUILDING_USAGE = {"Résidentiel": "US5", "Industriel": "US2", "Commercial et ser
 MIN_BUILDING_M2 = 50.0
 BUILT_UMI_M2 = 200.0
 MIN_ROAD_WIDTH_M = 5.0
+USAGE_RADIUS_M = 25.0  # yards, gardens and car parks take the use of the nearest building within this distance
+ENVELOPE_CLOSING_M = 50.0  # … and so does what lies between buildings less than 100 m apart
+ENVELOPE_BUFFER_M = 10.0
+RPG_MAX_ARTIFICIAL = 0.05  # an RPG parcel the model sees more built over than this is an outdated declaration
 
 
 def encode(c: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -149,8 +160,12 @@ class Layer:
                          dtype="int32", all_touched=self.all_touched)
 
 
-def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs) -> dict[str, Layer]:  # type: ignore[no-untyped-def]
-    """Turn the ancillary frames into rasterisable polygon layers with the attributes the rules read."""
+def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs,  # type: ignore[no-untyped-def]
+                   prediction: gpd.GeoDataFrame | None = None) -> dict[str, Layer]:
+    """Turn the ancillary frames into rasterisable polygon layers with the attributes the rules read.
+
+    With the prediction, RPG parcels that the model sees mostly built over (more than
+    :data:`RPG_MAX_ARTIFICIAL` of their area artificial) are dropped as outdated declarations."""
     layers: dict[str, Layer] = {}
 
     def frame(name: str) -> gpd.GeoDataFrame | None:
@@ -166,7 +181,10 @@ def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs) -> dict[str, Lay
     if (f := frame("rpg")) is not None:
         group = f.get("code_group", gpd.pd.Series([""] * len(f))).astype(str).to_numpy()
         crop_cs = np.where(group == "21", cs("CS2.1.3"), np.where(group == "20", cs("CS2.1.1.1"), cs("CS2.2.1")))
-        layers["rpg"] = Layer("rpg", f.geometry.to_numpy(), {"cs": crop_cs})
+        parcels = f.geometry.to_numpy()
+        keep = ~outdated_parcels(parcels, prediction) if prediction is not None else np.ones(len(f), bool)
+        if keep.any():
+            layers["rpg"] = Layer("rpg", parcels[keep], {"cs": crop_cs[keep]})
     buildings = frame("bdtopo_batiment")
     if (f := frame("fichiers_fonciers")) is not None:
         nlogh = f.get("nlogh", gpd.pd.Series(np.zeros(len(f)))).fillna(0).to_numpy()
@@ -204,6 +222,21 @@ def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs) -> dict[str, Lay
     return layers
 
 
+def outdated_parcels(parcels: np.ndarray, prediction: gpd.GeoDataFrame) -> np.ndarray:
+    """RPG parcels whose area the model sees mostly artificial (built over since the declaration)."""
+    geoms = prediction.geometry.to_numpy()
+    artificial = np.array([bool(c) and c.startswith("CS1.1") for c in prediction[schema.CODE_CS]])
+    if not artificial.any():
+        return np.zeros(len(parcels), dtype=bool)
+    art = geoms[artificial]
+    tree = shapely.STRtree(art)
+    pi, ai = tree.query(parcels, predicate="intersects")
+    share = np.zeros(len(parcels))
+    if len(pi):
+        np.add.at(share, pi, shapely.area(shapely.intersection(parcels[pi], art[ai])))
+    return share > RPG_MAX_ARTIFICIAL * np.maximum(shapely.area(parcels), 1e-9)
+
+
 def _activity_usage(parcels: gpd.GeoDataFrame, nlocact: np.ndarray, usage: np.ndarray,
                     buildings: gpd.GeoDataFrame) -> np.ndarray:
     """Usage of business parcels from the BD TOPO buildings on them (largest built area wins)."""
@@ -223,8 +256,12 @@ def _activity_usage(parcels: gpd.GeoDataFrame, nlocact: np.ndarray, usage: np.nd
     return usage
 
 
-def apply_rules(pred_cs: np.ndarray, idx: dict[str, np.ndarray], layers: dict[str, Layer]) -> np.ndarray:
-    """Per-pixel rules of the module docstring on one window; returns the uint16 codes."""
+def apply_rules(pred_cs: np.ndarray, idx: dict[str, np.ndarray], layers: dict[str, Layer],
+                near_usage: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel rules of the module docstring on one window; returns the uint16 codes.
+
+    ``near_usage``: usage value of the nearest BD TOPO building with a known use within
+    :data:`USAGE_RADIUS_M` (0 = none), for pixels no layer gave a usage to."""
     c = pred_cs.astype(np.uint8).copy()
     u = np.zeros_like(c)
     s = np.where(c > 0, MODEL, 0).astype(np.uint8)
@@ -277,9 +314,44 @@ def apply_rules(pred_cs: np.ndarray, idx: dict[str, np.ndarray], layers: dict[st
         u[mm] = busage[known]
         s[m] = BDTOPO
     none = has & (u == 0)
+    if near_usage is not None:
+        near = none & (near_usage > 0)
+        u[near], s[near] = near_usage[near], BDTOPO
+        none &= ~near
     u[none & np.isin(c, ARTIFICIAL)] = us("US6.6")
-    u[none & ~np.isin(c, ARTIFICIAL)] = us("US6.3")
+    u[none & (c == cs("CS2.2.1"))] = us("US1.1")
+    u[none & ~np.isin(c, ARTIFICIAL) & (c != cs("CS2.2.1"))] = us("US6.3")
     return encode(c, u, s)
+
+
+def nearest_building_usage(layer: Layer, t: Affine, shape: tuple[int, int], res: float) -> np.ndarray:
+    """Usage of the nearest building with a known use, for the pixels of a window that lie within
+    :data:`USAGE_RADIUS_M` of such a building or inside the built-up envelope (buildings closed by
+    :data:`ENVELOPE_CLOSING_M`, grown by :data:`ENVELOPE_BUFFER_M`); 0 elsewhere.
+
+    Buildings are rasterised over the window grown by the reach of both rules, so that a building just
+    across a block edge counts the same on both sides of the edge."""
+    from scipy import ndimage
+
+    h, w = shape
+    reach = max(USAGE_RADIUS_M, ENVELOPE_CLOSING_M + ENVELOPE_BUFFER_M)
+    pad = math.ceil(2 * reach / res)
+    tp = t * Affine.translation(-pad, -pad)
+    big = (h + 2 * pad, w + 2 * pad)
+    bounds = (tp.c, tp.f - big[0] * res, tp.c + big[1] * res, tp.f)
+    idx = layer.index(bounds, big, tp)
+    usage = np.zeros(big, dtype=np.uint8)
+    has = idx > 0
+    usage[has] = layer.values["us"][idx[has] - 1]
+    known = usage > 0
+    if not known.any():
+        return np.zeros(shape, dtype=np.uint8)
+    dist, (ri, ci) = ndimage.distance_transform_edt(~known, return_indices=True)
+    dilated = dist <= (ENVELOPE_CLOSING_M + ENVELOPE_BUFFER_M) / res
+    envelope = ndimage.distance_transform_edt(dilated) > ENVELOPE_CLOSING_M / res
+    zone = envelope | (dist * res <= USAGE_RADIUS_M)
+    out = np.where(zone, usage[ri, ci], 0).astype(np.uint8)
+    return out[pad : pad + h, pad : pad + w]
 
 
 def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: float, block_size: int) -> Mosaic:
@@ -304,7 +376,10 @@ def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: fl
                 pred = rasterize(((geoms[i], int(values[i])) for i in hits), out_shape=(h, w), transform=t,
                                  dtype="uint8")
             idx = {name: layer.index(bounds, (h, w), t) for name, layer in layers.items()}
-            return apply_rules(pred, idx, layers)
+            near = None
+            if "bdtopo_batiment" in layers:
+                near = nearest_building_usage(layers["bdtopo_batiment"], t, (h, w), res)
+            return apply_rules(pred, idx, layers, near)
 
         return read
 
@@ -328,7 +403,7 @@ def occupation_auto(prediction: gpd.GeoDataFrame, ancillary: dict[str, gpd.GeoDa
     """The OCS GE auto layer (canonical schema) from a vectorised prediction and ancillary frames."""
     from ocsge.territory import departement as get_departement
 
-    layers = prepare_layers(ancillary, prediction.crs)
+    layers = prepare_layers(ancillary, prediction.crs, prediction)
     base = umi or UMI()
     umi = UMI(**{**base.__dict__, "built_values": BUILT_CODES, "exempt_values": NETWORK_CODES})
     mosaic = rules_mosaic(prediction, layers, res, block_size)

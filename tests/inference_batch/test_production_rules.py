@@ -52,8 +52,8 @@ def _ancillary() -> dict[str, gpd.GeoDataFrame]:
             {"id": ["S1", "S2"], "essence": ["Conifères", "Feuillus"], "code_tfv": ["FF2-00-00", "FF1-00-00"]},
             geometry=[B(100, 160, 200, 200), B(150, 0, 200, 60)], crs=CRS),  # S2 over bare soil: a clear-cut
         "fichiers_fonciers": gpd.GeoDataFrame(
-            {"idpar": ["A1", "A2"], "nlogh": [1, 0], "nlocact": [0, 0]},
-            geometry=[B(5, 135, 45, 175), B(0, 0, 100, 100)], crs=CRS),
+            {"idpar": ["A1", "A2", "A3"], "nlogh": [1, 0, 2], "nlocact": [0, 0, 0]},
+            geometry=[B(5, 135, 45, 175), B(0, 0, 100, 100), B(50, 20, 100, 80)], crs=CRS),
         "bdtopo_hydro": gpd.GeoDataFrame({"cleabs": ["H1"], "nature": ["Plan d'eau"]},
                                          geometry=[B(100, 40, 150, 100)], crs=CRS),
     }
@@ -93,7 +93,7 @@ def test_roads_at_least_5_m_wide(auto: gpd.GeoDataFrame) -> None:
     assert _at(auto, 80, 120) == ("CS1.1.1.2", "US4.1.1", "auto:bdtopo")
     road = auto[auto[schema.CODE_US] == "US4.1.1"]
     assert road.area.sum() == pytest.approx(8 * 200, rel=0.05)  # 8 m wide, kept although under 2 500 m²
-    assert _at(auto, 50, 50)[0] == "CS2.2.1"  # the 3 m track is not represented
+    assert _at(auto, 50, 10)[0] == "CS2.2.1"  # the 3 m track is not represented
 
 
 def test_rpg_gives_agriculture(auto: gpd.GeoDataFrame) -> None:
@@ -105,14 +105,16 @@ def test_bdforet_gives_species_and_sylviculture(auto: gpd.GeoDataFrame) -> None:
     assert _at(auto, 175, 30) == ("CS1.2.1", "US1.2", "auto:bdforet")  # clear-cut: couverture stays the model's
 
 
-def test_fichiers_fonciers_give_residential_use(auto: gpd.GeoDataFrame) -> None:
-    assert _at(auto, 10, 140) == ("CS2.2.1", "US5", "auto:ff")  # the garden around the house
+def test_fichiers_fonciers_and_building_neighbourhood_give_residential_use(auto: gpd.GeoDataFrame) -> None:
+    assert _at(auto, 75, 50) == ("CS2.2.1", "US5", "auto:ff")  # a parcel with dwellings, no building nearby
+    assert _at(auto, 10, 140)[:2] == ("CS2.2.1", "US5")  # the garden around the house (parcel or neighbourhood)
+    assert _at(auto, 25, 185) == ("CS2.2.1", "US5", "auto:bdtopo")  # within 25 m of the house, outside its parcel
 
 
 def test_hydrography_and_fallbacks(auto: gpd.GeoDataFrame) -> None:
     assert _at(auto, 125, 70) == ("CS1.2.2", "US6.3", "auto:bdtopo")
     assert _at(auto, 125, 140) == ("CS2.1.1.1", "US6.3", "auto:model")  # trees outside BD Forêt: no usage data
-    assert _at(auto, 60, 180)[1:] == ("US6.3", "auto:model")  # grass without any ancillary
+    assert _at(auto, 80, 180)[1:] == ("US1.1", "auto:model")  # grass without any ancillary: agricultural
 
 
 def test_codes_round_trip_and_small_building_growth() -> None:
