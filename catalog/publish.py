@@ -243,7 +243,9 @@ def publish(
         storage, collections, (with_hrefs(it, "../../") for it in items)
     )
     state["static"] = new_static_state
-    storage.put_bytes(STATE_KEY, json.dumps(state, indent=0, sort_keys=True).encode(), stac.MEDIA_JSON)
+    state_bytes = json.dumps(state, indent=0, sort_keys=True).encode()
+    if _load_state(storage) != json.loads(state_bytes):
+        storage.put_bytes(STATE_KEY, state_bytes, stac.MEDIA_JSON)
 
     if pgstac_dsn:
         from catalog.search import pgstac

@@ -61,10 +61,16 @@ def encode(collections: list[dict[str, Any]], items: Iterable[dict[str, Any]]) -
 def write(storage: Storage, collections: list[dict[str, Any]], items: Iterable[dict[str, Any]]) -> str:
     """Write the snapshot (data first, index last: a reader never sees an index without its data)."""
     coll_bytes, items_gz, index = encode(collections, items)
+    etag = json.loads(index)["etag"]
+    try:
+        if read_etag(storage) == etag and storage.exists(COLLECTIONS_KEY) and storage.exists(ITEMS_KEY):
+            return etag  # unchanged: rewriting would only make every server reload for nothing
+    except SnapshotError:
+        pass
     storage.put_bytes(COLLECTIONS_KEY, coll_bytes, "application/json")
     storage.put_bytes(ITEMS_KEY, items_gz, "application/gzip")
     storage.put_bytes(INDEX_KEY, index, "application/json")
-    return json.loads(index)["etag"]
+    return etag
 
 
 def read_etag(storage: Storage) -> str:
