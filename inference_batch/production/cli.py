@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from inference_batch.freshness import fingerprint, is_up_to_date, mark_done
+from ocsge.products import block_prefix, product_key
 from ocsge.progress import done, step
 
 SHIPPED_MODEL = Path(__file__).parent / "weights" / "ocsge-unet-small-synth.safetensors"
@@ -36,6 +38,7 @@ dep_option = click.option("--departement", "--dep", "-d", "departement", require
 year_option = click.option("--millesime", "--year", "-y", "millesime", required=True, type=int,
                            help="Millésime (survey year).")
 root_option = click.option("--root", default=None, help="Storage root (folder or s3://…); default OCSGE_STORAGE_ROOT.")
+force_option = click.option("--force", is_flag=True, help="Redo the step even if its output is up to date.")
 
 
 @click.command("predict")
@@ -115,8 +118,9 @@ def predict(departement: str, millesime: int, root: str | None, model: str | Non
 @click.option("--simplify", default=0.5, show_default=True, help="Coverage simplification tolerance (m); 0 = none.")
 @click.option("--zone-construite", "zc_path", default=None,
               help="Zone construite layer (any vector file); default: derived from the predicted buildings.")
+@force_option
 def vectorize(departement: str, millesime: int, root: str | None, umi_built: float, umi_inside: float,
-              umi_outside: float, simplify: float, zc_path: str | None) -> None:
+              umi_outside: float, simplify: float, zc_path: str | None, force: bool) -> None:
     """Vectorise the prediction blocks: stepwise sieve to the UMIs, polygons stitched across blocks, simplified."""
     from inference_batch.production.vectorize import UMI
     from inference_batch.production.vectorize import vectorize as run_vectorize
@@ -127,9 +131,17 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
 
         zone = list(gpd.read_file(zc_path).geometry)
     umi = UMI(built=umi_built, inside_zc=umi_inside, outside_zc=umi_outside)
+    storage = _storage(root)
+    output = product_key("prediction_vector", departement, millesime)
+    digest = fingerprint(storage, [], [block_prefix("prediction", departement, millesime)],
+                         {"umi": [umi_built, umi_inside, umi_outside], "simplify": simplify, "zc": zc_path})
+    if not force and zc_path is None and is_up_to_date(storage, output, digest):
+        done(f"vectorize {departement} {millesime}: up to date ({output})")
+        return
     step(f"vectorize {departement} {millesime}")
-    key, _frame, report = run_vectorize(_storage(root), departement, millesime, umi=umi, simplify=simplify,
+    key, _frame, report = run_vectorize(storage, departement, millesime, umi=umi, simplify=simplify,
                                        zone_construite=zone)
+    mark_done(storage, key, digest)
     done(f"{report.components} components → {report.polygons} polygons in {sum(report.seconds.values()):.1f} s "
          f"({report.mpx_per_s:.1f} Mpx/s) → {key}")
 
@@ -140,12 +152,22 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
 @root_option
 @click.option("--res", default=0.5, show_default=True, help="Grid of the rules (m).")
 @click.option("--simplify", default=0.5, show_default=True, help="Coverage simplification tolerance (m).")
-def rules(departement: str, millesime: int, root: str | None, res: float, simplify: float) -> None:
+@force_option
+def rules(departement: str, millesime: int, root: str | None, res: float, simplify: float, force: bool) -> None:
     """OCS GE auto: the vectorised prediction crossed with BD TOPO, RPG, BD Forêt and fichiers fonciers."""
+    from inference_batch.production.rules import LAYERS
     from inference_batch.production.rules import rules as run_rules
 
+    storage = _storage(root)
+    output = product_key("occupation_auto", departement, millesime)
+    digest = fingerprint(storage, [product_key(p, departement, millesime) for p in ("prediction_vector", *LAYERS)], [],
+                         {"res": res, "simplify": simplify})
+    if not force and is_up_to_date(storage, output, digest):
+        done(f"rules {departement} {millesime}: up to date ({output})")
+        return
     step(f"rules {departement} {millesime}")
-    key, _frame, report = run_rules(_storage(root), departement, millesime, res=res, simplify=simplify)
+    key, _frame, report = run_rules(storage, departement, millesime, res=res, simplify=simplify)
+    mark_done(storage, key, digest)
     missing = f" (missing: {', '.join(report.layers_missing)})" if report.layers_missing else ""
     done(f"{report.polygons} polygons from {', '.join(report.layers_used) or 'no ancillary layer'}{missing} → {key}")
 
@@ -160,13 +182,23 @@ def rules(departement: str, millesime: int, root: str | None, res: float, simpli
 @click.option("--reference", "-r", default="truth", show_default=True,
               help="Reference layer: a product name (truth, occupation) or a vector file.")
 @click.option("--res", default=0.5, show_default=True, help="Comparison grid for two vector layers (m).")
+@force_option
 def qa(departement: str, millesime: int, root: str | None, produced: tuple[str, ...], reference: str,
-       res: float) -> None:
+       res: float, force: bool) -> None:
     """Recette: confusion matrix, overall accuracy, per-class F1 and IoU, area-weighted agreement (JSON + PNG)."""
     from inference_batch.production.qa import qa as run_qa
 
+    storage = _storage(root)
+    output = product_key("qa_report", departement, millesime)
+    layers = [product_key(p, departement, millesime) for p in ("prediction_vector", "occupation_auto", "truth",
+                                                               "occupation")]
+    digest = fingerprint(storage, [*layers, *produced, reference], [block_prefix("prediction", departement, millesime)],
+                         {"produced": produced, "reference": reference, "res": res})
+    if not force and is_up_to_date(storage, output, digest):
+        done(f"qa {departement} {millesime}: up to date ({output})")
+        return
     step(f"qa {departement} {millesime} against {reference}")
-    key, report = run_qa(_storage(root), departement, millesime, produced=list(produced) or None,
+    key, report = run_qa(storage, departement, millesime, produced=list(produced) or None,
                          reference=reference, res=res)
     for section in report["comparisons"]:  # type: ignore[union-attr]
         cs = section["couverture"]
@@ -175,6 +207,7 @@ def qa(departement: str, millesime: int, root: str | None, produced: tuple[str, 
         if "usage" in section:
             line += f"; usage OA {100 * section['usage']['overall_accuracy']:.1f} %"
         click.echo(line)
+    mark_done(storage, key, digest)
     done(f"QA report → {key}")
 
 
