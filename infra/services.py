@@ -74,6 +74,9 @@ def service_environment(config: InfraConfig) -> dict[str, str]:
         "OCSGE_QUIET": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         **({"OCSGE_PUBLIC_URL": config.public_url} if config.public_url else {}),
+        # STAC asset hrefs: the products bucket behind CloudFront (range reads, no Lambda in the way)
+        **({"OCSGE_ASSET_BASE_URL": f"{config.public_url.rstrip('/')}/{config.data_prefix}"}
+           if config.public_url else {}),
         **GDAL_ENV,
     }
 

@@ -1,7 +1,7 @@
 """All the map services of ``services/`` as one ASGI app, each sub-app keeping its full paths.
 
 Tiles and OGC (``/tiles``, ``/wmts``, ``/wms``), vector tiles (``/vector``), downloads and statistics
-(``/downloads``, ``/stats``) are dispatched by path prefix without stripping it (the same paths the Lambda
+(``/downloads``, ``/stats``, ``/files``) are dispatched by path prefix without stripping it (the same paths the Lambda
 handlers see behind CloudFront); anything else goes to the viewer at ``/``. The all-in-one server
 (:mod:`services.app`) mounts this at the root, after the STAC API.
 """
@@ -47,7 +47,7 @@ def create_services_app(finder: AssetFinder | None = None) -> PrefixDispatcher:
         [
             (("/tiles", "/wmts", "/wms"), tiles),
             (("/vector",), vector_app(finder)),
-            (("/downloads", "/stats"), downloads_app(finder)),
+            (("/downloads", "/stats", "/files"), downloads_app(finder)),
         ],
         default=viewer_app(),
     )

@@ -178,7 +178,7 @@ def test_vector_tile_and_download(server: str, demo_root: Path) -> None:
     assert mvt.status_code == 200 and len(mvt.content) > 100
     listing = httpx.get(f"{server}/downloads/S01", timeout=30)
     assert listing.status_code == 200, listing.text[:300]
-    entry = next(a for a in listing.json()["archives"] if a["millesime"] == 2024)
+    entry = next(a for a in listing.json()["archives"] if str(a["millesime"]) == "2024")
     got = httpx.get(entry["href"], timeout=60)
     assert got.status_code == 200 and len(got.content) == entry["size"]
     assert hashlib.sha256(got.content).hexdigest() in entry["checksum"]
