@@ -41,10 +41,9 @@ class StepSpec:
     array: bool = False  # one child job per block
 
 
-# Each verb's own options (inference_batch/production/cli.py: --dep/--year; inference_batch/products/cli.py:
-# --departement/--millesime; catalog/cli.py: publish takes its root and pgstac DSN from the environment).
-_PRODUCTION_ARGS = ("--dep", "Ref::departement", "--year", "Ref::millesime")
-_PRODUCTS_ARGS = ("--departement", "Ref::departement", "--millesime", "Ref::millesime")
+# Every verb takes --departement/--millesime (publish takes its root and pgstac DSN from the environment).
+_PRODUCTION_ARGS = ("--departement", "Ref::departement", "--millesime", "Ref::millesime")
+_PRODUCTS_ARGS = _PRODUCTION_ARGS
 STEPS: tuple[StepSpec, ...] = (
     StepSpec("predict", ("predict", *_PRODUCTION_ARGS), gpu=True, vcpus=4, memory_gib=14, timeout_h=3, array=True),
     StepSpec("vectorize", ("vectorize", *_PRODUCTION_ARGS), gpu=False, vcpus=8, memory_gib=30, timeout_h=8),

@@ -8,6 +8,7 @@ gives the functions (``infra.services.service_environment``) pointed at the loop
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,9 +21,6 @@ import pytest
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    # TODO(lead): remove once the whole demo chain runs (it stops today at predict: the shipped model file
-    # is not in the repository yet); from then on this must pass in CI.
-    pytest.mark.xfail(strict=False, reason="issue 7 item 3: wired by the lead when the demo chain is complete"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,5 +135,33 @@ def test_wmts_lambda_reads_cogs_through_vsis3(demo_on_s3: tuple[str, dict[str, s
     caps = invoke("services.handlers.tiles.handler",
                   api_event("/wmts", "SERVICE=WMTS&REQUEST=GetCapabilities"), env)
     assert caps["statusCode"] == 200 and "OCSGE." in caps["body"]
-    # TODO(lead): GetTile on a layer of the demo territory (a PNG with the official colours) once the
-    # service tests' helpers for "a tile that covers the territory" can be shared here.
+    tile = _territory_tile(zoom=16)
+    query = ("SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=OCSGE.COUVERTURE.2024-2026&STYLE=normal"
+             f"&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=16&TILEROW={tile.y}&TILECOL={tile.x}")
+    got = invoke("services.handlers.tiles.handler", api_event("/wmts", query), env)
+    assert got["statusCode"] == 200, got.get("body", "")[:500]
+    assert got["isBase64Encoded"] and got["headers"]["content-type"] == "image/png"
+    assert _official_colours_only(base64.b64decode(got["body"]))
+
+
+def _territory_tile(zoom: int):  # type: ignore[no-untyped-def]
+    """The Web Mercator tile at the centre of the demo territory (synth's default origin, 600 m × 400 m)."""
+    import morecantile
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(2154, 4326, always_xy=True).transform(700000 + 300, 6600000 + 200)
+    return morecantile.tms.get("WebMercatorQuad").tile(lon, lat, zoom)
+
+
+def _official_colours_only(png: bytes) -> bool:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ocsge.nomenclature import palette
+
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).reshape(-1, 4)
+    opaque = {tuple(int(c) for c in p[:3]) for p in rgba[rgba[:, 3] == 255]}
+    official = {c[:3] for v, c in palette("couverture").items() if v}
+    return bool(opaque) and opaque <= official
