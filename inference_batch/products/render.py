@@ -25,7 +25,7 @@ from rasterio.windows import Window
 from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs
 from inference_batch.products.difference import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource
-from ocsge import schema
+from ocsge import rasters, schema
 from ocsge.nomenclature import NODATA, TABLES, Kind, leaves_under, palette
 from ocsge.progress import done, progress, step
 from ocsge.storage import Storage
@@ -33,10 +33,11 @@ from ocsge.storage import Storage
 DEFAULT_RESOLUTION = 0.5
 WINDOW = 4096
 
-ARTIF_VALUES = {"artif": 1, "non artif": 2}
-ARTIF_PALETTE = {NODATA: (0, 0, 0, 0), 1: (230, 0, 77, 255), 2: (204, 242, 77, 255)}
-CONSTRUCTION_PALETTE = {NODATA: (0, 0, 0, 0), 1: (190, 9, 97, 255), 2: (255, 255, 255, 0)}
-CONSTRUCTION_LABELS = {1: "Zone construite", 2: "Hors zone construite"}
+ARTIF_PALETTE = rasters.palette("artif")
+CONSTRUCTION_PALETTE = rasters.palette("construction")
+CONSTRUCTION_LABELS = rasters.labels("construction")
+INSIDE_ZC = rasters.value_of("construction", "zone construite")
+OUTSIDE_ZC = rasters.value_of("construction", "hors zone construite")
 
 
 def code_values(kind: Kind) -> Callable[[object], int]:
@@ -191,13 +192,13 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
                            palette(Kind.COUVERTURE)),
             "usage": ([Burn(occ, lambda f: np.array([us_value(c) for c in f[schema.CODE_US]]))],
                       palette(Kind.USAGE)),
-            "artif": ([Burn(occ, lambda f: np.array([ARTIF_VALUES.get(a, NODATA) for a in f[schema.ARTIF]]))],
+            "artif": ([Burn(occ, lambda f: np.array([rasters.value_of("artif", a) for a in f[schema.ARTIF]]))],
                       ARTIF_PALETTE),
         }
         if "construction" in todo:
             zc = SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)), columns=[])
-            specs["construction"] = ([Burn(occ, lambda f: np.full(len(f), 2, np.uint8)),
-                                      Burn(zc, lambda f: np.full(len(f), 1, np.uint8))], CONSTRUCTION_PALETTE)
+            specs["construction"] = ([Burn(occ, lambda f: np.full(len(f), OUTSIDE_ZC, np.uint8)),
+                                      Burn(zc, lambda f: np.full(len(f), INSIDE_ZC, np.uint8))], CONSTRUCTION_PALETTE)
         with step_outputs(storage) as outputs:
             for layer in todo:
                 step(f"render {dep} {millesime} {layer} at {resolution:g} m")

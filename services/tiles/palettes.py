@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ocsge.nomenclature import COUVERTURE, CS_LEAVES, US_LEAVES, USAGE, Kind, palette
+from ocsge.rasters import ENCODINGS
 
 RGBA = tuple[int, int, int, int]
 
@@ -38,22 +39,11 @@ def _nomenclature_legend(kind: Kind) -> tuple[LegendEntry, ...]:
     )
 
 
-# Binary and change layers (value 0 = nodata everywhere), with the values and colours the product step
-# writes (inference_batch/products/render.py): artificialised 1, non-artificialised 2; zone construite 1
-# (value 2, outside, is transparent).
+# Binary and change layers: one encoding shared with the product step (ocsge.rasters); classes not drawn
+# (outside the zone construite) have no legend entry.
 _FIXED: dict[str, tuple[LegendEntry, ...]] = {
-    "artif": (
-        LegendEntry(1, "artif", "Artificialisé", "#E6004D"),
-        LegendEntry(2, "non artif", "Non artificialisé", "#CCF24D"),
-    ),
-    "construction": (LegendEntry(1, "zone construite", "Zone construite", "#BE0961"),),
-    "difference": (
-        LegendEntry(1, "couverture", "Changement de couverture", "#FF8C00"),
-        LegendEntry(2, "usage", "Changement d'usage", "#0066FF"),
-        LegendEntry(3, "couverture et usage", "Changement de couverture et d'usage", "#A600CC"),
-        LegendEntry(4, "artificialisation", "Artificialisation (+1)", "#E6004D"),
-        LegendEntry(5, "désartificialisation", "Désartificialisation (−1)", "#00A600"),
-    ),
+    layer: tuple(LegendEntry(c.value, c.code, c.label, c.colour) for c in classes if c.visible)
+    for layer, classes in ENCODINGS.items()
 }
 
 
