@@ -1,0 +1,211 @@
+"""Vectorisation: our ``vectorize`` (stepwise class-specific sieve, stitched blocks, simplification) against
+``rasterio.features.shapes`` on the unsieved raster, on two rasters:
+
+1. the mosaic of the 50 real FLAIR #1 prediction maps in ``../shared/data/flair1-toy-baseline-preds/``
+   (10 × 5 patches of 512², 13.1 Mpx, real land-cover fragmentation), values mapped to couverture;
+2. a generated class raster of at least 1 Gpx (default 32 768², 42.9 km² at 0.2 m) written as a tiled
+   GeoTIFF block by block — département-like parcels from ``inference_batch.synth.vector_scale``
+   rasterised, then sprinkled with prediction-like noise (specks and ragged edges) — and read back block
+   by block (4 096²): neither side ever holds it whole.
+
+The baseline polygonises each block of the unsieved raster with ``shapes`` (no sieve, no stitching:
+the cheapest possible vectorisation, and what a naive pipeline would hand on). Each measurement runs in
+its own child process, so that its peak resident memory (``VmHWM``) is its own; an idle child (Python
++ imports) is measured too, for reference.
+
+    python benchmarks/bench_vectorize.py --size 32768
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).parent / "out"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flair1-toy-baseline-preds" / "preds"
+BLOCK = 4096
+
+
+def flair_mosaic(path: Path) -> None:
+    import rasterio
+    from affine import Affine
+
+    from ocsge.flair import scheme
+
+    lut = np.array(scheme("flair13").lookup_table(), dtype=np.uint8)
+    files = sorted(SHARED.glob("PRED_*.tif"))
+    if len(files) < 50:
+        raise SystemExit(f"the 50 FLAIR predictions are not in {SHARED}")
+    tiles = []
+    for f in files[:50]:
+        with rasterio.open(f) as src:
+            tiles.append(lut[src.read(1)])
+    a = np.vstack([np.hstack(tiles[r * 10 : (r + 1) * 10]) for r in range(5)])
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1, dtype="uint8",
+                       crs="EPSG:2154", transform=Affine(0.2, 0, 700000, 0, -0.2, 6600000), tiled=True,
+                       blockxsize=512, blockysize=512, compress="lzw") as dst:
+        dst.write(a, 1)
+
+
+def generated_raster(path: Path, size: int, seed: int = 7, speck_density: float = 2e-3) -> dict[str, float]:
+    """A ≥ 1 Gpx class raster written block by block (never whole in memory)."""
+    import rasterio
+    from affine import Affine
+    from rasterio.features import rasterize
+    from scipy import ndimage
+
+    from inference_batch.synth.vector_scale import build_vector_pair
+    from ocsge.nomenclature import raster_value
+
+    res = 0.2
+    side_m = size * res
+    # the parcel grid is ~1.12 × wider than high: enough parcels for its height to cover the square
+    n_parcels = max(1000, int((side_m / 120 / 0.89) ** 2 * 1.05))
+    pair = build_vector_pair(n_parcels, seed=seed)
+    truth = pair["truth"][min(pair["truth"])]
+    values = np.array([raster_value("couverture", c) for c in truth["code_cs"]], dtype=np.uint8)
+    geoms = truth.geometry.to_numpy()
+    import shapely
+
+    tree = shapely.STRtree(geoms)
+    x0, y0 = truth.total_bounds[0], truth.total_bounds[3]
+    transform = Affine(res, 0, x0, 0, -res, y0)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:2154",
+                       transform=transform, tiled=True, blockxsize=512, blockysize=512, compress="lzw",
+                       bigtiff="YES", nodata=0) as dst:
+        for r in range(0, size, BLOCK):
+            for c in range(0, size, BLOCK):
+                h, w = min(BLOCK, size - r), min(BLOCK, size - c)
+                t = transform * Affine.translation(c, r)
+                box = shapely.box(t.c, t.f - h * res, t.c + w * res, t.f)
+                hits = tree.query(box)
+                block = rasterize(((geoms[i], int(values[i])) for i in hits), out_shape=(h, w), transform=t,
+                                  dtype="uint8")
+                # ragged edges: a 1–2 px jitter of the class boundaries
+                grow = rng.random() < 0.5
+                jitter = ndimage.grey_dilation(block, size=3) if grow else ndimage.grey_erosion(block, size=3)
+                edge = (ndimage.morphological_gradient(block, size=3) > 0) & (rng.random((h, w)) < 0.35)
+                block = np.where(edge & (jitter > 0), jitter, block)
+                # specks: small blobs of a random other class (a raw model output's salt and pepper)
+                n = int(h * w * speck_density)
+                ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
+                sizes = rng.integers(1, 6, (n, 2))
+                speck = rng.integers(1, 15, n).astype(np.uint8)
+                for y, x, (dy, dx), v in zip(ys, xs, sizes, speck, strict=True):
+                    if block[y, x]:  # never inside nodata
+                        block[y : y + dy, x : x + dx] = v
+                dst.write(block, 1, window=rasterio.windows.Window(c, r, w, h))
+    return {"seconds_to_write": time.perf_counter() - t0, "parcels": len(truth),
+            "truth_bounds": [float(v) for v in truth.total_bounds], "raster_bounds": [x0, y0 - side_m, x0 + side_m, y0]}
+
+
+# --- children: one measurement each ------------------------------------------------------------------------
+
+
+def child(kind: str, raster: str) -> dict[str, object]:
+    import rasterio
+
+    with rasterio.open(raster) as src:
+        width, height = src.width, src.height
+    t0 = time.perf_counter()
+    out: dict[str, object] = {}
+    if kind == "shapes":
+        from rasterio.features import shapes
+        from rasterio.windows import Window
+
+        n = 0
+        for r in range(0, height, BLOCK):
+            for c in range(0, width, BLOCK):
+                win = Window(c, r, min(BLOCK, width - c), min(BLOCK, height - r))
+                with rasterio.open(raster) as src:
+                    data = src.read(1, window=win)
+                    t = src.window_transform(win)
+                for _ in shapes(data, mask=data > 0, connectivity=4, transform=t):
+                    n += 1
+        out["polygons"] = n
+    elif kind == "ours":
+        os.environ["OCSGE_QUIET"] = "1"
+        from inference_batch.production.vectorize import Mosaic, vectorize_mosaic
+
+        geoms, _, report = vectorize_mosaic(Mosaic.from_raster(raster, BLOCK))
+        import shapely
+
+        areas = shapely.area(np.array(geoms))
+        out.update(polygons=len(geoms), components=report.components, stages_s=report.seconds,
+                   min_area_m2=float(areas.min()) if len(areas) else None)
+    elif kind != "idle":
+        raise SystemExit(f"unknown child {kind}")
+    out["seconds"] = time.perf_counter() - t0
+    out["mpx"] = width * height / 1e6
+    out["mpx_per_s"] = out["mpx"] / out["seconds"] if kind != "idle" else None
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` belongs to the address space, so it starts afresh at
+    ``exec`` — unlike ``ru_maxrss``, which a child inherits from the parent it was forked from."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(kind: str, raster: Path) -> dict[str, object]:
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--raster", str(raster)], check=True,
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=32768, help="side of the generated raster (px); 32768² = 1.07 Gpx")
+    ap.add_argument("--child", default=None)
+    ap.add_argument("--raster", default=None)
+    ap.add_argument("--skip-generated", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.raster)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-vectorize-"))
+    result: dict[str, object] = {"machine": f"{platform.machine()}, {os.cpu_count()} vCPU",
+                                 "load_average_start": os.getloadavg(), "block": BLOCK}
+    flair = work / "flair_mosaic.tif"
+    flair_mosaic(flair)
+    datasets = [("flair_mosaic_50_real_predictions", flair)]
+    if not args.skip_generated:
+        generated = work / "generated.tif"
+        info = generated_raster(generated, args.size)
+        result["generated"] = {**info, "size_px": args.size, "bytes": generated.stat().st_size}
+        print(f"generated raster: {args.size}² px in {info['seconds_to_write']:.0f} s", flush=True)
+        datasets.append((f"generated_{args.size}px", generated))
+    result["idle_child"] = run_child("idle", flair)
+    for name, path in datasets:
+        rows = {}
+        for kind in ("shapes", "ours"):
+            rows[kind] = run_child(kind, path)
+            print(name, kind, json.dumps(rows[kind]), flush=True)
+        result[name] = rows
+    result["load_average_end"] = os.getloadavg()
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_vectorize.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
