@@ -88,7 +88,7 @@ def generated_raster(path: Path, size: int, seed: int = 7, speck_density: float 
         for r in range(0, size, BLOCK):
             for c in range(0, size, BLOCK):
                 h, w = min(BLOCK, size - r), min(BLOCK, size - c)
-                t = transform * Affine.translation(c, r)
+                t = transform @ Affine.translation(c, r)
                 box = shapely.box(t.c, t.f - h * res, t.c + w * res, t.f)
                 hits = tree.query(box)
                 block = rasterize(((geoms[i], int(values[i])) for i in hits), out_shape=(h, w), transform=t,

@@ -108,7 +108,7 @@ def confusion_matrices(produced: Side, reference: Side, *, res: float = 0.5, blo
         px = abs(mosaic.transform.a) ** 2  # type: ignore[union-attr]
         for b in mosaic.blocks:  # type: ignore[union-attr]
             p = b.read()
-            t = mosaic.transform * Affine.translation(b.col_off, b.row_off)  # type: ignore[union-attr]
+            t = mosaic.transform @ Affine.translation(b.col_off, b.row_off)  # type: ignore[union-attr]
             add(Kind.COUVERTURE, ref(Kind.COUVERTURE, t, p.shape), p)
     else:
         prod = _Rasteriser(produced.frame, kinds)

@@ -336,7 +336,7 @@ def nearest_building_usage(layer: Layer, t: Affine, shape: tuple[int, int], res:
     h, w = shape
     reach = max(USAGE_RADIUS_M, ENVELOPE_CLOSING_M + ENVELOPE_BUFFER_M)
     pad = math.ceil(2 * reach / res)
-    tp = t * Affine.translation(-pad, -pad)
+    tp = t @ Affine.translation(-pad, -pad)
     big = (h + 2 * pad, w + 2 * pad)
     bounds = (tp.c, tp.f - big[0] * res, tp.c + big[1] * res, tp.f)
     idx = layer.index(bounds, big, tp)
@@ -368,7 +368,7 @@ def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: fl
 
     def reader(r: int, c: int, h: int, w: int) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
-            t = transform * Affine.translation(c, r)
+            t = transform @ Affine.translation(c, r)
             bounds = (t.c, t.f - h * res, t.c + w * res, t.f)
             hits = tree.query(shapely.box(*bounds))
             pred = np.zeros((h, w), dtype=np.uint8)

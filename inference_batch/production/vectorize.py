@@ -154,7 +154,7 @@ class Mosaic:
                 except (KeyError, ValueError):
                     msg = f"{path} is not a prediction block (no OCSGE_BLOCK_OFFSET/OCSGE_GRID tags)"
                     raise OcsgeError(msg) from None
-                origin = src.transform * Affine.translation(-c, -r)
+                origin = src.transform @ Affine.translation(-c, -r)
                 this = (src.crs, origin, gw, gh)
                 if grid is None:
                     grid = this
@@ -211,7 +211,7 @@ def zc_from_vectors(mosaic: Mosaic, geometries: Sequence[shapely.Geometry], umi:
     shape = (math.ceil(mosaic.height / k), math.ceil(mosaic.width / k))
     if not len(geometries):
         return np.zeros(shape, dtype=bool), k
-    t = mosaic.transform * Affine.scale(k)
+    t = mosaic.transform @ Affine.scale(k)
     return rasterize(((g, 1) for g in geometries), out_shape=shape, transform=t, dtype="uint8").astype(bool), k
 
 
