@@ -91,3 +91,29 @@ def test_other_handlers(handlers):
     assert stac["statusCode"] == 200
     links = json.loads(stac["body"])["links"]
     assert any(link["href"].startswith("https://example.cloudfront.net/stac/") for link in links)
+
+
+def test_pgstac_password_comes_from_its_secret(monkeypatch):
+    """Lambdas get a DSN without password plus the ARN of its secret; the password reaches libpq."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    from services.handlers.runtime import configure_pgstac_password
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        secret = json.dumps({"username": "ocsge_read", "password": "s3cr3t"})
+        arn = boto3.client("secretsmanager").create_secret(Name="ocsge/pgstac/reader", SecretString=secret)["ARN"]
+        monkeypatch.setenv("OCSGE_PGSTAC_SECRET_ARN", arn)
+        configure_pgstac_password()
+    import os
+
+    assert os.environ["PGPASSWORD"] == "s3cr3t"
+    monkeypatch.setenv("PGPASSWORD", "already-set")
+    configure_pgstac_password()  # never overrides an explicit password (and makes no AWS call)
+    assert os.environ["PGPASSWORD"] == "already-set"
