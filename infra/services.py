@@ -20,7 +20,6 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import InfraConfig
-from infra.gdal_env import GDAL_ENV
 from infra.iam import bucket_read_statements
 from infra.images import REPO_ROOT, SERVICES_CONTEXT_EXCLUDE, SERVICES_DOCKERFILE, split_image_ref
 from infra.network import Network
@@ -66,6 +65,8 @@ HANDLERS: dict[str, str] = {spec.name: spec.handler for spec in SERVICES}
 
 def service_environment(config: InfraConfig) -> dict[str, str]:
     """Environment every service Lambda shares (settings of ``ocsge.settings`` plus GDAL)."""
+    from ocsge.gdal_env import GDAL_ENV  # at synth time, not import time (ARCHITECTURE.md §2): stdlib only
+
     return {
         "OCSGE_STORAGE_ROOT": config.storage_root,
         "OCSGE_CATALOG_ROOT": config.catalog_root,

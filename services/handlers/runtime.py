@@ -16,18 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-GDAL_ENV: dict[str, str] = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
-    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_CACHEMAX": "200",
-    "CPL_VSIL_CURL_CACHE_SIZE": "200000000",
-    "VSI_CACHE": "TRUE",
-    "VSI_CACHE_SIZE": "5000000",
-    "GDAL_BAND_BLOCK_CACHE": "HASHSET",
-    # No GDAL_HTTP_MULTIPLEX / GDAL_HTTP_VERSION=2: they help only behind HTTP/2 front ends, not S3 itself.
-}
+from ocsge.gdal_env import GDAL_ENV
 
 # Everything textual goes back as text; PNG, MVT, zip… are base64-encoded by Mangum.
 TEXT_MIME_TYPES = ["text/", "application/json", "application/geo+json", "application/xml",

@@ -11,8 +11,8 @@ from aws_cdk.assertions import Match
 
 from infra.batch import STEPS
 from infra.config import STEP_NAMES
-from infra.gdal_env import GDAL_ENV
 from infra.services import HANDLERS, SERVICES
+from ocsge.gdal_env import GDAL_ENV
 
 # ``synthesised`` (tests/infra/conftest.py): the templates of one synthesis of the whole app.
 Synthesised = Any

@@ -1,4 +1,5 @@
-"""GDAL settings of the tile-reading Lambdas (../shared/reference/serving-stack.md §2.6).
+"""GDAL settings for reading COGs on S3 (../shared/reference/serving-stack.md §2.6): set by the service
+Lambdas at cold start (``services.handlers.runtime``) and in their configuration by the CDK app (``infra``).
 
 Lambdas read COGs straight from S3 with ``/vsis3/``: these settings avoid S3 LIST calls on open
 (``EMPTY_DIR``), size the first read to a COG header, merge adjacent ranges and cache blocks across the
