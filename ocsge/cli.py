@@ -8,6 +8,7 @@ still answers ``--help`` (a verb whose extra is missing says which one to instal
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib.metadata import entry_points
 
 import click
@@ -89,6 +90,8 @@ def run_verb(name: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # rasterio 1.4 warns on the in-memory rasters its own rasterize() creates: noise for our users
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
