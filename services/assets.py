@@ -9,17 +9,15 @@ root, for tests and for a root that has not been published yet.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ocsge.errors import OcsgeError
-from ocsge.products import PRODUCTS, Kind, spec
+from ocsge.gdal_env import GDAL_ENV
+from ocsge.products import PRODUCTS, Kind, millesime_token, parse_key
 from ocsge.storage import LocalStorage, S3Storage, Storage, open_storage
-from ocsge.territory import departement
 
 BBox = tuple[float, float, float, float]
 
@@ -97,26 +95,6 @@ def filter_assets(
 
 # --- a finder over the canonical keys of a storage root ---------------------------------------
 
-_MILL = r"(?P<mill>\d{4}(?:-\d{4})?)"
-_TOKEN = r"(?P<token>D[0-9A-Z]{3})"
-
-
-def _key_pattern(product: str) -> re.Pattern[str]:
-    ps = spec(product)
-    stem = re.escape(ps.folder.replace("/", "_"))
-    folder = re.escape(ps.folder)
-    ext = re.escape(ps.ext)
-    if ps.per_block:
-        return re.compile(
-            rf"^{folder}/{_TOKEN}/{_MILL}/blocks/{stem}_(?P=token)_(?P=mill)_(?P<block>[A-Za-z0-9_-]+){ext}$"
-        )
-    return re.compile(rf"^{folder}/{_TOKEN}/{_MILL}/{stem}_(?P=token)_(?P=mill){ext}$")
-
-
-def _dep_code(token: str) -> str:
-    return departement(token).code
-
-
 def raster_bbox(storage: Storage, key: str) -> BBox | None:
     """WGS84 bounds of a raster artifact (read from its header)."""
     import rasterio
@@ -141,16 +119,9 @@ def pmtiles_bbox(storage: Storage, key: str) -> BBox | None:
 
 
 def gdal_env() -> dict[str, object]:
-    """GDAL options for reading COGs from S3 (serving-stack §2.6); harmless on local files."""
-    return {
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-        "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
-        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
-        "VSI_CACHE": "TRUE",
-        "VSI_CACHE_SIZE": 5_000_000,
-        "GDAL_BAND_BLOCK_CACHE": "HASHSET",
-    }
+    """GDAL options for reading COGs from S3 (serving-stack §2.6); harmless on local files. The block cache
+    size is process-wide (set from the environment at start), and rasterio.Env wants it as an int."""
+    return {k: v for k, v in GDAL_ENV.items() if k != "GDAL_CACHEMAX"}
 
 
 @dataclass
@@ -203,24 +174,19 @@ class StorageAssetFinder:
             ps = PRODUCTS.get(product)
             if ps is None:
                 continue
-            pattern = _key_pattern(product)
             found: list[AssetRef] = []
             for info in self.storage.list(ps.folder + "/"):
-                m = pattern.match(info.key)
-                if not m:
-                    continue
-                try:
-                    dep = _dep_code(m["token"])
-                except OcsgeError:
+                parsed = parse_key(info.key)  # only keys the product registry rebuilds exactly
+                if parsed is None or parsed.product != product:
                     continue
                 found.append(
                     AssetRef(
                         product=product,
                         key=info.key,
-                        departement=dep,
-                        millesime=m["mill"],
+                        departement=parsed.departement,
+                        millesime=millesime_token(parsed.millesime),
                         bbox=self._bbox(product, info.key, info.etag),
-                        block=m.groupdict().get("block"),
+                        block=parsed.block,
                         size=info.size,
                         media_type=ps.media_type,
                     )
