@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs, write_json, write_vector
+from inference_batch.freshness import fingerprint
+from inference_batch.products.artifacts import (
+    StepError,
+    all_finished,
+    key,
+    read_json,
+    step_outputs,
+    write_json,
+    write_vector,
+)
 from inference_batch.products.difference import layer_key
 from inference_batch.products.spatial import SpatialSource, overlay_chunks
 from ocsge import schema
@@ -106,11 +115,15 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
     pair = (before, after)
     product = "change_grid" if after_source == "occupation" else "change_grid_auto"
     keys = {product: key(product, dep, pair), f"{product}_report": key(f"{product}_report", dep, pair)}
-    if not force and all_finished(storage, list(keys.values())):
-        done(f"grid {dep} {before}-{after}: already done")
-        return keys
     kb = layer_key(storage, dep, before)
     ka = layer_key(storage, dep, after, source=after_source)
+    # A grid of a prediction is redone when the prediction changes (a new model, new rules): the report
+    # records the fingerprint of both inputs and of the parameters.
+    inputs = fingerprint(storage, [kb, ka], params={"cell": cell, "threshold": threshold})
+    if (not force and all_finished(storage, list(keys.values()))
+            and read_json(storage, keys[f"{product}_report"]).get("inputs") == inputs):
+        done(f"grid {dep} {before}-{after}: already done")
+        return keys
     step(f"grid {dep} {before}→{after} ({after_source}): {cell:g} m cells")
     import pyarrow.parquet as pq
 
@@ -125,7 +138,7 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
         grid, report = change_grid(SpatialSource(path=pb, columns=compare + extra),
                                    SpatialSource(path=pa_, columns=compare + extra),
                                    cell=cell, threshold=threshold, compare=compare)
-    report.update({"before": kb, "after": ka})
+    report.update({"before": kb, "after": ka, "inputs": inputs})
     with step_outputs(storage) as outputs:
         outputs.add(write_vector(storage, keys[product], grid))
         outputs.add(write_json(storage, keys[f"{product}_report"], report))

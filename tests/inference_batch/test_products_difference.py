@@ -212,3 +212,13 @@ def test_change_grid(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFr
     keys = run_grid(store, "77", 2021, 2024, after_source="occupation_auto")
     out = read_vector(store, keys["change_grid_auto"])  # apart from the grid between two millésimes
     assert read_json(store, keys["change_grid_auto_report"])["compared"] == ["code_cs"] and len(out) > 0
+    # a rerun on the same inputs redoes nothing; a new prediction redoes the grid
+    stamp = (tmp_path / keys["change_grid_auto"]).stat().st_mtime_ns
+    run_grid(store, "77", 2021, 2024, after_source="occupation_auto")
+    assert (tmp_path / keys["change_grid_auto"]).stat().st_mtime_ns == stamp
+    write_vector(store, "occupation_auto/D077/2024/occupation_auto_D077_2024.parquet", before[["id", "code_cs",
+                                                                                              "geometry"]])
+    run_grid(store, "77", 2021, 2024, after_source="occupation_auto")
+    assert read_vector(store, keys["change_grid_auto"]).empty or (
+        (tmp_path / keys["change_grid_auto"]).stat().st_mtime_ns != stamp)
+    assert read_json(store, keys["change_grid_auto_report"])["changed_ha"] == 0
