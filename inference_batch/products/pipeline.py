@@ -17,7 +17,7 @@ from inference_batch.products.artifacts import StepError, key
 from inference_batch.products.corrections import run_corrections
 from inference_batch.products.difference import run_difference
 from inference_batch.products.grid import run_grid
-from inference_batch.products.render import DEFAULT_RESOLUTION, LAYERS, run_render
+from inference_batch.products.render import DEFAULT_RESOLUTION, LAYERS, run_render, run_render_difference
 from inference_batch.products.stats import run_stats
 from inference_batch.products.tiles import run_difference_tiles, run_occupation_tiles
 from ocsge.millesimes import check_year
@@ -69,6 +69,8 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
         if tiles:
             result.keys.update({f"{k}_{tag}": v for k, v in
                                 run_difference_tiles(storage, d.code, before, after, force=force).items()})
+        result.keys.update({f"{k}_{tag}": v for k, v in run_render_difference(
+            storage, d.code, before, after, resolution=resolution, force=force).items()})
     layers = cog_layers
     for year in years:
         year_layers = tuple(layer for layer in layers if layer != "construction"

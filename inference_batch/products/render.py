@@ -211,3 +211,51 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
                                     **source_tags(storage, dep, millesime)})
     done(f"render {dep} {millesime}: {', '.join(todo)}")
     return keys
+
+
+def _change_values(frame: gpd.GeoDataFrame) -> np.ndarray:
+    """Difference class of each evolution polygon: couverture, usage, or both changed (ocsge.rasters)."""
+    cs = (frame[schema.CS_AVANT] != frame[schema.CS_APRES]).to_numpy()
+    us = (frame[schema.US_AVANT] != frame[schema.US_APRES]).to_numpy()
+    return np.select([cs & us, cs, us], [rasters.value_of("difference", "couverture et usage"),
+                                         rasters.value_of("difference", "couverture"),
+                                         rasters.value_of("difference", "usage")], NODATA).astype(np.uint8)
+
+
+def _artif_change_values(frame: gpd.GeoDataFrame) -> np.ndarray:
+    flow = frame["artificialisation"].to_numpy()
+    return np.select([flow > 0, flow < 0], [rasters.value_of("difference", "artificialisation"),
+                                            rasters.value_of("difference", "désartificialisation")],
+                     NODATA).astype(np.uint8)
+
+
+def run_render_difference(storage: Storage, dep: object, before: int, after: int, *,
+                          resolution: float = DEFAULT_RESOLUTION, force: bool = False,
+                          window: int = WINDOW) -> dict[str, str]:
+    """Step: the class COG of the changes between two millésimes, on the grid of the later one's COGs.
+    Artificialisation flows (±1) are burnt over the couverture/usage changes: they are what users map."""
+    pair = (before, after)
+    out = key("difference_cog", dep, pair)
+    if not force and all_finished(storage, [out]):
+        done(f"render {dep} {before}-{after} difference: already done")
+        return {"difference_cog": out}
+    diff_key, artif_key = key("difference", dep, pair), key("artif_difference", dep, pair)
+    for needed in (diff_key, artif_key):
+        if not storage.exists(needed):
+            raise StepError(f"render {dep} {before}-{after}: no {needed} (run `ocsge diff` first)")
+    with contextlib.ExitStack() as stack:
+        later = SpatialSource(path=stack.enter_context(storage.local_copy(layer_key(storage, dep, after))),
+                              columns=[])
+        changes = SpatialSource(path=stack.enter_context(storage.local_copy(diff_key)),
+                                columns=[schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES])
+        flows = SpatialSource(path=stack.enter_context(storage.local_copy(artif_key)), columns=["artificialisation"])
+        step(f"render {dep} {before}-{after} difference at {resolution:g} m")
+        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+            outputs.add(out)
+            rasterise([Burn(changes, _change_values), Burn(flows, _artif_change_values)], tmp,
+                      resolution=resolution, colormap=rasters.palette("difference"), bounds=later.total_bounds,
+                      window=window, description=f"difference {before}-{after}",
+                      tags={"OCSGE_PRODUCT": "difference_cog", "OCSGE_MILLESIME": f"{before}-{after}",
+                            **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()}})
+    done(f"render {dep} {before}-{after}: difference")
+    return {"difference_cog": out}

@@ -83,6 +83,18 @@ def test_products_on_generated_territory(territory: LocalStorage) -> None:
     with open(store.url(result.keys["difference_pmtiles_2021_2024"]), "rb") as f:
         meta = Reader(MmapSource(f)).metadata()
     assert {layer["id"] for layer in meta["vector_layers"]} == {"difference", "artif_difference"}
+    # the raster of changes: on the grid of the later millésime's COGs, +1 flows where the manifest's new
+    # housing lies (artificialisation burnt over the code changes)
+    import rasterio
+
+    from ocsge import rasters
+
+    diff_cog, couv_cog = result.keys["difference_cog_2021_2024"], result.keys["couverture_cog_2024"]
+    with rasterio.open(store.url(diff_cog)) as d, rasterio.open(store.url(couv_cog)) as c:
+        assert (d.transform, d.shape) == (c.transform, c.shape)
+        values = set(np.unique(d.read(1)).tolist())
+        assert d.colormap(1)[rasters.value_of("difference", "artificialisation")][:3] == (0xE6, 0x00, 0x4D)
+    assert rasters.value_of("difference", "artificialisation") in values and values <= {0, 1, 2, 3, 4, 5}
     # download archive: GeoPackage with IGN layer names, COGs, README, checksums that verify
     with zipfile.ZipFile(store.url(result.keys["archive_2024"])) as zf:
         names = zf.namelist()
