@@ -148,6 +148,8 @@ for _spec in (
     ProductSpec("delivered_artif_difference", "deliveries/artif_difference", ".parquet", Kind.VECTOR,
                 "Delivered artificialisation différentiel", pair=True, media_type=_GEOPARQUET),
     # Reports and totals of the product steps.
+    ProductSpec("products_report", "reports/products", ".json", Kind.DOCUMENT,
+                "Per-département products run (keys, inputs fingerprint)", media_type=_JSON),
     ProductSpec("artif_totals", "reports/artif", ".json", Kind.DOCUMENT,
                 "Artificialised and impermeable area (totals)", media_type=_JSON),
     ProductSpec("difference_report", "reports/difference", ".json", Kind.DOCUMENT,

@@ -169,3 +169,25 @@ def test_steps_on_s3(s3_root: str) -> None:
     for k in keys.values():
         assert is_finished(store, k), k
     assert not [o.key for o in store.list("") if ".tmp" in o.key or o.key.startswith("_tmp/")]
+
+
+def test_products_are_redone_when_an_input_changes(tmp_path: Path) -> None:
+    """A rerun on unchanged inputs rewrites nothing; a re-delivered occupation layer redoes the products."""
+    from inference_batch.products.artifacts import read_vector
+    from ocsge.products import product_key
+
+    store = LocalStorage(tmp_path)
+    occ = partition(40, (700_000, 6_600_000, 701_000, 6_601_000), seed=3)
+    write_vector(store, product_key("occupation", "77", 2021), occ)
+    run_products(store, "77", resolution=2.0, tiles=False)
+    artif_key = product_key("artificialisation", "77", 2021)
+    first = (tmp_path / artif_key).stat().st_mtime_ns
+    run_products(store, "77", resolution=2.0, tiles=False)
+    assert (tmp_path / artif_key).stat().st_mtime_ns == first
+    changed = occ.copy()
+    changed.loc[changed.index[0], "code_cs"] = "CS1.1.1.1"  # re-delivered with a new building
+    write_vector(store, product_key("occupation", "77", 2021), changed)
+    run_products(store, "77", resolution=2.0, tiles=False)
+    again = read_vector(store, artif_key)
+    assert (tmp_path / artif_key).stat().st_mtime_ns != first
+    assert again.set_index("id").loc[changed.id.iloc[0], "code_cs"] == "CS1.1.1.1"
