@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import peak_rss_mb
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -100,19 +102,6 @@ def run_overlay(a: Path, b: Path, out: Path) -> dict[str, float]:
     net = art["area"][art.artificialisation == 1].sum() - art["area"][art.artificialisation == -1].sum()
     return {"changed_ha": round(float(evo["area"].sum()) / 1e4, 4), "artif_net_ha": round(float(net) / 1e4, 4),
             "flows_cs_total_ha": float(flows.to_numpy().sum()), "flows_cs_json": flows.round(3).to_json()}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process since it started. VmHWM belongs to the process's own
-    address space; ``ru_maxrss`` is not used because Linux carries it across exec from the parent
-    (which holds the generated layers), and it would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args: argparse.Namespace) -> None:

@@ -22,14 +22,15 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
+from measure import peak_rss_mb
 
 OUT = Path(__file__).parent / "out"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flair1-toy-baseline-preds" / "preds"
@@ -152,18 +153,6 @@ def child(kind: str, raster: str) -> dict[str, object]:
     out["mpx_per_s"] = out["mpx"] / out["seconds"] if kind != "idle" else None
     out["peak_rss_mb"] = peak_rss_mb()
     return out
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. ``VmHWM`` belongs to the address space, so it starts afresh at
-    ``exec`` — unlike ``ru_maxrss``, which a child inherits from the parent it was forked from."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(kind: str, raster: Path) -> dict[str, object]:
