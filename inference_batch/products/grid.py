@@ -29,7 +29,7 @@ from inference_batch.products.artifacts import (
     write_vector,
 )
 from inference_batch.products.difference import layer_key
-from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from inference_batch.products.spatial import SpatialSource, cells_of_bounds, overlay_chunks
 from ocsge import schema
 from ocsge.progress import done, step
 from ocsge.storage import Storage
@@ -42,18 +42,9 @@ def cell_areas(geoms: np.ndarray, cell: float, origin: tuple[float, float]) -> p
     """Area of ``geoms`` in each grid cell, indexed by (col, row)."""
     if len(geoms) == 0:
         return pd.Series(dtype=float)
-    b = shapely.bounds(geoms)
     x0, y0 = origin
-    c0 = np.floor((b[:, 0] - x0) / cell).astype(np.int64)
-    c1 = np.floor((b[:, 2] - x0) / cell).astype(np.int64)
-    r0 = np.floor((b[:, 1] - y0) / cell).astype(np.int64)
-    r1 = np.floor((b[:, 3] - y0) / cell).astype(np.int64)
-    nc, nr = c1 - c0 + 1, r1 - r0 + 1
-    count = nc * nr
-    gi = np.repeat(np.arange(len(geoms)), count)
-    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    col = c0[gi] + local % nc[gi]
-    row = r0[gi] + local // nc[gi]
+    gi, col, row = cells_of_bounds(shapely.bounds(geoms), x0, y0, cell)
+    count = np.bincount(gi, minlength=len(geoms))
     boxes = shapely.box(x0 + col * cell, y0 + row * cell, x0 + (col + 1) * cell, y0 + (row + 1) * cell)
     single = count[gi] == 1
     area = np.where(single, shapely.area(geoms[gi]), 0.0)

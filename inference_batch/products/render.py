@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs
 from inference_batch.products.difference import layer_key, with_artif
-from inference_batch.products.spatial import SpatialSource
+from inference_batch.products.spatial import SpatialSource, cells_of_bounds
 from ocsge import rasters, schema
 from ocsge.nomenclature import NODATA, TABLES, Kind, leaves_under, palette
 from ocsge.progress import done, progress, step
@@ -78,17 +78,7 @@ def window_buckets(bounds: np.ndarray, x0: float, y_top: float, size_m: float) -
     instead of one scan of the whole layer per window."""
     ok = ~np.isnan(bounds).any(axis=1)
     idx = np.flatnonzero(ok)
-    b = bounds[ok]
-    c0 = np.floor((b[:, 0] - x0) / size_m).astype(np.int64)
-    c1 = np.floor((b[:, 2] - x0) / size_m).astype(np.int64)
-    r0 = np.floor((y_top - b[:, 3]) / size_m).astype(np.int64)
-    r1 = np.floor((y_top - b[:, 1]) / size_m).astype(np.int64)
-    nc, nr = c1 - c0 + 1, r1 - r0 + 1
-    count = nc * nr
-    rep = np.repeat(np.arange(len(idx)), count)
-    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    cols = c0[rep] + local % nc[rep]
-    rows = r0[rep] + local // nc[rep]
+    rep, cols, rows = cells_of_bounds(bounds[ok], x0, y_top, size_m, y_down=True)
     order = np.lexsort((rows, cols))
     cols, rows, rows_idx = cols[order], rows[order], idx[rep][order]
     keys = cols * (1 << 32) + rows

@@ -79,6 +79,26 @@ def safe_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return out
 
 
+def cells_of_bounds(bounds: np.ndarray, x0: float, y0: float, size: float, *,
+                    y_down: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (item, col, row) of a square grid of side ``size`` that an item's bbox overlaps, in one
+    vectorised expansion (no Python loop over items). Rows count up from ``y0`` (map grids), or down
+    from ``y0`` when ``y_down`` (raster windows, ``y0`` = top)."""
+    c0 = np.floor((bounds[:, 0] - x0) / size).astype(np.int64)
+    c1 = np.floor((bounds[:, 2] - x0) / size).astype(np.int64)
+    if y_down:
+        r0 = np.floor((y0 - bounds[:, 3]) / size).astype(np.int64)
+        r1 = np.floor((y0 - bounds[:, 1]) / size).astype(np.int64)
+    else:
+        r0 = np.floor((bounds[:, 1] - y0) / size).astype(np.int64)
+        r1 = np.floor((bounds[:, 3] - y0) / size).astype(np.int64)
+    nc = c1 - c0 + 1
+    count = nc * (r1 - r0 + 1)
+    item = np.repeat(np.arange(len(bounds)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return item, c0[item] + local % nc[item], r0[item] + local // nc[item]
+
+
 class SpatialSource:
     """A polygon layer readable by windows; from an in-memory frame or a GeoParquet file."""
 
