@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.pmtiles import PMTilesHeaderError, read_header
 from ocsge.errors import OcsgeError
 from ocsge.storage import Storage, sha256_of
 
@@ -215,15 +215,15 @@ def read_parquet(storage: Storage, key: str, size: int) -> tuple[Extent | None, 
 
 
 def read_pmtiles(storage: Storage, key: str) -> tuple[Extent | None, tuple[int, int] | None]:
-    """Bounds and zooms from a PMTiles v3 header (127 bytes): no PMTiles library needed."""
-    header = storage.get_range(key, 0, 127)
-    if len(header) < 127 or header[:7] != b"PMTiles" or header[7] != 3:
-        raise ArtifactReadError(f"{key!r} is not a PMTiles v3 archive")
-    min_zoom, max_zoom = header[100], header[101]
-    min_lon, min_lat, max_lon, max_lat = (v / 1e7 for v in struct.unpack_from("<iiii", header, 102))
-    if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
-        return None, (min_zoom, max_zoom)
-    return _extent(4326, (min_lon, min_lat, max_lon, max_lat)), (min_zoom, max_zoom)
+    """Bounds and zooms from the PMTiles v3 header (:func:`catalog.pmtiles.read_header`)."""
+    try:
+        header = read_header(storage, key)
+    except PMTilesHeaderError as exc:
+        raise ArtifactReadError(str(exc)) from None
+    zooms = (header.min_zoom, header.max_zoom)
+    if not header.valid_bounds:
+        return None, zooms
+    return _extent(4326, header.bounds), zooms
 
 
 def read_artifact(

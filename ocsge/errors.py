@@ -35,6 +35,19 @@ class StorageError(OcsgeError):
     """A storage root or key that cannot be read or written."""
 
 
+class InvalidStorageKey(StorageError, ValueError):
+    """A key or prefix that is not a valid storage key (``..``, absolute, empty): the caller's fault."""
+
+
+class ArtifactNotFound(StorageError, LookupError):
+    """The storage answered, and the key is not there."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage could not be reached or refused to answer (network, permissions, throttling, I/O error):
+    the key may well exist; retrying later may work."""
+
+
 class MissingAttributeError(OcsgeError, KeyError):
     """A layer lacks an attribute the OCS GE schema needs (e.g. no couverture code column)."""
 

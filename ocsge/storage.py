@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
-from ocsge.errors import StorageError
+from ocsge.errors import ArtifactNotFound, InvalidStorageKey, StorageError, StorageUnavailable
 from ocsge.settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _check_key(key: str) -> str:
     """Refuse keys that would escape the root (``..``), absolute keys and empty segments."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise StorageError(f"invalid storage key {key!r}")
+        raise InvalidStorageKey(f"invalid storage key {key!r}")
     return key
 
 
@@ -90,23 +90,29 @@ class LocalStorage:
         path = self._path(key)
         try:
             st = path.stat()
-        except FileNotFoundError:
-            raise StorageError(f"no object {key!r} under {self.root}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArtifactNotFound(f"no object {key!r} under {self.root}") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key!r} under {self.root}: {exc.strerror or exc}") from None
         return ObjectInfo(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise StorageError(f"no object {key!r} under {self.root}") from None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ArtifactNotFound(f"no object {key!r} under {self.root}") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key!r} under {self.root}: {exc.strerror or exc}") from None
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         try:
             with self._path(key).open("rb") as f:
                 f.seek(offset)
                 return f.read(length)
-        except FileNotFoundError:
-            raise StorageError(f"no object {key!r} under {self.root}") from None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ArtifactNotFound(f"no object {key!r} under {self.root}") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key!r} under {self.root}: {exc.strerror or exc}") from None
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[Path]:
@@ -139,12 +145,12 @@ class LocalStorage:
     def local_copy(self, key: str) -> Iterator[Path]:
         path = self._path(key)
         if not path.is_file():
-            raise StorageError(f"no object {key!r} under {self.root}")
+            raise ArtifactNotFound(f"no object {key!r} under {self.root}")
         yield path
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if ".." in prefix.split("/"):
-            raise StorageError(f"invalid storage prefix {prefix!r}")
+            raise InvalidStorageKey(f"invalid storage prefix {prefix!r}")
         base = self.path / prefix if prefix else self.path
         # A prefix may end inside a file name ("occupation/D0"): walk its folder, never above the root.
         start = base if base.is_dir() or base == self.path else base.parent
@@ -167,7 +173,7 @@ class LocalStorage:
 
     def presigned_url(self, key: str, expires_s: int | None = None) -> str:
         if not self.exists(key):
-            raise StorageError(f"no object {key!r} under {self.root}")
+            raise ArtifactNotFound(f"no object {key!r} under {self.root}")
         return self._path(key).as_uri()
 
     def check_writable(self) -> None:
@@ -223,14 +229,22 @@ class S3Storage:
         return f"/vsis3/{self.bucket}/{self._key(key)}"
 
     def _missing(self, exc: Exception, key: str) -> StorageError:
-        return StorageError(f"no object {key!r} under {self.root} ({exc})")
+        """A missing key (404 / NoSuchKey) is :class:`ArtifactNotFound`; anything else the store answered
+        (403, throttling, 5xx) or a connection that failed is :class:`StorageUnavailable`."""
+        code = ""
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return ArtifactNotFound(f"no object {key!r} under {self.root}")
+        return StorageUnavailable(f"storage {self.root} did not answer for {key!r} ({code or type(exc).__name__})")
 
     def stat(self, key: str) -> ObjectInfo:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise self._missing(exc, key) from None
         return ObjectInfo(key, head["ContentLength"], head.get("ETag", "").strip('"') or None)
 
@@ -242,15 +256,15 @@ class S3Storage:
         return True
 
     def get_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise self._missing(exc, key) from None
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         if length <= 0:
             return b""
@@ -258,11 +272,13 @@ class S3Storage:
             resp = self.client.get_object(
                 Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{offset + length - 1}"
             )
+            return resp["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
             raise self._missing(exc, key) from None
-        return resp["Body"].read()
+        except BotoCoreError as exc:
+            raise self._missing(exc, key) from None
 
     def _publish(self, key: str, upload_to_tmp) -> None:  # type: ignore[no-untyped-def]
         """Upload under a temporary key, then copy to the final key: readers see all or nothing."""
@@ -310,10 +326,16 @@ class S3Storage:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if ".." in prefix.split("/"):
-            raise StorageError(f"invalid storage prefix {prefix!r}")
+            raise InvalidStorageKey(f"invalid storage prefix {prefix!r}")
+        from botocore.exceptions import BotoCoreError, ClientError
+
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+        try:
+            pages = list(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._missing(exc, prefix or "/") from None
+        for page in pages:
             for obj in page.get("Contents", []):
                 rel = self._rel(obj["Key"])
                 if rel.startswith(TMP_PREFIX):

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from catalog.pmtiles import read_header
+from ocsge.errors import StorageUnavailable
 from ocsge.gdal_env import GDAL_ENV
 from ocsge.products import PRODUCTS, Kind, millesime_token, parse_key
 from ocsge.storage import LocalStorage, S3Storage, Storage, open_storage
@@ -96,26 +98,24 @@ def filter_assets(
 # --- a finder over the canonical keys of a storage root ---------------------------------------
 
 def raster_bbox(storage: Storage, key: str) -> BBox | None:
-    """WGS84 bounds of a raster artifact (read from its header)."""
+    """WGS84 bounds of a raster artifact (read from its header); StorageUnavailable if GDAL cannot read it."""
     import rasterio
+    from rasterio.errors import RasterioIOError
     from rasterio.warp import transform_bounds
 
-    with rasterio.Env(**gdal_env()), rasterio.open(storage.gdal_path(key)) as src:
-        if src.crs is None:
-            return None
-        return tuple(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21))  # type: ignore[return-value]
+    try:
+        with rasterio.Env(**gdal_env()), rasterio.open(storage.gdal_path(key)) as src:
+            if src.crs is None:
+                return None
+            return tuple(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21))  # type: ignore[return-value]
+    except RasterioIOError as exc:
+        storage.stat(key)  # ArtifactNotFound if it is gone, StorageUnavailable if the store does not answer
+        raise StorageUnavailable(f"cannot read raster {key!r}: {exc}") from None
 
 
 def pmtiles_bbox(storage: Storage, key: str) -> BBox | None:
-    from pmtiles.tile import deserialize_header
-
-    header = deserialize_header(storage.get_range(key, 0, 127))
-    return (
-        header["min_lon_e7"] / 1e7,
-        header["min_lat_e7"] / 1e7,
-        header["max_lon_e7"] / 1e7,
-        header["max_lat_e7"] / 1e7,
-    )
+    """WGS84 bounds from the PMTiles header (the one header reader, :mod:`catalog.pmtiles`)."""
+    return read_header(storage, key).bounds
 
 
 def gdal_env() -> dict[str, object]:
@@ -152,17 +152,17 @@ class StorageAssetFinder:
         self._bbox_cache: dict[tuple[str, str | None], BBox | None] = {}
 
     def _bbox(self, product: str, key: str, etag: str | None) -> BBox | None:
+        """Bounds from the artifact's header. An asset that cannot be read is an error (StorageUnavailable,
+        ArtifactNotFound if it vanished since the listing), never a bbox of None that would put it in every
+        tile; only a raster without a CRS or a table has no bbox."""
         cache_key = (key, etag)
         if cache_key not in self._bbox_cache:
             kind = PRODUCTS[product].kind
-            try:
-                if kind is Kind.RASTER:
-                    box = raster_bbox(self.storage, key)
-                elif kind is Kind.TILES:
-                    box = pmtiles_bbox(self.storage, key)
-                else:
-                    box = None
-            except Exception:
+            if kind is Kind.RASTER:
+                box = raster_bbox(self.storage, key)
+            elif kind is Kind.TILES:
+                box = pmtiles_bbox(self.storage, key)
+            else:
                 box = None
             self._bbox_cache[cache_key] = box
         return self._bbox_cache[cache_key]
@@ -221,11 +221,3 @@ class StorageAssetFinder:
         return self._current().version
 
 
-def default_finder() -> AssetFinder:
-    """The finder for this deployment: the catalogue's search when it is available, else the keys of the
-    storage root (``OCSGE_STORAGE_ROOT``)."""
-    try:
-        from services.catalog_finder import CatalogAssetFinder
-    except ImportError:
-        return StorageAssetFinder()
-    return CatalogAssetFinder.from_settings()

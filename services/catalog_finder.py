@@ -20,7 +20,7 @@ from catalog.search.request import SearchRequest
 from ocsge.errors import OcsgeError
 from ocsge.products import PRODUCTS, product_key
 from ocsge.storage import Storage, open_storage
-from services.assets import AssetRef, BBox, filter_assets
+from services.assets import AssetFinder, AssetRef, BBox, filter_assets
 
 PAGE = 1000
 
@@ -132,3 +132,9 @@ class CatalogAssetFinder:
     def find(self, product: str, bbox: BBox | None = None, years: tuple[int, int] | None = None,
              departement: str | None = None) -> list[AssetRef]:
         return filter_assets(self._all(product), bbox, years, departement)
+
+
+def default_finder() -> AssetFinder:
+    """The finder for this deployment: the catalogue's search over ``OCSGE_STORAGE_ROOT`` (a root that
+    has not been published yet has an empty catalogue; tests pass a :class:`StorageAssetFinder`)."""
+    return CatalogAssetFinder.from_settings()

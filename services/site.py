@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.assets import AssetFinder, default_finder
+from services.assets import AssetFinder
+from services.catalog_finder import default_finder
 
 
 class PrefixDispatcher:

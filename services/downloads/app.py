@@ -18,25 +18,18 @@ from fastapi import FastAPI, HTTPException, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from ocsge.errors import OcsgeError
 from ocsge.products import parse_key, spec
 from ocsge.storage import S3Storage, sha256_of
-from services.assets import AssetFinder, AssetRef, default_finder
+from services.assets import AssetFinder, AssetRef
 from services.caching import ETagMiddleware
+from services.catalog_finder import default_finder
+from services.errors import add_error_handlers
+from services.params import dep_code
 from services.ranges import serve_object
+from services.stats.app import stats_router
 
 ARCHIVES = "archive"
 CHUNK = 1 << 20
-
-
-def dep_code(dep: str) -> str:
-    """A département code from the URL, or 404 (the URL never becomes a path)."""
-    from ocsge.territory import departement
-
-    try:
-        return departement(dep).code
-    except OcsgeError as exc:
-        raise HTTPException(404, str(exc)) from None
 
 
 class Checksums:
@@ -127,9 +120,9 @@ def create_app(finder: AssetFinder | None = None, with_stats: bool = True) -> Fa
         return serve_object(request, finder.storage, key, spec(parsed.product).media_type)
 
     if with_stats:
-        from services.stats.app import stats_router
-
         app.include_router(stats_router(finder))
+
+    add_error_handlers(app)
 
     app.add_middleware(ETagMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"])

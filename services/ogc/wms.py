@@ -22,10 +22,10 @@ from rasterio.warp import transform_bounds
 from services.assets import intersects
 from services.ogc.featureinfo import check_format, feature_info_response
 from services.ogc.kvp import Kvp, OgcError, attr, wms_exception, x
-from services.tiles.layers import STYLE, Layer, UnknownLayerError, parse_layer
+from services.tiles.layers import STYLE, UnknownLayerError, parse_layer
 from services.tiles.mosaic import LayerInfo
 from services.tiles.palettes import legend_png
-from services.tiles.render import FORMATS, Renderer
+from services.tiles.render import FORMATS, LayerNotPublished, Renderer
 
 MAX_SIZE = 4096
 VERSIONS = ("1.3.0", "1.1.1")
@@ -63,14 +63,14 @@ def layer_xml(info: LayerInfo, base: str, version: str) -> str:
                f"{n:.6f}</northBoundLatitude></EX_GeographicBoundingBox>")
     else:
         geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
-    legend = (f"{base}/wms?SERVICE=WMS&amp;VERSION={version}&amp;REQUEST=GetLegendGraphic&amp;LAYER={x(layer.id)}"
-              "&amp;FORMAT=image/png&amp;STYLE=normal")
+    legend = attr(f"{base}/wms?SERVICE=WMS&VERSION={version}&REQUEST=GetLegendGraphic&LAYER={layer.id}"
+                  "&FORMAT=image/png&STYLE=normal")
     return (
         f'<Layer queryable="1" opaque="0"><Name>{x(layer.id)}</Name><Title>{x(layer.title)}</Title>'
         f"<Abstract>{x(layer.abstract)}</Abstract>{geo}{''.join(boxes)}"
         f"<Style><Name>{STYLE}</Name><Title>Légende générique</Title><LegendURL>"
         f'<Format>image/png</Format><OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" '
-        f'xlink:href="{legend}"/></LegendURL></Style></Layer>'
+        f'xlink:href={legend}/></LegendURL></Style></Layer>'
     )
 
 
@@ -135,15 +135,12 @@ class MapRequest:
         names = [n for n in q.require(layers_param).split(",") if n]
         if not names:
             raise OgcError("MissingParameterValue", f"empty {layers_param}", locator=layers_param)
-        self.layers: list[Layer] = []
+        self.layers: list[LayerInfo] = []
         for name in names:
             try:
-                layer = parse_layer(name)
-            except UnknownLayerError as exc:
+                self.layers.append(renderer.resolve(name))
+            except (UnknownLayerError, LayerNotPublished) as exc:
                 raise OgcError("LayerNotDefined", str(exc), locator=layers_param) from None
-            if not renderer.catalog.info(layer).available:
-                raise OgcError("LayerNotDefined", f"layer {name!r} has no published data", locator=layers_param)
-            self.layers.append(layer)
         styles = q.get("STYLES") or q.get("STYLE") or ""
         style_list = styles.split(",") if styles else []
         if style_list and len(style_list) != len(names):
@@ -191,8 +188,8 @@ class MapRequest:
                           order: str) -> None:
         """A bbox that misses every layer but hits one once its axes are swapped is a client error."""
         swapped = (box[1], box[0], box[3], box[2])
-        hits = any(intersects(renderer.catalog.info(layer).bounds, box) for layer in self.layers)
-        swapped_hits = any(intersects(renderer.catalog.info(layer).bounds, swapped) for layer in self.layers)
+        hits = any(intersects(info.bounds, box) for info in self.layers)
+        swapped_hits = any(intersects(info.bounds, swapped) for info in self.layers)
         if not hits and swapped_hits:
             raise OgcError("InvalidParameterValue",
                            f"BBOX={raw!r} looks like it has its axes swapped: {self.crs_name} in WMS {self.version} "
@@ -250,7 +247,8 @@ def wms_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRou
         px = minx + (i + 0.5) * (maxx - minx) / m.width
         py = maxy - (j + 0.5) * (maxy - miny) / m.height
         count = max(1, q.integer("FEATURE_COUNT", 1, 100, required=False))
-        results = [(layer.id, renderer.point(layer, px, py, m.crs)) for layer in m.layers[: max(count, len(m.layers))]]
+        results = [(info.layer.id, renderer.point(info, px, py, m.crs))
+                   for info in m.layers[: max(count, len(m.layers))]]
         return feature_info_response(results, fmt)
 
     def get_legend(q: Kvp) -> Response:

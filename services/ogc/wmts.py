@@ -20,9 +20,9 @@ from morecantile import Tile, TileMatrixSet
 from services.ogc.featureinfo import check_format, feature_info_response
 from services.ogc.kvp import Kvp, OgcError, attr, ows_exception, x
 from services.tiles import tms as tms_registry
-from services.tiles.layers import STYLE, Layer, UnknownLayerError, parse_layer
+from services.tiles.layers import STYLE, UnknownLayerError
 from services.tiles.mosaic import LayerInfo
-from services.tiles.render import EXTENSIONS, FORMATS, OutOfRange, Renderer
+from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
 
 STYLES = (STYLE, "default")  # "default" is what some clients send when they know no better
 
@@ -152,13 +152,11 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                 cache[key] = body
         return Response(body, media_type="application/xml")
 
-    def resolve(layer_id: str, style: str | None, tms_name: str) -> Layer:
+    def resolve(layer_id: str, style: str | None, tms_name: str) -> LayerInfo:
         try:
-            layer = parse_layer(layer_id)
-        except UnknownLayerError as exc:
+            info = renderer.resolve(layer_id)
+        except (UnknownLayerError, LayerNotPublished) as exc:
             raise OgcError("InvalidParameterValue", str(exc), locator="LAYER") from None
-        if not renderer.catalog.info(layer).available:
-            raise OgcError("InvalidParameterValue", f"layer {layer_id!r} has no published data", locator="LAYER")
         if style is not None and style not in STYLES:
             raise OgcError("InvalidParameterValue", f"unknown STYLE {style!r}: this layer has {STYLE!r}",
                            locator="STYLE")
@@ -166,7 +164,7 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
             raise OgcError("InvalidParameterValue",
                            f"unknown TILEMATRIXSET {tms_name!r}: expected one of {', '.join(tms_registry.ADVERTISED)}",
                            locator="TILEMATRIXSET")
-        return layer
+        return info
 
     def tile_format(fmt: str | None) -> str:
         media = (fmt or "image/png").split(";")[0].strip().lower()
@@ -176,19 +174,19 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                            locator="FORMAT")
         return media
 
-    async def get_tile(layer: Layer, tms_name: str, z: int, row: int, col: int, media: str) -> Response:
+    async def get_tile(info: LayerInfo, tms_name: str, z: int, row: int, col: int, media: str) -> Response:
         try:
-            renderer.check_tile(layer, tms_name, z, col, row)
+            renderer.check_tile(info.layer, tms_name, z, col, row)
         except OutOfRange as exc:
             raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX" if "TileMatrix" in str(exc)
                            else "TILEROW") from None
-        body = await run_in_threadpool(renderer.tile, layer, tms_name, z, col, row, media)
+        body = await run_in_threadpool(renderer.tile, info, tms_name, z, col, row, media)
         return Response(body, media_type=media)
 
-    async def feature_info(layer: Layer, tms_name: str, z: int, row: int, col: int, i: int, j: int,
+    async def feature_info(info: LayerInfo, tms_name: str, z: int, row: int, col: int, i: int, j: int,
                            fmt: str) -> Response:
         try:
-            renderer.check_tile(layer, tms_name, z, col, row)
+            renderer.check_tile(info.layer, tms_name, z, col, row)
         except OutOfRange as exc:
             raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX") from None
         tms = tms_registry.get(tms_name)
@@ -199,8 +197,8 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
         left, bottom, right, top = tms.xy_bounds(Tile(col, row, z))
         px = left + (i + 0.5) * (right - left) / m.tileWidth
         py = top - (j + 0.5) * (top - bottom) / m.tileHeight
-        info = await run_in_threadpool(renderer.point, layer, px, py, tms.rasterio_crs)
-        return feature_info_response([(layer.id, info)], fmt)
+        pixel = await run_in_threadpool(renderer.point, info, px, py, tms.rasterio_crs)
+        return feature_info_response([(info.layer.id, pixel)], fmt)
 
     @router.get("/wmts", response_class=Response, summary="WMTS KVP (GetCapabilities, GetTile, GetFeatureInfo)")
     async def wmts_kvp(request: Request) -> Response:

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
-from services.assets import AssetFinder, AssetRef, default_finder
+from services.assets import AssetFinder, AssetRef
 from services.caching import ETagMiddleware
-from services.downloads.app import dep_code
+from services.catalog_finder import default_finder
+from services.errors import add_error_handlers
+from services.params import dep_code
 
 STATS_CSV = "stats_commune_csv"
 INSEE_FIELDS = ("code_insee", "insee", "commune", "code_commune", "insee_com")
@@ -89,5 +91,6 @@ def stats_router(finder: AssetFinder) -> APIRouter:
 def create_app(finder: AssetFinder | None = None) -> FastAPI:
     app = FastAPI(title="OCS GE statistics", docs_url="/stats/docs", openapi_url="/stats/openapi.json")
     app.include_router(stats_router(finder or default_finder()))
+    add_error_handlers(app)
     app.add_middleware(ETagMiddleware)
     return app

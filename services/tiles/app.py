@@ -16,24 +16,48 @@ Paths (one app, the same behind CloudFront):
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from fastapi.responses import Response
+from rasterio.errors import RasterioIOError
+from rio_tiler import errors as rt_errors
+from titiler.core.errors import BadRequestError, TileNotFoundError
 from titiler.core.factory import TilerFactory, TMSFactory
-from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.factory import MosaicTilerFactory
 
-from ocsge.errors import OcsgeError
-from services.assets import AssetFinder, default_finder
+from services.assets import AssetFinder
 from services.caching import ETagMiddleware
+from services.catalog_finder import default_finder
+from services.errors import add_error_handlers
 from services.ogc.wms import wms_router
 from services.ogc.wmts import wmts_router
 from services.tiles import tms as tms_registry
-from services.tiles.layers import Layer, UnknownLayerError, parse_layer
+from services.tiles.layers import Layer, UnknownLayerError
 from services.tiles.mosaic import CachedReader
 from services.tiles.palettes import legend_png
-from services.tiles.render import OutOfRange, Renderer
+from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
+
+# rio-tiler / titiler / rasterio errors the titiler endpoints (TileJSON, bbox, point, single COGs) may raise.
+RASTER_STATUSES: dict[type[BaseException], int] = {
+    BadRequestError: 400,
+    TileNotFoundError: 404,
+    rt_errors.TileOutsideBounds: 404,
+    rt_errors.PointOutsideBounds: 404,
+    rt_errors.NoAssetFoundError: 404,
+    rt_errors.EmptyMosaicError: 404,
+    rt_errors.MissingBands: 400,
+    rt_errors.MissingAssets: 400,
+    rt_errors.InvalidColorFormat: 400,
+    rt_errors.InvalidAssetName: 404,
+    rt_errors.InvalidBandName: 400,
+    rt_errors.InvalidExpression: 400,
+    rt_errors.InvalidFormat: 400,
+    UnknownLayerError: 404,
+    LayerNotPublished: 404,
+    RasterioIOError: 503,  # an asset the catalogue lists and GDAL cannot read
+    NotImplementedError: 501,
+}
 
 
 def base_url(request: Request) -> str:
@@ -53,25 +77,12 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
 
     def layer_path(layer: Annotated[str, Path(description="Layer id, e.g. OCSGE.COUVERTURE.2021-2023")]) -> str:
         try:
-            parsed = parse_layer(layer)
-        except UnknownLayerError as exc:
+            return renderer.resolve(layer).layer.id
+        except (UnknownLayerError, LayerNotPublished) as exc:
             raise HTTPException(404, str(exc)) from None
-        if not renderer.catalog.info(parsed).available:
-            raise HTTPException(404, f"layer {layer!r} has no published data")
-        return parsed.id
 
     def layer_colormap(layer: Annotated[str, Path()]) -> dict[int, tuple[int, int, int, int]]:
         return renderer.catalog.info(layer_path(layer)).colormap
-
-    def check_tile_limits(request: Request) -> None:
-        params = request.path_params
-        if "z" not in params or "tileMatrixSetId" not in params or "layer" not in params:
-            return
-        try:
-            renderer.check_tile(parse_layer(params["layer"]), params["tileMatrixSetId"], int(params["z"]),
-                                int(params["x"]), int(params["y"]))
-        except (OutOfRange, ValueError, tms_registry.UnknownTileMatrixSet, UnknownLayerError) as exc:
-            raise HTTPException(404 if isinstance(exc, OutOfRange) else 400, str(exc)) from None
 
     # single COGs of the catalogue: /tiles/items/{product}/{item}
     def item_path(product: Annotated[str, Path()], item: Annotated[str, Path()]) -> str:
@@ -112,6 +123,46 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         info = renderer.catalog.info(layer)
         return Response(legend_png(info.layer.title, info.legend), media_type="image/png")
 
+    async def xyz_tile(layer: str, tms: str, z: str, x: str, y: str, ext: str | None, tilesize: int | None
+                       ) -> Response:
+        """The XYZ tile, through the same renderer as WMTS and WMS (resolved and checked once)."""
+        try:
+            info = renderer.resolve(layer)
+        except (UnknownLayerError, LayerNotPublished) as exc:
+            raise HTTPException(404, str(exc)) from None
+        if tms not in tms_registry.SUPPORTED.list():
+            raise HTTPException(400, f"unknown tile matrix set {tms!r}: expected one of "
+                                     f"{', '.join(tms_registry.SUPPORTED.list())}")
+        media = EXTENSIONS.get((ext or "png").lower())
+        if media is None:
+            raise HTTPException(400, f"unsupported tile format .{ext}: use one of "
+                                     f"{', '.join(e for _, e in FORMATS.values())}")
+        try:
+            zi, xi, yi = int(z), int(x), int(y)
+        except ValueError:
+            raise HTTPException(400, f"tile {z}/{x}/{y}: z, x and y must be integers") from None
+        try:
+            renderer.check_tile(info.layer, tms, zi, xi, yi)
+        except OutOfRange as exc:
+            raise HTTPException(404, str(exc)) from None
+        size = tilesize or tms_registry.get(tms).matrix(zi).tileWidth
+        body = await run_in_threadpool(renderer.tile, info, tms, zi, xi, yi, media, size)
+        return Response(body, media_type=media)
+
+    TileSize = Annotated[int | None, Query(ge=64, le=1024, description="Tile size in pixels (256 or 512)")]
+
+    @app.get("/tiles/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", response_class=Response,
+             tags=["Mosaic layers"], summary="XYZ tile of a layer (transparent where there is no data)")
+    async def xyz_tile_ext(layer: str, tileMatrixSetId: str, z: str, x: str, y: str, format: str,
+                           tilesize: TileSize = None) -> Response:
+        return await xyz_tile(layer, tileMatrixSetId, z, x, y, format, tilesize)
+
+    @app.get("/tiles/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}", response_class=Response,
+             tags=["Mosaic layers"], summary="XYZ tile of a layer, PNG")
+    async def xyz_tile_png(layer: str, tileMatrixSetId: str, z: str, x: str, y: str,
+                           tilesize: TileSize = None) -> Response:
+        return await xyz_tile(layer, tileMatrixSetId, z, x, y, None, tilesize)
+
     mosaic = MosaicTilerFactory(
         backend=renderer.backend,
         path_dependency=layer_path,
@@ -120,18 +171,13 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         router_prefix="/tiles/{layer}",
         add_viewer=False,
     )
-    app.include_router(mosaic.router, prefix="/tiles/{layer}", tags=["Mosaic layers"],
-                       dependencies=[Depends(check_tile_limits)])
+    # TileJSON, bbox, point, info and assets of a layer; its tile routes are shadowed by the ones above.
+    app.include_router(mosaic.router, prefix="/tiles/{layer}", tags=["Mosaic layers"])
 
     app.include_router(wmts_router(renderer, base_url))
     app.include_router(wms_router(renderer, base_url))
 
-    add_exception_handlers(app, DEFAULT_STATUS_CODES)
-    add_exception_handlers(app, MOSAIC_STATUS_CODES)
-
-    @app.exception_handler(OcsgeError)
-    async def ocsge_error(request: Request, exc: OcsgeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    add_error_handlers(app, ogc=True, extra=RASTER_STATUSES)
 
     app.add_middleware(ETagMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"],

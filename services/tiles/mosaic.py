@@ -165,11 +165,14 @@ class CatalogBackend(BaseBackend):
     catalog: ClassVar[LayerCatalog]
 
     reader: type[Reader] = attr.ib(default=CachedReader)
+    info: LayerInfo | None = attr.ib(default=None)  # given by the renderer, which has looked it up already
     layer: Layer = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.layer = parse_layer(self.input)
-        info = self.catalog.info(self.layer)
+        info = self.info if self.info is not None and self.info.layer.id == self.input else None
+        if info is None:
+            info = self.info = self.catalog.info(parse_layer(self.input))
+        self.layer = info.layer
         self.bounds = info.bounds
         self.crs = WGS84_CRS
         name = self.tms.id

@@ -1,6 +1,17 @@
-"""Rendering that the OGC services share: one tile of a layer, a map of several layers over a bbox, and
-the class under a point. Outputs are coloured with the layer's legend; areas without data are
-transparent (PNG) or white (JPEG).
+"""The one raster renderer behind XYZ (``/tiles/{layer}/tiles/…``), WMTS (KVP and RESTful) and WMS: a tile,
+a part (a bbox: WMS GetMap) and a point (GetFeatureInfo), all read through rio-tiler's mosaic backend
+(:class:`~services.tiles.mosaic.CatalogBackend`, the one titiler's MosaicTilerFactory uses for TileJSON,
+bbox and point), coloured with the layer's legend.
+
+**Empty tiles.** A tile inside the layer's zoom levels and tile matrix but without data is a
+**transparent 256×256 PNG with status 200** on every protocol (a white one in JPEG, where there is no
+alpha), as the Géoplateforme answers: QGIS, GDAL, OpenLayers and Leaflet draw it without logging a tile
+error, where a 204 or a 404 at every data edge makes Leaflet log ``tileerror`` and some WMTS clients retry.
+A tile *outside* the zoom levels or the matrix is an error (404 on ``/tiles``, ``TileOutOfRange`` on WMTS).
+
+**Checks once.** A request resolves its layer (parse + catalogue lookup) once with :meth:`Renderer.resolve`
+and checks its tile limits once with :meth:`Renderer.check_tile`; the render methods take the resolved
+:class:`~services.tiles.mosaic.LayerInfo` and check nothing again.
 """
 
 from __future__ import annotations
@@ -10,17 +21,17 @@ from functools import lru_cache
 
 import numpy as np
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
 from rio_tiler.colormap import apply_cmap
 from rio_tiler.constants import WGS84_CRS
-from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, TileOutsideBounds
 from rio_tiler.models import ImageData
 from rio_tiler.utils import render
 
-from services.assets import AssetFinder, AssetRef
+from ocsge.errors import OcsgeError
+from services.assets import AssetFinder
 from services.tiles import tms as tms_registry
-from services.tiles.layers import Layer
-from services.tiles.mosaic import CachedReader, CatalogBackend, LayerCatalog, LayerInfo, layer_assets, open_dataset
+from services.tiles.layers import Layer, parse_layer
+from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo
 
 FORMATS: dict[str, tuple[str, str]] = {  # media type → (GDAL driver, extension)
     "image/png": ("PNG", "png"),
@@ -32,6 +43,17 @@ EXTENSIONS = {ext: mt for mt, (_, ext) in FORMATS.items()} | {"jpeg": "image/jpe
 
 class OutOfRange(ValueError):
     """A tile outside the zoom levels or the matrix of its tile matrix set."""
+
+
+class LayerNotPublished(OcsgeError, LookupError):
+    """A well-formed layer id with no data in the catalogue."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(f"layer {layer!r} has no published data")
+        self.layer = layer
+
+
+_NO_DATA = (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError)
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,13 @@ class Renderer:
         self.catalog = catalog or LayerCatalog(finder)
         self.backend = CatalogBackend.bind(finder, self.catalog)
 
+    def resolve(self, layer_id: str) -> LayerInfo:
+        """Parse a layer id and look it up in the catalogue (raises UnknownLayerError, LayerNotPublished)."""
+        info = self.catalog.info(parse_layer(layer_id))
+        if not info.available:
+            raise LayerNotPublished(layer_id)
+        return info
+
     def check_tile(self, layer: Layer, tms_name: str, z: int, x: int, y: int) -> None:
         tms = tms_registry.get(tms_name)
         minzoom, maxzoom = tms_registry.zoom_range(tms_name, layer.minzoom, layer.maxzoom)
@@ -96,62 +125,52 @@ class Renderer:
                 f"tile column {x} / row {y} outside the {matrix.matrixWidth}×{matrix.matrixHeight} matrix {z}"
             )
 
-    def tile(self, layer: Layer, tms_name: str, z: int, x: int, y: int, media_type: str = "image/png",
+    def tile(self, info: LayerInfo, tms_name: str, z: int, x: int, y: int, media_type: str = "image/png",
              tilesize: int = 256) -> bytes:
-        self.check_tile(layer, tms_name, z, x, y)
-        info = self.catalog.info(layer)
+        """One tile, already checked with :meth:`check_tile`; an empty one is transparent (module doc)."""
         tms = tms_registry.get(tms_name)
         try:
-            with self.backend(layer.id, tms=tms) as src:
+            with self.backend(info.layer.id, tms=tms, info=info) as src:
                 img, _ = src.tile(x, y, z, tilesize=tilesize, threads=0)
-        except (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError):
+        except _NO_DATA:
             return blank(media_type, tilesize, tilesize)
         return encode_rgba(_rgba(img, info), media_type)
 
-    def map(self, layers: list[Layer], bbox: tuple[float, float, float, float], crs: CRS, width: int, height: int,
-            media_type: str = "image/png", transparent: bool = True,
+    def map(self, infos: list[LayerInfo], bbox: tuple[float, float, float, float], crs: CRS, width: int,
+            height: int, media_type: str = "image/png", transparent: bool = True,
             bgcolor: tuple[int, int, int] | None = None) -> bytes:
         """Layers overlaid in request order (the first at the bottom, as WMS says)."""
         canvas = np.zeros((4, height, width), dtype="uint8")
-        for layer in layers:
-            info = self.catalog.info(layer)
+        for info in infos:
             try:
-                with self.backend(layer.id, tms=tms_registry.WEB_MERCATOR) as src:
+                with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, info=info) as src:
                     img, _ = src.part(bbox, dst_crs=crs, bounds_crs=crs, width=width, height=height,
                                       max_size=None, threads=0)
-            except (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError):
+            except _NO_DATA:
                 continue
             rgba = _rgba(img, info)
             top = rgba[3:4] > 0
             canvas = np.where(top, rgba, canvas)
         return encode_rgba(canvas, media_type, bgcolor=bgcolor, transparent=transparent)
 
-    def point(self, layer: Layer, lon: float, lat: float, crs: CRS = WGS84_CRS) -> PixelInfo | None:
-        """The class at a point: the newest asset with data there wins (as in the mosaic)."""
-        info = self.catalog.info(layer)
-        if crs != WGS84_CRS:
-            from rasterio.warp import transform
-
-            xs, ys = transform(crs, WGS84_CRS, [lon], [lat])
-            lon, lat = xs[0], ys[0]
+    def point(self, info: LayerInfo, x: float, y: float, crs: CRS = WGS84_CRS) -> PixelInfo | None:
+        """The class at a point, read by the mosaic backend's ``point``: the newest asset with data there wins
+        (as in the tiles); None where no asset has a class."""
+        try:
+            with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, info=info) as src:
+                values = src.point(x, y, coord_crs=crs, threads=0)
+        except _NO_DATA:
+            return None
+        by_name = {a.name: a for a in info.assets}
         legend = {e.value: e for e in info.legend}
-        for asset in layer_assets(self.finder, layer, (lon, lat, lon, lat)):
-            value = self._value(asset, lon, lat)
-            if value is None:
+        for name, pt in values:
+            if np.ma.getmaskarray(pt.array)[0]:
+                continue
+            value = int(pt.array.data[0])
+            asset = by_name.get(name)
+            if not value or asset is None:
                 continue
             entry = legend.get(value)
-            return PixelInfo(layer.id, value, entry.code if entry else None, entry.label if entry else None,
+            return PixelInfo(info.layer.id, value, entry.code if entry else None, entry.label if entry else None,
                              entry.colour if entry else None, asset.departement, asset.millesime, asset.name)
         return None
-
-    def _value(self, asset: AssetRef, lon: float, lat: float) -> int | None:
-        path = self.finder.storage.gdal_path(asset.key)
-        try:
-            with CachedReader(path, dataset=open_dataset(path)) as src:
-                pt = src.point(lon, lat)
-        except (PointOutsideBounds, RasterioIOError):
-            return None
-        if np.ma.getmaskarray(pt.array)[0]:
-            return None
-        value = int(pt.array.data[0])
-        return value or None

@@ -46,7 +46,7 @@ def get(name: str) -> TileMatrixSet:
 
 
 def _metres_per_unit(tms: TileMatrixSet) -> float:
-    return 111_319.49 if tms.crs._pyproj_crs.is_geographic else 1.0
+    return 111_319.49 if CRS.from_user_input(tms.crs.srs).is_geographic else 1.0
 
 
 @lru_cache(maxsize=256)
@@ -67,7 +67,7 @@ def zoom_range(name: str, pm_minzoom: int, pm_maxzoom: int) -> tuple[int, int]:
 
 def crs_urn(tms: TileMatrixSet) -> str:
     """The CRS as WMTS 1.0 clients (GDAL, OpenLayers, QGIS) expect it in SupportedCRS."""
-    epsg = tms.crs._pyproj_crs.to_epsg()
+    epsg = tms.rasterio_crs.to_epsg()
     if epsg == 4326 or "CRS84" in tms.crs.srs:
         return "urn:ogc:def:crs:OGC:1.3:CRS84"
     return f"urn:ogc:def:crs:EPSG::{epsg}"

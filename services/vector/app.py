@@ -18,9 +18,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pmtiles.tile import Compression
 
-from ocsge.errors import OcsgeError
-from services.assets import AssetFinder, AssetRef, default_finder
+from services.assets import AssetFinder, AssetRef
 from services.caching import ETagMiddleware
+from services.catalog_finder import default_finder
+from services.errors import add_error_handlers
+from services.params import dep_code
 from services.ranges import serve_object
 from services.vector.pmtiles_source import PMTilesSource, SourceCache
 from services.vector.style import ATTRIBUTES, DEFAULT_ATTRIBUTE, maplibre_style
@@ -34,15 +36,6 @@ def _base(request: Request) -> str:
     return (get_settings().public_url or str(request.base_url)).rstrip("/")
 
 
-def _dep(dep: str) -> str:
-    from ocsge.territory import departement
-
-    try:
-        return departement(dep).code
-    except OcsgeError as exc:
-        raise HTTPException(404, str(exc)) from None
-
-
 def create_app(finder: AssetFinder | None = None) -> FastAPI:
     finder = finder or default_finder()
     sources = SourceCache(finder.storage)
@@ -54,7 +47,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
                 millesime: Annotated[str, Path()]) -> AssetRef:
         if kind not in KINDS:
             raise HTTPException(404, f"unknown vector dataset kind {kind!r}: expected {', '.join(KINDS)}")
-        code = _dep(dep)
+        code = dep_code(dep)
         for asset in finder.find(KINDS[kind], departement=code):
             if asset.millesime == millesime:
                 return asset
@@ -135,6 +128,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         asset = dataset(kind, dep, millesime)
         return serve_object(request, finder.storage, asset.key, "application/vnd.pmtiles")
 
+    add_error_handlers(app)
     app.add_middleware(ETagMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"], allow_headers=["*"],
                        expose_headers=["ETag", "Content-Range", "Content-Length", "Accept-Ranges"])

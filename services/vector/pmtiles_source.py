@@ -14,16 +14,9 @@ from collections import OrderedDict
 from functools import cached_property
 from typing import Any
 
-from pmtiles.tile import (
-    Compression,
-    Entry,
-    TileType,
-    deserialize_directory,
-    deserialize_header,
-    find_tile,
-    zxy_to_tileid,
-)
+from pmtiles.tile import Compression, Entry, TileType, deserialize_directory, find_tile, zxy_to_tileid
 
+from catalog.pmtiles import PMTilesHeader, parse_header
 from ocsge.storage import Storage
 
 HEADER_AND_ROOT = 16_384  # the spec puts header + root directory in the first 16 KiB
@@ -53,14 +46,14 @@ class PMTilesSource:
         return self._read(0, HEADER_AND_ROOT)
 
     @cached_property
-    def header(self) -> dict[str, Any]:
-        return dict(deserialize_header(self._head[:127]))
+    def header(self) -> PMTilesHeader:
+        return parse_header(self._head, self.key)
 
     @cached_property
     def metadata(self) -> dict[str, Any]:
         h = self.header
-        raw = self._read(h["metadata_offset"], h["metadata_length"])
-        if h["internal_compression"] == Compression.GZIP:
+        raw = self._read(h.metadata_offset, h.metadata_length)
+        if h.internal_compression == Compression.GZIP.value:
             raw = gzip.decompress(raw)
         return json.loads(raw) if raw else {}
 
@@ -80,29 +73,27 @@ class PMTilesSource:
 
     @property
     def media_type(self) -> str:
-        return MEDIA_TYPES.get(self.header["tile_type"], "application/octet-stream")
+        return MEDIA_TYPES.get(TileType(self.header.tile_type), "application/octet-stream")
 
     @property
     def tile_compression(self) -> Compression:
-        return self.header["tile_compression"]
+        return Compression(self.header.tile_compression)
 
     @property
     def minzoom(self) -> int:
-        return int(self.header["min_zoom"])
+        return self.header.min_zoom
 
     @property
     def maxzoom(self) -> int:
-        return int(self.header["max_zoom"])
+        return self.header.max_zoom
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        h = self.header
-        return (h["min_lon_e7"] / 1e7, h["min_lat_e7"] / 1e7, h["max_lon_e7"] / 1e7, h["max_lat_e7"] / 1e7)
+        return self.header.bounds
 
     @property
     def center(self) -> tuple[float, float, int]:
-        h = self.header
-        return (h["center_lon_e7"] / 1e7, h["center_lat_e7"] / 1e7, int(h["center_zoom"]))
+        return self.header.center
 
     def vector_layers(self) -> list[dict[str, Any]]:
         return list(self.metadata.get("vector_layers", []))
@@ -113,15 +104,15 @@ class PMTilesSource:
             return None
         tile_id = zxy_to_tileid(z, x, y)
         h = self.header
-        offset, length = h["root_offset"], h["root_length"]
+        offset, length = h.root_offset, h.root_length
         for _depth in range(4):
             entry = find_tile(self._directory(offset, length), tile_id)
             if entry is None:
                 return None
             if entry.run_length == 0:
-                offset, length = h["leaf_directory_offset"] + entry.offset, entry.length
+                offset, length = h.leaf_directory_offset + entry.offset, entry.length
                 continue
-            return self._read(h["tile_data_offset"] + entry.offset, entry.length)
+            return self._read(h.tile_data_offset + entry.offset, entry.length)
         return None
 
 
