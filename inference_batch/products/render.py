@@ -22,8 +22,9 @@ from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from inference_batch.products.artifacts import StepError, all_finished, key, step_outputs
-from inference_batch.products.difference import layer_key, with_artif
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
+from inference_batch.products.artifacts import StepError, key, step_outputs
+from inference_batch.products.inputs import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource, cells_of_bounds
 from ocsge import rasters, schema
 from ocsge.nomenclature import NODATA, TABLES, Kind, leaves_under, palette
@@ -159,12 +160,15 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
                layers: tuple[str, ...] = LAYERS, force: bool = False, window: int = WINDOW) -> dict[str, str]:
     """Step: the class COGs of one département × millésime."""
     keys = {layer: key(COG_PRODUCT[layer], dep, millesime) for layer in layers}
-    todo = [layer for layer in layers if force or not all_finished(storage, [keys[layer]])]
+    occ_key = layer_key(storage, dep, millesime)
+    zc_key = key("zone_construite", dep, millesime)
+    occ_source = key("occupation", dep, millesime)  # the source tags come from the occupation layer
+    digests = {layer: fingerprint(storage, [occ_key, occ_source, *([zc_key] if layer == "construction" else [])],
+                                  params={"resolution": resolution}) for layer in layers}
+    todo = [layer for layer in layers if force or not is_up_to_date(storage, keys[layer], digests[layer])]
     if not todo:
         done(f"render {dep} {millesime}: already done")
         return keys
-    occ_key = layer_key(storage, dep, millesime)
-    zc_key = key("zone_construite", dep, millesime)
     if "construction" in todo and not storage.exists(zc_key):
         raise StepError(f"render {dep} {millesime}: no zone construite layer ({zc_key})")
     cols = [c for c in (schema.CODE_CS, schema.CODE_US, schema.ARTIF)]
@@ -193,7 +197,7 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
             for layer in todo:
                 step(f"render {dep} {millesime} {layer} at {resolution:g} m")
                 burns, cmap = specs[layer]
-                with storage.writer(keys[layer]) as tmp:
+                with refreshing(storage, keys[layer], digests[layer]), storage.writer(keys[layer]) as tmp:
                     outputs.add(keys[layer])
                     rasterise(burns, tmp, resolution=resolution, colormap=cmap, bounds=occ.total_bounds,
                               window=window, description=f"{layer} {millesime}",
@@ -226,21 +230,23 @@ def run_render_difference(storage: Storage, dep: object, before: int, after: int
     Artificialisation flows (±1) are burnt over the couverture/usage changes: they are what users map."""
     pair = (before, after)
     out = key("difference_cog", dep, pair)
-    if not force and all_finished(storage, [out]):
+    diff_key, artif_key = key("difference", dep, pair), key("artif_difference", dep, pair)
+    later_key = layer_key(storage, dep, after)
+    digest = fingerprint(storage, [diff_key, artif_key, later_key], params={"resolution": resolution})
+    if not force and is_up_to_date(storage, out, digest):
         done(f"render {dep} {before}-{after} difference: already done")
         return {"difference_cog": out}
-    diff_key, artif_key = key("difference", dep, pair), key("artif_difference", dep, pair)
     for needed in (diff_key, artif_key):
         if not storage.exists(needed):
             raise StepError(f"render {dep} {before}-{after}: no {needed} (run `ocsge diff` first)")
     with contextlib.ExitStack() as stack:
-        later = SpatialSource(path=stack.enter_context(storage.local_copy(layer_key(storage, dep, after))),
+        later = SpatialSource(path=stack.enter_context(storage.local_copy(later_key)),
                               columns=[])
         changes = SpatialSource(path=stack.enter_context(storage.local_copy(diff_key)),
                                 columns=[schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES])
         flows = SpatialSource(path=stack.enter_context(storage.local_copy(artif_key)), columns=["artificialisation"])
         step(f"render {dep} {before}-{after} difference at {resolution:g} m")
-        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
             outputs.add(out)
             rasterise([Burn(changes, _change_values), Burn(flows, _artif_change_values)], tmp,
                       resolution=resolution, colormap=rasters.palette("difference"), bounds=later.total_bounds,
