@@ -35,7 +35,7 @@ def test_cog_palette_overviews_and_nodata(tmp_path: Path) -> None:
     keys = run_render(store, "77", 2021, resolution=1.0, layers=("couverture", "usage", "artif"), window=256)
     with rasterio.open(store.url(keys["couverture"])) as src:
         assert src.dtypes == ("uint8",) and src.nodata == 0 and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        assert src.tags()["OVERVIEW_RESAMPLING"] == "MODE" and src.overviews(1)
+        assert src.tags()["OVERVIEW_RESAMPLING"] == "NEAREST" and src.overviews(1)
         cmap = src.colormap(1)
         for value, rgba in palette(Kind.COUVERTURE).items():
             assert cmap[value] == rgba
