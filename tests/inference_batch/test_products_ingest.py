@@ -251,16 +251,21 @@ def test_generated_territory_deliveries(tmp_path: Path) -> None:
     assert np.isin(occ.code_cs.unique(), truth.code_cs.unique()).all()
 
 
+def official_artif_delivery(tmp: Path, artif: gpd.GeoDataFrame) -> Path:
+    """IGN's artificialisation delivery of D013 2023, as a folder."""
+    folder = tmp / "artif" / "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
+    folder.mkdir(parents=True)
+    pyogrio.write_dataframe(artif, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
+                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    return folder
+
+
 def test_official_artificialisation_delivery_is_kept(tmp_path: Path) -> None:
     from inference_batch.products.artif import run_artif
 
     occ, zc = ign_layers(2023)
     artif = occ.assign(artif=np.where(occ.code_cs.str.startswith("CS1.1"), "artif", "non artif"), crit_seuil="false")
-    name = "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
-    folder = tmp_path / "artif" / name
-    folder.mkdir(parents=True)
-    pyogrio.write_dataframe(artif, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
-                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    folder = official_artif_delivery(tmp_path, artif)
     store = LocalStorage(tmp_path / "root")
     archive = make_delivery(tmp_path, occ=occ, zc=zc)
     main = ingest(archive, store)
@@ -339,12 +344,7 @@ def test_official_artificialisation_survives_products_after_a_redelivery(tmp_pat
     from inference_batch.products.pipeline import run_products
 
     occ, zc = ign_layers(2023)
-    official = occ.assign(artif="non artif", crit_seuil="false")  # unlike any recomputation
-    name = "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
-    folder = tmp_path / "artif" / name
-    folder.mkdir(parents=True)
-    pyogrio.write_dataframe(official, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
-                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    folder = official_artif_delivery(tmp_path, occ.assign(artif="non artif", crit_seuil="false"))  # unlike ours
     store = LocalStorage(tmp_path / "root")
     ingest(make_delivery(tmp_path / "v1", occ=occ, zc=zc), store)
     art_key = ingest(folder, store).keys["artificialisation"]
