@@ -58,7 +58,8 @@ def generate(folder: Path, polygons: int, densify: float, seed: int, generator: 
 
 
 def run_chunked(a: Path, b: Path, out: Path, target: int) -> dict[str, float]:
-    from inference_batch.products.difference import compute_difference, open_source
+    from inference_batch.products.difference import compute_difference
+    from inference_batch.products.inputs import open_source
     from ocsge import schema
     from ocsge.storage import LocalStorage
 
@@ -79,7 +80,8 @@ def run_overlay(a: Path, b: Path, out: Path) -> dict[str, float]:
     import numpy as np
     import pandas as pd
 
-    from inference_batch.products.difference import FlowAccumulator, with_artif
+    from inference_batch.products.difference import FlowAccumulator
+    from inference_batch.products.inputs import with_artif
     from ocsge.nomenclature import CS_LEAVES
 
     cols = ["code_cs", "code_us", "artif", "geometry"]

@@ -1,24 +1,37 @@
-"""Skip a batch step whose output is up to date with its inputs, so that reruns redo nothing.
+"""The one "skip finished work" mechanism of every batch step (ingest, artif, diff, render, tiles,
+stats, archive, grid, vectorize, rules, qa, and ``ocsge products`` through them).
 
-A step records, next to its output, a stamp: the fingerprint of its inputs (key, size, ETag of each) and of
-its parameters. A rerun with the same inputs and parameters finds the same fingerprint and skips; a new
-prediction, a changed ancillary layer or another parameter changes it and the step runs again. Stamps are
-written after the output, so a step killed midway is never taken for done.
+A step computes the fingerprint of its inputs as stored now (key, size and ETag of each input object,
+missing ones included) and of its parameters, and records it, with who made the output, in a stamp
+beside each output (``{key}.inputs.json``). The stamp is written after the output (atomically, as
+every storage write), and the stamps of a step being redone are removed before it starts: a step
+killed midway is never taken for done, and a rerun with the same inputs finds the same fingerprint
+and skips. A re-delivered input changes the fingerprint of exactly the steps that read it, which
+then run again, whether called by a standalone verb or by ``ocsge products``; ``--force`` redoes.
+
+A stamp also says where an output comes from: ``delivery`` for the layers ``ocsge ingest`` writes
+(IGN's official artificialisation layer among them), ``computed`` for ours. A computed step never
+replaces a delivered layer (see :func:`is_delivered`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ocsge.errors import StorageError
 from ocsge.storage import Storage
 
+STAMP_SUFFIX = ".inputs.json"
+COMPUTED = "computed"
+DELIVERY = "delivery"
 
-def _stamp_key(output_key: str) -> str:
-    return f"{output_key}.inputs.json"
+
+def stamp_key(output_key: str) -> str:
+    return f"{output_key}{STAMP_SUFFIX}"
 
 
 def fingerprint(storage: Storage, input_keys: Iterable[str], input_prefixes: Iterable[str] = (),
@@ -32,17 +45,57 @@ def fingerprint(storage: Storage, input_keys: Iterable[str], input_prefixes: Ite
         except StorageError:
             state[key] = None
     for prefix in sorted(set(input_prefixes)):
-        state[prefix] = [[o.key, o.size, o.etag] for o in storage.list(prefix) if not o.key.endswith(".inputs.json")]
+        state[prefix] = [[o.key, o.size, o.etag] for o in storage.list(prefix) if not o.key.endswith(STAMP_SUFFIX)]
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def is_up_to_date(storage: Storage, output_key: str, digest: str) -> bool:
+def read_stamp(storage: Storage, output_key: str) -> dict[str, Any] | None:
     try:
-        stamp = json.loads(storage.get_bytes(_stamp_key(output_key)))
+        stamp = json.loads(storage.get_bytes(stamp_key(output_key)))
     except (StorageError, ValueError):
-        return False
-    return stamp.get("inputs") == digest and storage.exists(output_key)
+        return None
+    return stamp if isinstance(stamp, dict) else None
 
 
-def mark_done(storage: Storage, output_key: str, digest: str) -> None:
-    storage.put_bytes(_stamp_key(output_key), json.dumps({"inputs": digest}).encode(), "application/json")
+def _keys(outputs: str | Iterable[str]) -> list[str]:
+    return [outputs] if isinstance(outputs, str) else list(outputs)
+
+
+def is_up_to_date(storage: Storage, outputs: str | Iterable[str], digest: str) -> bool:
+    """True when every output exists and its stamp records ``digest``."""
+    for key in _keys(outputs):
+        stamp = read_stamp(storage, key)
+        if stamp is None or stamp.get("inputs") != digest or not storage.exists(key):
+            return False
+    return True
+
+
+def is_delivered(storage: Storage, key: str) -> bool:
+    """True when ``key`` holds a delivered layer (written by ``ocsge ingest``), which no step replaces."""
+    stamp = read_stamp(storage, key)
+    return stamp is not None and stamp.get("origin") == DELIVERY and storage.exists(key)
+
+
+def forget(storage: Storage, outputs: str | Iterable[str]) -> None:
+    """Remove the stamps of outputs about to be rewritten (a kill midway then leaves them unstamped)."""
+    for key in _keys(outputs):
+        with contextlib.suppress(StorageError, FileNotFoundError):
+            storage.delete(stamp_key(key))
+
+
+def mark_done(storage: Storage, outputs: str | Iterable[str], digest: str, *, origin: str = COMPUTED,
+              **extra: Any) -> None:
+    """Record ``digest`` (and ``extra``, e.g. a content digest) beside each output, once it is written."""
+    data = json.dumps({"inputs": digest, "origin": origin, **extra}).encode()
+    for key in _keys(outputs):
+        storage.put_bytes(stamp_key(key), data, "application/json")
+
+
+@contextlib.contextmanager
+def refreshing(storage: Storage, outputs: str | Iterable[str], digest: str, *,
+               origin: str = COMPUTED) -> Iterator[None]:
+    """Around the work that rewrites ``outputs``: stamps removed before, recorded after success only."""
+    keys = _keys(outputs)
+    forget(storage, keys)
+    yield
+    mark_done(storage, keys, digest, origin=origin)

@@ -39,12 +39,12 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.io import MemoryFile
-from rasterio.shutil import copy as raster_copy
 
 from inference_batch.production.checkpoint import ModelCard, load_model
 from inference_batch.production.inputs import Grid, ImagerySources, InputError, StackReader, with_rasterised_laz
 from inference_batch.production.model import fuse_for_inference
 from inference_batch.production.tiling import Block, Tile, Tiling, layout_blocks
+from inference_batch.writers.cog import copy_to_cog
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import CS_LEAVES, Kind, palette
 from ocsge.products import product_key
@@ -333,8 +333,7 @@ def write_cog(path: str | Path, array: np.ndarray, grid: Grid, window_transform,
                 tmp.write_colormap(1, colormap)
             tmp.update_tags(**tags)
         with mem.open() as src:
-            raster_copy(src, str(path), driver="COG", compress=compress, blocksize=512,
-                                 overview_resampling=resampling, bigtiff="IF_SAFER")
+            copy_to_cog(src, path, resampling=resampling, compress=compress)
 
 
 class Writer(threading.Thread):

@@ -45,6 +45,7 @@ planar partition in the canonical schema, written under ``occupation_auto``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ import shapely
 from affine import Affine
 from rasterio.features import rasterize
 
-from inference_batch.production.vectorize import UMI, Mosaic, RasterBlock, vectorize_mosaic, write_frame
+from inference_batch.production.vectorize import UMI, Mosaic, RasterBlock, vectorize_mosaic
+from inference_batch.products.artifacts import write_vector
 from ocsge import schema
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import CS_LEAVES, code_for_value, raster_value
@@ -448,10 +450,14 @@ def rules(storage, departement: str, millesime: int, **kwargs) -> tuple[str, gpd
         raise OcsgeError(f"no vectorised prediction {key} under {storage.root}: run ocsge vectorize first")
     with storage.local_copy(key) as path:
         prediction = gpd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        provenance = json.loads(meta[b"ocsge"]) if b"ocsge" in meta else {"source": "auto"}
     ancillary = load_ancillary(storage, departement, millesime)
     if not ancillary:
         console.print(f"  no ancillary layer for {departement} {millesime}: usage from the couverture only")
     frame, report = occupation_auto(prediction, ancillary, millesime, departement, **kwargs)
     out = product_key("occupation_auto", departement, millesime)
-    write_frame(storage, out, frame)
+    write_vector(storage, out, frame, provenance=provenance)  # the model of the prediction it crosses
     return out, frame, report

@@ -546,15 +546,22 @@ def to_frame(geoms: Sequence[shapely.Geometry], values: np.ndarray, crs: CRS, de
     )
 
 
-def write_frame(storage, key: str, frame) -> None:  # type: ignore[no-untyped-def]
-    """GeoParquet through the storage's atomic writer."""
-    with storage.writer(key) as tmp:
-        frame.to_parquet(tmp, index=False, compression="zstd")
+PROVENANCE_TAGS = {"OCSGE_MODEL": "model", "OCSGE_SCHEME": "scheme", "OCSGE_TILING": "tiling"}
+
+
+def block_provenance(path: str) -> dict[str, str]:
+    """What the catalogue says of a layer made from prediction blocks: the model (and its scheme and
+    tiling) recorded in the tags of the block COGs by ``ocsge predict``."""
+    with rasterio.open(path) as src:
+        tags = src.tags()
+    prov = {name: tags[tag] for tag, name in PROVENANCE_TAGS.items() if tag in tags}
+    return {"source": "auto", **prov}
 
 
 def vectorize(storage, departement: str, millesime: int, *, umi: UMI | None = None, simplify: float = 0.5,  # type: ignore[no-untyped-def]
               zone_construite: Sequence[shapely.Geometry] | None = None):
     """Vectorise the prediction blocks of a département and millésime into ``prediction_vector``."""
+    from inference_batch.products.artifacts import write_vector  # geopandas: only where a layer is written
     from ocsge.products import block_prefix, product_key
 
     keys = [i.key for i in storage.list(block_prefix("prediction", departement, millesime)) if i.key.endswith(".tif")]
@@ -564,5 +571,5 @@ def vectorize(storage, departement: str, millesime: int, *, umi: UMI | None = No
     geoms, values, report = vectorize_mosaic(mosaic, umi, zone_construite=zone_construite, simplify=simplify)
     frame = to_frame(geoms, values, mosaic.crs, departement, millesime)
     key = product_key("prediction_vector", departement, millesime)
-    write_frame(storage, key, frame)
+    write_vector(storage, key, frame, provenance=block_provenance(storage.gdal_path(keys[0])))
     return key, frame, report

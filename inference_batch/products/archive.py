@@ -17,7 +17,8 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 
-from inference_batch.products.artifacts import StepError, is_finished, key, step_outputs
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
+from inference_batch.products.artifacts import StepError, key, step_outputs
 from inference_batch.products.render import COG_PRODUCT, CONSTRUCTION_LABELS
 from inference_batch.products.spatial import SpatialSource
 from ocsge import schema
@@ -95,7 +96,10 @@ def readme(dep: object, millesime: int, counts: dict[str, int], cogs: list[str])
 def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = False) -> dict[str, str]:
     """Step: the download archive of one département × millésime."""
     out = key("archive", dep, millesime)
-    if not force and is_finished(storage, out):
+    bundled = [key(product, dep, millesime) for product, _ in GPKG_LAYERS.values()]
+    bundled += [key(product, dep, millesime) for product in COG_PRODUCT.values()]
+    digest = fingerprint(storage, bundled)
+    if not force and is_up_to_date(storage, out, digest):
         done(f"archive {dep} {millesime}: already done")
         return {"archive": out}
     d = departement(dep)
@@ -115,7 +119,7 @@ def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = 
         cogs = []
         for layer, product in COG_PRODUCT.items():
             k = key(product, dep, millesime)
-            if is_finished(storage, k):
+            if storage.exists(k):
                 name = f"{folder}_{layer.upper()}.tif"
                 files.append((name, stack.enter_context(storage.local_copy(k))))
                 cogs.append(f"{name} ({layer})")
@@ -123,7 +127,7 @@ def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = 
         readme_path.write_text(readme(dep, millesime, counts, cogs), encoding="utf-8")
         files.append(("README.txt", readme_path))
         sums = "".join(f"{sha256_file(p)}  {n}\n" for n, p in files)
-        with step_outputs(storage) as outputs, storage.writer(out) as zpath:
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as zpath:
             outputs.add(out)
             with zipfile.ZipFile(zpath, "w", allowZip64=True) as zf:
                 for name, p in files:

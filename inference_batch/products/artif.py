@@ -29,9 +29,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely import STRtree
 
+from inference_batch.freshness import fingerprint, is_delivered, is_up_to_date, refreshing
 from inference_batch.products.artifacts import (
     StepError,
-    is_finished,
     key,
     read_vector,
     step_outputs,
@@ -187,24 +187,31 @@ def totals(layer: gpd.GeoDataFrame) -> dict[str, Any]:
 
 def run_artif(storage: Storage, dep: object, millesime: int, *, force: bool = False,
               source: str = "occupation") -> dict[str, str]:
-    """Step: artificialisation layer + totals for one département × millésime. An artificialisation
-    layer already there (e.g. IGN's official one, ingested) is kept and only its totals are computed."""
+    """Step: artificialisation layer + totals for one département × millésime. A delivered layer (IGN's
+    official one, stamped by ``ocsge ingest``) is never replaced, even with ``force``: only its totals
+    are computed. Our own layer is redone when its source changed (or with ``force``)."""
     layer_key = key("artificialisation", dep, millesime)
     totals_key = key("artif_totals", dep, millesime)
     keys = {"artificialisation": layer_key, "artif_totals": totals_key}
-    if not force and is_finished(storage, layer_key) and is_finished(storage, totals_key):
+    if is_delivered(storage, layer_key):
+        digest = fingerprint(storage, [layer_key])
+        if not force and is_up_to_date(storage, totals_key, digest):
+            done(f"artif {dep} {millesime}: already done (delivered layer)")
+            return keys
+        step(f"artif {dep} {millesime}: totals of the delivered layer {layer_key}")
+        with refreshing(storage, totals_key, digest), step_outputs(storage) as outputs:
+            layer = read_vector(storage, layer_key)
+            outputs.add(write_json(storage, totals_key, {**totals(layer), "origin": "delivered layer"}))
+        return keys
+    src_key = key(source, dep, millesime)
+    digest = fingerprint(storage, [src_key])
+    if not force and is_up_to_date(storage, keys.values(), digest):
         done(f"artif {dep} {millesime}: already done")
         return keys
-    with step_outputs(storage) as outputs:
-        if not force and is_finished(storage, layer_key):
-            step(f"artif {dep} {millesime}: totals of the existing layer {layer_key}")
-            layer = read_vector(storage, layer_key)
-            outputs.add(write_json(storage, totals_key, {**totals(layer), "origin": "existing layer"}))
-            return keys
-        src_key = key(source, dep, millesime)
-        if not storage.exists(src_key):
-            raise StepError(f"artif {dep} {millesime}: no {source} layer ({src_key}); run `ocsge ingest` first")
-        step(f"artif {dep} {millesime}: matrix and thresholds")
+    if not storage.exists(src_key):
+        raise StepError(f"artif {dep} {millesime}: no {source} layer ({src_key}); run `ocsge ingest` first")
+    step(f"artif {dep} {millesime}: matrix and thresholds")
+    with refreshing(storage, keys.values(), digest), step_outputs(storage) as outputs:
         layer, t = artificialisation(read_vector(storage, src_key))
         outputs.add(write_vector(storage, layer_key, layer))
         outputs.add(write_json(storage, totals_key, {**t, "origin": f"computed from {src_key}"}))

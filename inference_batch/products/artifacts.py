@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ocsge.errors import OcsgeError, StorageError
+from ocsge.errors import OcsgeError
 from ocsge.products import product_key
 from ocsge.storage import Storage
 
@@ -206,42 +206,7 @@ def read_table(storage: Storage, key: str) -> pd.DataFrame:
         return pd.read_csv(path) if key.endswith(".csv") else pd.read_parquet(path)
 
 
-# --- resumability ------------------------------------------------------------------------------
-
-_MAGIC = {
-    ".parquet": (b"PAR1",),
-    ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
-    ".pmtiles": (b"PMTi",),
-    ".zip": (b"PK\x03\x04",),
-}
-
-
-def is_finished(storage: Storage, key: str) -> bool:
-    """True when the artifact exists and looks complete for its format (magic bytes at the start, and
-    at the end for Parquet and zip, whose footer is written last; JSON parses). Cheap on S3: a few
-    range reads, never a download. A truncated or corrupt leftover counts as not finished."""
-    try:
-        if not storage.exists(key):
-            return False
-        size = storage.stat(key).size
-        if size == 0:
-            return False
-        ext = "." + key.rsplit(".", 1)[-1]
-        if ext == ".json":
-            json.loads(storage.get_bytes(key))
-            return True
-        magic = _MAGIC.get(ext)
-        if magic is not None and not storage.get_range(key, 0, 4).startswith(magic):
-            return False
-        if ext == ".parquet":
-            return storage.get_range(key, size - 4, 4) == b"PAR1"
-        if ext == ".zip":
-            # the end-of-central-directory record is written last: present = archive complete
-            return b"PK\x05\x06" in storage.get_range(key, max(0, size - 65_558), 65_558)
-        return True
-    except (StorageError, OSError, ValueError):
-        return False
-
+# --- rollback ------------------------------------------------------------------------------
 
 class StepOutputs:
     """Keys written by one step; on failure every one of them is deleted (no partial product)."""
@@ -272,7 +237,3 @@ def step_outputs(storage: Storage) -> Iterator[StepOutputs]:
 
 def key(product: str, dep: object, millesime: int | tuple[int, int]) -> str:
     return product_key(product, dep, millesime)
-
-
-def all_finished(storage: Storage, keys: list[str]) -> bool:
-    return all(is_finished(storage, k) for k in keys)

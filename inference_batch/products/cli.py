@@ -168,15 +168,18 @@ def stats(departement: str, millesimes: tuple[int, ...], root: str | None, force
 @click.command("render")
 @_dep
 @click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
-@click.option("--resolution", type=float, default=0.5, show_default=True, help="Pixel size of the COGs (m).")
+@click.option("--resolution", type=float, default=None,
+              help="Pixel size of the COGs (m); default: zoom 16 of the served layers (1.5 m).")
 @click.option("--layers", default="couverture,usage,artif,construction", show_default=True,
               help="COGs to render.")
 @click.option("--tiles/--no-tiles", default=True, show_default=True, help="Also build the PMTiles.")
 @_common
-def render(departement: str, millesimes: tuple[int, ...], resolution: float, layers: str, tiles: bool,
+def render(departement: str, millesimes: tuple[int, ...], resolution: float | None, layers: str, tiles: bool,
            root: str | None, force: bool) -> None:
-    """Categorical COGs (official palette, mode overviews) and PMTiles of each millésime."""
-    from inference_batch.products.render import LAYERS, run_render
+    """Categorical COGs (official palette, nearest overviews) and PMTiles of each millésime."""
+    from inference_batch.products.render import DEFAULT_RESOLUTION, LAYERS, run_render
+
+    resolution = resolution or DEFAULT_RESOLUTION
     from inference_batch.products.tiles import run_occupation_tiles
 
     chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
@@ -206,13 +209,17 @@ def archive(departement: str, millesimes: tuple[int, ...], root: str | None, for
 @click.command("products")
 @_dep
 @click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
-@click.option("--resolution", type=float, default=0.5, show_default=True, help="Pixel size of the COGs (m).")
+@click.option("--resolution", type=float, default=None,
+              help="Pixel size of the COGs (m); default: zoom 16 of the served layers (1.5 m).")
 @click.option("--tiles/--no-tiles", default=True, show_default=True, help="Build the PMTiles.")
 @_common
-def products(departement: str, millesimes: tuple[int, ...], resolution: float, tiles: bool, root: str | None,
-             force: bool) -> None:
-    """Every per-département product of the département's millésimes, skipping finished artifacts."""
+def products(departement: str, millesimes: tuple[int, ...], resolution: float | None, tiles: bool,
+             root: str | None, force: bool) -> None:
+    """Every per-département product of the département's millésimes, skipping up-to-date artifacts."""
     from inference_batch.products.pipeline import run_products
+    from inference_batch.products.render import DEFAULT_RESOLUTION
+
+    resolution = resolution or DEFAULT_RESOLUTION
 
     result = run_products(_storage(root), departement, list(millesimes) or None, resolution=resolution,
                           tiles=tiles, force=force)

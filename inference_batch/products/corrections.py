@@ -25,18 +25,18 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artif import artificialisation
 from inference_batch.products.artifacts import (
     GeoParquetAppender,
     StepError,
-    all_finished,
     key,
     read_vector,
     step_outputs,
     write_json,
     write_vector,
 )
-from inference_batch.products.difference import layer_key, open_source, with_artif
+from inference_batch.products.inputs import layer_key, open_source, with_artif
 from inference_batch.products.spatial import MIN_PIECE_AREA, SpatialSource, overlay_chunks, polygonal
 from ocsge import schema
 from ocsge.progress import done, step
@@ -184,7 +184,11 @@ def run_corrections(storage: Storage, dep: object, before: int, after: int, *,
     pair = (before, after)
     keys = {p: key(p, dep, pair) for p in ("corrected_previous", "corrections", "difference_nature",
                                           "corrections_report")}
-    if not force and all_finished(storage, list(keys.values())):
+    prev_key, after_key = layer_key(storage, dep, before), layer_key(storage, dep, after)
+    # a corrections layer given as a file or a frame is not a stored input: the step is then always redone
+    digest = fingerprint(storage, [prev_key, after_key, key("patch_corr", dep, pair)],
+                         params={"corrections": None if corrections is None else "given"})
+    if not force and corrections is None and is_up_to_date(storage, keys.values(), digest):
         done(f"corrections {dep} {before}-{after}: already done")
         return keys
     if corrections is None:
@@ -202,17 +206,16 @@ def run_corrections(storage: Storage, dep: object, before: int, after: int, *,
     if missing:
         raise StepError(f"corrections layer {origin} lacks {', '.join(sorted(missing))}")
     step(f"corrections {dep} {before}: {origin}")
-    prev_key = layer_key(storage, dep, before)
     previous = read_vector(storage, prev_key)
     if corr.crs is not None and previous.crs is not None and corr.crs != previous.crs:
         corr = corr.to_crs(previous.crs)
     layer, corr_layer = corrected_previous(previous, corr, target=target)
-    with step_outputs(storage) as outputs:
+    with refreshing(storage, keys.values(), digest), step_outputs(storage) as outputs:
         outputs.add(write_vector(storage, keys["corrected_previous"], layer))
         outputs.add(write_vector(storage, keys["corrections"], corr_layer))
         cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
         with contextlib.ExitStack() as stack:
-            after_src = stack.enter_context(open_source(storage, layer_key(storage, dep, after), cols))
+            after_src = stack.enter_context(open_source(storage, after_key, cols))
             path = stack.enter_context(storage.writer(keys["difference_nature"]))
             outputs.add(keys["difference_nature"])
             totals = difference_nature(SpatialSource(layer), after_src, path, target=target)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,15 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from inference_batch.products.artif import matrix_artif
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import (
     GeoParquetAppender,
-    StepError,
-    all_finished,
     key,
     step_outputs,
     write_json,
     write_table,
 )
+from inference_batch.products.inputs import layer_key, open_source
 from inference_batch.products.spatial import SpatialSource, overlay_chunks
 from ocsge import schema
 from ocsge.nomenclature import CS_LEAVES, US_LEAVES
@@ -45,16 +43,6 @@ EMPTY = "(vide)"  # row/column of the flows matrices for pieces without a code
 DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES, schema.GEOMETRY]
 ARTIF_DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES,
                       "artificialisation", schema.GEOMETRY]
-
-
-def with_artif(layer: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """An occupation layer gets its matrix class when it has no ``artif`` (no thresholds: reported)."""
-    if schema.ARTIF in layer:
-        return layer
-    matrix, _ = matrix_artif(layer[schema.CODE_CS].to_numpy(dtype=object), layer[schema.CODE_US].to_numpy(dtype=object))
-    out = layer.copy()
-    out[schema.ARTIF] = np.where(matrix, "artif", "non artif")
-    return out
 
 
 @dataclass
@@ -171,46 +159,21 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
                             FlowAccumulator.matrix(flows.us, US_LEAVES, "us"))
 
 
-def layer_key(storage: Storage, dep: object, millesime: int, source: str = "occupation") -> str:
-    """The layer to compare for a millésime: its artificialisation layer (codes + artif after the
-    thresholds) when there is one, else the given source layer."""
-    art = key("artificialisation", dep, millesime)
-    if source == "occupation" and storage.exists(art):
-        return art
-    src = key(source, dep, millesime)
-    if not storage.exists(src):
-        raise StepError(f"no {source} layer for {dep} {millesime} ({src}); run `ocsge ingest` or `ocsge artif`")
-    return src
-
-
-@contextlib.contextmanager
-def open_source(storage: Storage, layer: str, columns: list[str]) -> Iterator[SpatialSource]:
-    """A chunked reader over a stored layer; an occupation layer gets matrix ``artif`` on the fly."""
-    with storage.local_copy(layer) as path:
-        import pyarrow.parquet as pq
-
-        names = pq.read_schema(path).names
-        if schema.ARTIF in columns and schema.ARTIF not in names:
-            # the matrix class is computed on each row group as it is read: memory stays bounded
-            read = [c for c in columns if c != schema.ARTIF]
-            yield SpatialSource(path=path, columns=columns, read_columns=read, derive=with_artif)
-        else:
-            yield SpatialSource(path=path, columns=columns)
-
-
 def run_difference(storage: Storage, dep: object, before: int, after: int, *, force: bool = False,
                    target: int = 20_000) -> dict[str, str]:
     """Step: evolution layer, artif ±1 layer, flows CS×CS and US×US, report for a pair of millésimes."""
     pair = (before, after)
     keys = {p: key(p, dep, pair) for p in ("difference", "artif_difference", "flows_cs", "flows_us",
                                           "difference_report")}
-    if not force and all_finished(storage, list(keys.values())):
-        done(f"diff {dep} {before}-{after}: already done")
-        return keys
     cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
     ka, kb = layer_key(storage, dep, before), layer_key(storage, dep, after)
+    digest = fingerprint(storage, [ka, kb])
+    if not force and is_up_to_date(storage, keys.values(), digest):
+        done(f"diff {dep} {before}-{after}: already done")
+        return keys
     step(f"diff {dep} {before}→{after}: {ka} × {kb}")
-    with step_outputs(storage) as outputs, open_source(storage, ka, cols) as sa, open_source(storage, kb, cols) as sb:
+    with (refreshing(storage, keys.values(), digest), step_outputs(storage) as outputs,
+          open_source(storage, ka, cols) as sa, open_source(storage, kb, cols) as sb):
         with storage.writer(keys["difference"]) as dpath, storage.writer(keys["artif_difference"]) as apath:
             outputs.add(keys["difference"])
             outputs.add(keys["artif_difference"])

@@ -18,17 +18,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from inference_batch.freshness import fingerprint
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import (
     StepError,
-    all_finished,
     key,
-    read_json,
     step_outputs,
     write_json,
     write_vector,
 )
-from inference_batch.products.difference import layer_key
+from inference_batch.products.inputs import layer_key
 from inference_batch.products.spatial import SpatialSource, cells_of_bounds, overlay_chunks
 from ocsge import schema
 from ocsge.progress import done, step
@@ -110,9 +108,8 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
     ka = layer_key(storage, dep, after, source=after_source)
     # A grid of a prediction is redone when the prediction changes (a new model, new rules): the report
     # records the fingerprint of both inputs and of the parameters.
-    inputs = fingerprint(storage, [kb, ka], params={"cell": cell, "threshold": threshold})
-    if (not force and all_finished(storage, list(keys.values()))
-            and read_json(storage, keys[f"{product}_report"]).get("inputs") == inputs):
+    digest = fingerprint(storage, [kb, ka], params={"cell": cell, "threshold": threshold})
+    if not force and is_up_to_date(storage, keys.values(), digest):
         done(f"grid {dep} {before}-{after}: already done")
         return keys
     step(f"grid {dep} {before}→{after} ({after_source}): {cell:g} m cells")
@@ -129,8 +126,8 @@ def run_grid(storage: Storage, dep: object, before: int, after: int, *, after_so
         grid, report = change_grid(SpatialSource(path=pb, columns=compare + extra),
                                    SpatialSource(path=pa_, columns=compare + extra),
                                    cell=cell, threshold=threshold, compare=compare)
-    report.update({"before": kb, "after": ka, "inputs": inputs})
-    with step_outputs(storage) as outputs:
+    report.update({"before": kb, "after": ka})
+    with refreshing(storage, keys.values(), digest), step_outputs(storage) as outputs:
         outputs.add(write_vector(storage, keys[product], grid))
         outputs.add(write_json(storage, keys[f"{product}_report"], report))
     done(f"grid {dep} {before}→{after}: {report['cells_flagged']} cells flagged of {report['cells_changed']} changed")

@@ -12,6 +12,8 @@ is written then.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 import tempfile
 from collections import Counter
@@ -25,8 +27,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from inference_batch.freshness import DELIVERY, forget, is_up_to_date, mark_done, read_stamp
 from inference_batch.products import artifacts
-from inference_batch.products.artifacts import StepError, is_finished, key, step_outputs, write_json, write_vector
+from inference_batch.products.artifacts import StepError, key, step_outputs, write_json
 from inference_batch.products.spatial import polygonal
 from ocsge import schema
 from ocsge.errors import MissingAttributeError, OcsgeError
@@ -500,11 +503,26 @@ REQUIRED = {
 }
 
 
-def _size(path: Path) -> int:
-    """Size of a delivery (all files of a folder), to tell a rerun on the same input from a new one."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+def _write_layer(storage: Storage, key_: str, frame: gpd.GeoDataFrame, previous: str | None) -> str:
+    """Write a canonical layer unless the stored one has the same content; its content digest."""
+    with tempfile.TemporaryDirectory(prefix="ocsge-ingest-") as tmp:
+        path = Path(tmp) / "layer.parquet"
+        artifacts.to_geoparquet(frame, path)
+        with path.open("rb") as f:
+            content = hashlib.file_digest(f, "sha256").hexdigest()
+        if content != previous or not storage.exists(key_):
+            storage.put_file(key_, path)
+    return content
+
+
+def delivery_fingerprint(path: Path, clip: object) -> str:
+    """Fingerprint of a delivery (name, size and modification time of each of its files) and of the
+    clip asked, to tell a rerun on the same input from a re-delivery."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    state = [[p.relative_to(path).as_posix() if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+             for p in files]
+    clip_id = None if clip is None else str(clip) if isinstance(clip, str | Path) else "given"
+    return hashlib.sha256(json.dumps([path.name, state, clip_id]).encode()).hexdigest()
 
 
 def _previous_millesime(dep: Departement, millesime: int) -> int | None:
@@ -527,13 +545,13 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
                           f"but {given_year} was asked")
     dep_code = given_dep or named.departement
     year = given_year or named.millesime
+    digest = delivery_fingerprint(source, clip)
     if not force and dep_code and (year or named.pair):
         rkey = report_key(dep_code, named.product, year, named.pair)
-        if is_finished(storage, rkey):
+        if is_up_to_date(storage, rkey, digest):
             previous = artifacts.read_json(storage, rkey)
             keys = previous.get("keys", {})
-            same = previous.get("source_name") == source.name and previous.get("source_size") == _size(source)
-            if same and all(is_finished(storage, k) for k in keys.values()):
+            if is_up_to_date(storage, keys.values(), digest):
                 done(f"ingest {source.name}: already done ({rkey})")
                 pair = tuple(previous["pair"]) if previous.get("pair") else None
                 return IngestResult(dep_code, previous.get("millesime"), pair, {**keys, "ingest_report": rkey},
@@ -627,13 +645,23 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
             elif role == "patch_corr":
                 keys[role] = key("patch_corr", dep.code, (report.layers[role]["corrects"], year))  # type: ignore[arg-type]
         rkey = report_key(dep.code, product, year, pair)
+        # A layer whose content is the same as the stored one is not rewritten (its ETag stays, so the
+        # steps that read it stay up to date); the written layers are stamped as delivered: no computed
+        # step ever replaces one of them.
+        previous = {k: (read_stamp(storage, k) or {}).get("content") for k in keys.values()}
+        forget(storage, [*keys.values(), rkey])
+        contents: dict[str, str] = {}
         with step_outputs(storage) as outputs:
             for role, frame in frames.items():
-                outputs.add(write_vector(storage, keys[role], frame))
+                contents[keys[role]] = _write_layer(storage, keys[role], frame, previous[keys[role]])
+                outputs.add(keys[role])
                 report.layers[role]["rows_written"] = len(frame)
                 report.layers[role]["key"] = keys[role]
-            payload = {**report.as_dict(), "source_name": source.name, "source_size": _size(source), "keys": keys}
+            payload = {**report.as_dict(), "source_name": source.name, "keys": keys}
             outputs.add(write_json(storage, rkey, payload))
+        for k, content in contents.items():
+            mark_done(storage, k, digest, origin=DELIVERY, content=content)
+        mark_done(storage, rkey, digest, origin=DELIVERY)
     done(f"ingest {source.name}: {', '.join(f'{r} {len(f)}' for r, f in frames.items())}; "
          f"anomalies {report.counts() or 'none'}")
     return IngestResult(dep.code, year, pair, {**keys, "ingest_report": rkey}, payload)

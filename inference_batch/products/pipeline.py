@@ -1,7 +1,8 @@
-"""Every per-département product of a département and its millésimes, in dependency order, each step
-skipping what is already finished (so a rerun after a failure resumes where it stopped). A run report
-records the fingerprint of the inputs (occupation, zone construite, communes, patch layers) and of the
-parameters: when they have changed since the last complete run, every step is redone rather than skipped.
+"""Every per-département product of a département and its millésimes, in dependency order. Each step
+decides for itself, by the fingerprints of its own inputs (``inference_batch.freshness``), whether its
+outputs are up to date: a rerun after a failure resumes where it stopped, a re-delivered layer redoes
+exactly the steps that read it (as a standalone verb would), and a delivered official layer is never
+replaced. ``force`` redoes every computed output.
 
 Per millésime: artificialisation, COGs, PMTiles, commune stocks, download archive. Per consecutive
 pair: difference (evolution, artif ±1, flows), corrections (when a patch or corrections layer is
@@ -14,7 +15,6 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
-from inference_batch.freshness import fingerprint, is_up_to_date, mark_done
 from inference_batch.products.archive import run_archive
 from inference_batch.products.artif import run_artif
 from inference_batch.products.artifacts import StepError, key
@@ -25,7 +25,6 @@ from inference_batch.products.render import DEFAULT_RESOLUTION, LAYERS, run_rend
 from inference_batch.products.stats import run_stats
 from inference_batch.products.tiles import run_difference_tiles, run_occupation_tiles
 from ocsge.millesimes import check_year
-from ocsge.progress import step
 from ocsge.storage import Storage
 from ocsge.territory import departement
 
@@ -58,12 +57,6 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
         raise StepError(f"no occupation layer for département {d.code} under {storage.root}: "
                         "run `ocsge ingest` first")
     report_key = key("products_report", d.code, years[-1])
-    inputs = fingerprint(storage, _input_keys(d.code, years), params={
-        "years": years, "resolution": resolution, "cog_layers": list(cog_layers), "tiles": tiles,
-        "grid_cell": grid_cell, "grid_threshold": grid_threshold})
-    if not force and storage.exists(report_key) and not is_up_to_date(storage, report_key, inputs):
-        step(f"products {d.code}: inputs changed since the last run, redoing every step")
-        force = True
     result = ProductsResult()
     for year in years:
         result.keys.update({f"{k}_{year}": v for k, v in run_artif(storage, d.code, year, force=force).items()})
@@ -102,15 +95,7 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
         result.keys.update({f"{k}_{year}": v for k, v in run_archive(storage, d.code, year, force=force).items()})
     report = {"departement": d.code, "millesimes": years, "keys": result.keys, "skipped": result.skipped_steps}
     data = json.dumps(report, indent=1, sort_keys=True).encode()
-    if not (is_up_to_date(storage, report_key, inputs) and storage.get_bytes(report_key) == data):
+    if not (storage.exists(report_key) and storage.get_bytes(report_key) == data):
         storage.put_bytes(report_key, data, "application/json")  # a rerun with nothing to do rewrites nothing
-        mark_done(storage, report_key, inputs)
     result.keys["products_report"] = report_key
     return result
-
-
-def _input_keys(dep: str, years: list[int]) -> list[str]:
-    """What the products are made from (never what they make: that would always look changed)."""
-    keys = [key(p, dep, y) for y in years for p in ("occupation", "zone_construite", "communes")]
-    keys += [key("patch_corr", dep, pair) for pair in itertools.pairwise(years)]
-    return keys

@@ -19,10 +19,9 @@ import pandas as pd
 import shapely
 from shapely import STRtree
 
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import (
     StepError,
-    all_finished,
-    is_finished,
     key,
     read_table,
     read_vector,
@@ -30,8 +29,8 @@ from inference_batch.products.artifacts import (
     write_table,
     write_vector,
 )
-from inference_batch.products.difference import layer_key, with_artif
 from inference_batch.products.ingest import communes_key
+from inference_batch.products.inputs import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource, polygonal
 from ocsge import schema
 from ocsge.artificialisation import IMPERMEABLE_CS
@@ -188,8 +187,8 @@ def with_geometry(table: pd.DataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDat
 
 
 def _write_stats(storage: Storage, parquet_key: str, csv_key: str, table: pd.DataFrame,
-                 communes: gpd.GeoDataFrame) -> None:
-    with step_outputs(storage) as outputs:
+                 communes: gpd.GeoDataFrame, digest: str) -> None:
+    with refreshing(storage, [parquet_key, csv_key], digest), step_outputs(storage) as outputs:
         outputs.add(write_vector(storage, parquet_key, with_geometry(table, communes), sort=False))
         outputs.add(write_table(storage, csv_key, table))
 
@@ -203,38 +202,42 @@ def run_stats(storage: Storage, dep: object, millesimes: list[int], *, force: bo
     for year in sorted(millesimes):
         kp, kc = key("stats_commune", dep, year), key("stats_commune_csv", dep, year)
         keys[f"stats_commune_{year}"], keys[f"stats_commune_csv_{year}"] = kp, kc
-        if not force and all_finished(storage, [kp, kc]):
-            stocks[year] = read_table(storage, kc)
-            continue
         ckey = communes_key(storage, d, year)
         if ckey is None:
             raise StepError(f"stats {d.code}: no communes layer under ancillary/communes/{d.token}/")
         layer = layer_key(storage, dep, year)
+        digest = fingerprint(storage, [ckey, layer])
+        if not force and is_up_to_date(storage, [kp, kc], digest):
+            stocks[year] = read_table(storage, kc)
+            continue
         step(f"stats {d.code} {year}: {layer} by commune ({ckey})")
         com = read_vector(storage, ckey)
         with storage.local_copy(layer) as path:
             src = SpatialSource(path=path, columns=[c for c in (schema.CODE_CS, schema.CODE_US, schema.ARTIF)
                                                     if c in _names(path)])
             table = stock_table(src.iter_chunks(), com, dep, year)
-        _write_stats(storage, kp, kc, table, com)
+        _write_stats(storage, kp, kc, table, com, digest)
         stocks[year] = table
         done(f"stats {d.code} {year}: {len(table) - 1} communes")
     years = sorted(millesimes)
     for before, after in itertools.pairwise(years):
         pair = (before, after)
         diff_key = key("artif_difference", dep, pair)
-        if not is_finished(storage, diff_key):
+        if not storage.exists(diff_key):
             continue
         kp, kc = key("stats_flows", dep, pair), key("stats_flows_csv", dep, pair)
         keys[f"stats_flows_{before}_{after}"], keys[f"stats_flows_csv_{before}_{after}"] = kp, kc
-        if not force and all_finished(storage, [kp, kc]):
-            continue
         ckey = communes_key(storage, d, after)
+        # flows carry the stocks of both millésimes: their inputs are those of the stocks too
+        inputs = [diff_key, layer_key(storage, dep, before), layer_key(storage, dep, after)]
+        digest = fingerprint(storage, inputs + ([ckey] if ckey else []))
+        if not force and is_up_to_date(storage, [kp, kc], digest):
+            continue
         step(f"stats {d.code} {before}→{after}: flows by commune")
         com = read_vector(storage, ckey)  # type: ignore[arg-type]
         table = flows_table([read_vector(storage, diff_key)], com, dep, before, after,
                             stocks.get(before), stocks.get(after))
-        _write_stats(storage, kp, kc, table, com)
+        _write_stats(storage, kp, kc, table, com, digest)
         done(f"stats {d.code} {before}→{after}: net {table.iloc[-1]['flux_artif_net_ha']:.2f} ha")
     return keys
 

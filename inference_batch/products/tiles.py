@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from inference_batch.products.artifacts import StepError, all_finished, is_finished, key, step_outputs
-from inference_batch.products.difference import layer_key
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
+from inference_batch.products.artifacts import StepError, key, step_outputs
+from inference_batch.products.inputs import layer_key
 from inference_batch.products.spatial import SpatialSource
 from ocsge import schema
 from ocsge.progress import done, step
@@ -96,11 +97,12 @@ DIFFERENCE_ATTRS = [schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US
 def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force: bool = False,
                          min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
     out = key("occupation_pmtiles", dep, millesime)
-    if not force and is_finished(storage, out):
-        done(f"pmtiles {dep} {millesime}: already done")
-        return {"occupation_pmtiles": out}
     occ_key = layer_key(storage, dep, millesime)
     zc_key = key("zone_construite", dep, millesime)
+    digest = fingerprint(storage, [occ_key, zc_key], params={"zooms": [min_zoom, max_zoom]})
+    if not force and is_up_to_date(storage, out, digest):
+        done(f"pmtiles {dep} {millesime}: already done")
+        return {"occupation_pmtiles": out}
     step(f"pmtiles {dep} {millesime}: {occ_key}")
     with contextlib.ExitStack() as stack:
         import pyarrow.parquet as pq
@@ -112,7 +114,7 @@ def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force
         if storage.exists(zc_key):
             layers["zone_construite"] = (SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)),
                                                        columns=[]), [])
-        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
             outputs.add(out)
             stats = build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {millesime}")
     done(f"pmtiles {dep} {millesime}: {int(stats['features'])} features in {stats['tippecanoe_s']:.1f} s")
@@ -123,10 +125,11 @@ def run_difference_tiles(storage: Storage, dep: object, before: int, after: int,
                          min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
     pair = (before, after)
     out = key("difference_pmtiles", dep, pair)
-    if not force and all_finished(storage, [out]):
+    dkey, akey = key("difference", dep, pair), key("artif_difference", dep, pair)
+    digest = fingerprint(storage, [dkey, akey], params={"zooms": [min_zoom, max_zoom]})
+    if not force and is_up_to_date(storage, out, digest):
         done(f"pmtiles {dep} {before}-{after}: already done")
         return {"difference_pmtiles": out}
-    dkey, akey = key("difference", dep, pair), key("artif_difference", dep, pair)
     if not storage.exists(dkey):
         raise StepError(f"no difference for {dep} {before}-{after} ({dkey}); run `ocsge diff` first")
     with contextlib.ExitStack() as stack:
@@ -136,7 +139,7 @@ def run_difference_tiles(storage: Storage, dep: object, before: int, after: int,
             layers["artif_difference"] = (SpatialSource(path=stack.enter_context(storage.local_copy(akey)),
                                                         columns=[*DIFFERENCE_ATTRS, "artificialisation"]),
                                           [*DIFFERENCE_ATTRS, "artificialisation"])
-        with step_outputs(storage) as outputs, storage.writer(out) as tmp:
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
             outputs.add(out)
             build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {before}-{after}")
     done(f"pmtiles {dep} {before}-{after}")

@@ -34,11 +34,11 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.features import rasterize
-from rasterio.shutil import copy as rio_copy
 from scipy import ndimage
 
 from inference_batch.synth.layout import Plan
 from inference_batch.synth.scene import Scene
+from inference_batch.writers.cog import copy_to_cog
 from ocsge.millesimes import label
 from ocsge.products import product_key
 from ocsge.progress import progress
@@ -451,9 +451,8 @@ COMPRESSION = {"COMPRESS": "ZSTD", "LEVEL": 1}
 
 
 def _cog(src: Path, dst: Path, resampling: str, predictor: int) -> None:
-    with rasterio.Env(GDAL_CACHEMAX=256):  # MB: bounded memory whatever the machine's RAM
-        rio_copy(src, dst, driver="COG", PREDICTOR=predictor, BLOCKSIZE=512, OVERVIEW_RESAMPLING=resampling,
-                 NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER", **COMPRESSION)
+    copy_to_cog(src, dst, resampling=resampling, compress=COMPRESSION["COMPRESS"], LEVEL=COMPRESSION["LEVEL"],
+                PREDICTOR=predictor)
 
 
 def _profile(w: int, h: int, count: int, dtype: str, transform, crs: str, **extra) -> dict:

@@ -128,16 +128,23 @@ def test_codes_round_trip_and_small_building_growth() -> None:
 
 
 def test_rules_from_storage_via_cli(tmp_path: Path) -> None:
+    from inference_batch.products.artifacts import write_vector
     from ocsge.cli import main
     from ocsge.products import product_key
     from ocsge.storage import LocalStorage
 
     storage = LocalStorage(tmp_path)
-    with storage.writer(product_key("prediction_vector", "S01", 2024)) as tmp:
-        _prediction().to_parquet(tmp)
+    write_vector(storage, product_key("prediction_vector", "S01", 2024), _prediction(),
+                 provenance={"source": "auto", "model": "m-1234"})
     for name, frame in _ancillary().items():
         with storage.writer(product_key(name, "S01", 2024)) as tmp:
             frame.to_parquet(tmp)
     main(["rules", "-d", "S01", "-y", "2024", "--root", str(tmp_path), "--res", "1.0"])
     frame = gpd.read_parquet(storage.url(product_key("occupation_auto", "S01", 2024)))
     assert (frame[schema.SOURCE] == "auto:bdtopo").any() and frame.area.sum() == pytest.approx(40000, rel=1e-6)
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(storage.url(product_key("occupation_auto", "S01", 2024))).metadata
+    assert json.loads(meta[b"ocsge"])["model"] == "m-1234"  # the catalogue names the model, not "unknown"

@@ -134,6 +134,19 @@ def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
     assert frame.area.sum() == pytest.approx(300 * 300 * 0.04, rel=1e-6)
     with rasterio.open(scene.sources.rgb) as src:
         assert shapely.box(*frame.total_bounds).equals(shapely.box(*src.bounds))
+    # the one GeoParquet writer: covering bbox column + metadata, and the model for the catalogue
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(storage.url(product_key("prediction_vector", "S01", 2024))).metadata
+    geo = json.loads(meta[b"geo"])
+    assert "covering" in geo["columns"]["geometry"] and "bbox" in pq.read_schema(
+        storage.url(product_key("prediction_vector", "S01", 2024))).names
+    block = next(o.key for o in storage.list("prediction/") if o.key.endswith(".tif"))
+    with rasterio.open(storage.url(block)) as src:
+        model_id = src.tags()["OCSGE_MODEL"]
+    assert json.loads(meta[b"ocsge"])["model"] == model_id
 
 
 def test_real_flair_predictions_mosaic(shared_data: Path) -> None:

@@ -251,16 +251,21 @@ def test_generated_territory_deliveries(tmp_path: Path) -> None:
     assert np.isin(occ.code_cs.unique(), truth.code_cs.unique()).all()
 
 
+def official_artif_delivery(tmp: Path, artif: gpd.GeoDataFrame) -> Path:
+    """IGN's artificialisation delivery of D013 2023, as a folder."""
+    folder = tmp / "artif" / "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
+    folder.mkdir(parents=True)
+    pyogrio.write_dataframe(artif, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
+                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    return folder
+
+
 def test_official_artificialisation_delivery_is_kept(tmp_path: Path) -> None:
     from inference_batch.products.artif import run_artif
 
     occ, zc = ign_layers(2023)
     artif = occ.assign(artif=np.where(occ.code_cs.str.startswith("CS1.1"), "artif", "non artif"), crit_seuil="false")
-    name = "OCS-GE_2-0_ARTIFICIALISATION_GPKG_LAMB93_D013_2023-01-01"
-    folder = tmp_path / "artif" / name
-    folder.mkdir(parents=True)
-    pyogrio.write_dataframe(artif, folder / "ARTIFICIALISATION.gpkg", layer="ARTIFICIALISATION", driver="GPKG",
-                            promote_to_multi=True, layer_options={"GEOMETRY_NAME": "the_geom"})
+    folder = official_artif_delivery(tmp_path, artif)
     store = LocalStorage(tmp_path / "root")
     archive = make_delivery(tmp_path, occ=occ, zc=zc)
     main = ingest(archive, store)
@@ -271,6 +276,85 @@ def test_official_artificialisation_delivery_is_kept(tmp_path: Path) -> None:
     assert set(layer.artif) == {"artif", "non artif"} and not layer.crit_seuil.any()
     keys = run_artif(store, "13", 2023)  # IGN's layer is kept, only its totals are computed
     totals = json.loads(Path(store.url(keys["artif_totals"])).read_text())
-    assert totals["origin"] == "existing layer"
+    assert totals["origin"] == "delivered layer"
     assert totals["artif_ha"] == pytest.approx(occ.area[occ.code_cs.str.startswith("CS1.1")].sum() / 1e4, abs=1e-3)
     assert ingest(archive, store).skipped and ingest(folder, store).skipped
+
+
+def _mtimes(store: LocalStorage, keys: dict[str, str]) -> dict[str, int]:
+    return {k: Path(store.url(v)).stat().st_mtime_ns for k, v in keys.items()}
+
+
+def test_redelivery_then_one_standalone_step_redoes_exactly_the_stale_outputs(tmp_path: Path) -> None:
+    """Re-ingesting a delivery whose zone construite changed, then `ocsge render`: the construction COG is
+    redone, the couverture/usage/artif COGs and the artificialisation layer (whose inputs are unchanged)
+    are left untouched; a re-delivered occupation then makes `ocsge artif` redo the layer."""
+    from click.testing import CliRunner
+
+    from inference_batch.products.artif import run_artif
+    from inference_batch.products.cli import artif, render
+    from inference_batch.products.render import run_render
+
+    store = LocalStorage(tmp_path / "root")
+    occ, zc = ign_layers(2023)
+    first = ingest(make_delivery(tmp_path / "v1", occ=occ, zc=zc), store)
+    occ_mtime = Path(store.url(first.keys["occupation"])).stat().st_mtime_ns
+    art = run_artif(store, "13", 2023)
+    cogs = run_render(store, "13", 2023, resolution=4.0)
+    before_art, before_cogs = _mtimes(store, art), _mtimes(store, cogs)
+    construction = Path(store.url(cogs["construction"])).read_bytes()
+
+    zc2 = zc.set_geometry([shapely.box(BOUNDS_13[0] + 500, BOUNDS_13[1] + 500, BOUNDS_13[0] + 900, BOUNDS_13[1] + 900)])
+    again = ingest(make_delivery(tmp_path / "v2", occ=occ, zc=zc2), store)
+    assert not again.skipped
+    assert Path(store.url(again.keys["occupation"])).stat().st_mtime_ns == occ_mtime  # same content: kept
+    runner = CliRunner()
+    res = runner.invoke(render, ["-d", "13", "-m", "2023", "--root", store.root, "--resolution", "4", "--no-tiles"])
+    assert res.exit_code == 0, res.output
+    after = _mtimes(store, cogs)
+    assert after["construction"] != before_cogs["construction"]
+    assert Path(store.url(cogs["construction"])).read_bytes() != construction
+    assert {k: v for k, v in after.items() if k != "construction"} == \
+        {k: v for k, v in before_cogs.items() if k != "construction"}
+    res = runner.invoke(artif, ["-d", "13", "-m", "2023", "--root", store.root])
+    assert res.exit_code == 0 and _mtimes(store, art) == before_art
+
+    occ2 = occ.copy()
+    occ2.loc[occ2.index[0], "code_cs"] = "CS1.1.1.1"
+    ingest(make_delivery(tmp_path / "v3", occ=occ2, zc=zc2), store)
+    res = runner.invoke(artif, ["-d", "13", "-m", "2023", "--root", store.root])
+    assert res.exit_code == 0, res.output
+    assert _mtimes(store, art)["artificialisation"] != before_art["artificialisation"]
+    layer = gpd.read_parquet(store.url(art["artificialisation"]))
+    assert layer.set_index("id").loc[occ2.id.iloc[0], "code_cs"] == "CS1.1.1.1"
+    stale = _mtimes(store, cogs)
+    run_render(store, "13", 2023, resolution=4.0)  # every COG reads the occupation: all redone
+    assert all(v != stale[k] for k, v in _mtimes(store, cogs).items())
+    # a rerun with nothing new redoes nothing; --force redoes
+    settled = _mtimes(store, {**art, **cogs})
+    run_render(store, "13", 2023, resolution=4.0)
+    run_artif(store, "13", 2023)
+    assert _mtimes(store, {**art, **cogs}) == settled
+    run_render(store, "13", 2023, resolution=4.0, layers=("usage",), force=True)
+    assert _mtimes(store, cogs)["usage"] != settled["usage"]
+
+
+def test_official_artificialisation_survives_products_after_a_redelivery(tmp_path: Path) -> None:
+    """`ocsge products` after a re-ingest (and with --force) never replaces IGN's artificialisation layer."""
+    from inference_batch.products.pipeline import run_products
+
+    occ, zc = ign_layers(2023)
+    folder = official_artif_delivery(tmp_path, occ.assign(artif="non artif", crit_seuil="false"))  # unlike ours
+    store = LocalStorage(tmp_path / "root")
+    ingest(make_delivery(tmp_path / "v1", occ=occ, zc=zc), store)
+    art_key = ingest(folder, store).keys["artificialisation"]
+    original = Path(store.url(art_key)).read_bytes()
+    run_products(store, "13", resolution=8.0, tiles=False)
+    occ2 = occ.copy()
+    occ2.loc[occ2.index[0], "code_cs"] = "CS1.1.1.1"
+    ingest(make_delivery(tmp_path / "v2", occ=occ2, zc=zc), store)  # re-delivered occupation
+    run_products(store, "13", resolution=8.0, tiles=False)
+    assert Path(store.url(art_key)).read_bytes() == original
+    run_products(store, "13", resolution=8.0, tiles=False, force=True)
+    assert Path(store.url(art_key)).read_bytes() == original
+    assert set(gpd.read_parquet(store.url(art_key)).artif) == {"non artif"}
