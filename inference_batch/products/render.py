@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
+from affine import Affine
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.windows import Window
@@ -90,10 +92,22 @@ def code_values(kind: Kind) -> Callable[[object], int]:
 
 @dataclass
 class Burn:
-    """One layer burnt into a raster: its source and the value of each of its polygons."""
+    """A layer burnt over a raster: its source and the value of each of its polygons."""
 
     source: SpatialSource
     values: Callable[[gpd.GeoDataFrame], np.ndarray]
+
+
+@dataclass
+class Raster:
+    """One COG of a rendering pass: the value of each polygon of the pass's base layer, then ``overlays``
+    burnt over it in order."""
+
+    path: Path
+    colormap: dict[int, tuple[int, int, int, int]]
+    values: Callable[[gpd.GeoDataFrame], np.ndarray]
+    overlays: tuple[Burn, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def window_buckets(bounds: np.ndarray, x0: float, y_top: float, size_m: float) -> dict[tuple[int, int], np.ndarray]:
@@ -110,48 +124,81 @@ def window_buckets(bounds: np.ndarray, x0: float, y_top: float, size_m: float) -
     return {(int(cols[s]), int(rows[s])): np.sort(rows_idx[s:e]) for s, e in zip(starts, ends, strict=True)}
 
 
-def rasterise(burns: list[Burn], path: Path, *, resolution: float, colormap: dict[int, tuple[int, int, int, int]],
+def _burnable(frame: gpd.GeoDataFrame) -> np.ndarray:
+    geoms = frame.geometry.to_numpy()
+    return ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+
+
+def _burn_over(out: np.ndarray, burn: Burn, idx: np.ndarray, transform: Affine) -> None:
+    frame = burn.source.take(idx)
+    vals = burn.values(frame)
+    keep = _burnable(frame) & (vals != NODATA)
+    if keep.any():
+        rasterize(zip(frame.geometry.to_numpy()[keep], vals[keep].astype(int), strict=True), out=out,
+                  transform=transform, dtype=np.uint8)
+
+
+def rasterise(base: SpatialSource, outputs: list[Raster], *, resolution: float,
               bounds: tuple[float, float, float, float] | None = None, window: int = WINDOW,
-              description: str = "", quiet: bool = False, tags: dict[str, str] | None = None) -> None:
-    """Burn layers in order (later ones over earlier ones) into a COG at ``path``."""
+              description: str = "", quiet: bool = False) -> None:
+    """Render ``outputs`` (COGs on one grid) in one pass over ``base``.
+
+    Each window burns the *position* of every base polygon once (an int32 raster), and each output is a
+    lookup of its values by position: the four class COGs of a millésime cost one rasterisation, not four
+    (rasterio's per-geometry GeoJSON conversion dominates ``rasterize``). Burn order is the layer order,
+    later polygons over earlier ones, as ``rasterize`` itself does. Scratch rasters are ZSTD level 1:
+    written once and read once by the COG copy, compression ratio matters less than speed there.
+    """
     if bounds is None:
-        bounds = burns[0].source.total_bounds
+        bounds = base.total_bounds
     xmin, ymin, xmax, ymax = bounds
     xmin, ymin = np.floor(xmin / resolution) * resolution, np.floor(ymin / resolution) * resolution
     xmax, ymax = np.ceil(xmax / resolution) * resolution, np.ceil(ymax / resolution) * resolution
     width = max(1, round((xmax - xmin) / resolution))
     height = max(1, round((ymax - ymin) / resolution))
     transform = from_origin(xmin, ymax, resolution, resolution)
-    crs = burns[0].source.crs
     profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
-               "crs": crs, "transform": transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
-               "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+               "crs": base.crs, "transform": transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
+               "blockysize": 512, "compress": "zstd", "zstd_level": 1, "BIGTIFF": "IF_SAFER"}
     windows = [Window(c, r, min(window, width - c), min(window, height - r))
                for r in range(0, height, window) for c in range(0, width, window)]
-    buckets = [window_buckets(burn.source.bounds, xmin, ymax, window * resolution) for burn in burns]
-    with scratch("render") as tmp:
-        raw = tmp / "raw.tif"
-        ctx = progress(f"rasterise {description}", len(windows)) if not quiet else \
-            contextlib.nullcontext(lambda *a, **k: None)
-        with rasterio.open(raw, "w", **profile) as dst, ctx as advance:
-            dst.write_colormap(1, colormap)
-            dst.update_tags(OVERVIEW_RESAMPLING="NEAREST", **(tags or {}))
-            for w in windows:
-                wt = rasterio.windows.transform(w, transform)
-                out = np.zeros((w.height, w.width), dtype=np.uint8)
-                for burn, bucket in zip(burns, buckets, strict=True):
-                    idx = bucket.get((int(w.col_off) // window, int(w.row_off) // window), np.zeros(0, np.int64))
-                    if len(idx) == 0:
-                        continue
-                    frame = burn.source.take(idx)
-                    vals = burn.values(frame)
-                    shapes = [(g, int(v)) for g, v in zip(frame.geometry.to_numpy(), vals, strict=True)
-                              if v != NODATA and g is not None and not g.is_empty]
-                    if shapes:
-                        rasterize(shapes, out=out, transform=wt, dtype=np.uint8)
+    size_m = window * resolution
+    base_buckets = window_buckets(base.bounds, xmin, ymax, size_m)
+    overlay_buckets = {id(b.source): window_buckets(b.source.bounds, xmin, ymax, size_m)
+                       for r in outputs for b in r.overlays}
+    none = np.zeros(0, np.int64)
+    with scratch("render") as tmp, contextlib.ExitStack() as stack:
+        raws = [tmp / f"raw{i}.tif" for i in range(len(outputs))]
+        dsts = [stack.enter_context(rasterio.open(raw, "w", **profile)) for raw in raws]
+        for dst, r in zip(dsts, outputs, strict=True):
+            dst.write_colormap(1, r.colormap)
+            dst.update_tags(OVERVIEW_RESAMPLING="NEAREST", **r.tags)
+        advance = stack.enter_context(progress(f"rasterise {description}", len(windows))) if not quiet \
+            else (lambda *a, **k: None)
+        for w in windows:
+            wt = rasterio.windows.transform(w, transform)
+            cell = (int(w.col_off) // window, int(w.row_off) // window)
+            idx = base_buckets.get(cell, none)
+            position = np.zeros((w.height, w.width), dtype=np.int32)  # 0: no polygon, k: the (k-1)th of idx
+            frame = base.take(idx)
+            keep = _burnable(frame)
+            if keep.any():
+                rasterize(zip(frame.geometry.to_numpy()[keep], np.flatnonzero(keep) + 1, strict=True),
+                          out=position, transform=wt, dtype=np.int32)
+            for dst, r in zip(dsts, outputs, strict=True):
+                lut = np.zeros(len(idx) + 1, np.uint8)
+                lut[1:] = r.values(frame)
+                out = lut[position]
+                for burn in r.overlays:
+                    over = overlay_buckets[id(burn.source)].get(cell, none)
+                    if len(over):
+                        _burn_over(out, burn, over, wt)
                 dst.write(out, 1, window=w)
-                advance(1)
-        copy_to_cog(raw, path, resampling="NEAREST")
+            advance(1)
+        for dst in dsts:
+            dst.close()
+        for raw, r in zip(raws, outputs, strict=True):  # the COG driver compresses on every core already
+            copy_to_cog(raw, r.path, resampling="NEAREST")
 
 
 def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]:
@@ -202,28 +249,31 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
         if schema.ARTIF not in names and "artif" in todo:
             occ = SpatialSource(path=occ_path, columns=cols, read_columns=cols[:2], derive=with_artif)
         cs_value, us_value = code_values(Kind.COUVERTURE), code_values(Kind.USAGE)
-        specs: dict[str, tuple[list[Burn], dict[int, tuple[int, int, int, int]]]] = {
-            "couverture": ([Burn(occ, lambda f: np.array([cs_value(c) for c in f[schema.CODE_CS]]))],
-                           palette(Kind.COUVERTURE)),
-            "usage": ([Burn(occ, lambda f: np.array([us_value(c) for c in f[schema.CODE_US]]))],
-                      palette(Kind.USAGE)),
-            "artif": ([Burn(occ, lambda f: np.array([rasters.value_of("artif", a) for a in f[schema.ARTIF]]))],
-                      ARTIF_PALETTE),
+        values: dict[str, Callable[[gpd.GeoDataFrame], np.ndarray]] = {
+            "couverture": lambda f: np.array([cs_value(c) for c in f[schema.CODE_CS]], np.uint8),
+            "usage": lambda f: np.array([us_value(c) for c in f[schema.CODE_US]], np.uint8),
+            "artif": lambda f: np.array([rasters.value_of("artif", a) for a in f[schema.ARTIF]], np.uint8),
+            "construction": lambda f: np.full(len(f), OUTSIDE_ZC, np.uint8),
         }
+        colormaps = {"couverture": palette(Kind.COUVERTURE), "usage": palette(Kind.USAGE), "artif": ARTIF_PALETTE,
+                     "construction": CONSTRUCTION_PALETTE}
+        overlays: dict[str, tuple[Burn, ...]] = {}
         if "construction" in todo:
             zc = SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)), columns=[])
-            specs["construction"] = ([Burn(occ, lambda f: np.full(len(f), OUTSIDE_ZC, np.uint8)),
-                                      Burn(zc, lambda f: np.full(len(f), INSIDE_ZC, np.uint8))], CONSTRUCTION_PALETTE)
-        with step_outputs(storage) as outputs:
+            overlays["construction"] = (Burn(zc, lambda f: np.full(len(f), INSIDE_ZC, np.uint8)),)
+        tags = {"OCSGE_MILLESIME": str(millesime), **source_tags(storage, dep, millesime)}
+        step(f"render {dep} {millesime} {', '.join(todo)} at {resolution:g} m")
+        # Each key is written through its own atomic writer and stamped after it; a failure before the
+        # writers commit leaves every previous COG in place (nothing to roll back).
+        with contextlib.ExitStack() as writers:
+            targets = []
             for layer in todo:
-                step(f"render {dep} {millesime} {layer} at {resolution:g} m")
-                burns, cmap = specs[layer]
-                with refreshing(storage, keys[layer], digests[layer]), storage.writer(keys[layer]) as tmp:
-                    outputs.add(keys[layer])
-                    rasterise(burns, tmp, resolution=resolution, colormap=cmap, bounds=occ.total_bounds,
-                              window=window, description=f"{layer} {millesime}",
-                              tags={"OCSGE_PRODUCT": COG_PRODUCT[layer], "OCSGE_MILLESIME": str(millesime),
-                                    **source_tags(storage, dep, millesime)})
+                writers.enter_context(refreshing(storage, keys[layer], digests[layer]))
+                targets.append(Raster(writers.enter_context(storage.writer(keys[layer])), colormaps[layer],
+                                      values[layer], overlays.get(layer, ()),
+                                      {"OCSGE_PRODUCT": COG_PRODUCT[layer], **tags}))
+            rasterise(occ, targets, resolution=resolution, bounds=occ.total_bounds, window=window,
+                      description=f"{', '.join(todo)} {millesime}")
     done(f"render {dep} {millesime}: {', '.join(todo)}")
     return keys
 
@@ -269,10 +319,11 @@ def run_render_difference(storage: Storage, dep: object, before: int, after: int
         step(f"render {dep} {before}-{after} difference at {resolution:g} m")
         with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
             outputs.add(out)
-            rasterise([Burn(changes, _change_values), Burn(flows, _artif_change_values)], tmp,
-                      resolution=resolution, colormap=rasters.palette("difference"), bounds=later.total_bounds,
-                      window=window, description=f"difference {before}-{after}",
-                      tags={"OCSGE_PRODUCT": "difference_cog", "OCSGE_MILLESIME": f"{before}-{after}",
-                            **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()}})
+            tags = {"OCSGE_PRODUCT": "difference_cog", "OCSGE_MILLESIME": f"{before}-{after}",
+                    **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()}}
+            rasterise(changes, [Raster(tmp, rasters.palette("difference"), _change_values,
+                                       (Burn(flows, _artif_change_values),), tags)],
+                      resolution=resolution, bounds=later.total_bounds, window=window,
+                      description=f"difference {before}-{after}")
     done(f"render {dep} {before}-{after}: difference")
     return {"difference_cog": out}

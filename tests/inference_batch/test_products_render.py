@@ -84,3 +84,54 @@ def test_a_killed_runs_folder_is_swept_by_the_next_run(tmp_path: Path) -> None:
         assert sweep("render", tmp_path) == []  # a live run's folder is never swept
         assert mine.exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four class COGs come from one rasterisation of the polygons' positions per window; each must
+    equal a direct burn of its own values over the whole layer (the zone construite burnt over the
+    construction layer), across window seams, and the polygons are rasterised once per window, not once
+    per layer."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+    from rasterio.features import rasterize
+
+    from inference_batch.products import render
+    from inference_batch.products.inputs import with_artif
+    from ocsge import rasters, schema
+
+    store = LocalStorage(tmp_path / "root")
+    bounds = (700_000, 6_600_000, 701_000, 6_600_700)
+    occ = partition(300, bounds, millesime=2021, seed=9)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", occ)
+    zc = gpd.GeoDataFrame({schema.ID: ["zc1", "zc2"]}, geometry=[shapely.box(700_100, 6_600_100, 700_420, 6_600_350),
+                                                                  shapely.box(700_600, 6_600_400, 700_990, 6_600_690)],
+                          crs=occ.crs)
+    write_vector(store, "zone_construite/D077/2021/zone_construite_D077_2021.parquet", zc)
+    calls = []
+    real = render.rasterize
+    monkeypatch.setattr(render, "rasterize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    keys = run_render(store, "77", 2021, resolution=2.0, window=128)
+    assert set(keys) == {"couverture", "usage", "artif", "construction"}
+    with rasterio.open(store.url(keys["couverture"])) as src:
+        transform, shape = src.transform, src.shape
+    windows = -(-shape[0] // 128) * -(-shape[1] // 128)
+    assert len(calls) <= 2 * windows  # one burn of the polygons + at most one of the zone construite
+
+    framed = with_artif(occ)
+    cs, us = render.code_values(Kind.COUVERTURE), render.code_values(Kind.USAGE)
+    expected = {
+        "couverture": [(g, cs(c)) for g, c in zip(framed.geometry, framed[schema.CODE_CS], strict=True)],
+        "usage": [(g, us(c)) for g, c in zip(framed.geometry, framed[schema.CODE_US], strict=True)],
+        "artif": [(g, rasters.value_of("artif", a))
+                  for g, a in zip(framed.geometry, framed[schema.ARTIF], strict=True)],
+        "construction": [(g, render.OUTSIDE_ZC) for g in framed.geometry]
+        + [(g, render.INSIDE_ZC) for g in zc.geometry],
+    }
+    for layer, shapes in expected.items():
+        want = rasterize(shapes, out_shape=shape, transform=transform, dtype=np.uint8)
+        with rasterio.open(store.url(keys[layer])) as src:
+            got = src.read(1)
+        assert np.unique(want).size > 1
+        assert np.array_equal(got, want), f"{layer}: {int((got != want).sum())} pixels differ"
