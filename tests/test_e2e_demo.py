@@ -94,6 +94,36 @@ def test_every_step_left_its_artifacts(demo_root: Path) -> None:
     assert not [p for p in demo_root.rglob("*") if ".tmp-" in p.name], "temporary files left behind"
 
 
+def test_every_geoparquet_conforms_to_geoparquet_1_1_with_its_bbox_covering(demo_root: Path) -> None:
+    """The ecosystem's judge: geoparquet-validator, core + covering + distribution classes, on every
+    GeoParquet the demo wrote (inputs, products, predictions, reports alike)."""
+    import geoparquet_validator
+    import pyarrow.parquet as pq
+
+    # plain Parquet tables (flows, no geometry) carry no `geo` metadata and claim nothing
+    files = sorted(p for p in demo_root.rglob("*.parquet") if b"geo" in (pq.read_schema(p).metadata or {}))
+    assert len(files) >= 20
+    failures = {}
+    for path in files:
+        report = geoparquet_validator.check(str(path))
+        if failed := geoparquet_validator.failed(report):
+            failures[str(path.relative_to(demo_root))] = failed
+    assert failures == {}
+
+
+def test_every_cog_validates_with_rio_cogeo(demo_root: Path) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    cogs = sorted(demo_root.rglob("*.tif"))
+    assert cogs
+    invalid = {}
+    for path in cogs:
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        if not valid:
+            invalid[str(path.relative_to(demo_root))] = errors
+    assert invalid == {}
+
+
 def test_shipped_model_beats_chance_against_the_truth(demo_root: Path) -> None:
     from ocsge.products import product_key
 

@@ -15,11 +15,14 @@ DEFAULT_ATTRIBUTE = {"occupation": "code_cs", "difference": "cs_apres"}
 
 
 def colour_expression(attribute: str) -> list[Any]:
+    """``match`` on the code. Each label is a one-element array (``["CS1.1.1.1"]``), which MapLibre reads
+    like the scalar: QGIS's MapLibre-style converter (3.22) reads only array labels and draws every polygon
+    in the fallback grey otherwise."""
     table = ATTRIBUTES[attribute]
     expr: list[Any] = ["match", ["get", attribute]]
     for code, entry in table.items():
         if entry.colour:
-            expr += [code, entry.colour]
+            expr += [[code], entry.colour]
     expr.append("#9E9E9E")
     return expr
 
