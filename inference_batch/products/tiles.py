@@ -73,20 +73,24 @@ def _plain(v: object) -> object:
 def build_pmtiles(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path, *, min_zoom: int = MIN_ZOOM,
                   max_zoom: int = MAX_ZOOM, name: str = "") -> dict[str, float]:
     """Tile layers (name → (source, attributes)) into one PMTiles file at ``path``."""
+    # tippecanoe records its command line in the published metadata (``generator_options``): it runs in
+    # its scratch folder with relative names so that no build path of ours is published.
     with tempfile.TemporaryDirectory(prefix="ocsge-tiles-") as tmp:
-        args = [tippecanoe_binary(), "-o", str(path), "-Z", str(min_zoom), "-z", str(max_zoom), *TIPPECANOE_FLAGS]
+        args = ["tippecanoe", "-o", "tiles.pmtiles", "-Z", str(min_zoom), "-z", str(max_zoom), *TIPPECANOE_FLAGS]
         if name:
             args += ["-n", name]
         counts = {}
         t0 = time.perf_counter()
         for layer, (source, props) in layers.items():
-            seq = Path(tmp) / f"{layer}.geojsons"
-            counts[layer] = write_geojsonseq(source, seq, props)
+            seq = f"{layer}.geojsons"
+            counts[layer] = write_geojsonseq(source, Path(tmp) / seq, props)
             args += ["-L", f"{layer}:{seq}"]
         t1 = time.perf_counter()
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        proc = subprocess.run(args, executable=tippecanoe_binary(), cwd=tmp, capture_output=True, text=True,
+                              check=False)
         if proc.returncode != 0:
             raise StepError(f"tippecanoe failed ({proc.returncode}) for {path.name}: {proc.stderr.strip()[-2000:]}")
+        shutil.move(Path(tmp) / "tiles.pmtiles", path)
         return {"features": float(sum(counts.values())), "export_s": t1 - t0, "tippecanoe_s": time.perf_counter() - t1}
 
 

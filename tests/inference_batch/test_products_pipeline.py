@@ -80,6 +80,8 @@ def test_products_on_generated_territory(territory: LocalStorage) -> None:
     assert (header["min_zoom"], header["max_zoom"]) == (6, 14)
     layers = {layer["id"]: layer["fields"] for layer in meta["vector_layers"]}
     assert {"code_cs", "code_us", "artif"} <= set(layers["occupation"]) and "zone_construite" in layers
+    # published metadata names no build path of ours (tippecanoe records its command line)
+    assert str(store.root) not in json.dumps(meta) and "/tmp" not in json.dumps(meta)
     with open(store.url(result.keys["difference_pmtiles_2021_2024"]), "rb") as f:
         meta = Reader(MmapSource(f)).metadata()
     assert {layer["id"] for layer in meta["vector_layers"]} == {"difference", "artif_difference"}
