@@ -15,7 +15,8 @@ from functools import cached_property
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from catalog.search.base import CatalogBackend, open_backend
+from catalog.search.backends import open_backend
+from catalog.search.base import CatalogBackend
 from ocsge import __version__
 from ocsge.settings import Settings, get_settings
 from ocsge.storage import Storage, open_storage

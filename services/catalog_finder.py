@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from catalog.collections import BY_PRODUCT, COLLECTIONS
-from catalog.search.base import CatalogBackend, open_backend
+from catalog.search.backends import open_backend
+from catalog.search.base import CatalogBackend
 from catalog.search.request import SearchRequest
 from ocsge.errors import OcsgeError
 from ocsge.products import PRODUCTS, product_key

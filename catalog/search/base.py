@@ -1,4 +1,4 @@
-"""The interface every catalogue backend offers (embedded index, pgstac), and how to open one."""
+"""The interface every catalogue backend offers (embedded index, pgstac); :mod:`catalog.search.backends` opens one."""
 
 from __future__ import annotations
 
@@ -27,25 +27,3 @@ class CatalogBackend(Protocol):
     def version(self) -> str: ...
     def close(self) -> None: ...
 
-
-def open_backend(
-    kind: str | None = None, *, root: str | None = None, dsn: str | None = None, asset_base_url: str | None = None
-) -> CatalogBackend:
-    """The backend named by the settings (``OCSGE_CATALOG_BACKEND``, ``OCSGE_PGSTAC_DSN``) unless given."""
-    from ocsge.settings import get_settings
-
-    settings = get_settings()
-    kind = kind or settings.catalog_backend
-    if kind == "pgstac":
-        from catalog.search.pgstac import PgstacBackend
-
-        dsn = dsn or settings.pgstac_dsn
-        if not dsn:
-            from ocsge.errors import OcsgeError
-
-            raise OcsgeError("catalog backend pgstac needs a DSN: set OCSGE_PGSTAC_DSN or pass --pgstac-dsn")
-        return PgstacBackend(dsn)
-    from catalog.search.embedded import EmbeddedBackend
-    from ocsge.storage import open_storage
-
-    return EmbeddedBackend(open_storage(root), asset_base_url=asset_base_url)

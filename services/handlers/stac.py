@@ -5,7 +5,7 @@ all-in-one server, so that the links it writes carry the prefix CloudFront route
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from catalog.search.base import open_backend
+from catalog.search.backends import open_backend
 from services.handlers.runtime import lambda_handler
 from services.stac.app import create_stac_app
 

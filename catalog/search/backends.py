@@ -1,0 +1,33 @@
+"""Opening the catalogue backend the settings name (embedded snapshot or pgstac).
+
+Kept apart from :mod:`catalog.search.base` (the interface) so that the backends can import the
+interface without the interface importing them back.
+"""
+
+from __future__ import annotations
+
+from catalog.search.base import CatalogBackend
+from ocsge.errors import OcsgeError
+from ocsge.settings import Settings, get_settings
+
+
+def open_backend(
+    kind: str | None = None, *, root: str | None = None, dsn: str | None = None, asset_base_url: str | None = None,
+    settings: Settings | None = None,
+) -> CatalogBackend:
+    """The backend named by ``settings`` (``OCSGE_CATALOG_BACKEND``, ``OCSGE_PGSTAC_DSN``,
+    ``OCSGE_ASSET_BASE_URL``, ``OCSGE_STORAGE_ROOT``) unless given explicitly."""
+    settings = settings or get_settings()
+    kind = kind or settings.catalog_backend
+    if kind == "pgstac":
+        from catalog.search.pgstac import PgstacBackend
+
+        dsn = dsn or settings.pgstac_dsn
+        if not dsn:
+            raise OcsgeError("catalog backend pgstac needs a DSN: set OCSGE_PGSTAC_DSN or pass --pgstac-dsn")
+        return PgstacBackend(dsn)
+    from catalog.search.embedded import EmbeddedBackend
+    from ocsge.storage import open_storage
+
+    return EmbeddedBackend(open_storage(root or settings.storage_root),
+                           asset_base_url=asset_base_url or settings.asset_base_url)
