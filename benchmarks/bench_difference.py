@@ -30,7 +30,7 @@ OUT = Path(__file__).resolve().parent / "out"
 def generate(folder: Path, polygons: int, densify: float, seed: int, generator: str = "synth") -> tuple[Path, Path]:
     """The pair, written as our canonical GeoParquet: by default the project's vector-only synthetic
     generator (``inference_batch.synth.vector_scale``: jittered parcels, ~2 % changes incl. splits);
-    ``samples``: Voronoi partitions of ``inference_batch.products.samples`` (~4 % code changes, 3 % splits)."""
+    ``samples``: Voronoi partitions of ``inference_batch.synth.partitions`` (~4 % code changes, 3 % splits)."""
     import numpy as np
     import shapely
 
@@ -45,7 +45,7 @@ def generate(folder: Path, polygons: int, densify: float, seed: int, generator: 
             before = before.set_geometry(shapely.segmentize(before.geometry.to_numpy(), densify))
             after = after.set_geometry(shapely.segmentize(after.geometry.to_numpy(), densify))
     else:
-        from inference_batch.products.samples import evolve, partition
+        from inference_batch.synth.partitions import evolve, partition
 
         side = float(np.sqrt(polygons * 2_000.0))  # ~2 000 m² a polygon
         bounds = (700_000.0, 6_600_000.0, 700_000.0 + side, 6_600_000.0 + side)

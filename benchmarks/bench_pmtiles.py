@@ -30,9 +30,9 @@ def main() -> None:
     import shapely
 
     from inference_batch.products.artif import artificialisation
-    from inference_batch.products.samples import partition
     from inference_batch.products.spatial import SpatialSource
     from inference_batch.products.tiles import MAX_ZOOM, MIN_ZOOM, OCCUPATION_ATTRS, build_pmtiles
+    from inference_batch.synth.partitions import partition
 
     if args.generator == "synth":  # the project's vector-only generator (jittered parcels, every CS leaf)
         from inference_batch.synth.vector_scale import build_vector_pair

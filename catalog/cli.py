@@ -34,7 +34,8 @@ def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None
         return
     dsn = pgstac_dsn or (settings.pgstac_dsn if settings.catalog_backend == "pgstac" else None)
     with progress("reading artifacts", None, "files") as advance:
-        result = run_publish(storage, pgstac_dsn=dsn, asset_base_url=asset_base_url, progress=advance)
+        result = run_publish(storage, pgstac_dsn=dsn, asset_base_url=asset_base_url or settings.asset_base_url,
+                             progress=advance)
     for collection, count in sorted(result.per_collection.items()):
         console.print(f"  {collection:<40} {count:>6} items")
     console.print(

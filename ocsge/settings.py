@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     presign_expires_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     catalog_backend: Literal["embedded", "pgstac"] = "embedded"
     pgstac_dsn: str | None = None
+    pgstac_secret_arn: str | None = Field(
+        None, description="Secrets Manager ARN holding the pgstac password (the DSN carries none on AWS)"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = Field(None, description="Base URL clients see (CloudFront); default http://host:port")

@@ -36,8 +36,7 @@ class AppContext:
 
     @cached_property
     def backend(self) -> CatalogBackend:
-        return open_backend(root=self.storage.root,
-                            asset_base_url=self.asset_base_url or self.settings.asset_base_url)
+        return open_backend(root=self.storage.root, asset_base_url=self.asset_base_url, settings=self.settings)
 
 
 def _stac(ctx: AppContext) -> ASGIApp:

@@ -15,20 +15,16 @@ import click
 def serve(root: str | None, host: str | None, port: int | None, backend: str | None,
           pgstac_dsn: str | None) -> None:
     """Serve the STAC API (and the other services) from the published catalogue."""
-    import os
-
     import uvicorn
 
     from ocsge.progress import console
     from ocsge.settings import get_settings
     from services.app import AppContext, create_app
 
-    if backend:
-        os.environ["OCSGE_CATALOG_BACKEND"] = backend
-    if pgstac_dsn:
-        os.environ["OCSGE_PGSTAC_DSN"] = pgstac_dsn
-    get_settings.cache_clear()
-    settings = get_settings()
+    # Command-line choices override the environment in this one settings object, which every service
+    # then receives (nothing is passed through os.environ).
+    overrides = {name: value for name, value in (("catalog_backend", backend), ("pgstac_dsn", pgstac_dsn)) if value}
+    settings = get_settings().model_copy(update=overrides)
     host = host or settings.host
     port = port or settings.port
     base = (settings.public_url or f"http://{host}:{port}").rstrip("/")

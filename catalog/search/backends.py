@@ -25,9 +25,27 @@ def open_backend(
         dsn = dsn or settings.pgstac_dsn
         if not dsn:
             raise OcsgeError("catalog backend pgstac needs a DSN: set OCSGE_PGSTAC_DSN or pass --pgstac-dsn")
+        if settings.pgstac_secret_arn:
+            dsn = dsn_with_secret_password(dsn, settings.pgstac_secret_arn)
         return PgstacBackend(dsn)
     from catalog.search.embedded import EmbeddedBackend
     from ocsge.storage import open_storage
 
     return EmbeddedBackend(open_storage(root or settings.storage_root),
                            asset_base_url=asset_base_url or settings.asset_base_url)
+
+
+def dsn_with_secret_password(dsn: str, secret_arn: str) -> str:
+    """``dsn`` with the password of a Secrets Manager secret (``{"password": …}``), fetched once per
+    process: on AWS the functions get a password-less DSN and the ARN of its secret, never the password."""
+    import json
+
+    import boto3
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+        password = secret["password"]
+    except Exception as exc:  # boto3 raises many kinds; each means the same: no password
+        raise OcsgeError(f"cannot read the pgstac password from secret {secret_arn}: {exc}") from exc
+    return make_conninfo(dsn, password=password)

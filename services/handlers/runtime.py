@@ -28,20 +28,6 @@ def configure_gdal(env: dict[str, str] | None = None) -> None:
         os.environ.setdefault(name, value)
 
 
-def configure_pgstac_password() -> None:
-    """The pgstac DSN carries no password; the function gets the ARN of its secret and libpq reads
-    ``PGPASSWORD``, fetched once per container (cold start) from Secrets Manager."""
-    arn = os.environ.get("OCSGE_PGSTAC_SECRET_ARN")
-    if not arn or os.environ.get("PGPASSWORD"):
-        return
-    import json
-
-    import boto3
-
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    os.environ["PGPASSWORD"] = secret["password"]
-
-
 def lambda_handler(app: ASGIApp, service: str, base_path: str = "/") -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler for ``app``: Mangum (lifespan off: apps initialise at import), structured logs with
     the request context, a request count and latency metric, and X-Ray tracing when enabled."""
@@ -49,7 +35,6 @@ def lambda_handler(app: ASGIApp, service: str, base_path: str = "/") -> Callable
     from aws_lambda_powertools.metrics import MetricUnit
     from mangum import Mangum
 
-    configure_pgstac_password()
     logger = Logger(service=f"ocsge-{service}")
     metrics = Metrics(namespace="OCSGE", service=service)
     tracer = Tracer(service=f"ocsge-{service}")

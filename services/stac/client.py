@@ -8,7 +8,7 @@ calls run in the thread pool so the event loop keeps serving.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import attr
 from fastapi import Request
@@ -102,6 +102,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
 
     # --- items --------------------------------------------------------------------------------
     def _item_links(self, base: str, item: dict[str, Any]) -> None:
+        _resolve_asset_hrefs(base, item)
         cid, iid = item.get("collection"), item.get("id")
         if cid is None or iid is None:
             return
@@ -199,6 +200,17 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
         self._item_links(get_base_url(request), item)
         return item
+
+
+def _resolve_asset_hrefs(base: str, item: dict[str, Any]) -> None:
+    """Asset hrefs published as a path (``/data/…``, when the deployment's public host is not known at
+    deploy time: CloudFront's domain depends on the API it fronts) become absolute on the host that serves
+    this request, which is the host that serves the data too."""
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+    for asset in (item.get("assets") or {}).values():
+        href = asset.get("href") if isinstance(asset, dict) else None
+        if isinstance(href, str) and href.startswith("/") and not href.startswith("//"):
+            asset["href"] = origin + href
 
 
 def _with_params(request: Request, params: dict[str, Any]) -> str:

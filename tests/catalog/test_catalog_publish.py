@@ -10,10 +10,10 @@ import pytest
 
 from catalog import snapshot
 from catalog.publish import PublishError, publish, verify_item, verify_published
-from catalog.samples import build_samples
 from catalog.search.embedded import EmbeddedBackend
 from catalog.search.request import SearchRequest
 from ocsge.storage import open_storage
+from support.catalog_samples import build_samples
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from inference_batch.production.checkpoint import ModelCard, save_model
 from inference_batch.production.inputs import ImagerySources, InputError
 from inference_batch.production.model import ModelSpec, build_model
 from inference_batch.production.predict import PredictOptions, predict
-from inference_batch.production.testdata import write_tiny_scene
 from inference_batch.production.tiling import Axis, Tiling, layout_blocks
 from ocsge.errors import OcsgeError
 from ocsge.products import product_key
 from ocsge.storage import LocalStorage
+from support.tiny_scene import write_tiny_scene
 
 TINY = dict(encoder="resnet10-w8", layers=(1, 1, 1, 1), widths=(8, 8, 8, 16, 16), decoder_channels=(16, 8, 8, 8, 8))
 FP32 = dict(precision="fp32", num_workers=0, tile=96, margin=16)

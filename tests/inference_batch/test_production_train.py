@@ -11,10 +11,10 @@ import rasterio
 import torch
 
 from inference_batch.production.checkpoint import load_model
-from inference_batch.production.testdata import write_tiny_scene
 from inference_batch.production.train import FlairPatches, TrainConfig, augment, train
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import raster_value
+from support.tiny_scene import write_tiny_scene
 
 # FLAIR #1 label values of the tiny scene's couverture
 CS_TO_FLAIR = {"CS1.1.1.1": 1, "CS1.1.1.2": 3, "CS2.1.1.1": 7, "CS2.2.1": 10, "CS1.2.2": 5}

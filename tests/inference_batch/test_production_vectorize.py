@@ -113,10 +113,10 @@ def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
     from inference_batch.production.checkpoint import ModelCard, save_model
     from inference_batch.production.model import ModelSpec, build_model
     from inference_batch.production.predict import PredictOptions, predict
-    from inference_batch.production.testdata import write_tiny_scene
     from ocsge.cli import main
     from ocsge.products import product_key
     from ocsge.storage import LocalStorage
+    from support.tiny_scene import write_tiny_scene
 
     scene = write_tiny_scene(tmp_path / "scene", height=300, width=300)
     spec = ModelSpec(n_classes=14, encoder="t", layers=(1, 1, 1, 1), widths=(8, 8, 8, 16, 16),

@@ -10,7 +10,7 @@ import shapely
 
 from inference_batch.products.artif import artificialisation, matrix_artif, run_artif
 from inference_batch.products.artifacts import read_json, read_vector, write_vector
-from inference_batch.products.samples import partition
+from inference_batch.synth.partitions import partition
 from ocsge.storage import LocalStorage
 
 X0, Y0 = 700_000.0, 6_600_000.0

@@ -14,8 +14,8 @@ from inference_batch.products.artifacts import read_json, read_vector, write_vec
 from inference_batch.products.corrections import corrected_previous, run_corrections
 from inference_batch.products.difference import run_difference
 from inference_batch.products.grid import cell_areas, change_grid, run_grid
-from inference_batch.products.samples import evolve, partition
 from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from inference_batch.synth.partitions import evolve, partition
 from ocsge.storage import LocalStorage
 
 BOUNDS = (700_000.0, 6_600_000.0, 703_000.0, 6_602_000.0)

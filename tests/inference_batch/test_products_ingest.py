@@ -13,7 +13,7 @@ import pytest
 import shapely
 
 from inference_batch.products.ingest import IngestError, ingest, layer_role, parse_delivery_name
-from inference_batch.products.samples import partition
+from inference_batch.synth.partitions import partition
 from ocsge.errors import OcsgeError
 from ocsge.storage import LocalStorage
 

@@ -18,7 +18,7 @@ import shapely
 from inference_batch.products.artifacts import write_vector
 from inference_batch.products.pipeline import run_products
 from inference_batch.products.render import ARTIF_PALETTE, run_render
-from inference_batch.products.samples import partition
+from inference_batch.synth.partitions import partition
 from ocsge.nomenclature import Kind, palette, raster_value
 from ocsge.storage import LocalStorage
 
@@ -148,8 +148,8 @@ def test_steps_on_s3(s3_root: str) -> None:
     from inference_batch.products.archive import run_archive
     from inference_batch.products.artif import run_artif
     from inference_batch.products.difference import run_difference
-    from inference_batch.products.samples import evolve
     from inference_batch.products.stats import run_stats
+    from inference_batch.synth.partitions import evolve
     from ocsge.storage import open_storage
 
     store = open_storage(s3_root)

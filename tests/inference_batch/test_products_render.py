@@ -15,8 +15,8 @@ import rasterio
 
 from inference_batch.products.artifacts import write_vector
 from inference_batch.products.render import DEFAULT_RESOLUTION, resolution_for_zoom, run_render
-from inference_batch.products.samples import partition
 from inference_batch.scratch import scratch, sweep
+from inference_batch.synth.partitions import partition
 from ocsge.nomenclature import Kind, palette
 from ocsge.storage import LocalStorage
 

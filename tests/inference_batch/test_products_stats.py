@@ -21,8 +21,8 @@ from inference_batch.products.ingest import (
     normalise_difference,
     read_layer,
 )
-from inference_batch.products.samples import evolve, partition
 from inference_batch.products.stats import flows_table, run_stats, stock_table
+from inference_batch.synth.partitions import evolve, partition
 from ocsge.storage import LocalStorage
 from ocsge.territory import departement
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.testing import postgres  # noqa: F401  (session fixture: a local PostgreSQL + PostGIS)
+from support.catalog_fixtures import postgres  # noqa: F401  (session fixture: a local PostgreSQL + PostGIS)
 
 HANDLER = Path(__file__).resolve().parents[2] / "infra" / "pgstac_migrate" / "handler.py"
 pytestmark = pytest.mark.pgstac

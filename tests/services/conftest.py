@@ -46,5 +46,5 @@ def tiles_server(territory: Territory) -> Iterator[LiveServer]:
         yield server
 
 
-# STAC API tests: the published sample catalogue and a real pgstac (see catalog/testing.py)
-from catalog.testing import backend, pgstac_dsn, postgres, sample_root  # noqa: E402, F401
+# STAC API tests: the published sample catalogue and a real pgstac (see tests/support/catalog_fixtures.py)
+from support.catalog_fixtures import backend, pgstac_dsn, postgres, sample_root  # noqa: E402, F401

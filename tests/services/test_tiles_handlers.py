@@ -94,13 +94,16 @@ def test_other_handlers(handlers):
 
 
 def test_pgstac_password_comes_from_its_secret(monkeypatch):
-    """Lambdas get a DSN without password plus the ARN of its secret; the password reaches libpq."""
+    """Lambdas get a DSN without password plus the ARN of its secret (settings); the backend's DSN gets
+    the password, and nothing is written to the process environment."""
     import json
+    import os
 
     import boto3
     from moto import mock_aws
 
-    from services.handlers.runtime import configure_pgstac_password
+    from catalog.search.backends import open_backend
+    from ocsge.settings import Settings
 
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
@@ -109,11 +112,8 @@ def test_pgstac_password_comes_from_its_secret(monkeypatch):
     with mock_aws():
         secret = json.dumps({"username": "ocsge_read", "password": "s3cr3t"})
         arn = boto3.client("secretsmanager").create_secret(Name="ocsge/pgstac/reader", SecretString=secret)["ARN"]
-        monkeypatch.setenv("OCSGE_PGSTAC_SECRET_ARN", arn)
-        configure_pgstac_password()
-    import os
-
-    assert os.environ["PGPASSWORD"] == "s3cr3t"
-    monkeypatch.setenv("PGPASSWORD", "already-set")
-    configure_pgstac_password()  # never overrides an explicit password (and makes no AWS call)
-    assert os.environ["PGPASSWORD"] == "already-set"
+        settings = Settings(catalog_backend="pgstac", pgstac_dsn="postgresql://ocsge_read@db.example:5432/pgstac",
+                            pgstac_secret_arn=arn)
+        backend = open_backend(settings=settings)  # the pool opens lazily: no connection is attempted here
+    assert "password=s3cr3t" in backend.dsn and "host=db.example" in backend.dsn  # type: ignore[attr-defined]
+    assert "PGPASSWORD" not in os.environ

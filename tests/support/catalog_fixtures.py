@@ -1,6 +1,6 @@
 """pytest fixtures shared by the catalogue and STAC API tests (import them into a conftest.py).
 
-``sample_root``: a storage root with the sample artifacts of :mod:`catalog.samples`, published.
+``sample_root``: a storage root with the sample artifacts of :mod:`support.catalog_samples`, published.
 ``pgstac_dsn``: a real PostgreSQL + PostGIS started for the session with pgstac migrated and the sample
 catalogue loaded. Without PostgreSQL the pgstac tests skip locally and FAIL under CI (``CI=true``).
 """
@@ -15,8 +15,8 @@ import pytest
 
 from catalog.pglocal import LocalPostgres, PostgresUnavailable, pgstac_database
 from catalog.publish import publish
-from catalog.samples import build_samples
 from ocsge.storage import open_storage
+from support.catalog_samples import build_samples
 
 
 def in_ci() -> bool:

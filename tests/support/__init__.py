@@ -1,0 +1,1 @@
+"""Test support shared by several test areas (fixtures, sample artifacts, tiny scenes): not shipped."""
