@@ -37,7 +37,7 @@ class StepSpec:
     vcpus: int
     memory_gib: int
     timeout_h: int  # per attempt (per block for predict)
-    publishes: bool = False  # writes the catalogue (and pgstac with that profile)
+    publishes: bool = False  # writes the catalogue ({storage root}/stac/, and pgstac with that profile)
     array: bool = False  # one child job per block
 
 
@@ -54,11 +54,13 @@ STEPS: tuple[StepSpec, ...] = (
 
 
 def batch_environment(config: InfraConfig) -> dict[str, str]:
+    """Every step's settings (``ocsge.settings``). ``OCSGE_ASSET_BASE_URL`` is the one the services get: the
+    publish step writes asset hrefs under it into the static catalogue and pgstac."""
     return {
         "OCSGE_STORAGE_ROOT": config.storage_root,
-        "OCSGE_CATALOG_ROOT": config.catalog_root,
         "OCSGE_CATALOG_BACKEND": "embedded",
         "OCSGE_S3_REGION": Aws.REGION,
+        "OCSGE_ASSET_BASE_URL": config.asset_base_url,
         "PYTHONUNBUFFERED": "1",
         **({"OCSGE_PUBLIC_URL": config.public_url} if config.public_url else {}),
     }
@@ -131,8 +133,9 @@ class BatchStack(Stack):
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.cpu_environment, order=1)],
         )
 
-        self.worker_role = self._job_role("WorkerRole", publishes=False)
-        self.publisher_role = self._job_role("PublisherRole", publishes=True)
+        # One job role for every step: each reads and writes the storage root only, publish included (the
+        # catalogue lives under {data_prefix}/stac/). Publish's extra reach, pgstac, is its secret below.
+        self.job_role = self._job_role("WorkerRole")
         # One execution role (pull the image, write logs, read the pgstac secret) for every step.
         self.execution_role = iam.Role(
             self, "ExecutionRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
@@ -157,7 +160,7 @@ class BatchStack(Stack):
                 gpu=1 if step.gpu else None,
                 environment=step_env,
                 secrets=secrets,
-                job_role=self.publisher_role if step.publishes else self.worker_role,
+                job_role=self.job_role,
                 execution_role=self.execution_role,
             )
             self.job_definitions[step.name] = batch.EcsJobDefinition(
@@ -182,14 +185,14 @@ class BatchStack(Stack):
     def queue_for(self, step: StepSpec) -> batch.JobQueue:
         return self.gpu_queue if step.gpu else self.cpu_queue
 
-    def _job_role(self, construct_id: str, *, publishes: bool) -> iam.Role:
+    def _job_role(self, construct_id: str) -> iam.Role:
         role = iam.Role(
             self,
             construct_id,
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="OCS GE pipeline step: " + ("publish the catalogue" if publishes else "write products"),
+            description="OCS GE pipeline steps: read and write the storage root (products, catalogue)",
         )
-        for statement in batch_statements(self.config, publishes=publishes):
+        for statement in batch_statements(self.config):
             role.add_to_policy(statement)
         return role
 

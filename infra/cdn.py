@@ -6,10 +6,15 @@ access control), with cache policies per kind of response.
 | ``/tiles/*``, ``/vector/*`` | HTTP API | ``tiles``: 1 day default, up to a year, whole query string |
 | ``/wmts*``, ``/wms*`` | HTTP API | ``ogc``: as tiles, on the query string normalised at the edge (edge_query) |
 | ``/stac/*``, ``/downloads/*``, ``/stats/*``, ``/`` | HTTP API | ``api``: 1 minute default, up to an hour |
-| ``/{data_prefix}/*`` | products bucket | managed CachingOptimized (COG/PMTiles range reads, archives) |
-| ``/{catalog_prefix}/*`` | catalogue bucket | ``api`` (republished often) |
+| ``/{data_prefix}/stac/*`` | data bucket | ``api``: the published catalogue, so a republication shows within a minute |
+| ``/{data_prefix}/*`` | data bucket | managed CachingOptimized (COG/PMTiles range reads, archives) |
 
-Origins honour ``Cache-Control`` within those bounds. Cache policies are an account-wide quota of 20
+Origins honour ``Cache-Control`` within those bounds. The services build links from the host a request
+was made to: every API behaviour runs a viewer-request function that sets ``X-Forwarded-Host`` to the
+viewer's ``Host`` (overwriting what a client sent) and removes any client ``Forwarded`` and
+``X-Forwarded-Port`` (infra.edge_query), and the three API cache policies key on ``X-Forwarded-Host``, so
+an answer built for one host name is never served for another and no client header reaches the origin
+that the cache key does not cover. Cache policies are an account-wide quota of 20
 (not adjustable), so there are three, shared by the behaviours. CORS is answered by a response
 headers policy (any origin, GET/HEAD/OPTIONS/POST, range headers exposed) so that MapLibre, OpenLayers
 and pmtiles.js can read tiles and files from any site.
@@ -24,7 +29,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import InfraConfig
-from infra.edge_query import forward_host_function_code, ogc_function_code
+from infra.edge_query import FORWARDED_HOST_HEADER, forward_host_function_code, ogc_function_code
 from infra.services import SERVICES
 
 CACHE_KINDS = ("tiles", "ogc", "api")
@@ -39,28 +44,30 @@ class Cdn(Construct):
         config: InfraConfig,
         api_domain: str,
         data_bucket: s3.IBucket,
-        catalog_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         env = config.env_name
         long_lived = {"default_ttl": Duration.days(1), "max_ttl": Duration.days(365), "min_ttl": Duration.seconds(0)}
+        # Links in API answers (STAC, TileJSON, capabilities) name the host the viewer asked: key on it. The
+        # viewer-request functions write this header from the viewer's Host before the cache is looked up.
+        by_host = cf.CacheHeaderBehavior.allow_list(FORWARDED_HOST_HEADER)
         self.cache_policies: dict[str, cf.CachePolicy] = {
             "tiles": cf.CachePolicy(
                 self, "TilesCache", cache_policy_name=f"ocsge-{env}-tiles",
                 comment="XYZ raster and vector tiles: long TTL, every query parameter",
-                query_string_behavior=cf.CacheQueryStringBehavior.all(), **long_lived,
+                query_string_behavior=cf.CacheQueryStringBehavior.all(), header_behavior=by_host, **long_lived,
                 enable_accept_encoding_gzip=True, enable_accept_encoding_brotli=True,
             ),
             "ogc": cf.CachePolicy(
                 self, "OgcCache", cache_policy_name=f"ocsge-{env}-ogc",
                 comment="WMTS/WMS KVP: the query string is normalised by a viewer-request function first",
-                query_string_behavior=cf.CacheQueryStringBehavior.all(), **long_lived,
+                query_string_behavior=cf.CacheQueryStringBehavior.all(), header_behavior=by_host, **long_lived,
                 enable_accept_encoding_gzip=True, enable_accept_encoding_brotli=True,
             ),
             "api": cf.CachePolicy(
                 self, "ApiCache", cache_policy_name=f"ocsge-{env}-api",
                 comment="STAC, downloads, stats, viewer: short TTL",
-                query_string_behavior=cf.CacheQueryStringBehavior.all(),
+                query_string_behavior=cf.CacheQueryStringBehavior.all(), header_behavior=by_host,
                 default_ttl=Duration.minutes(1), max_ttl=Duration.hours(1), min_ttl=Duration.seconds(0),
                 enable_accept_encoding_gzip=True, enable_accept_encoding_brotli=True,
             ),
@@ -68,11 +75,12 @@ class Cdn(Construct):
         self.ogc_function = cf.Function(
             self, "OgcQuery", code=cf.FunctionCode.from_inline(ogc_function_code()),
             runtime=cf.FunctionRuntime.JS_2_0,
-            comment="WMTS/WMS: canonical upper-case allow-listed keys, sorted; X-Forwarded-Host",
+            comment="WMTS/WMS: canonical upper-case allow-listed keys, sorted; forwarding headers",
         )
         self.host_function = cf.Function(
             self, "ForwardHost", code=cf.FunctionCode.from_inline(forward_host_function_code()),
-            runtime=cf.FunctionRuntime.JS_2_0, comment="X-Forwarded-Host for links in API responses",
+            runtime=cf.FunctionRuntime.JS_2_0,
+            comment="X-Forwarded-Host from the viewer's Host; client Forwarded/X-Forwarded-Port removed",
         )
         self.cors = cf.ResponseHeadersPolicy(
             self, "Cors", response_headers_policy_name=f"ocsge-{env}-cors",
@@ -117,11 +125,18 @@ class Cdn(Construct):
                 ],
             )
 
-        def bucket_behaviour(bucket: s3.IBucket, cache_policy: cf.ICachePolicy) -> cf.BehaviorOptions:
+        # One origin (and one origin access control) for both bucket behaviours.
+        data_origin = origins.S3BucketOrigin.with_origin_access_control(
+            data_bucket, origin_access_levels=[cf.AccessLevel.READ]
+        )
+
+        def bucket_behaviour(cache_policy: cf.ICachePolicy, keyed_by_host: bool = False) -> cf.BehaviorOptions:
+            # A cache policy that keys on X-Forwarded-Host gets it from the function, never from the client
+            # (which could otherwise split the cache at will).
+            functions = [cf.FunctionAssociation(function=self.host_function,
+                                                event_type=cf.FunctionEventType.VIEWER_REQUEST)]
             return cf.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(
-                    bucket, origin_access_levels=[cf.AccessLevel.READ]
-                ),
+                origin=data_origin,
                 viewer_protocol_policy=cf.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 allowed_methods=cf.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
                 cached_methods=cf.CachedMethods.CACHE_GET_HEAD_OPTIONS,
@@ -129,6 +144,7 @@ class Cdn(Construct):
                 origin_request_policy=cf.OriginRequestPolicy.CORS_S3_ORIGIN,
                 response_headers_policy=self.cors,
                 compress=True,
+                function_associations=functions if keyed_by_host else None,
             )
 
         behaviours: dict[str, cf.BehaviorOptions] = {}
@@ -137,8 +153,10 @@ class Cdn(Construct):
                        else cf.AllowedMethods.ALLOW_GET_HEAD_OPTIONS)
             for pattern, kind in spec.cloudfront:
                 behaviours[pattern] = api_behaviour(kind, methods)
-        behaviours[f"/{config.data_prefix}/*"] = bucket_behaviour(data_bucket, cf.CachePolicy.CACHING_OPTIMIZED)
-        behaviours[f"/{config.catalog_prefix}/*"] = bucket_behaviour(catalog_bucket, self.cache_policies["api"])
+        # Order matters (first match wins): the catalogue before the rest of the data prefix. The static
+        # catalogue and the snapshot are rewritten in place by `ocsge publish`: a short TTL.
+        behaviours[f"/{config.stac_prefix}/*"] = bucket_behaviour(self.cache_policies["api"], keyed_by_host=True)
+        behaviours[f"/{config.data_prefix}/*"] = bucket_behaviour(cf.CachePolicy.CACHING_OPTIMIZED)
 
         self.distribution = cf.Distribution(
             self,

@@ -46,15 +46,21 @@ DEFAULTS: dict[str, Any] = {
     "departements": ["S01"],
     "pgstac": False,
     "data_prefix": "data",
-    "catalog_prefix": "catalog",
     "pgstac_instance_type": "t4g.medium",
     "notify_email": None,
     "services_image": None,
     "batch_image": None,
     "public_url": None,
 }
+# Keys of earlier versions: the STAC catalogue had a bucket of its own, which nothing wrote (``ocsge
+# publish`` writes under the storage root). A context that still sets them is refused, not ignored, so
+# that an operator does not believe a bucket is deployed and served.
+REMOVED_KEYS = ("catalog_bucket", "catalog_prefix")
 # Every key this app reads from the CDK context (the rest, e.g. CDK feature flags, is not ours).
-CONTEXT_KEYS = ("data_bucket", "catalog_bucket", "account", "region", *DEFAULTS)
+CONTEXT_KEYS = ("data_bucket", "account", "region", *DEFAULTS, *REMOVED_KEYS)
+# Where ``ocsge publish`` writes the static catalogue and the snapshot the STAC API loads, under the
+# storage root (``catalog.publish.STAC_PREFIX``; a test keeps the two equal).
+STAC_FOLDER = "stac"
 # First path segments that CloudFront routes to the services: a bucket prefix may not shadow them.
 RESERVED_PATHS = ("stac", "wmts", "wms", "tiles", "vector", "downloads", "stats")
 
@@ -67,7 +73,6 @@ class InfraConfigError(ValueError):
 class InfraConfig:
     env_name: str
     data_bucket: str
-    catalog_bucket: str
     gpu_instance_types: tuple[str, ...]
     gpu_capacity: str
     gpu_max_vcpus: int
@@ -75,7 +80,6 @@ class InfraConfig:
     departements: tuple[str, ...]
     pgstac: bool
     data_prefix: str = "data"
-    catalog_prefix: str = "catalog"
     pgstac_instance_type: str = "t4g.medium"
     notify_email: str | None = None
     services_image: str | None = None  # prebuilt images (repository:tag) instead of building at deploy
@@ -94,8 +98,19 @@ class InfraConfig:
         return f"s3://{self.data_bucket}/{self.data_prefix}"
 
     @property
-    def catalog_root(self) -> str:
-        return f"s3://{self.catalog_bucket}/{self.catalog_prefix}"
+    def stac_prefix(self) -> str:
+        """Key prefix of the published catalogue (static STAC and snapshot), also its CloudFront path."""
+        return f"{self.data_prefix}/{STAC_FOLDER}"
+
+    @property
+    def asset_base_url(self) -> str:
+        """``OCSGE_ASSET_BASE_URL``: the public base of the storage root, for STAC asset hrefs.
+
+        The distribution serves the storage root at ``/{data_prefix}``. With ``public_url`` known the base is
+        absolute; otherwise it is the path, which the STAC service resolves against the host serving the
+        request (CloudFront's domain cannot be handed to the Lambdas it fronts in the same deployment).
+        """
+        return f"{self.public_url or ''}/{self.data_prefix}"
 
     @property
     def tmp_prefix(self) -> str:
@@ -214,30 +229,31 @@ def load(context: Mapping[str, Any]) -> InfraConfig:
             f"context env_name={env_name!r} must be 1-20 lowercase letters, digits or '-', starting with a letter"
         )
     data_bucket = _bucket("data_bucket", context.get("data_bucket"))
-    catalog_bucket = _bucket("catalog_bucket", context.get("catalog_bucket"))
-    if data_bucket == catalog_bucket:
-        raise InfraConfigError(f"context data_bucket and catalog_bucket are both {data_bucket!r}: use two buckets")
     gpu_types = _list("gpu_instance_types", get("gpu_instance_types"))
     if not gpu_types or gpu_types == [""]:
         raise InfraConfigError("context gpu_instance_types is empty: name at least one GPU instance type")
     capacity = str(get("gpu_capacity")).strip().lower().replace("_", "-").replace("ondemand", "on-demand")
     if capacity not in CAPACITY_CHOICES:
         raise InfraConfigError(f"context gpu_capacity={get('gpu_capacity')!r} must be 'spot' or 'on-demand'")
-    prefixes = {}
-    for key in ("data_prefix", "catalog_prefix"):
-        prefix = str(get(key)).strip().strip("/")
-        if not _PREFIX.match(prefix) or "_tmp" in prefix.split("/"):
-            raise InfraConfigError(f"context {key}={get(key)!r} must be a key prefix such as 'data' or 'v1/data'")
-        if prefix.split("/")[0].lower() in RESERVED_PATHS:
-            raise InfraConfigError(
-                f"context {key}={get(key)!r} would shadow the /{prefix.split('/')[0]} service path on CloudFront"
-            )
-        prefixes[key] = prefix
-    if prefixes["data_prefix"].split("/")[0] == prefixes["catalog_prefix"].split("/")[0]:
+    data_prefix = str(get("data_prefix")).strip().strip("/")
+    if not _PREFIX.match(data_prefix) or "_tmp" in data_prefix.split("/"):
         raise InfraConfigError(
-            f"context data_prefix={prefixes['data_prefix']!r} and catalog_prefix={prefixes['catalog_prefix']!r} "
-            "must start with different folders (each is a CloudFront path)"
+            f"context data_prefix={get('data_prefix')!r} must be a key prefix such as 'data' or 'v1/data'"
         )
+    if data_prefix.split("/")[0].lower() in RESERVED_PATHS:
+        raise InfraConfigError(
+            f"context data_prefix={get('data_prefix')!r} would shadow the /{data_prefix.split('/')[0]} service "
+            "path on CloudFront"
+        )
+    for key in REMOVED_KEYS:
+        if context.get(key) not in (None, ""):
+            raise InfraConfigError(
+                f"context {key}={context[key]!r} was removed: there is no catalogue bucket any more; "
+                f"`ocsge publish` writes the STAC catalogue under the data root, "
+                f"s3://{data_bucket}/{data_prefix}/{STAC_FOLDER}/ (served at /{data_prefix}/{STAC_FOLDER}/*). "
+                f"Drop -c {key}=…; a deployed catalogue bucket is retained (not deleted) on the next deploy: "
+                "remove it by hand once nothing needs it"
+            )
     optional: dict[str, str | None] = {}
     for key, pattern, what in (
         ("notify_email", _EMAIL, "an e-mail address"),
@@ -254,15 +270,13 @@ def load(context: Mapping[str, Any]) -> InfraConfig:
     return InfraConfig(
         env_name=env_name,
         data_bucket=data_bucket,
-        catalog_bucket=catalog_bucket,
         gpu_instance_types=tuple(dict.fromkeys(gpu_instance_type(t) for t in gpu_types)),
         gpu_capacity=capacity,
         gpu_max_vcpus=_int("gpu_max_vcpus", get("gpu_max_vcpus"), 4, 10_000),
         cpu_max_vcpus=_int("cpu_max_vcpus", get("cpu_max_vcpus"), 2, 10_000),
         departements=departement_codes("departements", _list("departements", get("departements"))),
         pgstac=_bool("pgstac", get("pgstac")),
-        data_prefix=prefixes["data_prefix"],
-        catalog_prefix=prefixes["catalog_prefix"],
+        data_prefix=data_prefix,
         account=str(context["account"]) if context.get("account") else None,
         region=str(context["region"]) if context.get("region") else None,
         pgstac_instance_type=optional["pgstac_instance_type"] or DEFAULTS["pgstac_instance_type"],

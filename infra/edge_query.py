@@ -9,13 +9,26 @@ because a cache policy holds at most 10 query-string names (a CloudFront quota) 
 
 OGC parameter *names* are case-insensitive, *values* are case-sensitive (WMS 1.3.0 §6.8.1): values
 are passed through untouched. The services therefore receive upper-case keys only.
-The function also copies the viewer's ``Host`` into ``X-Forwarded-Host`` (the HTTP API origin gets its
-own host), so that capabilities documents can link back to the public URL.
+
+Forwarding headers. The HTTP API origin is reached under its own host name (CloudFront does not forward
+the viewer's ``Host``), so the services learn the public host from ``X-Forwarded-Host``. Both functions
+here (the OGC one and the one on every other API behaviour) *set* it from the viewer's ``Host``, port
+removed and lower-cased, overwriting whatever the client sent, and delete the client's ``Forwarded`` and
+``X-Forwarded-Port`` (a ``Forwarded: host=…`` would otherwise win over ``X-Forwarded-Host`` in
+stac-fastapi's proxy middleware and poison links). ``X-Forwarded-Proto`` is a header CloudFront does not
+let edge functions see or add; API Gateway writes its own (``https``: CloudFront reaches it over HTTPS
+only) into the Lambda event. The API cache policies key on ``X-Forwarded-Host`` (infra.cdn).
 """
 
 from __future__ import annotations
 
 import json
+import re
+
+# The one forwarding header that reaches the services from CloudFront (and a cache-key header).
+FORWARDED_HOST_HEADER = "X-Forwarded-Host"
+# Client headers the functions delete: they could name another host or port than the viewer's.
+DROPPED_HEADERS = ("forwarded", "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-original-host")
 
 WMTS_KEYS = (
     "SERVICE", "REQUEST", "VERSION", "ACCEPTVERSIONS", "SECTIONS", "UPDATESEQUENCE", "ACCEPTFORMATS",
@@ -61,8 +74,20 @@ function handler(event) {
   var keys = Object.keys(kept).sort();
   for (var j = 0; j < keys.length; j++) { sorted[keys[j]] = kept[keys[j]]; }
   request.querystring = sorted;
-  if (request.headers.host) {
-    request.headers['x-forwarded-host'] = { value: request.headers.host.value };
+  return forwarding(request);
+}
+"""
+
+# Shared by both functions: the only forwarding header the origin gets is the one written here.
+_FORWARDING = """\
+var DROPPED = %(dropped)s;
+function forwarding(request) {
+  var headers = request.headers;
+  for (var i = 0; i < DROPPED.length; i++) { delete headers[DROPPED[i]]; }
+  if (headers.host && headers.host.value) {
+    headers['x-forwarded-host'] = { value: headers.host.value.replace(/:[0-9]*$/, '').toLowerCase() };
+  } else {
+    delete headers['x-forwarded-host'];
   }
   return request;
 }
@@ -70,21 +95,31 @@ function handler(event) {
 
 _FORWARD_HOST = """\
 function handler(event) {
-  var request = event.request;
-  if (request.headers.host) {
-    request.headers['x-forwarded-host'] = { value: request.headers.host.value };
-  }
-  return request;
+  return forwarding(event.request);
 }
 """
+
+
+def _forwarding_code() -> str:
+    return _FORWARDING % {"dropped": json.dumps(list(DROPPED_HEADERS))}
+
+
+def forwarded_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Python twin of the header rewrite (lower-case names, as CloudFront gives them), for tests and docs."""
+    out = {k: v for k, v in headers.items() if k not in DROPPED_HEADERS and k != "x-forwarded-host"}
+    host = headers.get("host")
+    if host:
+        out["x-forwarded-host"] = re.sub(r":[0-9]*$", "", host).lower()
+    return out
 
 
 def ogc_function_code() -> str:
     """JavaScript (cloudfront-js-2.0) of the OGC normaliser, generated from :data:`OGC_KEYS`."""
     keys = {key.lower(): key for key in OGC_KEYS}
-    return _TEMPLATE % {"keys": json.dumps(keys, sort_keys=True)}
+    return _forwarding_code() + _TEMPLATE % {"keys": json.dumps(keys, sort_keys=True)}
 
 
 def forward_host_function_code() -> str:
-    """JavaScript of the function on the other API behaviours: only ``X-Forwarded-Host``."""
-    return _FORWARD_HOST
+    """JavaScript of the function on the other API behaviours (and the catalogue files): the forwarding
+    headers only."""
+    return _forwarding_code() + _FORWARD_HOST

@@ -1,8 +1,8 @@
 """IAM statements scoped to the buckets and prefixes each role needs, and nothing wider.
 
-Services read (``s3:GetObject`` under the storage and catalogue prefixes, ``s3:ListBucket`` limited to
-those prefixes so a missing key answers 404, not 403). Batch jobs read what they need and write only
-under their own prefix; only the publish step writes the catalogue.
+Services read (``s3:GetObject`` under the storage prefix, ``s3:ListBucket`` limited to it so a missing key
+answers 404, not 403). Batch jobs read it and write only under it; the publish step writes the catalogue
+under ``{data_prefix}/stac/``, which that same statement covers (there is no separate catalogue bucket).
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ def _list(bucket: str, prefix: str) -> iam.PolicyStatement:
 
 
 def bucket_read_statements(config: InfraConfig) -> list[iam.PolicyStatement]:
-    """Read-only access to the products and the catalogue (the services)."""
+    """Read-only access to the storage root: products and the published catalogue (the services)."""
     return [
-        iam.PolicyStatement(
-            actions=["s3:GetObject"],
-            resources=[
-                _objects(config.data_bucket, config.data_prefix),
-                _objects(config.catalog_bucket, config.catalog_prefix),
-            ],
-        ),
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[_objects(config.data_bucket, config.data_prefix)]),
         _list(config.data_bucket, config.data_prefix),
-        _list(config.catalog_bucket, config.catalog_prefix),
     ]
 
 
@@ -47,9 +40,6 @@ def _write(bucket: str, prefix: str) -> iam.PolicyStatement:
     )
 
 
-def batch_statements(config: InfraConfig, *, publishes: bool) -> list[iam.PolicyStatement]:
-    """A pipeline step: read both prefixes, write the products prefix; the publish step the catalogue too."""
-    statements = [*bucket_read_statements(config), _write(config.data_bucket, config.data_prefix)]
-    if publishes:
-        statements.append(_write(config.catalog_bucket, config.catalog_prefix))
-    return statements
+def batch_statements(config: InfraConfig) -> list[iam.PolicyStatement]:
+    """A pipeline step, publish included: read and write the storage root (``{data_prefix}/*``)."""
+    return [*bucket_read_statements(config), _write(config.data_bucket, config.data_prefix)]

@@ -69,15 +69,14 @@ def service_environment(config: InfraConfig) -> dict[str, str]:
 
     return {
         "OCSGE_STORAGE_ROOT": config.storage_root,
-        "OCSGE_CATALOG_ROOT": config.catalog_root,
         "OCSGE_CATALOG_BACKEND": "pgstac" if config.pgstac else "embedded",
         "OCSGE_S3_REGION": Aws.REGION,
         "OCSGE_QUIET": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         **({"OCSGE_PUBLIC_URL": config.public_url} if config.public_url else {}),
-        # STAC asset hrefs: the products bucket behind CloudFront (range reads, no Lambda in the way)
-        **({"OCSGE_ASSET_BASE_URL": f"{config.public_url.rstrip('/')}/{config.data_prefix}"}
-           if config.public_url else {}),
+        # STAC asset hrefs: the storage root behind CloudFront (range reads, no Lambda in the way). Always
+        # set: without public_url it is the path /{data_prefix}, resolved against the host of each request.
+        "OCSGE_ASSET_BASE_URL": config.asset_base_url,
         **GDAL_ENV,
     }
 

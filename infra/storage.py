@@ -1,10 +1,12 @@
-"""Private S3 buckets for the products and the STAC catalogue.
+"""The private S3 bucket of the storage root: every product, and the STAC catalogue that ``ocsge publish``
+writes under ``{data_prefix}/stac/`` (static catalogue and the snapshot the STAC API loads).
 
-Both buckets block every form of public access, encrypt at rest, refuse plain HTTP and keep their
+The bucket blocks every form of public access, encrypts at rest, refuses plain HTTP and keeps its
 data when the stack is deleted. Readers come through CloudFront (origin access control, in
 :mod:`infra.cdn`) or IAM (Lambdas, batch jobs). Writers stage under ``{prefix}/_tmp/`` and copy into
 place (``ocsge.storage.TMP_PREFIX``); a writer killed between the two leaves a temporary key that the
-lifecycle rule below expires.
+lifecycle rule below expires. (A separate catalogue bucket, which nothing wrote, is gone from the app;
+being retained, a deployed one stays in the account until removed by hand.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ TMP_EXPIRY_DAYS = 2
 
 
 class Buckets(Construct):
+    """The data bucket (construct ids unchanged, so a deployed bucket keeps its logical id)."""
+
     def __init__(self, scope: Construct, construct_id: str, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
         self.data = self._bucket(
@@ -37,19 +41,6 @@ class Buckets(Construct):
                 ),
             ],
             versioned=False,  # products are rebuilt, not edited: old versions would only cost money
-        )
-        self.catalog = self._bucket(
-            "Catalog",
-            config.catalog_bucket,
-            lifecycle=[
-                s3.LifecycleRule(
-                    id="expire-temporary-keys",
-                    prefix=f"{config.catalog_prefix}/_tmp/",
-                    expiration=Duration.days(TMP_EXPIRY_DAYS),
-                ),
-                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)),
-            ],
-            versioned=True,  # the catalogue is small and is the record: keep 30 days of history
         )
 
     def _bucket(self, construct_id: str, name: str, lifecycle: list[s3.LifecycleRule], versioned: bool) -> s3.Bucket:
@@ -79,11 +70,11 @@ class Buckets(Construct):
 
 
 class StorageStack(Stack):
-    """The buckets and the CloudFront distribution that serves them and the services.
+    """The bucket and the CloudFront distribution that serves it and the services.
 
-    The distribution lives with the buckets because origin access control writes the distribution's
-    ARN into the bucket policies: across stacks that is a reference cycle. The services stack comes
-    first and knows the buckets by name (from context), so nothing points back at it.
+    The distribution lives with the bucket because origin access control writes the distribution's
+    ARN into the bucket policy: across stacks that is a reference cycle. The services stack comes
+    first and knows the bucket by name (from context), so nothing points back at it.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, api_domain: str,
@@ -92,9 +83,8 @@ class StorageStack(Stack):
         self.buckets = Buckets(self, "Buckets", config)
         self.cdn = Cdn(
             self, "Cdn", config=config, api_domain=api_domain,
-            data_bucket=self.buckets.data, catalog_bucket=self.buckets.catalog,
+            data_bucket=self.buckets.data,
         )
         CfnOutput(self, "PublicUrl", value=f"https://{self.cdn.distribution.distribution_domain_name}")
         CfnOutput(self, "DistributionId", value=self.cdn.distribution.distribution_id)
         CfnOutput(self, "DataBucketName", value=self.buckets.data.bucket_name)
-        CfnOutput(self, "CatalogBucketName", value=self.buckets.catalog.bucket_name)
