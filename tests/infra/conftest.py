@@ -18,7 +18,6 @@ import pytest
 CONTEXT: dict[str, Any] = {
     "env_name": "test",
     "data_bucket": "ocsge-test-data",
-    "catalog_bucket": "ocsge-test-catalog",
     "gpu_instance_types": "g5.xlarge,g4dn.2xlarge,g6",
     "gpu_capacity": "on-demand",
     "departements": "77,2a,971,S01",

@@ -13,7 +13,7 @@ import pytest
 from infra.config import InfraConfigError, load
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD = {"data_bucket": "ocsge-prod-data", "catalog_bucket": "ocsge-prod-catalog"}
+GOOD = {"data_bucket": "ocsge-prod-data"}
 
 
 def test_defaults_and_canonical_values() -> None:
@@ -26,6 +26,26 @@ def test_defaults_and_canonical_values() -> None:
     assert config.env_name == "dev"
     assert config.storage_root == "s3://ocsge-prod-data/data"
     assert config.tmp_prefix == "data/_tmp/"  # ocsge.storage stages under {root}/_tmp/
+    assert config.stac_prefix == "data/stac"
+    assert config.asset_base_url == "/data"  # no public_url: a path, resolved on the serving host
+    assert load({**GOOD, "public_url": "https://ocsge.example.org/", "data_prefix": "v1/data"}).asset_base_url == (
+        "https://ocsge.example.org/v1/data"
+    )
+
+
+def test_stac_prefix_matches_the_publish_code() -> None:
+    """The CloudFront behaviour of the catalogue covers what ``ocsge publish`` writes."""
+    from catalog.publish import STAC_PREFIX
+
+    assert load(GOOD).stac_prefix == "data/" + STAC_PREFIX.rstrip("/")
+
+
+@pytest.mark.parametrize("key", ["catalog_bucket", "catalog_prefix"])
+def test_removed_catalogue_keys_are_refused_with_the_new_place(key: str) -> None:
+    with pytest.raises(InfraConfigError) as info:
+        load({**GOOD, key: "ocsge-prod-catalog"})
+    message = str(info.value)
+    assert key in message and "removed" in message and "s3://ocsge-prod-data/data/stac/" in message
 
 
 def test_tmp_prefix_matches_the_storage_code() -> None:
@@ -46,11 +66,10 @@ def test_json_list_from_the_command_line() -> None:
 @pytest.mark.parametrize(
     ("context", "named"),
     [
-        ({"catalog_bucket": "c-bucket"}, "data_bucket"),
-        ({"data_bucket": "", "catalog_bucket": "c-bucket"}, "data_bucket"),
-        ({"data_bucket": "d-bucket"}, "catalog_bucket"),
+        ({}, "data_bucket"),
+        ({"data_bucket": ""}, "data_bucket"),
         ({**GOOD, "data_bucket": "Bad_Bucket"}, "'Bad_Bucket'"),
-        ({**GOOD, "catalog_bucket": GOOD["data_bucket"]}, "ocsge-prod-data"),
+        ({**GOOD, "catalog_bucket": "c-bucket"}, "catalog_bucket"),
         ({**GOOD, "gpu_instance_types": "g5.xlarge,t3.micro"}, "'t3.micro'"),
         ({**GOOD, "gpu_instance_types": "g5.huge"}, "'g5.huge'"),
         ({**GOOD, "gpu_instance_types": ""}, "gpu_instance_types"),
@@ -93,11 +112,17 @@ def test_synth_refuses_before_building() -> None:
         synth({**GOOD, "gpu_instance_types": "p2.xlarge"})
 
 
-def test_cdk_cli_entry_point_names_the_bad_value(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [({"departements": "77,99"}, ("'99'", "departements")),
+     ({"catalog_bucket": "ocsge-prod-catalog"}, ("catalog_bucket", "/data/stac/"))],
+)
+def test_cdk_cli_entry_point_names_the_bad_value(tmp_path: Path, context: dict[str, str],
+                                                 named: tuple[str, ...]) -> None:
     """``cdk synth`` runs ``python3 app.py`` in infra/ with the context in CDK_CONTEXT_JSON."""
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**GOOD, "departements": "77,99"}),
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**GOOD, **context}),
            "CDK_OUTDIR": str(tmp_path / "cdk.out")}
     proc = subprocess.run([sys.executable, "app.py"], cwd=REPO / "infra", env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert "'99'" in proc.stderr and "departements" in proc.stderr
+    assert all(text in proc.stderr for text in named), proc.stderr

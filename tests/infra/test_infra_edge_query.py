@@ -8,7 +8,14 @@ import subprocess
 
 import pytest
 
-from infra.edge_query import OGC_KEYS, forward_host_function_code, normalise_query, ogc_function_code
+from infra.edge_query import (
+    DROPPED_HEADERS,
+    OGC_KEYS,
+    forward_host_function_code,
+    forwarded_headers,
+    normalise_query,
+    ogc_function_code,
+)
 
 node = shutil.which("node")
 needs_node = pytest.mark.skipif(node is None, reason="node is not installed (it is needed by CDK anyway)")
@@ -20,14 +27,16 @@ def _run(code: str, event: dict) -> dict:
     return json.loads(out.stdout)
 
 
-def _event(query: dict[str, list[str]], host: str = "tiles.example.org") -> dict:
+def _event(query: dict[str, list[str]], host: str = "tiles.example.org",
+           headers: dict[str, str] | None = None) -> dict:
     qs = {}
     for name, values in query.items():
         qs[name] = {"value": values[0]}
         if len(values) > 1:
             qs[name]["multiValue"] = [{"value": v} for v in values]
     return {"version": "1.0", "context": {"eventType": "viewer-request"},
-            "request": {"method": "GET", "uri": "/wmts", "querystring": qs, "headers": {"host": {"value": host}},
+            "request": {"method": "GET", "uri": "/wmts", "querystring": qs,
+                        "headers": {"host": {"value": host}, **{k: {"value": v} for k, v in (headers or {}).items()}},
                         "cookies": {}}}
 
 
@@ -78,3 +87,48 @@ def test_function_fits_cloudfront_limits() -> None:
     request = _run(forward_host_function_code(), _event({"a": ["1"]}, host="x.example"))
     assert request["querystring"] == {"a": {"value": "1"}}
     assert request["headers"]["x-forwarded-host"] == {"value": "x.example"}
+
+
+# --- forwarding headers (issue: STAC link poisoning through Forwarded / X-Forwarded-Host) ------------------
+
+HOSTILE = {
+    "forwarded": "for=1.2.3.4;host=evil.example;proto=http",
+    "x-forwarded-host": "evil.example",
+    "x-forwarded-port": "8443",
+    "x-forwarded-prefix": "/evil",
+    "accept": "application/json",
+}
+
+
+@needs_node
+@pytest.mark.parametrize("code", [ogc_function_code(), forward_host_function_code()], ids=["ogc", "host"])
+@pytest.mark.parametrize(
+    ("host", "headers", "expected"),
+    [
+        ("ocsge.example.org", HOSTILE, "ocsge.example.org"),
+        ("D123.CloudFront.net:443", HOSTILE, "d123.cloudfront.net"),  # port dropped, lower case: one cache key
+        ("ocsge.example.org", {}, "ocsge.example.org"),
+        ("ocsge.example.org", {"Forwarded": "host=evil.example"}, "ocsge.example.org"),  # any case from tests
+    ],
+)
+def test_only_the_forwarding_header_cloudfront_writes_reaches_the_origin(
+    code: str, host: str, headers: dict[str, str], expected: str
+) -> None:
+    """X-Forwarded-Host is set from the viewer's Host (the client's value overwritten); the client's Forwarded,
+    X-Forwarded-Port and the like are deleted; other headers pass untouched."""
+    lowered = {k.lower(): v for k, v in headers.items()}  # CloudFront gives functions lower-case names
+    request = _run(code, _event({"a": ["1"]}, host=host, headers=lowered))
+    got = {k: v["value"] for k, v in request["headers"].items()}
+    assert got["x-forwarded-host"] == expected
+    assert not set(got) & set(DROPPED_HEADERS)
+    assert got == forwarded_headers({"host": host, **lowered})  # the Python twin agrees
+    if "accept" in lowered:
+        assert got["accept"] == "application/json"
+
+
+@needs_node
+def test_no_host_no_forwarded_host() -> None:
+    event = _event({}, headers={"x-forwarded-host": "evil.example"})
+    del event["request"]["headers"]["host"]
+    for code in (ogc_function_code(), forward_host_function_code()):
+        assert "x-forwarded-host" not in _run(code, event)["headers"]

@@ -70,7 +70,7 @@ def lambda_env(s3_root: str, base: dict[str, str]) -> dict[str, str]:
     from infra.config import load
     from infra.services import service_environment
 
-    config = load({"data_bucket": "ocsge-local-data", "catalog_bucket": "ocsge-local-catalog"})
+    config = load({"data_bucket": "ocsge-local-data"})
     env = {k: v for k, v in service_environment(config).items() if isinstance(v, str)}
     env.update({"OCSGE_STORAGE_ROOT": s3_root, "OCSGE_S3_REGION": "eu-west-3", "OCSGE_CATALOG_BACKEND": "embedded",
                 "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "OCSGE"})

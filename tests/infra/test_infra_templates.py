@@ -36,9 +36,8 @@ def test_templates_pass_cloudformation_validation(synthesised: Synthesised) -> N
 
 def test_buckets_are_private_encrypted_and_refuse_plain_http(synthesised: Synthesised) -> None:
     buckets = synthesised.resources("Storage", "AWS::S3::Bucket")
-    assert {b["Properties"]["BucketName"] for b in buckets.values()} == {
-        synthesised.context["data_bucket"], synthesised.context["catalog_bucket"]
-    }
+    # One bucket: the catalogue is published under the storage root ({data_prefix}/stac/).
+    assert {b["Properties"]["BucketName"] for b in buckets.values()} == {synthesised.context["data_bucket"]}
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
@@ -49,7 +48,7 @@ def test_buckets_are_private_encrypted_and_refuse_plain_http(synthesised: Synthe
         assert "WebsiteConfiguration" not in props and "AccessControl" not in props
         assert bucket["DeletionPolicy"] == "Retain"
     storage = synthesised.assertions["Storage"]
-    storage.resource_count_is("AWS::S3::BucketPolicy", 2)
+    storage.resource_count_is("AWS::S3::BucketPolicy", 1)
     storage.all_resources_properties("AWS::S3::BucketPolicy", {
         "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
             "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
@@ -78,11 +77,11 @@ def test_temporary_keys_expire(synthesised: Synthesised) -> None:
     assert tmp[0]["Prefix"] == "data/" + TMP_PREFIX
 
 
-def test_cloudfront_uses_origin_access_control_for_the_buckets(synthesised: Synthesised) -> None:
-    synthesised.assertions["Storage"].resource_count_is("AWS::CloudFront::OriginAccessControl", 2)
+def test_cloudfront_uses_origin_access_control_for_the_bucket(synthesised: Synthesised) -> None:
+    synthesised.assertions["Storage"].resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
     (dist,) = synthesised.resources("Storage", "AWS::CloudFront::Distribution").values()
     s3_origins = [o for o in dist["Properties"]["DistributionConfig"]["Origins"] if "S3OriginConfig" in o]
-    assert len(s3_origins) == 2
+    assert len(s3_origins) == 1  # shared by /data/stac/* and /data/*
     assert all(o.get("OriginAccessControlId") for o in s3_origins)
 
 
@@ -106,7 +105,7 @@ def _cache_policy(synthesised: Synthesised, behaviour: dict[str, Any]) -> dict[s
 def test_every_service_path_has_a_behaviour(synthesised: Synthesised) -> None:
     behaviours = _behaviours(synthesised)
     for pattern in ("/stac/*", "/wmts*", "/wms*", "/tiles/*", "/vector/*", "/downloads/*", "/stats/*",
-                    "/data/*", "/catalog/*", "default"):
+                    "/data/stac/*", "/data/*", "default"):
         assert pattern in behaviours, pattern
         assert behaviours[pattern]["ViewerProtocolPolicy"] == "redirect-to-https"
         assert behaviours[pattern]["ResponseHeadersPolicyId"]  # CORS
@@ -117,13 +116,46 @@ def test_cloudfront_caches_tiles(synthesised: Synthesised, pattern: str) -> None
     policy = _cache_policy(synthesised, _behaviours(synthesised)[pattern])
     assert policy["DefaultTTL"] >= 3600 and policy["MaxTTL"] >= policy["DefaultTTL"]
     assert policy["ParametersInCacheKeyAndForwardedToOrigin"]["CookiesConfig"]["CookieBehavior"] == "none"
-    assert policy["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["HeaderBehavior"] == "none"
+    # only the host (written at the edge, see test_cache_key_covers_the_host_the_links_are_built_from)
+    assert policy["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["Headers"] == ["X-Forwarded-Host"]
 
 
 def test_api_responses_are_cached_briefly(synthesised: Synthesised) -> None:
     for pattern in ("/stac/*", "/downloads/*", "/stats/*", "default"):
         policy = _cache_policy(synthesised, _behaviours(synthesised)[pattern])
         assert 0 < policy["DefaultTTL"] <= 300
+
+
+def test_published_catalogue_is_cached_briefly_and_products_long(synthesised: Synthesised) -> None:
+    """``ocsge publish`` rewrites {data_prefix}/stac/ in place: seen within a minute; the rest of the data
+    prefix (COGs, PMTiles, archives) keeps the managed CachingOptimized policy."""
+    (dist,) = synthesised.resources("Storage", "AWS::CloudFront::Distribution").values()
+    patterns = [b["PathPattern"] for b in dist["Properties"]["DistributionConfig"]["CacheBehaviors"]]
+    assert patterns.index("/data/stac/*") < patterns.index("/data/*")  # first match wins
+    behaviours = _behaviours(synthesised)
+    assert behaviours["/data/stac/*"]["TargetOriginId"] == behaviours["/data/*"]["TargetOriginId"]
+    assert behaviours["/data/stac/*"]["CachePolicyId"] == behaviours["/stac/*"]["CachePolicyId"]  # the api one
+    assert _cache_policy(synthesised, behaviours["/data/stac/*"])["DefaultTTL"] <= 60
+    caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"  # managed policy id
+    assert behaviours["/data/*"]["CachePolicyId"] == caching_optimized
+    assert not any(p.startswith("/catalog") for p in patterns)
+
+
+def test_cache_key_covers_the_host_the_links_are_built_from(synthesised: Synthesised) -> None:
+    """Every behaviour on the services keys on X-Forwarded-Host, and that header comes from a viewer-request
+    function that writes it from the viewer's Host (so a client can neither choose it nor split the cache)."""
+    functions = synthesised.resources("Storage", "AWS::CloudFront::Function")
+    for pattern, behaviour in _behaviours(synthesised).items():
+        policy_id = behaviour["CachePolicyId"]
+        if not isinstance(policy_id, dict):
+            assert pattern == "/data/*", pattern  # managed CachingOptimized: S3 answers do not vary by host
+            continue
+        headers = _cache_policy(synthesised, behaviour)["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]
+        assert headers == {"HeaderBehavior": "whitelist", "Headers": ["X-Forwarded-Host"]}, pattern
+        (assoc,) = behaviour["FunctionAssociations"]
+        assert assoc["EventType"] == "viewer-request"
+        code = functions[assoc["FunctionARN"]["Fn::GetAtt"][0]]["Properties"]["FunctionCode"]
+        assert "headers['x-forwarded-host'] = " in code and '"forwarded"' in code, pattern
 
 
 def test_ogc_behaviours_normalise_their_query_string(synthesised: Synthesised) -> None:
@@ -186,6 +218,9 @@ def test_batch_jobs_retry_and_run_ocsge(synthesised: Synthesised) -> None:
         env = {e["Name"]: e["Value"] for e in job["ContainerProperties"]["Environment"]}
         assert env["OCSGE_STORAGE_ROOT"] == f"s3://{synthesised.context['data_bucket']}/data"
         assert env["OCSGE_PUBLIC_URL"] == synthesised.context["public_url"]
+        # publish writes asset hrefs under the same base the services serve
+        assert env["OCSGE_ASSET_BASE_URL"] == synthesised.context["public_url"] + "/data"
+        assert "OCSGE_CATALOG_ROOT" not in env
     predict = _job_definitions(synthesised)["predict"]["ContainerProperties"]["Command"]
     assert predict == ["predict", "--departement", "Ref::departement", "--millesime", "Ref::millesime"]
 
@@ -301,6 +336,37 @@ def test_one_container_lambda_per_service(synthesised: Synthesised) -> None:
             assert env[key] == value
         assert env["OCSGE_STORAGE_ROOT"] == f"s3://{synthesised.context['data_bucket']}/data"
         assert env["OCSGE_PUBLIC_URL"] == synthesised.context["public_url"]
+        assert "OCSGE_CATALOG_ROOT" not in env  # no setting that nothing reads
+
+
+def _stac_environment(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (stac,) = [r["Properties"] for r in templates["Services"]["Resources"].values()
+               if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["FunctionName"].endswith("-stac")]
+    return stac["Environment"]["Variables"]
+
+
+def test_stac_asset_hrefs_point_at_cloudfront_with_a_public_url(synthesised: Synthesised) -> None:
+    env = _stac_environment(synthesised.templates)
+    assert env["OCSGE_ASSET_BASE_URL"] == "https://ocsge.example.org/data"
+
+
+def test_stac_asset_hrefs_are_a_path_without_a_public_url(tmp_path: Path) -> None:
+    """First deployment, before the CloudFront domain is known: the base is the path /{data_prefix}, which the
+    STAC service resolves against the host serving each request (services/stac/client.py); the publish step
+    gets the same base."""
+    from infra.app import synth
+
+    assembly = synth({"data_bucket": "ocsge-first-data", "data_prefix": "v1/data",
+                      "services_image": "ocsge/services:1", "batch_image": "ocsge/batch:1"}, outdir=tmp_path)
+    templates = {s.stack_name.rsplit("-", 1)[-1]: json.loads(Path(assembly.directory, s.template_file).read_text())
+                 for s in assembly.stacks}
+    env = _stac_environment(templates)
+    assert env["OCSGE_ASSET_BASE_URL"] == "/v1/data" and "OCSGE_PUBLIC_URL" not in env
+    (publish,) = [r["Properties"] for r in templates["Batch"]["Resources"].values()
+                  if r["Type"] == "AWS::Batch::JobDefinition"
+                  and r["Properties"]["JobDefinitionName"].endswith("-publish")]
+    batch_env = {e["Name"]: e["Value"] for e in publish["ContainerProperties"]["Environment"]}
+    assert batch_env["OCSGE_ASSET_BASE_URL"] == "/v1/data"
 
 
 def test_handler_paths_are_the_agreed_ones() -> None:
@@ -402,20 +468,18 @@ def test_services_only_read_s3(synthesised: Synthesised) -> None:
 
 
 def test_batch_writes_only_its_prefix(synthesised: Synthesised) -> None:
+    """Every step, publish included, writes only {data_prefix}/* (the catalogue is {data_prefix}/stac/)."""
     roles = synthesised.resources("Batch", "AWS::IAM::Role")
-    job_roles = [k for k in roles if k.startswith(("WorkerRole", "PublisherRole"))]
-    assert len(job_roles) == 2
+    job_roles = [k for k in roles if k.startswith("WorkerRole")]
+    assert len(job_roles) == 1
     writes = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
-    for role in job_roles:
-        statements = _role_statements(synthesised, "Batch", role)
-        written = set()
-        for statement in statements:
-            if writes & set(_as_list(statement["Action"])):
-                for resource in _as_list(statement["Resource"]):
-                    text = json.dumps(resource)
-                    assert text.endswith('/data/*"]]}') or text.endswith('/catalog/*"]]}'), text
-                    written.add("catalog" if "/catalog/*" in text else "data")
-        assert written == ({"data", "catalog"} if role.startswith("PublisherRole") else {"data"})
+    written = []
+    for statement in _role_statements(synthesised, "Batch", job_roles[0]):
+        if writes & set(_as_list(statement["Action"])):
+            written.extend(json.dumps(resource) for resource in _as_list(statement["Resource"]))
+    assert len(written) == 1 and written[0].endswith(f':::{synthesised.context["data_bucket"]}/data/*"]]}}'), written
+    for job in _job_definitions(synthesised).values():
+        assert job["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0] == job_roles[0]
 
 
 # --- pgstac profile ---------------------------------------------------------------------------------------------
