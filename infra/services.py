@@ -61,6 +61,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("viewer", "services.handlers.viewer.handler", 512, 10, (), (), uses_catalog=False),
 )
 HANDLERS: dict[str, str] = {spec.name: spec.handler for spec in SERVICES}
+# The setting that lets the services honour forwarding headers (only behind a proxy that writes them).
+TRUST_FORWARDED_ENV = "OCSGE_TRUST_FORWARDED_HEADERS"
 
 
 def service_environment(config: InfraConfig) -> dict[str, str]:
@@ -77,6 +79,9 @@ def service_environment(config: InfraConfig) -> dict[str, str]:
         # STAC asset hrefs: the storage root behind CloudFront (range reads, no Lambda in the way). Always
         # set: without public_url it is the path /{data_prefix}, resolved against the host of each request.
         "OCSGE_ASSET_BASE_URL": config.asset_base_url,
+        # The proxy in front is CloudFront, whose viewer-request functions write X-Forwarded-Host from the
+        # viewer's Host and delete a client's Forwarded/X-Forwarded-Port (infra.edge_query): trust them.
+        TRUST_FORWARDED_ENV: "1",
         **GDAL_ENV,
     }
 

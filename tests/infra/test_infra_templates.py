@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 
 from infra.batch import STEPS
 from infra.config import STEP_NAMES
-from infra.services import HANDLERS, SERVICES
+from infra.services import HANDLERS, SERVICES, TRUST_FORWARDED_ENV
 from ocsge.gdal_env import GDAL_ENV
 
 # ``synthesised`` (tests/infra/conftest.py): the templates of one synthesis of the whole app.
@@ -337,6 +337,7 @@ def test_one_container_lambda_per_service(synthesised: Synthesised) -> None:
         assert env["OCSGE_STORAGE_ROOT"] == f"s3://{synthesised.context['data_bucket']}/data"
         assert env["OCSGE_PUBLIC_URL"] == synthesised.context["public_url"]
         assert "OCSGE_CATALOG_ROOT" not in env  # no setting that nothing reads
+        assert env[TRUST_FORWARDED_ENV] == "1"  # behind CloudFront, which writes X-Forwarded-Host itself
 
 
 def _stac_environment(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
