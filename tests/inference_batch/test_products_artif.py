@@ -112,3 +112,71 @@ def test_run_artif_step_and_rerun(tmp_path: Path) -> None:
     mtime = Path(store.url(keys["artificialisation"])).stat().st_mtime_ns
     run_artif(store, "77", 2021)
     assert Path(store.url(keys["artificialisation"])).stat().st_mtime_ns == mtime
+
+
+def test_nested_island_follows_the_outermost_outline() -> None:
+    """The audit's case: in a field, a 1 600 m² island of a house (225 m²) and a yard (1 275 m²) enclosing
+    a 100 m² wooded garden. The island's outline (the yard's hole filled) is below 2 500 m²: it takes the
+    class of the field as a whole, the house excepted (built, ≥ 50 m²). The garden stays non-artificialised
+    (it was flipped to artificialised when judged on its own, enclosed by the yard)."""
+    island = shapely.box(100, 100, 140, 140)  # 40 × 40 = 1 600 m²
+    house = shapely.box(100, 100, 115, 115)  # 225 m²
+    garden = shapely.box(122, 122, 132, 132)  # 100 m², inside the yard
+    yard = island.difference(house).difference(garden)
+    assert (house.area, yard.area, garden.area) == (225, 1275, 100)
+    field = shapely.box(0, 0, 300, 300).difference(island)
+    out, totals = artificialisation(layer([("field", "CS2.2.1", "US1.1", field), ("house", "CS1.1.1.1", "US5", house),
+                                           ("yard", "CS1.1.1.2", "US5", yard),
+                                           ("garden", "CS2.1.1.1", "US5", garden)]))
+    assert by_id(out) == {"field": ("non artif", False), "house": ("artif", False), "yard": ("non artif", True),
+                          "garden": ("non artif", False)}
+    assert (totals["islands_to_non_artif"], totals["islands_to_artif"], totals["built_kept_artif"]) == (1, 0, 1)
+
+
+def test_outline_counts_the_holes_it_encloses() -> None:
+    # a 2 400 m² ring of parking around a 400 m² lawn: the cluster is below 2 500 m², its outline is not
+    ring_outline = shapely.box(100, 100, 160, 160)  # 3 600 m²
+    lawn = shapely.box(120, 120, 140, 140)  # 400 m²
+    parking = ring_outline.difference(lawn)
+    field = shapely.box(0, 0, 300, 300).difference(ring_outline)
+    out, _ = artificialisation(layer([("field", "CS2.2.1", "US1.1", field),
+                                      ("parking", "CS1.1.1.2", "US4.1.1", parking),
+                                      ("lawn", "CS2.2.1", "US6.3", lawn)]))
+    # the parking is no island (outline 3 600 m²); the lawn is one, enclosed by artificial ground
+    assert by_id(out) == {"field": ("non artif", False), "parking": ("artif", False), "lawn": ("artif", True)}
+
+
+def corner_layout() -> list[tuple[str, str, str, shapely.Geometry]]:
+    """A 900 m² gravel yard touching a 3 600 m² car park at one corner, both in a field."""
+    yard = shapely.box(100, 100, 130, 130)
+    park = shapely.box(130, 130, 190, 190)
+    field = shapely.box(0, 0, 300, 300).difference(yard).difference(park)
+    return [("field", "CS2.2.1", "US1.1", field), ("yard", "CS1.1.2.1", "US1.1", yard),
+            ("park", "CS1.1.1.2", "US4.1.1", park)]
+
+
+def test_a_corner_contact_is_not_adjacency_by_default() -> None:
+    out, _ = artificialisation(layer(corner_layout()))
+    assert by_id(out)["yard"] == ("non artif", True)  # judged alone: an enclosed 900 m² island
+    out, _ = artificialisation(layer(corner_layout()), adjacency="intersects")
+    assert by_id(out)["yard"] == ("artif", False)  # any contact: anchored to the car park
+    with pytest.raises(ValueError, match="adjacency"):
+        artificialisation(layer(corner_layout()), adjacency="touches")
+
+
+def test_shared_edge_with_millimetre_noise_is_adjacency() -> None:
+    # the yard's edge along the car park is 1 mm off (real data): still adjacent, so anchored
+    yard = shapely.box(100, 100, 130.0 - 0.001, 130)
+    park = shapely.box(130, 100, 190, 160)
+    field = shapely.box(0, 0, 300, 300).difference(shapely.box(100, 100, 190, 160))
+    out, _ = artificialisation(layer([("field", "CS2.2.1", "US1.1", field), ("yard", "CS1.1.2.1", "US1.1", yard),
+                                      ("park", "CS1.1.1.2", "US4.1.1", park)]))
+    assert by_id(out)["yard"] == ("artif", False)
+
+
+def test_millimetre_gap_does_not_open_an_enclosure() -> None:
+    # a lawn in a housing estate, its eastern edge 1 mm short of the houses: still enclosed (tolerance)
+    lawn = shapely.box(50, 50, 90 - 0.001, 110)
+    housing = shapely.box(0, 0, 200, 200).difference(shapely.box(50, 50, 90, 110))
+    out, _ = artificialisation(layer([("housing", "CS1.1.1.1", "US5", housing), ("lawn", "CS2.2.1", "US1.1", lawn)]))
+    assert by_id(out)["lawn"] == ("artif", True)
