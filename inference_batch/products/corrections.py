@@ -41,6 +41,7 @@ from inference_batch.products.spatial import MIN_PIECE_AREA, SpatialSource, over
 from ocsge import schema
 from ocsge.progress import done, step
 from ocsge.storage import Storage
+from ocsge.usage import same_usage
 
 CS_ORIGINE, US_ORIGINE, ARTIF_ORIGINE = "cs_origine", "us_origine", "artif_origine"
 NATURE = "nature"
@@ -115,8 +116,8 @@ def corrected_previous(previous: gpd.GeoDataFrame, corrections: gpd.GeoDataFrame
     layer, _ = artificialisation(applied)
     for c in (CS_ORIGINE, US_ORIGINE, ARTIF_ORIGINE):
         layer[c] = applied[c].to_numpy()
-    changed = ((applied[schema.CODE_CS].fillna("") != applied[CS_ORIGINE].fillna(""))
-               | (applied[schema.CODE_US].fillna("") != applied[US_ORIGINE].fillna(""))).to_numpy()
+    changed = ((applied[schema.CODE_CS].fillna("") != applied[CS_ORIGINE].fillna("")).to_numpy()
+               | ~same_usage(applied[schema.CODE_US], applied[US_ORIGINE]))
     corr = gpd.GeoDataFrame({
         schema.ID: applied[schema.ID].to_numpy()[changed],
         schema.CODE_CS: applied[CS_ORIGINE].to_numpy()[changed],
@@ -147,8 +148,8 @@ def difference_nature(corrected: SpatialSource, after: SpatialSource, path: Path
         if p.empty:
             continue
         f = {c: p[c].fillna("").to_numpy(dtype=object) for c in p.columns if c.endswith(("_a", "_b"))}
-        real = (f["code_cs_a"] != f["code_cs_b"]) | (f["code_us_a"] != f["code_us_b"])
-        naive = (f["cs_origine_a"] != f["code_cs_b"]) | (f["us_origine_a"] != f["code_us_b"])
+        real = (f["code_cs_a"] != f["code_cs_b"]) | ~same_usage(f["code_us_a"], f["code_us_b"])
+        naive = (f["cs_origine_a"] != f["code_cs_b"]) | ~same_usage(f["us_origine_a"], f["code_us_b"])
         keep = real | naive
         if not keep.any():
             continue

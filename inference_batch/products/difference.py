@@ -1,9 +1,13 @@
 """Differences between two millésimes of a département, by spatial chunks in bounded memory.
 
 Outputs: the evolution layer (the parts whose couverture or usage changed, with ``cs_avant, us_avant,
-cs_apres, us_apres``), the artificialisation difference (``artificialisation`` = +1 newly artificial,
-−1 désartificialisé), the flows matrices CS × CS and US × US in hectares (diagonal = stable area), and
-a JSON report (areas compared, changed, not covered by the other millésime).
+cs_apres, us_apres``; ``US235`` against ``US2``/``US3``/``US5`` is the same usage, ``ocsge.usage``),
+the artificialisation difference (``artificialisation`` = +1 newly artificial, −1 désartificialisé),
+the flows matrices CS × CS and US × US in hectares (diagonal = stable area), and a JSON report (areas
+compared, changed, not covered by the other millésime). The flows matrices keep the codes as
+delivered, so that their rows and columns are the stocks of each millésime: their ``US235`` ×
+``US2``/``US3``/``US5`` cells are a change of nomenclature generation, reported apart
+(``usage_generation_only_ha``), not a change of usage.
 
 The overlay is :func:`~inference_batch.products.spatial.overlay_chunks`: one chunk of the earlier
 layer at a time against the window of the later one, identical polygons matched by hash, pieces
@@ -38,6 +42,7 @@ from ocsge import schema
 from ocsge.nomenclature import CS_LEAVES, US_LEAVES
 from ocsge.progress import done, progress, step
 from ocsge.storage import Storage
+from ocsge.usage import generation_only, same_usage
 
 EMPTY = "(vide)"  # row/column of the flows matrices for pieces without a code
 DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES, schema.GEOMETRY]
@@ -107,8 +112,10 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
             pieces = chunk.frame(cols, cols)
             flows.add(pieces)
             totals["compared"] += float(pieces["area"].sum())
-            changed = ((pieces.code_cs_a.fillna(EMPTY) != pieces.code_cs_b.fillna(EMPTY))
-                       | (pieces.code_us_a.fillna(EMPTY) != pieces.code_us_b.fillna(EMPTY))).to_numpy()
+            changed = ((pieces.code_cs_a.fillna(EMPTY) != pieces.code_cs_b.fillna(EMPTY)).to_numpy()
+                       | ~same_usage(pieces.code_us_a, pieces.code_us_b))
+            totals["generation"] += float(pieces["area"].to_numpy()[
+                generation_only(pieces.code_us_a, pieces.code_us_b)].sum())
             artif_a = (pieces.artif_a == "artif").to_numpy()
             artif_b = (pieces.artif_b == "artif").to_numpy()
             totals["changed"] += float(pieces["area"].to_numpy()[changed].sum())
@@ -147,6 +154,8 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
         "after_not_covered_before_ha": round((total_b - totals["compared"]) / 1e4, 4),
         "changed_ha": round(totals["changed"] / 1e4, 4),
         "changed_pieces": n_diff,
+        # US235 against US2/US3/US5: the same usage in two generations of the nomenclature, not a change
+        "usage_generation_only_ha": round(totals["generation"] / 1e4, 4),
         "artificialisation_ha": round(totals["artif_plus"] / 1e4, 4),
         "desartificialisation_ha": round(totals["artif_minus"] / 1e4, 4),
         "artif_net_ha": round((totals["artif_plus"] - totals["artif_minus"]) / 1e4, 4),

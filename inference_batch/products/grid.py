@@ -2,7 +2,8 @@
 
 A grid of square cells aligned on multiples of the cell size in the département's CRS; for each cell
 the area where two layers differ (two millésimes, or a prediction and the previous millésime) is
-summed from the pieces of a chunked overlay, and cells at or above the threshold are flagged. Only
+summed from the pieces of a chunked overlay (``US235`` and ``US2``/``US3``/``US5`` are the same usage,
+``ocsge.usage``), and cells at or above the threshold are flagged. Only
 cells with some change are written (every other cell of the département has none); the report gives
 the grid origin, size and counts.
 """
@@ -31,6 +32,7 @@ from inference_batch.products.spatial import SpatialSource, cells_of_bounds, ove
 from ocsge import schema
 from ocsge.progress import done, step
 from ocsge.storage import Storage
+from ocsge.usage import same_usage
 
 CELL_M = 65.0
 THRESHOLD_M2 = 50.0
@@ -69,7 +71,10 @@ def change_grid(before: SpatialSource, after: SpatialSource, *, cell: float = CE
             continue
         diff = np.zeros(len(p), dtype=bool)
         for c in compare:
-            diff |= (p[f"{c}_a"].fillna("").to_numpy(dtype=object) != p[f"{c}_b"].fillna("").to_numpy(dtype=object))
+            if c == schema.CODE_US:  # US235 ≡ US2/US3/US5 where one side uses it (ocsge.usage)
+                diff |= ~same_usage(p[f"{c}_a"], p[f"{c}_b"])
+            else:
+                diff |= (p[f"{c}_a"].fillna("").to_numpy(dtype=object) != p[f"{c}_b"].fillna("").to_numpy(dtype=object))
         for col_row, area in cell_areas(p.geometry.to_numpy()[diff], cell, origin).items():
             changed[col_row] += area
         if has_artif:

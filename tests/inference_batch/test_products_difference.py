@@ -222,3 +222,40 @@ def test_change_grid(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFr
     assert read_vector(store, keys["change_grid_auto"]).empty or (
         (tmp_path / keys["change_grid_auto"]).stat().st_mtime_ns != stamp)
     assert read_json(store, keys["change_grid_auto_report"])["changed_ha"] == 0
+
+
+def generations() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Three 1 ha plots: housing and a garden coded US235 then US5/US3 (new generation, same usage), and
+    an industrial plot US2 that really became housing US5."""
+    plots = [shapely.box(700_000 + 100 * i, 6_600_000, 700_100 + 100 * i, 6_600_100) for i in range(3)]
+    before = gpd.GeoDataFrame({"id": ["a", "b", "c"], "code_cs": ["CS1.1.1.1", "CS2.2.1", "CS1.1.1.1"],
+                               "code_us": ["US235", "US235", "US2"], "millesime": 2021}, geometry=plots, crs=2154)
+    after = before.assign(code_us=["US5", "US3", "US5"], millesime=2024)
+    return before, after
+
+
+def test_us235_against_its_split_is_no_change(tmp_path: Path) -> None:
+    before, after = generations()
+    store = LocalStorage(tmp_path)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    keys = run_difference(store, "77", 2021, 2024)
+    evo = read_vector(store, keys["difference"])
+    assert (evo.us_avant.tolist(), evo.us_apres.tolist()) == (["US2"], ["US5"])
+    report = read_json(store, keys["difference_report"])
+    assert report["changed_ha"] == pytest.approx(1.0) and report["usage_generation_only_ha"] == pytest.approx(2.0)
+    grid, grid_report = change_grid(SpatialSource(before), SpatialSource(after), threshold=1.0)
+    assert grid_report["changed_ha"] == pytest.approx(1.0)
+    assert grid.geometry.union_all().within(before.geometry[2].buffer(65))  # only around plot c
+
+
+def test_corrections_compare_usages_across_generations(tmp_path: Path) -> None:
+    before, after = generations()
+    from inference_batch.products.corrections import difference_nature
+
+    patch = before.assign(cs_corr="RAS", us_corr=["US5", "RAS", "RAS"])  # a re-coding, not a correction
+    layer, corr = corrected_previous(before, patch)
+    assert corr.empty
+    totals = difference_nature(SpatialSource(layer), SpatialSource(after.assign(artif="artif")),
+                               tmp_path / "nature.parquet")
+    assert totals["evolution_ha"] == pytest.approx(1.0) and totals["correction_ha"] == pytest.approx(0.0)
