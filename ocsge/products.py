@@ -167,6 +167,23 @@ for _spec in (
                 "Ingestion report (artificialisation delivery)", media_type=_JSON),
     ProductSpec("ingest_report_diff", "reports/ingest_difference", ".json", Kind.DOCUMENT,
                 "Ingestion report (différentiel delivery)", pair=True, media_type=_JSON),
+    # Analyses for planners (inference_batch/analyses): tables, their JSON summaries, map layers.
+    ProductSpec("groupements", "ancillary/groupements", ".csv", Kind.TABLE,
+                "Communes → groupements (EPCI, SCoT…)", media_type=_CSV),
+    ProductSpec("portrait_stocks", "portrait/stocks", ".csv", Kind.TABLE,
+                "Portrait de territoire: stocks by couverture, usage, artificialisation", media_type=_CSV),
+    ProductSpec("portrait_evolution", "portrait/evolution", ".csv", Kind.TABLE,
+                "Portrait de territoire: evolution between two millésimes (ha, points)", pair=True,
+                media_type=_CSV),
+    ProductSpec("portrait_report", "portrait/report", ".json", Kind.DOCUMENT,
+                "Portrait de territoire: evolutions to check locally", pair=True, media_type=_JSON),
+    ProductSpec("origine", "origine", ".csv", Kind.TABLE,
+                "Origin of new built land and new artificialisation (couverture before)", pair=True,
+                media_type=_CSV),
+    ProductSpec("tache_urbaine", "tache_urbaine", ".parquet", Kind.VECTOR, "Tâche urbaine",
+                media_type=_GEOPARQUET),
+    ProductSpec("tache_urbaine_communes", "tache_urbaine/communes", ".csv", Kind.TABLE,
+                "Tâche urbaine per commune: extension, zone construite", pair=True, media_type=_CSV),
 ):
     register(_spec)
 

@@ -1,0 +1,61 @@
+"""``ocsge analyse``: the analyses for planners, one sub-verb per use (portrait, origine, tache-urbaine).
+
+Each reads the per-département products (run ``ocsge products`` first), writes its registered products
+and skips them when they are up to date, like every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from inference_batch.products.cli import _common, _dep, _pair, _print_keys, _resolve_pair, _storage, _years
+
+
+def _groupements(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--groupements", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="CSV commune → groupement (columns insee_com/code_insee, groupement/epci/scot, optional "
+             "nom_groupement); default: the stored ancillary/groupements table of the département, if any.")(f)
+
+
+@click.group("analyse")
+def analyse() -> None:
+    """Analyses for planners: portrait de territoire, origin of new artificialisation, tâche urbaine."""
+
+
+@analyse.command("portrait")
+@_dep
+@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_groupements
+@click.option("--points", type=float, default=1.0, show_default=True,
+              help="Change (points of percentage) of a natural couverture that flags an evolution to check.")
+@click.option("--artif-points", type=float, default=None,
+              help="…unless the artificialised share moves by this much or more (default: --points).")
+@_common
+def portrait(departement: str, millesimes: tuple[int, ...], groupements: str | None, points: float,
+             artif_points: float | None, root: str | None, force: bool) -> None:
+    """Stocks by couverture, usage and artificialisation per commune, groupement and département; their
+    change between consecutive millésimes (ha, points) and the evolutions to check locally."""
+    from inference_batch.analyses.portrait import FlagRule, run_portrait
+
+    storage = _storage(root)
+    _print_keys(run_portrait(storage, departement, _years(storage, departement, millesimes),
+                             groupements=groupements, rule=FlagRule(points, artif_points), force=force))
+
+
+@analyse.command("origine")
+@_dep
+@_pair
+@_groupements
+@_common
+def origine(departement: str, before: int | None, after: int | None, groupements: str | None, root: str | None,
+            force: bool) -> None:
+    """New built land (CS1.1.1.1) and new artificialisation (+1) by couverture of origin (ha, %)."""
+    from inference_batch.analyses.origin import run_origin
+
+    storage = _storage(root)
+    b, a = _resolve_pair(storage, departement, before, after)
+    _print_keys(run_origin(storage, departement, b, a, groupements=groupements, force=force))

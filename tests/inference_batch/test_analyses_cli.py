@@ -1,0 +1,29 @@
+"""`ocsge analyse …` as a user types it, on the hand-made territory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from inference_batch.analyses.cli import analyse
+from inference_batch.products.difference import run_difference
+from ocsge.products import product_key
+from ocsge.storage import LocalStorage
+from support.analyses_scene import DEP, write_scene
+
+
+def test_analyse_verbs(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    write_scene(store)
+    run_difference(store, DEP, 2021, 2024)
+    runner = CliRunner()
+    root = ["--root", str(tmp_path), "-d", DEP]
+    result = runner.invoke(analyse, ["portrait", *root, "--points", "2"])
+    assert result.exit_code == 0, result.output
+    assert product_key("portrait_evolution", DEP, (2021, 2024)) in result.output
+    result = runner.invoke(analyse, ["origine", *root])
+    assert result.exit_code == 0, result.output
+    assert store.exists(product_key("origine", DEP, (2021, 2024)))
+    bad = runner.invoke(analyse, ["portrait", *root, "--groupements", str(tmp_path / "none.csv")])
+    assert bad.exit_code != 0
