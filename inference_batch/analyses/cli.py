@@ -59,3 +59,25 @@ def origine(departement: str, before: int | None, after: int | None, groupements
     storage = _storage(root)
     b, a = _resolve_pair(storage, departement, before, after)
     _print_keys(run_origin(storage, departement, b, a, groupements=groupements, force=force))
+
+
+@analyse.command("tache-urbaine")
+@_dep
+@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@click.option("--dilation", type=float, default=50.0, show_default=True, help="Dilation of built land (m).")
+@click.option("--erosion", type=float, default=25.0, show_default=True, help="Erosion after the dilation (m).")
+@click.option("--min-area", type=float, default=0.0, show_default=True, help="Smallest patch kept (m²).")
+@click.option("--join", "join_style", type=click.Choice(["round", "mitre"]), default="round", show_default=True,
+              help="Buffer corners.")
+@_groupements
+@_common
+def tache_urbaine(departement: str, millesimes: tuple[int, ...], dilation: float, erosion: float, min_area: float,
+                  join_style: str, groupements: str | None, root: str | None, force: bool) -> None:
+    """Tâche urbaine per millésime (dilation–erosion of built and sealed land, GeoParquet) and its extension
+    per commune, groupement and département compared with the zone construite (CSV)."""
+    from inference_batch.analyses.urban_footprint import FootprintParams, run_footprint
+
+    storage = _storage(root)
+    params = FootprintParams(dilation, erosion, min_area, join_style)
+    _print_keys(run_footprint(storage, departement, _years(storage, departement, millesimes), params=params,
+                              groupements=groupements, force=force))

@@ -25,5 +25,8 @@ def test_analyse_verbs(tmp_path: Path) -> None:
     result = runner.invoke(analyse, ["origine", *root])
     assert result.exit_code == 0, result.output
     assert store.exists(product_key("origine", DEP, (2021, 2024)))
+    result = runner.invoke(analyse, ["tache-urbaine", *root, "--dilation", "40", "--erosion", "20"])
+    assert result.exit_code == 0, result.output
+    assert product_key("tache_urbaine_communes", DEP, (2021, 2024)) in result.output
     bad = runner.invoke(analyse, ["portrait", *root, "--groupements", str(tmp_path / "none.csv")])
     assert bad.exit_code != 0
