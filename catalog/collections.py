@@ -165,6 +165,38 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         "Tuiles vectorielles du différentiel, une archive PMTiles par département et paire de millésimes.",
         (*_DIFF, "vector tiles", "PMTiles"), roles=("data", "visual"),
     ),
+    # Analyses for planners (inference_batch/analyses; README "Analyses for planners").
+    CollectionSpec(
+        "ocsge-portrait-stocks", "portrait_stocks", "OCS GE — portrait de territoire (stocks)",
+        "Surfaces (ha) et parts (%) de chaque couverture, usage et de l'artificialisation par commune, "
+        "groupement de communes (EPCI, SCoT…) et département, pour un millésime.",
+        (*_OCS, "portrait de territoire", "statistiques"),
+    ),
+    CollectionSpec(
+        "ocsge-portrait-evolution", "portrait_evolution", "OCS GE — portrait de territoire (évolution)",
+        "Évolution des stocks entre deux millésimes en hectares et en points de pourcentage par commune, "
+        "groupement et département, avec les évolutions à vérifier localement (couvertures naturelles qui "
+        "varient d'au moins un point sans que l'artificialisation l'explique).",
+        (*_DIFF, "portrait de territoire", "statistiques"),
+        companions=(Companion("report", "portrait_report", ("metadata",)),),
+    ),
+    CollectionSpec(
+        "ocsge-origine", "origine", "OCS GE — origine de la nouvelle artificialisation",
+        "Nouvelle artificialisation bâtie (CS1.1.1.1) et nouvelle artificialisation (+1) entre deux "
+        "millésimes par couverture d'origine, en hectares et en %, par commune, groupement et département.",
+        (*_DIFF, "artificialisation", "statistiques"),
+    ),
+    CollectionSpec(
+        "ocsge-tache-urbaine", "tache_urbaine", "OCS GE — tâche urbaine",
+        "Tâche urbaine : dilatation (50 m) puis érosion (25 m) des surfaces bâties et imperméabilisées hors "
+        "réseaux de transport (méthode des tampons du Certu), par département et millésime.",
+        (*_OCS, "tâche urbaine", "étalement urbain"),
+    ),
+    CollectionSpec(
+        "ocsge-tache-urbaine-communes", "tache_urbaine_communes", "OCS GE — extension de la tâche urbaine",
+        "Tâche urbaine de deux millésimes par commune, groupement et département, son extension et sa "
+        "comparaison avec la zone construite.", (*_DIFF, "tâche urbaine", "statistiques"),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

@@ -138,8 +138,10 @@ class StorageAssetFinder:
     """
 
     PRODUCTS_SERVED: Sequence[str] = (
-        "couverture_cog", "usage_cog", "artif_cog", "construction_cog", "prediction", "difference_cog",
+        "couverture_cog", "usage_cog", "artif_cog", "construction_cog", "prediction", "confidence", "difference_cog",
         "occupation_pmtiles", "difference_pmtiles", "archive", "stats_commune_csv", "stats_commune",
+        # analyses for planners, served under /stats (services/stats/analyses.py)
+        "portrait_stocks", "portrait_evolution", "portrait_report", "origine", "tache_urbaine_communes",
     )
 
     def __init__(self, storage: Storage | str | None = None, ttl_s: float = 30.0) -> None:

@@ -17,6 +17,7 @@ from services.caching import ETagMiddleware
 from services.catalog_finder import default_finder
 from services.errors import add_error_handlers
 from services.params import dep_code
+from services.stats.analyses import analyses_router
 
 STATS_CSV = "stats_commune_csv"
 INSEE_FIELDS = ("code_insee", "insee", "commune", "code_commune", "insee_com")
@@ -35,9 +36,9 @@ def stats_router(finder: AssetFinder) -> APIRouter:
     router = APIRouter(tags=["Statistics"])
 
     def base(request: Request) -> str:
-        from ocsge.settings import get_settings
+        from services.urls import public_base_url
 
-        return (get_settings().public_url or str(request.base_url)).rstrip("/")
+        return public_base_url(request)
 
     def stats_asset(dep: str, millesime: str) -> AssetRef:
         code = dep_code(dep)
@@ -85,6 +86,7 @@ def stats_router(finder: AssetFinder) -> APIRouter:
                 "communes": [{k: typed(v) for k, v in r.items()} for r in data]}
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
 
+    router.include_router(analyses_router(finder))  # /stats/{dep}/analyses and the analysis tables
     return router
 
 

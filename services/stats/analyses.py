@@ -1,0 +1,124 @@
+"""Tables of the analyses for planners as JSON and CSV, read from their catalogued artifacts.
+
+    /stats/{dep}/analyses                              the analysis tables of a département, with links
+    /stats/{dep}/{millesime}/portrait.json|.csv        stocks per territory (one millésime)
+    /stats/{dep}/{m1-m2}/evolution.json|.csv           change between two millésimes, evolutions to check
+    /stats/{dep}/{m1-m2}/a-verifier.json               the territories whose evolutions are to check
+    /stats/{dep}/{m1-m2}/origine.json|.csv             new built land and artificialisation by origin
+    /stats/{dep}/{m1-m2}/tache-urbaine.json|.csv       tâche urbaine and its extension per territory
+
+Tables filter with ``?niveau=commune|groupement|departement`` and ``?territoire=<code>`` (INSEE code,
+groupement code or département).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+
+from services.assets import AssetFinder, AssetRef
+from services.params import dep_code
+
+# URL name → (product, what it holds)
+TABLES: dict[str, tuple[str, str]] = {
+    "portrait": ("portrait_stocks", "Stocks par couverture, usage et artificialisation"),
+    "evolution": ("portrait_evolution", "Évolution entre deux millésimes (ha, points), évolutions à vérifier"),
+    "origine": ("origine", "Nouvelle artificialisation bâtie et nouvelle artificialisation par couverture d'origine"),
+    "tache-urbaine": ("tache_urbaine_communes", "Tâche urbaine et son extension, comparée à la zone construite"),
+}
+REPORT = "portrait_report"
+PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT)
+LEVELS = ("commune", "groupement", "departement")
+
+
+def _typed(value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    if value.isdigit() and value.startswith("0") and len(value) > 1:
+        return value  # codes such as INSEE 01001 stay text
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value
+
+
+_TEXT = {"territoire", "nom", "code", "libelle", "cs_origine", "motif", "niveau", "nomenclature", "type"}
+
+
+def analyses_router(finder: AssetFinder) -> APIRouter:
+    router = APIRouter(tags=["Analyses"])
+
+    def base(request: Request) -> str:
+        from ocsge.settings import get_settings
+
+        return (get_settings().public_url or str(request.base_url)).rstrip("/")
+
+    def asset(product: str, dep: str, millesime: str) -> AssetRef:
+        code = dep_code(dep)
+        for found in finder.find(product, departement=code):
+            if found.millesime == millesime:
+                return found
+        raise HTTPException(404, f"no {product} for département {code}, millésime(s) {millesime!r}")
+
+    @router.get("/stats/{dep}/analyses")
+    def listing(request: Request, dep: Annotated[str, Path()]) -> dict[str, Any]:
+        code = dep_code(dep)
+        b = base(request)
+        tables = []
+        for name, (product, title) in TABLES.items():
+            for found in finder.find(product, departement=code):
+                tables.append({"table": name, "title": title, "millesime": found.millesime,
+                               "json": f"{b}/stats/{code}/{found.millesime}/{name}.json",
+                               "csv": f"{b}/stats/{code}/{found.millesime}/{name}.csv"})
+        for found in finder.find(REPORT, departement=code):
+            tables.append({"table": "a-verifier", "title": "Évolutions à vérifier localement",
+                           "millesime": found.millesime,
+                           "json": f"{b}/stats/{code}/{found.millesime}/a-verifier.json"})
+        return {"departement": code, "tables": sorted(tables, key=lambda t: (t["table"], t["millesime"]))}
+
+    @router.get("/stats/{dep}/{millesime}/a-verifier.json")
+    def to_check(dep: Annotated[str, Path()], millesime: Annotated[str, Path()]) -> Response:
+        found = asset(REPORT, dep, millesime)
+        return Response(finder.storage.get_bytes(found.key), media_type="application/json")
+
+    @router.get("/stats/{dep}/{millesime}/{table}.{ext}", response_class=Response)
+    def table(dep: Annotated[str, Path()], millesime: Annotated[str, Path()], table: Annotated[str, Path()],
+              ext: Annotated[str, Path()],
+              niveau: Annotated[str | None, Query(description="commune, groupement or departement")] = None,
+              territoire: Annotated[str | None, Query(description="INSEE, groupement or département code")] = None,
+              ) -> Response:
+        if table not in TABLES:
+            raise HTTPException(404, f"no table {table!r}: choose among {', '.join(TABLES)}")
+        if ext not in ("json", "csv"):
+            raise HTTPException(400, f"unsupported format .{ext}: use .json or .csv")
+        if niveau is not None and niveau not in LEVELS:
+            raise HTTPException(400, f"niveau must be one of {', '.join(LEVELS)}")
+        found = asset(TABLES[table][0], dep, millesime)
+        text = finder.storage.get_bytes(found.key).decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text))
+        fields = list(reader.fieldnames or [])
+        rows = [r for r in reader if (niveau is None or r.get("niveau") == niveau)
+                and (territoire is None or r.get("territoire") == territoire)]
+        if territoire is not None and not rows:
+            raise HTTPException(404, f"no territory {territoire!r} in this table")
+        if ext == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'inline; filename="{found.name}"'})
+        body = {"departement": found.departement, "millesime": found.millesime, "table": table,
+                "rows": [{k: (v if k in _TEXT else _typed(v)) for k, v in r.items()} for r in rows]}
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+
+    return router

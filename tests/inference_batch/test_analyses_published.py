@@ -1,0 +1,110 @@
+"""The analyses are catalogued (STAC collections and items that validate, as `ocsge publish` writes them)
+and their tables are served under /stats as JSON and CSV, through the catalogue as in production."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from fastapi.testclient import TestClient
+
+from catalog.publish import publish
+from catalog.validate import errors
+from inference_batch.analyses.origin import run_origin
+from inference_batch.analyses.portrait import run_portrait
+from inference_batch.analyses.urban_footprint import run_footprint
+from inference_batch.products.artifacts import write_vector
+from inference_batch.products.difference import run_difference
+from ocsge.products import product_key
+from ocsge.storage import LocalStorage
+from support.analyses_scene import DEP, box, write_scene
+
+COLLECTIONS = {"ocsge-portrait-stocks": 2, "ocsge-portrait-evolution": 1, "ocsge-origine": 1,
+               "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("analyses") / "root"
+    store = LocalStorage(root)
+    write_scene(store)
+    for year in (2021, 2024):
+        write_vector(store, product_key("zone_construite", DEP, year),
+                     gpd.GeoDataFrame({"id": ["ZC"], "millesime": [year]}, geometry=[box(0, 850, 1000, 1000)],
+                                      crs=2154))
+    run_difference(store, DEP, 2021, 2024)
+    run_portrait(store, DEP, [2021, 2024])
+    run_origin(store, DEP, 2021, 2024)
+    run_footprint(store, DEP, [2021, 2024])
+    publish(store)
+    return root
+
+
+def test_collections_and_items_validate(root: Path) -> None:
+    stac = root / "stac"
+    for coll, n in COLLECTIONS.items():
+        collection = json.loads((stac / coll / "collection.json").read_text())
+        assert errors(collection) == [], coll
+        items = sorted((stac / coll / "items").glob("*.json"))
+        assert len(items) == n, coll
+        for path in items:
+            item = json.loads(path.read_text())
+            assert errors(item) == [], path.name
+            assert item["properties"]["ocsge:departement"] == "77"
+            assert item["geometry"] is not None  # tables borrow the footprint of the département's layers
+    evo = json.loads((stac / "ocsge-portrait-evolution" / "items" / "portrait_evolution_D077_2021-2024.json")
+                     .read_text())
+    assert evo["assets"]["data"]["href"].endswith("portrait_evolution_D077_2021-2024.csv")
+    assert evo["assets"]["report"]["href"].endswith("portrait_report_D077_2021-2024.json")
+    assert evo["properties"]["ocsge:millesime_avant"] == 2021
+
+
+@pytest.fixture(scope="module", params=["storage", "catalogue"])
+def client(request: pytest.FixtureRequest, root: Path) -> TestClient:
+    from services.stats.app import create_app
+
+    if request.param == "storage":
+        from services.assets import StorageAssetFinder
+
+        finder = StorageAssetFinder(str(root), ttl_s=3600)
+    else:
+        from catalog.search.embedded import EmbeddedBackend
+        from ocsge.storage import open_storage
+        from services.catalog_finder import CatalogAssetFinder
+
+        storage = open_storage(str(root))
+        finder = CatalogAssetFinder(EmbeddedBackend(storage, asset_base_url=root.as_posix()), storage)
+    return TestClient(create_app(finder), raise_server_exceptions=False)
+
+
+def test_tables_as_json_and_csv(client: TestClient) -> None:
+    listing = client.get("/stats/77/analyses").json()
+    assert {(t["table"], t["millesime"]) for t in listing["tables"]} == {
+        ("portrait", "2021"), ("portrait", "2024"), ("evolution", "2021-2024"), ("a-verifier", "2021-2024"),
+        ("origine", "2021-2024"), ("tache-urbaine", "2021-2024")}
+    stocks = client.get("/stats/77/2021/portrait.json?territoire=77001&niveau=commune").json()
+    feuillus = next(r for r in stocks["rows"] if r["code"] == "CS2.1.1.1")
+    assert (feuillus["nom"], feuillus["surface_ha"], feuillus["part_pct"]) == ("A", 15.0, 30.0)
+    origin = client.get("/stats/77/2021-2024/origine.json?niveau=departement").json()["rows"]
+    assert {(r["type"], r["cs_origine"], r["surface_ha"], r["part_pct"]) for r in origin} == {
+        ("bati", "CS2.2.1", 0.5, 100.0), ("artificialisation", "CS2.2.1", 0.5, 100.0)}
+    csv_text = client.get("/stats/77/2021-2024/evolution.csv?territoire=77")
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    lines = csv_text.text.splitlines()
+    assert lines[0].startswith("niveau,territoire,nom,millesime_debut,millesime_fin,nomenclature,code")
+    assert all(line.startswith("departement,77,") for line in lines[1:])
+    checks = client.get("/stats/77/2021-2024/a-verifier.json").json()
+    assert {t["territoire"] for t in checks["territoires_a_verifier"]} == {"77", "77001"}
+    tache = client.get("/stats/77/2021-2024/tache-urbaine.json?niveau=departement").json()["rows"][0]
+    assert tache["tache_fin_ha"] > tache["tache_debut_ha"] and tache["zone_construite_fin_ha"] == 15.0
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/stats/77/2021-2024/nothing.json", 404), ("/stats/77/2021-2024/origine.xml", 400),
+    ("/stats/77/2019-2021/origine.json", 404), ("/stats/77/2021/portrait.json?territoire=00000", 404),
+    ("/stats/77/2021/portrait.json?niveau=region", 400),
+])
+def test_bad_requests_are_4xx(client: TestClient, path: str, status: int) -> None:
+    assert client.get(path).status_code == status
