@@ -184,6 +184,14 @@ for _spec in (
                 media_type=_GEOPARQUET),
     ProductSpec("tache_urbaine_communes", "tache_urbaine/communes", ".csv", Kind.TABLE,
                 "Tâche urbaine per commune: extension, zone construite", pair=True, media_type=_CSV),
+    ProductSpec("densification", "densification", ".parquet", Kind.VECTOR,
+                "Economic zones (ZAE) and their densification potential", media_type=_GEOPARQUET),
+    ProductSpec("densification_csv", "densification", ".csv", Kind.TABLE,
+                "Economic zones (ZAE) inventory (CSV)", media_type=_CSV),
+    ProductSpec("renaturation", "renaturation", ".parquet", Kind.VECTOR,
+                "Renaturation potential on the INSEE 200 m grid", media_type=_GEOPARQUET),
+    ProductSpec("renaturation_csv", "renaturation", ".csv", Kind.TABLE,
+                "Renaturation potential on the INSEE 200 m grid (CSV)", media_type=_CSV),
 ):
     register(_spec)
 

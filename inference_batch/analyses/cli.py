@@ -81,3 +81,22 @@ def tache_urbaine(departement: str, millesimes: tuple[int, ...], dilation: float
     params = FootprintParams(dilation, erosion, min_area, join_style)
     _print_keys(run_footprint(storage, departement, _years(storage, departement, millesimes), params=params,
                               groupements=groupements, force=force))
+
+
+@analyse.command("densification")
+@_dep
+@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@click.option("--zae", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ZAE layer (GeoPackage, Shapefile, GeoJSON, GeoParquet); default: zones from economic usages.")
+@click.option("--min-zone", type=float, default=5_000.0, show_default=True,
+              help="Smallest zone built from usages (m²).")
+@_common
+def densification(departement: str, millesimes: tuple[int, ...], zae: str | None, min_zone: float,
+                  root: str | None, force: bool) -> None:
+    """Economic zones (ZAE) with built footprint, non-built artificialised and vegetated areas, emprise au
+    sol ratio and optimisable surface: a map (GeoParquet) and an inventory (CSV) per millésime."""
+    from inference_batch.analyses.densification import ZoneParams, run_densification
+
+    storage = _storage(root)
+    _print_keys(run_densification(storage, departement, _years(storage, departement, millesimes), zae=zae,
+                                  params=ZoneParams(min_zone_m2=min_zone), force=force))
