@@ -5,13 +5,23 @@ or empty = no correction — IGN's patch covers all of P, a hand-made layer only
 and the later millésime N, this step writes:
 
 * ``corrected_previous``: P with C's codes where C corrects it (split along C's boundaries, the rest
-  untouched), artificialisation recomputed (matrix + thresholds), the delivered codes kept in
-  ``cs_origine``/``us_origine``;
+  untouched), the delivered codes kept in ``cs_origine``/``us_origine`` and the delivered class in
+  ``artif_origine``. Artificialisation is *not* recomputed everywhere: P's ``artif``/``crit_seuil`` (IGN's
+  delivered artificialisation layer, or ours) are kept, and the thresholds are recomputed only for the
+  polygons whose judgement a correction can change — the corrected polygons, the clusters below the
+  threshold that contain or touch one (``artif.apply_thresholds``), and everything inside the outline of an
+  island that holds one of those. A patch that corrects nothing (all ``RAS``) gives P back unchanged;
 * ``corrections``: the corrected parts only (``code_cs``/``code_us`` as delivered, ``cs_corr``/``us_corr``);
-* ``difference_nature``: every part where N differs from P as delivered or from P corrected, with
-  ``nature`` = ``'evolution'`` (N differs from corrected P: a real change, ``cs_avant``… being the
-  corrected codes) or ``'correction'`` (N differs only from the erroneous P: a false flow), and the
-  artificialisation flow both ways (``artificialisation`` real, ``artificialisation_brute`` naive).
+  a usage re-coded across nomenclature generations (``US235`` → ``US5``) is no correction (``ocsge.usage``);
+* ``difference_nature``: every part where N differs from P as delivered or from P corrected (codes or
+  artificialisation), with ``nature`` = ``'evolution'`` (N differs from corrected P: a real change,
+  ``cs_avant``… being the corrected codes) or ``'correction'`` (N differs only from the erroneous P: a
+  false flow), and the artificialisation flow both ways (``artificialisation`` real,
+  ``artificialisation_brute`` naive). Its totals are summed over every chunk of the overlay.
+
+When a corrected previous millésime exists, the published difference, artificialisation ±1 and commune
+flows are computed from it (``difference.run_difference``, ``stats.run_stats``); the naive flows (from P as
+delivered) stay available in ``difference_nature`` and as the ``*_naif`` columns of the commune flows.
 """
 
 from __future__ import annotations
@@ -24,9 +34,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from shapely import STRtree
 
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
-from inference_batch.products.artif import artificialisation
+from inference_batch.products.artif import ThresholdResult, apply_thresholds, artificialisation, matrix_artif
 from inference_batch.products.artifacts import (
     GeoParquetAppender,
     StepError,
@@ -56,15 +67,21 @@ def _codes(values: pd.Series) -> np.ndarray:
     return out
 
 
+CRIT_ORIGINE = "crit_seuil_origine"
+
+
 def apply_corrections(previous: gpd.GeoDataFrame, corrections: gpd.GeoDataFrame, *, target: int = 20_000
                       ) -> gpd.GeoDataFrame:
-    """P with C's codes applied, split along C where C covers part of a polygon of P."""
+    """P with C's codes applied, split along C where C covers part of a polygon of P; P's codes, ``artif``
+    and ``crit_seuil`` are kept as ``*_origine``."""
     prev = with_artif(previous).reset_index(drop=True)
+    if schema.CRIT_SEUIL not in prev:
+        prev = prev.assign(**{schema.CRIT_SEUIL: False})
     corr = corrections.reset_index(drop=True).copy()
     corr[schema.CS_CORR] = _codes(corr[schema.CS_CORR])
     corr[schema.US_CORR] = _codes(corr[schema.US_CORR])
     corr = corr[~(corr[schema.CS_CORR].isna() & corr[schema.US_CORR].isna())]  # RAS everywhere: no-op
-    cols_p = [schema.ID, schema.CODE_CS, schema.CODE_US, schema.ARTIF]
+    cols_p = [schema.ID, schema.CODE_CS, schema.CODE_US, schema.ARTIF, schema.CRIT_SEUIL]
     parts: list[gpd.GeoDataFrame] = []
     touched = np.zeros(len(prev), dtype=bool)
     if len(corr):
@@ -103,21 +120,69 @@ def apply_corrections(previous: gpd.GeoDataFrame, corrections: gpd.GeoDataFrame,
         CS_ORIGINE: allp[schema.CODE_CS].to_numpy(dtype=object),
         US_ORIGINE: allp[schema.CODE_US].to_numpy(dtype=object),
         ARTIF_ORIGINE: allp[schema.ARTIF].to_numpy(dtype=object),
+        CRIT_ORIGINE: allp[schema.CRIT_SEUIL].fillna(False).to_numpy(dtype=bool),
     }, geometry=allp.geometry.to_numpy(), crs=prev.crs)
     if schema.MILLESIME in previous:
         out[schema.MILLESIME] = previous[schema.MILLESIME].iloc[0] if len(previous) else None
     return out
 
 
-def corrected_previous(previous: gpd.GeoDataFrame, corrections: gpd.GeoDataFrame, **kwargs: Any
-                       ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """(corrected P with artif recomputed, the corrections layer)."""
-    applied = apply_corrections(previous, corrections, **kwargs)
-    layer, _ = artificialisation(applied)
-    for c in (CS_ORIGINE, US_ORIGINE, ARTIF_ORIGINE):
-        layer[c] = applied[c].to_numpy()
-    changed = ((applied[schema.CODE_CS].fillna("") != applied[CS_ORIGINE].fillna("")).to_numpy()
-               | ~same_usage(applied[schema.CODE_US], applied[US_ORIGINE]))
+def code_changed(layer: gpd.GeoDataFrame) -> np.ndarray:
+    """Polygons of a corrected layer whose codes differ from the delivered ones (``US235`` ≡ its parts)."""
+    return ((layer[schema.CODE_CS].fillna("") != layer[CS_ORIGINE].fillna("")).to_numpy()
+            | ~same_usage(layer[schema.CODE_US], layer[US_ORIGINE]))
+
+
+def affected_by(geoms: np.ndarray, changed: np.ndarray, res: ThresholdResult, *, tolerance: float = 0.01
+                ) -> np.ndarray:
+    """Polygons whose threshold judgement a change of codes can alter: the changed polygons, every cluster
+    below the threshold that contains or touches one, and everything inside the outline of an island
+    holding one of those (islands nested in it follow it)."""
+    affected = changed.copy()
+    idx = np.flatnonzero(changed)
+    if len(idx) == 0:
+        return affected
+    _, near = STRtree(geoms).query(geoms[idx], predicate="dwithin", distance=tolerance)
+    assert res.cluster is not None and res.island is not None
+    clusters = np.unique(res.cluster[np.concatenate([idx, near])])
+    clusters = clusters[clusters >= 0]
+    affected |= np.isin(res.cluster, clusters) & (res.cluster >= 0)
+    islands = np.unique(res.island[affected])
+    islands = islands[islands >= 0]
+    affected |= np.isin(res.island, islands) & (res.island >= 0)
+    return affected
+
+
+def corrected_previous(previous: gpd.GeoDataFrame, corrections: gpd.GeoDataFrame, *, target: int = 20_000,
+                       **thresholds: Any) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """(corrected P, the corrections layer). P's ``artif``/``crit_seuil`` are kept (computed with the
+    thresholds first when P has none) except where a correction can change them (:func:`affected_by`)."""
+    base = previous if schema.ARTIF in previous else artificialisation(previous, **thresholds)[0]
+    applied = apply_corrections(base, corrections, target=target)
+    changed = code_changed(applied)
+    artif = applied[ARTIF_ORIGINE].to_numpy(dtype=object) == "artif"
+    crit = applied[CRIT_ORIGINE].to_numpy(dtype=bool)
+    affected = np.zeros(len(applied), dtype=bool)
+    if changed.any():
+        cs = applied[schema.CODE_CS].to_numpy(dtype=object)
+        matrix, _ = matrix_artif(cs, applied[schema.CODE_US].to_numpy(dtype=object))
+        geoms = applied.geometry.to_numpy()
+        res = apply_thresholds(geoms, matrix, cs, **thresholds)
+        affected = affected_by(geoms, changed, res, tolerance=thresholds.get("tolerance", 0.01))
+        artif = np.where(affected, res.artif, artif)
+        crit = np.where(affected, res.crit_seuil, crit)
+    layer = gpd.GeoDataFrame({
+        schema.ID: applied[schema.ID].to_numpy(),
+        schema.CODE_CS: applied[schema.CODE_CS].to_numpy(dtype=object),
+        schema.CODE_US: applied[schema.CODE_US].to_numpy(dtype=object),
+        schema.MILLESIME: applied[schema.MILLESIME].to_numpy() if schema.MILLESIME in applied else None,
+        schema.ARTIF: np.where(artif, "artif", "non artif"),
+        schema.CRIT_SEUIL: crit.astype(bool),
+        CS_ORIGINE: applied[CS_ORIGINE].to_numpy(dtype=object),
+        US_ORIGINE: applied[US_ORIGINE].to_numpy(dtype=object),
+        ARTIF_ORIGINE: applied[ARTIF_ORIGINE].to_numpy(dtype=object),
+        "seuils_recalcules": affected,
+    }, geometry=applied.geometry.to_numpy(), crs=applied.crs)
     corr = gpd.GeoDataFrame({
         schema.ID: applied[schema.ID].to_numpy()[changed],
         schema.CODE_CS: applied[CS_ORIGINE].to_numpy()[changed],
@@ -148,28 +213,31 @@ def difference_nature(corrected: SpatialSource, after: SpatialSource, path: Path
         if p.empty:
             continue
         f = {c: p[c].fillna("").to_numpy(dtype=object) for c in p.columns if c.endswith(("_a", "_b"))}
-        real = (f["code_cs_a"] != f["code_cs_b"]) | ~same_usage(f["code_us_a"], f["code_us_b"])
-        naive = (f["cs_origine_a"] != f["code_cs_b"]) | ~same_usage(f["us_origine_a"], f["code_us_b"])
-        keep = real | naive
-        if not keep.any():
-            continue
         art_corr = (f["artif_a"] == "artif").astype(int)
         art_orig = (f["artif_origine_a"] == "artif").astype(int)
         art_after = (f["artif_b"] == "artif").astype(int)
+        real = (f["code_cs_a"] != f["code_cs_b"]) | ~same_usage(f["code_us_a"], f["code_us_b"])
+        naive = (f["cs_origine_a"] != f["code_cs_b"]) | ~same_usage(f["us_origine_a"], f["code_us_b"])
+        real_flow, naive_flow = art_after - art_corr, art_after - art_orig
+        # totals of every piece, before anything is skipped: a threshold-only flip counts in every chunk
         area = p["area"].to_numpy()
         totals["evolution_ha"] += area[real].sum() / 1e4
         totals["correction_ha"] += area[naive & ~real].sum() / 1e4
-        totals["artif_net_ha"] += (area * (art_after - art_corr)).sum() / 1e4
-        totals["artif_net_brut_ha"] += (area * (art_after - art_orig)).sum() / 1e4
-        totals["false_artif_flows_ha"] += (area * np.abs((art_after - art_orig) - (art_after - art_corr))).sum() / 1e4
+        totals["artif_net_ha"] += (area * real_flow).sum() / 1e4
+        totals["artif_net_brut_ha"] += (area * naive_flow).sum() / 1e4
+        totals["false_artif_flows_ha"] += (area * np.abs(naive_flow - real_flow)).sum() / 1e4
+        keep = real | naive | (real_flow != 0) | (naive_flow != 0)
+        if not keep.any():
+            continue
+        evolution = real | (real_flow != 0)
         part = gpd.GeoDataFrame({
             schema.ID: [f"NAT_{n + i:08d}" for i in range(int(keep.sum()))],
-            NATURE: np.where(real[keep], "evolution", "correction"),
+            NATURE: np.where(evolution[keep], "evolution", "correction"),
             schema.CS_AVANT: p["code_cs_a"].to_numpy()[keep], schema.US_AVANT: p["code_us_a"].to_numpy()[keep],
             schema.CS_APRES: p["code_cs_b"].to_numpy()[keep], schema.US_APRES: p["code_us_b"].to_numpy()[keep],
             CS_ORIGINE: p["cs_origine_a"].to_numpy()[keep], US_ORIGINE: p["us_origine_a"].to_numpy()[keep],
-            "artificialisation": (art_after - art_corr)[keep].astype("int8"),
-            "artificialisation_brute": (art_after - art_orig)[keep].astype("int8"),
+            "artificialisation": real_flow[keep].astype("int8"),
+            "artificialisation_brute": naive_flow[keep].astype("int8"),
         }, geometry=p.geometry.to_numpy()[keep], crs=corrected.crs)
         n += len(part)
         writer.append(part)
@@ -220,8 +288,12 @@ def run_corrections(storage: Storage, dep: object, before: int, after: int, *,
             path = stack.enter_context(storage.writer(keys["difference_nature"]))
             outputs.add(keys["difference_nature"])
             totals = difference_nature(SpatialSource(layer), after_src, path, target=target)
+        recomputed = layer["seuils_recalcules"].to_numpy(dtype=bool)
         report = {"previous": prev_key, "corrections": origin, "corrected_polygons": len(corr_layer),
-                  "corrected_ha": round(float(corr_layer.geometry.area.sum()) / 1e4, 4), **totals}
+                  "corrected_ha": round(float(corr_layer.geometry.area.sum()) / 1e4, 4),
+                  "thresholds_recomputed_polygons": int(recomputed.sum()),
+                  "thresholds_recomputed_ha": round(float(layer.geometry.area.to_numpy()[recomputed].sum()) / 1e4, 4),
+                  **totals}
         outputs.add(write_json(storage, keys["corrections_report"], report))
     done(f"corrections {dep} {before}-{after}: {report['corrected_ha']:.2f} ha corrected, "
          f"{report['correction_ha']:.2f} ha of false flows, {report['evolution_ha']:.2f} ha of evolutions")

@@ -168,14 +168,25 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
                             FlowAccumulator.matrix(flows.us, US_LEAVES, "us"))
 
 
+def previous_key(storage: Storage, dep: object, before: int, after: int) -> str:
+    """The layer that stands for the earlier millésime of a pair: the corrected previous millésime when
+    corrections of it exist (IGN's patch correctif or a given layer, ``corrections.run_corrections``), so
+    that errors of M(n) fixed in M(n+1) make no flow; else its artificialisation or occupation layer."""
+    corrected = key("corrected_previous", dep, (before, after))
+    return corrected if storage.exists(corrected) else layer_key(storage, dep, before)
+
+
 def run_difference(storage: Storage, dep: object, before: int, after: int, *, force: bool = False,
                    target: int = 20_000) -> dict[str, str]:
-    """Step: evolution layer, artif ±1 layer, flows CS×CS and US×US, report for a pair of millésimes."""
+    """Step: evolution layer, artif ±1 layer, flows CS×CS and US×US, report for a pair of millésimes.
+    The earlier millésime is the corrected one when there is one (:func:`previous_key`); the naive
+    flows, from the millésime as delivered, are then in ``difference_nature`` (``artificialisation_brute``)."""
     pair = (before, after)
     keys = {p: key(p, dep, pair) for p in ("difference", "artif_difference", "flows_cs", "flows_us",
                                           "difference_report")}
     cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
-    ka, kb = layer_key(storage, dep, before), layer_key(storage, dep, after)
+    ka, kb = previous_key(storage, dep, before, after), layer_key(storage, dep, after)
+    corrected = ka == key("corrected_previous", dep, pair)
     digest = fingerprint(storage, [ka, kb])
     if not force and is_up_to_date(storage, keys.values(), digest):
         done(f"diff {dep} {before}-{after}: already done")
@@ -190,9 +201,15 @@ def run_difference(storage: Storage, dep: object, before: int, after: int, *, fo
                                         id_prefix=f"{before}_{after}")
         outputs.add(write_table(storage, keys["flows_cs"], result.flows_cs))
         outputs.add(write_table(storage, keys["flows_us"], result.flows_us))
-        report = {**result.report, "before": ka, "after": kb,
-                  "thresholds_applied": ka.startswith("artificialisation/") and kb.startswith("artificialisation/")}
+        thresholds = kb.startswith("artificialisation/") and (
+            corrected or ka.startswith("artificialisation/"))
+        report = {**result.report, "before": ka, "after": kb, "thresholds_applied": thresholds,
+                  "previous_corrected": corrected}
+        if corrected:
+            report["naive_flows"] = {"layer": key("difference_nature", dep, pair), "column": "artificialisation_brute",
+                                     "report": key("corrections_report", dep, pair)}
         outputs.add(write_json(storage, keys["difference_report"], report))
     done(f"diff {dep} {before}→{after}: {report['changed_ha']:.2f} ha changed, "
-         f"+{report['artificialisation_ha']:.2f} / −{report['desartificialisation_ha']:.2f} ha artif")
+         f"+{report['artificialisation_ha']:.2f} / −{report['desartificialisation_ha']:.2f} ha artif"
+         + (" (corrected previous millésime)" if corrected else ""))
     return keys

@@ -62,13 +62,14 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
         result.keys.update({f"{k}_{year}": v for k, v in run_artif(storage, d.code, year, force=force).items()})
     for before, after in itertools.pairwise(years):
         tag = f"{before}_{after}"
-        result.keys.update({f"{k}_{tag}": v for k, v in
-                            run_difference(storage, d.code, before, after, force=force).items()})
+        # corrections first: the difference, artif ±1 and flows come from the corrected previous millésime
         if storage.exists(key("patch_corr", d.code, (before, after))):
             result.keys.update({f"{k}_{tag}": v for k, v in
                                 run_corrections(storage, d.code, before, after, force=force).items()})
         else:
             result.skipped_steps.append(f"corrections {before}-{after}: no patch layer")
+        result.keys.update({f"{k}_{tag}": v for k, v in
+                            run_difference(storage, d.code, before, after, force=force).items()})
         result.keys.update({f"{k}_{tag}": v for k, v in run_grid(
             storage, d.code, before, after, cell=grid_cell, threshold=grid_threshold, force=force).items()})
         if tiles:

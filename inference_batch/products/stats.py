@@ -29,6 +29,7 @@ from inference_batch.products.artifacts import (
     write_table,
     write_vector,
 )
+from inference_batch.products.difference import previous_key
 from inference_batch.products.ingest import communes_key
 from inference_batch.products.inputs import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource, polygonal
@@ -141,38 +142,70 @@ def stock_table(layer_chunks: Iterable[gpd.GeoDataFrame], communes: gpd.GeoDataF
     return out[lead + [c for c in out.columns if c not in lead]]
 
 
+def _flows(pieces: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
+    values = pd.to_numeric(pieces[column])
+    return (pieces[values > 0].groupby(schema.INSEE_COM)["area"].sum(),
+            pieces[values < 0].groupby(schema.INSEE_COM)["area"].sum())
+
+
 def flows_table(artif_difference: Iterable[gpd.GeoDataFrame], communes: gpd.GeoDataFrame, dep: object,
                 before: int, after: int, stocks_before: pd.DataFrame | None = None,
-                stocks_after: pd.DataFrame | None = None) -> pd.DataFrame:
+                stocks_after: pd.DataFrame | None = None, *,
+                naive: Iterable[gpd.GeoDataFrame] | None = None,
+                stocks_before_naive: pd.DataFrame | None = None) -> pd.DataFrame:
     """Artificialisation flows per commune (+ département): flux_artif, flux_desartif, flux_artif_net
-    in ha and % of the commune; with the stocks of both millésimes when given, their change too."""
+    in ha and % of the commune; with the stocks of both millésimes when given, their change too.
+
+    Flows outside every commune (a difference reaching beyond the communes layer) are kept in a row of
+    their own, ``niveau = hors_communes``; the département row sums the communes, as in the stock table
+    (which reports the area outside them as ``hors_communes_ha``), so that its flows match its stocks.
+    ``naive``: when the flows come from a corrected previous millésime, the pieces of the corrections
+    step (``difference_nature``, its ``artificialisation_brute``), giving the naive flows from the
+    millésime as delivered in the ``*_naif_ha`` columns (with ``stocks_before_naive``, its stock)."""
     communes = normalise_communes(communes)
     pieces = split_by_commune(artif_difference, communes, ["artificialisation"])
-    pieces["artificialisation"] = pd.to_numeric(pieces["artificialisation"])
-    plus = pieces[pieces.artificialisation > 0].groupby(schema.INSEE_COM)["area"].sum()
-    minus = pieces[pieces.artificialisation < 0].groupby(schema.INSEE_COM)["area"].sum()
+    plus, minus = _flows(pieces, "artificialisation")
     rows = communes[[schema.INSEE_COM, schema.NOM_COM]].copy().set_index(schema.INSEE_COM)
     rows["surface_ha"] = _ha(communes.geometry.area.to_numpy())
-    rows["flux_artif_ha"] = _ha(plus).reindex(rows.index).fillna(0.0)
-    rows["flux_desartif_ha"] = _ha(minus).reindex(rows.index).fillna(0.0)
+    index = rows.index.append(pd.Index([OUTSIDE]))
+    values = {"flux_artif_ha": _ha(plus).reindex(index).fillna(0.0),
+              "flux_desartif_ha": _ha(minus).reindex(index).fillna(0.0)}
+    if naive is not None:
+        npieces = split_by_commune(naive, communes, ["artificialisation_brute"])
+        nplus, nminus = _flows(npieces, "artificialisation_brute")
+        values["flux_artif_naif_ha"] = _ha(nplus).reindex(index).fillna(0.0)
+        values["flux_desartif_naif_ha"] = _ha(nminus).reindex(index).fillna(0.0)
+    for c, v in values.items():
+        rows[c] = v.reindex(rows.index).to_numpy()
     rows = rows.reset_index()
-    d = departement(dep)
-    total = rows[["surface_ha", "flux_artif_ha", "flux_desartif_ha"]].sum()
     rows.insert(0, "niveau", "commune")
-    out = pd.concat([rows, pd.DataFrame([{"niveau": "departement", schema.INSEE_COM: d.code,
-                                          schema.NOM_COM: d.name, **total.to_dict()}])], ignore_index=True)
+    outside = {"niveau": OUTSIDE, schema.INSEE_COM: OUTSIDE, schema.NOM_COM: "hors communes", "surface_ha": 0.0,
+               **{c: float(v[OUTSIDE]) for c, v in values.items()}}
+    d = departement(dep)
+    flux = list(values)
+    total = rows[["surface_ha", *flux]].sum()  # the communes, as the stock table's département row
+    out = pd.concat([rows, pd.DataFrame([outside]),
+                     pd.DataFrame([{"niveau": "departement", schema.INSEE_COM: d.code, schema.NOM_COM: d.name,
+                                    **total.to_dict()}])], ignore_index=True)
     out["flux_artif_net_ha"] = np.round(out.flux_artif_ha - out.flux_desartif_ha, 4)
     for c in ("flux_artif", "flux_desartif", "flux_artif_net"):
         out[f"{c}_pct"] = np.round(100 * out[f"{c}_ha"] / out["surface_ha"].replace(0, np.nan), 5).fillna(0.0)
+    if naive is not None:
+        out["flux_artif_net_naif_ha"] = np.round(out.flux_artif_naif_ha - out.flux_desartif_naif_ha, 4)
     out.insert(3, "millesime_debut", before)
     out.insert(4, "millesime_fin", after)
+    idx = pd.MultiIndex.from_frame(out[["niveau", schema.INSEE_COM]])
+
+    def stock(table: pd.DataFrame) -> np.ndarray:
+        s = table.set_index(["niveau", schema.INSEE_COM])["artif_ha"].to_dict()
+        return np.array([s.get(i, np.nan) if i[0] != OUTSIDE else np.nan for i in idx], dtype=float)
+
     if stocks_before is not None and stocks_after is not None:
-        sb = stocks_before.set_index(["niveau", schema.INSEE_COM])["artif_ha"]
-        sa = stocks_after.set_index(["niveau", schema.INSEE_COM])["artif_ha"]
-        idx = pd.MultiIndex.from_frame(out[["niveau", schema.INSEE_COM]])
-        out["artif_debut_ha"] = sb.reindex(idx).to_numpy()
-        out["artif_fin_ha"] = sa.reindex(idx).to_numpy()
+        out["artif_debut_ha"] = stock(stocks_before)
+        out["artif_fin_ha"] = stock(stocks_after)
         out["variation_stock_artif_ha"] = np.round(out.artif_fin_ha - out.artif_debut_ha, 4)
+        if stocks_before_naive is not None:
+            out["artif_debut_naif_ha"] = stock(stocks_before_naive)
     return out
 
 
@@ -228,15 +261,28 @@ def run_stats(storage: Storage, dep: object, millesimes: list[int], *, force: bo
         kp, kc = key("stats_flows", dep, pair), key("stats_flows_csv", dep, pair)
         keys[f"stats_flows_{before}_{after}"], keys[f"stats_flows_csv_{before}_{after}"] = kp, kc
         ckey = communes_key(storage, d, after)
+        # the difference is computed from the corrected previous millésime when there is one: the stock
+        # at the start is then that one's, and the naive flows come from the corrections step's pieces
+        prev = previous_key(storage, dep, before, after)
+        corrected = prev != layer_key(storage, dep, before)
+        nature = key("difference_nature", dep, pair)
+        naive = corrected and storage.exists(nature)
         # flows carry the stocks of both millésimes: their inputs are those of the stocks too
-        inputs = [diff_key, layer_key(storage, dep, before), layer_key(storage, dep, after)]
-        digest = fingerprint(storage, inputs + ([ckey] if ckey else []))
+        inputs = [diff_key, layer_key(storage, dep, before), layer_key(storage, dep, after), prev]
+        digest = fingerprint(storage, inputs + ([ckey] if ckey else []) + ([nature] if naive else []))
         if not force and is_up_to_date(storage, [kp, kc], digest):
             continue
-        step(f"stats {d.code} {before}→{after}: flows by commune")
+        step(f"stats {d.code} {before}→{after}: flows by commune" + (" (corrected previous millésime)"
+                                                                    if corrected else ""))
         com = read_vector(storage, ckey)  # type: ignore[arg-type]
-        table = flows_table([read_vector(storage, diff_key)], com, dep, before, after,
-                            stocks.get(before), stocks.get(after))
+        start = stocks.get(before)
+        if corrected:
+            with storage.local_copy(prev) as path:
+                src = SpatialSource(path=path, columns=[schema.CODE_CS, schema.CODE_US, schema.ARTIF])
+                start = stock_table(src.iter_chunks(), com, dep, before)
+        table = flows_table([read_vector(storage, diff_key)], com, dep, before, after, start, stocks.get(after),
+                            naive=[read_vector(storage, nature)] if naive else None,
+                            stocks_before_naive=stocks.get(before) if naive else None)
         _write_stats(storage, kp, kc, table, com, digest)
         done(f"stats {d.code} {before}→{after}: net {table.iloc[-1]['flux_artif_net_ha']:.2f} ha")
     return keys

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from inference_batch.products.artifacts import read_json, read_vector, write_vector
+from inference_batch.products.artifacts import key, read_json, read_vector, write_vector
 from inference_batch.products.corrections import corrected_previous, run_corrections
 from inference_batch.products.difference import run_difference
 from inference_batch.products.grid import cell_areas, change_grid, run_grid
@@ -259,3 +259,86 @@ def test_corrections_compare_usages_across_generations(tmp_path: Path) -> None:
     totals = difference_nature(SpatialSource(layer), SpatialSource(after.assign(artif="artif")),
                                tmp_path / "nature.parquet")
     assert totals["evolution_ha"] == pytest.approx(1.0) and totals["correction_ha"] == pytest.approx(0.0)
+
+
+def delivered_pair(meadow_before: tuple[str, bool], meadow_after: tuple[str, bool]
+                   ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """IGN's artificialisation layers of two millésimes: housing, a 0.1 ha meadow on the western edge of
+    the territory (IGN's ``artif``/``crit_seuil`` as given: not what our thresholds would say there), and a
+    2 ha field of which half becomes scrubland (a real, non-artificialising change)."""
+    x0, y0 = 700_000.0, 6_600_000.0
+    meadow = shapely.box(x0, y0 + 40, x0 + 25, y0 + 80)  # 1 000 m², touching the edge
+    housing = shapely.box(x0, y0, x0 + 200, y0 + 100).difference(meadow)
+    field = shapely.box(x0 + 200, y0, x0 + 400, y0 + 100)
+
+    def frame(rows: list[tuple[str, str, str, str, bool, shapely.Geometry]], year: int) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame({"id": [r[0] for r in rows], "code_cs": [r[1] for r in rows],
+                                 "code_us": [r[2] for r in rows], "millesime": year,
+                                 "artif": [r[3] for r in rows], "crit_seuil": [r[4] for r in rows]},
+                                geometry=[r[5] for r in rows], crs=2154)
+
+    before = frame([("housing", "CS1.1.1.1", "US5", "artif", False, housing),
+                    ("meadow", "CS2.2.1", "US1.1", *meadow_before, meadow),
+                    ("field", "CS2.2.1", "US1.1", "non artif", False, field)], 2021)
+    after = frame([("housing", "CS1.1.1.1", "US5", "artif", False, housing),
+                   ("meadow", "CS2.2.1", "US1.1", *meadow_after, meadow),
+                   ("field", "CS2.2.1", "US1.1", "non artif", False, shapely.box(x0 + 200, y0, x0 + 300, y0 + 100)),
+                   ("scrub", "CS2.1.2", "US1.1", "non artif", False, shapely.box(x0 + 300, y0, x0 + 400, y0 + 100))],
+                  2024)
+    return before, after
+
+
+def run_with_patch(tmp_path: Path, before: gpd.GeoDataFrame, after: gpd.GeoDataFrame, patch: gpd.GeoDataFrame,
+                   target: int = 20_000) -> dict[str, float]:
+    store = LocalStorage(tmp_path)
+    write_vector(store, key("artificialisation", "77", 2021), before)
+    write_vector(store, key("artificialisation", "77", 2024), after)
+    write_vector(store, key("patch_corr", "77", (2021, 2024)), patch)
+    keys = run_corrections(store, "77", 2021, 2024, force=True, target=target)
+    return read_json(store, keys["corrections_report"])
+
+
+def test_a_patch_that_corrects_nothing_creates_no_flow(tmp_path: Path) -> None:
+    """The audit's case: PATCH_CORR all ``RAS`` and one real non-artificialising change elsewhere. The
+    delivered ``artif``/``crit_seuil`` are kept (our thresholds would de-artificialise the meadow, which
+    touches the edge of the territory): no artificialisation flow, no false flow."""
+    before, after = delivered_pair(("artif", True), ("artif", True))
+    patch = before[["id", "code_cs", "code_us", "geometry"]].assign(cs_corr="RAS", us_corr="RAS")
+    report = run_with_patch(tmp_path, before, after, patch)
+    assert report["artif_net_ha"] == 0 and report["false_artif_flows_ha"] == 0
+    assert report["corrected_polygons"] == 0 and report["thresholds_recomputed_polygons"] == 0
+    assert report["evolution_ha"] == pytest.approx(1.0) and report["correction_ha"] == 0
+    layer = read_vector(LocalStorage(tmp_path), key("corrected_previous", "77", (2021, 2024)))
+    assert layer.set_index("id").loc["meadow", ["artif", "crit_seuil"]].tolist() == ["artif", True]
+
+
+@pytest.mark.parametrize("target", [1, 100_000])
+def test_corrections_totals_do_not_depend_on_chunking(tmp_path: Path, target: int) -> None:
+    # IGN judges the meadow artificialised by threshold in the later millésime only: +0.1 ha without any
+    # change of code there, in a chunk of its own when chunks are small
+    before, after = delivered_pair(("non artif", False), ("artif", True))
+    patch = before[["id", "code_cs", "code_us", "geometry"]].assign(cs_corr="RAS", us_corr="RAS")
+    report = run_with_patch(tmp_path, before, after, patch, target=target)
+    assert report["artif_net_ha"] == pytest.approx(0.1) and report["artif_net_brut_ha"] == pytest.approx(0.1)
+    assert report["false_artif_flows_ha"] == 0
+
+
+def test_corrections_recompute_thresholds_only_around_corrected_polygons() -> None:
+    # the meadow keeps IGN's class; a 900 m² yard in the field, corrected into a lawn, is judged anew
+    before, _ = delivered_pair(("artif", True), ("artif", True))
+    yard = shapely.box(700_250, 6_600_030, 700_280, 6_600_060)
+    field = before.geometry[2].difference(yard)
+    before = pd.concat([before.iloc[:2], gpd.GeoDataFrame(
+        {"id": ["field", "yard"], "code_cs": ["CS2.2.1", "CS1.1.2.1"], "code_us": ["US1.1", "US1.1"],
+         "millesime": 2021, "artif": ["non artif", "non artif"], "crit_seuil": [False, True]},
+        geometry=[field, yard], crs=2154)], ignore_index=True)
+    patch = gpd.GeoDataFrame({"cs_corr": ["CS1.1.1.1"], "us_corr": ["US1.1"]},
+                             geometry=[shapely.box(700_250, 6_600_030, 700_260, 6_600_040)], crs=2154)  # 100 m² shed
+    layer, corr = corrected_previous(before, patch)
+    out = layer.set_index("id")
+    assert corr.code_cs.tolist() == ["CS1.1.2.1"] and corr.cs_corr.tolist() == ["CS1.1.1.1"]
+    assert out.loc["meadow", "artif"] == "artif" and not out.loc["meadow", "seuils_recalcules"]
+    shed = out[out.code_cs == "CS1.1.1.1"].drop(index="housing")
+    assert shed.artif.tolist() == ["artif"] and not shed.crit_seuil.any()  # built ≥ 50 m²: stays artificial
+    rest = out[(out.index.str.startswith("yard")) & (out.code_cs == "CS1.1.2.1")]
+    assert rest.artif.tolist() == ["non artif"] and rest.crit_seuil.all() and rest.seuils_recalcules.all()

@@ -65,7 +65,10 @@ def test_flows_equal_change_of_stocks_per_commune(tmp_path: Path) -> None:
     run_difference(store, "77", 2021, 2024, target=600)
     keys = run_stats(store, "77", [2021, 2024])
     flows = read_table(store, keys["stats_flows_2021_2024"])
-    assert len(flows) == len(communes()) + 1
+    assert len(flows) == len(communes()) + 2 and flows.niveau.tolist()[-2:] == ["hors_communes", "departement"]
+    outside = flows[flows.niveau == "hors_communes"].iloc[0]
+    assert outside.flux_artif_ha == 0 and outside.flux_desartif_ha == 0  # the communes cover the territory
+    flows = flows[flows.niveau != "hors_communes"]
     assert flows.flux_artif_net_ha.to_numpy() == pytest.approx(flows.variation_stock_artif_ha.to_numpy(), abs=0.01)
     assert (flows.flux_artif_ha > 0).any() and (flows.flux_desartif_ha >= 0).all()
     dep = flows[flows.niveau == "departement"].iloc[0]
@@ -105,3 +108,55 @@ def test_real_extract_sybarval(shared_data: Path) -> None:
     total = table[table.niveau == "departement"].iloc[0]
     assert total.flux_artif_ha == pytest.approx(349.7, abs=0.5)
     assert total.flux_desartif_ha == pytest.approx(123, abs=0.5)
+
+
+def test_flows_outside_every_commune_keep_their_row() -> None:
+    com = communes()
+    inside = shapely.box(700_100, 6_600_100, 700_200, 6_600_200)  # 1 ha in the communes
+    outside = shapely.box(703_000, 6_600_100, 703_050, 6_600_200)  # 0.5 ha east of them
+    diff = gpd.GeoDataFrame({"artificialisation": np.array([1, 1], dtype="int8")}, geometry=[inside, outside],
+                            crs=2154)
+    table = flows_table([diff], com, "77", 2021, 2024).set_index("niveau")
+    assert table.loc["hors_communes", "flux_artif_ha"] == pytest.approx(0.5)
+    assert table.loc["departement", "flux_artif_ha"] == pytest.approx(1.0)  # the communes, as the stocks
+    assert table.loc["commune", "flux_artif_ha"].sum() == pytest.approx(1.0)
+
+
+def test_published_flows_come_from_the_corrected_previous_millesime(tmp_path: Path) -> None:
+    """M2 published a 1 ha car park that was a meadow (fixed by the patch): the difference, the artif ±1
+    layer and the commune flows show only the real change (a field built over); the naive flows, from
+    M2 as delivered, stay in the ``*_naif_ha`` columns."""
+    from inference_batch.products.artifacts import key, read_json, read_vector
+    from inference_batch.products.corrections import run_corrections
+
+    x0, y0 = 700_000.0, 6_600_000.0
+    plots = [shapely.box(x0 + 100 * i, y0, x0 + 100 * (i + 1), y0 + 100) for i in range(3)]
+
+    def frame(codes: list[tuple[str, str]], year: int) -> gpd.GeoDataFrame:
+        artif = ["artif" if cs.startswith("CS1.1") else "non artif" for cs, _ in codes]
+        return gpd.GeoDataFrame({"id": ["a", "b", "c"], "code_cs": [c[0] for c in codes],
+                                 "code_us": [c[1] for c in codes], "millesime": year, "artif": artif,
+                                 "crit_seuil": False}, geometry=plots, crs=2154)
+
+    before = frame([("CS1.1.1.2", "US4.1.1"), ("CS2.2.1", "US1.1"), ("CS2.2.1", "US1.1")], 2021)
+    after = frame([("CS2.2.1", "US1.1"), ("CS1.1.1.1", "US5"), ("CS2.2.1", "US1.1")], 2024)
+    patch = before[["id", "code_cs", "code_us", "geometry"]].assign(cs_corr=["CS2.2.1", "RAS", "RAS"],
+                                                                     us_corr=["US1.1", "RAS", "RAS"])
+    store = LocalStorage(tmp_path)
+    write_vector(store, key("artificialisation", "77", 2021), before)
+    write_vector(store, key("artificialisation", "77", 2024), after)
+    write_vector(store, key("patch_corr", "77", (2021, 2024)), patch)
+    write_vector(store, key("communes", "77", 2024), communes())
+    run_corrections(store, "77", 2021, 2024)
+    keys = run_difference(store, "77", 2021, 2024)
+    keys.update(run_stats(store, "77", [2021, 2024]))
+    flows = read_table(store, keys["stats_flows_2021_2024"]).set_index("niveau").loc["departement"]
+    assert (flows.flux_artif_ha, flows.flux_desartif_ha) == (pytest.approx(1.0), pytest.approx(0.0))
+    assert (flows.flux_artif_naif_ha, flows.flux_desartif_naif_ha) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert flows.variation_stock_artif_ha == pytest.approx(flows.flux_artif_net_ha)  # from the corrected stock
+    assert flows.artif_debut_naif_ha == pytest.approx(1.0) and flows.artif_debut_ha == pytest.approx(0.0)
+    art = read_vector(store, keys["artif_difference"])
+    assert art.artificialisation.tolist() == [1]
+    report = read_json(store, keys["difference_report"])
+    assert report["previous_corrected"] and report["desartificialisation_ha"] == 0
+    assert report["naive_flows"]["column"] == "artificialisation_brute"
