@@ -2,7 +2,8 @@
 
 Outputs: the evolution layer (the parts whose couverture or usage changed, with ``cs_avant, us_avant,
 cs_apres, us_apres``; ``US235`` against ``US2``/``US3``/``US5`` is the same usage, ``ocsge.usage``),
-the artificialisation difference (``artificialisation`` = +1 newly artificial, −1 désartificialisé),
+the artificialisation difference (``artificialisation`` = +1 newly artificial, −1 désartificialisé;
+with IGN's ``cs_{y1}``, ``us_{y1}``, ``cs_{y2}``, ``us_{y2}``, ``artif_{y1}``, ``artif_{y2}`` too),
 the flows matrices CS × CS and US × US in hectares (diagonal = stable area), and a JSON report (areas
 compared, changed, not covered by the other millésime). The flows matrices keep the codes as
 delivered, so that their rows and columns are the stocks of each millésime: their ``US235`` ×
@@ -50,6 +51,14 @@ ARTIF_DIFF_COLUMNS = [schema.ID, schema.CS_AVANT, schema.US_AVANT, schema.CS_APR
                       "artificialisation", schema.GEOMETRY]
 
 
+def ign_artif_columns(years: tuple[int, int]) -> list[str]:
+    """The columns of IGN's artificialisation différentiel (lower-case GPKG form, as sparte's loader reads
+    them, ``ocsge_artif_diff_normalization_sql``): codes and class by millésime. Carried beside ours so
+    that tools reading IGN's layer read this one too."""
+    y1, y2 = years
+    return [f"cs_{y1}", f"us_{y1}", f"cs_{y2}", f"us_{y2}", f"artif_{y1}", f"artif_{y2}"]
+
+
 @dataclass
 class FlowAccumulator:
     """Areas (m²) by (before, after) code, summed over chunks."""
@@ -84,8 +93,9 @@ class DifferenceResult:
 
 def compute_difference(before: SpatialSource, after: SpatialSource, difference_path: Path | None,
                        artif_path: Path | None, *, target: int = 20_000, id_prefix: str = "DIFF",
-                       quiet: bool = False) -> DifferenceResult:
-    """Overlay two millésimes chunk by chunk; stream the evolution and artif ±1 layers to GeoParquet."""
+                       quiet: bool = False, years: tuple[int, int] | None = None) -> DifferenceResult:
+    """Overlay two millésimes chunk by chunk; stream the evolution and artif ±1 layers to GeoParquet.
+    With ``years``, the artif ±1 layer also carries IGN's columns (:func:`ign_artif_columns`)."""
     t0 = time.perf_counter()
     cols = [schema.CODE_CS, schema.CODE_US, schema.ARTIF]
     flows = FlowAccumulator()
@@ -93,7 +103,10 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
     diff_out = art_out = None
     template = gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in DIFF_COLUMNS[:-1]},
                                 geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    art_template = template.assign(artificialisation=pd.Series(dtype="int8"))[ARTIF_DIFF_COLUMNS]
+    ign = ign_artif_columns(years) if years is not None else []
+    art_columns = [*ARTIF_DIFF_COLUMNS[:-1], *ign, schema.GEOMETRY]
+    art_template = template.assign(artificialisation=pd.Series(dtype="int8"),
+                                   **{c: pd.Series(dtype=object) for c in ign})[art_columns]
     if difference_path is not None:
         diff_out = GeoParquetAppender(difference_path, template)
     if artif_path is not None:
@@ -135,8 +148,14 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
                 part = renamed.loc[flip].copy()
                 part["artificialisation"] = np.where(artif_b[flip], 1, -1).astype("int8")
                 part[schema.ID] = [f"{id_prefix}_A{n_art + i:08d}" for i in range(len(part))]
+                if ign:
+                    for column, source in zip(ign, (schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES,
+                                                    schema.US_APRES), strict=False):
+                        part[column] = part[source]
+                    part[ign[4]] = np.where(artif_a[flip], "artif", "non artif")
+                    part[ign[5]] = np.where(artif_b[flip], "artif", "non artif")
                 n_art += len(part)
-                art_out.append(part[ARTIF_DIFF_COLUMNS])
+                art_out.append(part[art_columns])
             advance(1, info=f"{n_diff} changed pieces")
     for out in (diff_out, art_out):
         if out is not None:
@@ -198,7 +217,7 @@ def run_difference(storage: Storage, dep: object, before: int, after: int, *, fo
             outputs.add(keys["difference"])
             outputs.add(keys["artif_difference"])
             result = compute_difference(sa, sb, dpath, apath, target=target,
-                                        id_prefix=f"{before}_{after}")
+                                        id_prefix=f"{before}_{after}", years=pair)
         outputs.add(write_table(storage, keys["flows_cs"], result.flows_cs))
         outputs.add(write_table(storage, keys["flows_us"], result.flows_us))
         thresholds = kb.startswith("artificialisation/") and (

@@ -342,3 +342,27 @@ def test_corrections_recompute_thresholds_only_around_corrected_polygons() -> No
     assert shed.artif.tolist() == ["artif"] and not shed.crit_seuil.any()  # built ≥ 50 m²: stays artificial
     rest = out[(out.index.str.startswith("yard")) & (out.code_cs == "CS1.1.2.1")]
     assert rest.artif.tolist() == ["non artif"] and rest.crit_seuil.all() and rest.seuils_recalcules.all()
+
+
+def test_artif_difference_carries_ign_columns(tmp_path: Path, pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]
+                                              ) -> None:
+    """IGN's artificialisation différentiel names its columns by millésime (cs_2021… artif_2021, artif_2024,
+    as sparte's loader reads them): ours carries them too, so that a reader of IGN's layer reads ours."""
+    from inference_batch.products.ingest import IngestReport, normalise_difference
+    from ocsge.territory import departement
+
+    store = LocalStorage(tmp_path)
+    before, after = pair
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    keys = run_difference(store, "77", 2021, 2024)
+    art = read_vector(store, keys["artif_difference"])
+    ign = ["cs_2021", "us_2021", "cs_2024", "us_2024", "artif_2021", "artif_2024"]
+    assert set(ign) <= set(art.columns) and len(art) > 0
+    assert (art.cs_2021 == art.cs_avant).all() and (art.us_2024 == art.us_apres).all()
+    assert ((art.artif_2024 == "artif") == (art.artificialisation == 1)).all()
+    assert ((art.artif_2021 == "artif") == (art.artificialisation == -1)).all()
+    as_ign = art[["artificialisation", *ign, "geometry"]]
+    read_back = normalise_difference(as_ign, departement("77"), None, IngestReport("ours"), role="artif_difference")
+    assert read_back.cs_avant.tolist() == art.cs_avant.tolist()
+    assert read_back.artificialisation.tolist() == art.artificialisation.tolist()
