@@ -197,6 +197,20 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         "Tâche urbaine de deux millésimes par commune, groupement et département, son extension et sa "
         "comparaison avec la zone construite.", (*_DIFF, "tâche urbaine", "statistiques"),
     ),
+    CollectionSpec(
+        "ocsge-densification", "densification", "OCS GE — potentiel de densification des zones d'activité",
+        "Zones d'activité économique (usages US2, US3, US235, US4.2 ou couche fournie) avec emprise bâtie, "
+        "surfaces artificialisées non bâties, reste végétalisé, coefficient d'emprise au sol et surface "
+        "optimisable.", (*_OCS, "ZAE", "densification"),
+        companions=(Companion("csv", "densification_csv", ("data",)),),
+    ),
+    CollectionSpec(
+        "ocsge-renaturation", "renaturation", "OCS GE — potentiel de renaturation (carroyage INSEE 200 m)",
+        "Parts artificialisée, imperméabilisée, végétalisée et en eau par carreau INSEE de 200 m (EPSG:3035), "
+        "scores biodiversité, climat et santé, secteurs prioritaires de renaturation.",
+        (*_OCS, "renaturation", "carroyage INSEE"),
+        companions=(Companion("csv", "renaturation_csv", ("data",)),),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

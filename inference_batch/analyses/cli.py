@@ -100,3 +100,24 @@ def densification(departement: str, millesimes: tuple[int, ...], zae: str | None
     storage = _storage(root)
     _print_keys(run_densification(storage, departement, _years(storage, departement, millesimes), zae=zae,
                                   params=ZoneParams(min_zone_m2=min_zone), force=force))
+
+
+@analyse.command("renaturation")
+@_dep
+@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@click.option("--population", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Population per INSEE 200 m cell (CSV: idcar_200m, ind); weights the health score.")
+@click.option("--min-artif", type=float, default=50.0, show_default=True,
+              help="Artificialised share (%) from which a cell can be a priority sector.")
+@click.option("--quantile", type=float, default=0.8, show_default=True,
+              help="Priority sectors: potential at least this quantile among artificialised cells.")
+@_common
+def renaturation(departement: str, millesimes: tuple[int, ...], population: str | None, min_artif: float,
+                 quantile: float, root: str | None, force: bool) -> None:
+    """Renaturation potential on the INSEE 200 m grid (EPSG:3035): shares, scores per sub-theme
+    (biodiversity, climate, health) and priority sectors, as GeoParquet and CSV per millésime."""
+    from inference_batch.analyses.renaturation import RenaturationParams, run_renaturation
+
+    storage = _storage(root)
+    _print_keys(run_renaturation(storage, departement, _years(storage, departement, millesimes),
+                                 population=population, params=RenaturationParams(min_artif, quantile), force=force))

@@ -6,9 +6,11 @@
     /stats/{dep}/{m1-m2}/a-verifier.json               the territories whose evolutions are to check
     /stats/{dep}/{m1-m2}/origine.json|.csv             new built land and artificialisation by origin
     /stats/{dep}/{m1-m2}/tache-urbaine.json|.csv       tâche urbaine and its extension per territory
+    /stats/{dep}/{millesime}/densification.json|.csv   economic zones and their densification potential
+    /stats/{dep}/{millesime}/renaturation.json|.csv    INSEE 200 m cells, scores, priority sectors
 
 Tables filter with ``?niveau=commune|groupement|departement`` and ``?territoire=<code>`` (INSEE code,
-groupement code or département).
+groupement code or département; for the zones and cells, their commune or their ``idcar_200m``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ TABLES: dict[str, tuple[str, str]] = {
     "evolution": ("portrait_evolution", "Évolution entre deux millésimes (ha, points), évolutions à vérifier"),
     "origine": ("origine", "Nouvelle artificialisation bâtie et nouvelle artificialisation par couverture d'origine"),
     "tache-urbaine": ("tache_urbaine_communes", "Tâche urbaine et son extension, comparée à la zone construite"),
+    "densification": ("densification_csv", "Zones d'activité : emprise bâtie, CES, surface optimisable"),
+    "renaturation": ("renaturation_csv", "Carreaux INSEE 200 m : parts, scores, secteurs prioritaires"),
 }
 REPORT = "portrait_report"
 PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT)
@@ -51,7 +55,8 @@ def _typed(value: str | None) -> Any:
     return value
 
 
-_TEXT = {"territoire", "nom", "code", "libelle", "cs_origine", "motif", "niveau", "nomenclature", "type"}
+_TEXT = {"territoire", "nom", "code", "libelle", "cs_origine", "motif", "niveau", "nomenclature", "type",
+         "insee_com", "zae_id", "idcar_200m"}
 
 
 def analyses_router(finder: AssetFinder) -> APIRouter:
@@ -106,8 +111,11 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
         text = finder.storage.get_bytes(found.key).decode("utf-8-sig")
         reader = csv.DictReader(io.StringIO(text))
         fields = list(reader.fieldnames or [])
+        where = next((f for f in ("territoire", "idcar_200m", "insee_com") if f in fields), None)
+        if niveau is not None and "niveau" not in fields:
+            raise HTTPException(400, f"table {table!r} has no niveau")
         rows = [r for r in reader if (niveau is None or r.get("niveau") == niveau)
-                and (territoire is None or r.get("territoire") == territoire)]
+                and (territoire is None or (where is not None and r.get(where) == territoire))]
         if territoire is not None and not rows:
             raise HTTPException(404, f"no territory {territoire!r} in this table")
         if ext == "csv":

@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 
 from catalog.publish import publish
 from catalog.validate import errors
+from inference_batch.analyses.densification import run_densification
 from inference_batch.analyses.origin import run_origin
 from inference_batch.analyses.portrait import run_portrait
+from inference_batch.analyses.renaturation import run_renaturation
 from inference_batch.analyses.urban_footprint import run_footprint
 from inference_batch.products.artifacts import write_vector
 from inference_batch.products.difference import run_difference
@@ -22,7 +24,8 @@ from ocsge.storage import LocalStorage
 from support.analyses_scene import DEP, box, write_scene
 
 COLLECTIONS = {"ocsge-portrait-stocks": 2, "ocsge-portrait-evolution": 1, "ocsge-origine": 1,
-               "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1}
+               "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1, "ocsge-densification": 2,
+               "ocsge-renaturation": 2}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_portrait(store, DEP, [2021, 2024])
     run_origin(store, DEP, 2021, 2024)
     run_footprint(store, DEP, [2021, 2024])
+    run_densification(store, DEP, [2021, 2024])  # no economic usage in the scene: no zone, an empty layer
+    run_renaturation(store, DEP, [2021, 2024])
     publish(store)
     return root
 
@@ -83,7 +88,8 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
     listing = client.get("/stats/77/analyses").json()
     assert {(t["table"], t["millesime"]) for t in listing["tables"]} == {
         ("portrait", "2021"), ("portrait", "2024"), ("evolution", "2021-2024"), ("a-verifier", "2021-2024"),
-        ("origine", "2021-2024"), ("tache-urbaine", "2021-2024")}
+        ("origine", "2021-2024"), ("tache-urbaine", "2021-2024"), ("densification", "2021"),
+        ("densification", "2024"), ("renaturation", "2021"), ("renaturation", "2024")}
     stocks = client.get("/stats/77/2021/portrait.json?territoire=77001&niveau=commune").json()
     feuillus = next(r for r in stocks["rows"] if r["code"] == "CS2.1.1.1")
     assert (feuillus["nom"], feuillus["surface_ha"], feuillus["part_pct"]) == ("A", 15.0, 30.0)
@@ -99,12 +105,18 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
     assert {t["territoire"] for t in checks["territoires_a_verifier"]} == {"77", "77001"}
     tache = client.get("/stats/77/2021-2024/tache-urbaine.json?niveau=departement").json()["rows"][0]
     assert tache["tache_fin_ha"] > tache["tache_debut_ha"] and tache["zone_construite_fin_ha"] == 15.0
+    # the 1 km square (in Lambert-93, slightly turned in EPSG:3035) touches between 5 × 5 and 7 × 7 cells
+    cells = client.get("/stats/77/2024/renaturation.json").json()["rows"]
+    assert 25 <= len(cells) <= 49 and all(c["idcar_200m"].startswith("CRS3035RES200mN") for c in cells)
+    one = client.get(f"/stats/77/2024/renaturation.csv?territoire={cells[0]['idcar_200m']}").text.splitlines()
+    assert len(one) == 2 and one[0].startswith("idcar_200m,millesime,")
+    assert client.get("/stats/77/2024/densification.json").json()["rows"] == []
 
 
 @pytest.mark.parametrize("path, status", [
     ("/stats/77/2021-2024/nothing.json", 404), ("/stats/77/2021-2024/origine.xml", 400),
     ("/stats/77/2019-2021/origine.json", 404), ("/stats/77/2021/portrait.json?territoire=00000", 404),
-    ("/stats/77/2021/portrait.json?niveau=region", 400),
+    ("/stats/77/2021/portrait.json?niveau=region", 400), ("/stats/77/2024/renaturation.json?niveau=commune", 400),
 ])
 def test_bad_requests_are_4xx(client: TestClient, path: str, status: int) -> None:
     assert client.get(path).status_code == status

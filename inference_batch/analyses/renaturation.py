@@ -1,0 +1,192 @@
+"""Potential renaturation sectors on the INSEE 200 m grid (carroyage INSEE).
+
+**Grid**: the INSPIRE grid INSEE publishes its carroyage on — EPSG:3035 (ETRS89-LAEA, equal-area, so
+areas are true), square cells of 200 m aligned on multiples of 200 m, identified as
+``CRS3035RES200mN{northing}E{easting}`` with the coordinates of the cell's lower-left corner
+(``idcar_200m``). The occupation layer is reprojected to EPSG:3035 and cut by the cells.
+
+**Per cell**, as shares (%) of the area the layer covers in the cell: artificialised (``artif``),
+sealed (CS1.1.1.1, CS1.1.1.2), arboreal vegetation (CS2.1.1.*), shrubs and other woody (CS2.1.2,
+CS2.1.3), herbaceous (CS2.2.*), all vegetation (CS2.*), water (CS1.2.2). The *neighbourhood* of a cell is
+the 3 × 3 block of cells around it (600 m a side), its shares area-weighted over the cells that exist.
+
+**Scores** (0–100), one per sub-theme of the 3 × 3 scheme of the Institut Paris Région ("Renaturer les
+villes", 2022: biodiversity, climate adaptation, health and living environment); the weights and
+proxies are our choice, simple and written here:
+
+- ``score_biodiversite`` = mean of the neighbourhood's vegetation share (continuity with the green
+  network) and 100 when water lies in the neighbourhood, else 0 (aquatic and wet areas);
+- ``score_climat`` = the cell's sealed share (heat island and runoff proxy: renaturing sealed land
+  cools and infiltrates most);
+- ``score_sante`` = 100 − the neighbourhood's vegetation share (lack of green space within ~300 m),
+  multiplied, when a population grid is given, by the cell's population over the largest one;
+- ``potentiel`` = mean of the three.
+
+**Priority sectors**: artificialised cells (``artificialise_pct`` ≥ ``min_artif_pct``, default 50)
+whose potential is at least the ``quantile`` (default 0.8) of the potentials of those cells.
+
+Not done yet: the vegetation indicator from the prediction raster (CoSIA-like) and the continuity with the
+trame verte et bleue computed from reservoirs and corridors (the neighbourhood's vegetation stands for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
+from inference_batch.products.artifacts import StepError, key, step_outputs, write_table, write_vector
+from inference_batch.products.inputs import layer_key, open_source
+from inference_batch.products.stats import split_by_commune
+from ocsge import schema
+from ocsge.progress import done, step
+from ocsge.storage import Storage
+from ocsge.territory import departement
+
+CELL_M = 200
+GRID_EPSG = 3035
+ID = "idcar_200m"
+SEALED_CS = ("CS1.1.1.1", "CS1.1.1.2")
+WATER_CS = "CS1.2.2"
+
+
+@dataclass(frozen=True)
+class RenaturationParams:
+    min_artif_pct: float = 50.0
+    quantile: float = 0.8
+
+
+def cell_id(x0: float, y0: float) -> str:
+    return f"CRS3035RES{CELL_M}mN{round(y0)}E{round(x0)}"
+
+
+def parse_cell_id(ident: str) -> tuple[int, int]:
+    """(easting, northing) of the lower-left corner of an INSEE 200 m cell id."""
+    rest = ident.split("mN", 1)[1]
+    north, east = rest.split("E")
+    return int(east), int(north)
+
+
+def grid(bounds: tuple[float, float, float, float]) -> gpd.GeoDataFrame:
+    """The cells of the INSEE 200 m grid over ``bounds`` (EPSG:3035)."""
+    x0, y0 = np.floor(bounds[0] / CELL_M) * CELL_M, np.floor(bounds[1] / CELL_M) * CELL_M
+    xs = np.arange(x0, bounds[2], CELL_M)
+    ys = np.arange(y0, bounds[3], CELL_M)
+    gx, gy = np.meshgrid(xs, ys)
+    gx, gy = gx.ravel(), gy.ravel()
+    return gpd.GeoDataFrame({
+        schema.INSEE_COM: [cell_id(x, y) for x, y in zip(gx, gy, strict=True)],
+        schema.NOM_COM: "", "ix": (gx // CELL_M).astype(np.int64), "iy": (gy // CELL_M).astype(np.int64),
+    }, geometry=shapely.box(gx, gy, gx + CELL_M, gy + CELL_M), crs=GRID_EPSG)
+
+
+def read_population(path: str | Path | bytes) -> pd.Series:
+    """Population per cell from an INSEE-like table (``idcar_200m`` + ``ind``/``pop``/``population``)."""
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    table = pd.read_csv(io.BytesIO(data), sep=None, engine="python")
+    lowered = {c.lower(): c for c in table.columns}
+    ident = lowered.get("idcar_200m") or lowered.get("id")
+    pop = next((lowered[c] for c in ("ind", "pop", "population") if c in lowered), None)
+    if ident is None or pop is None:
+        raise StepError(f"population grid: need columns idcar_200m and ind (or pop); found {list(table.columns)}")
+    return table.groupby(table[ident].astype(str))[pop].sum().astype(float)
+
+
+def cell_table(frames: Any, population: pd.Series | None = None,
+               params: RenaturationParams = RenaturationParams()) -> gpd.GeoDataFrame:
+    """Shares, scores and priority of every 200 m cell the layer covers. ``frames`` are chunks of an
+    occupation layer (``code_cs``, ``artif``) in any CRS; they are reprojected to EPSG:3035."""
+    chunks = [f.to_crs(GRID_EPSG) if f.crs is not None and f.crs.to_epsg() != GRID_EPSG else f for f in frames]
+    chunks = [c for c in chunks if not c.empty]
+    if not chunks:
+        return gpd.GeoDataFrame({ID: []}, geometry=[], crs=GRID_EPSG)
+    bounds = np.array([c.total_bounds for c in chunks])
+    cells = grid((bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max()))
+    pieces = split_by_commune(chunks, cells, [schema.CODE_CS, schema.ARTIF])
+    pieces = pieces[pieces[schema.INSEE_COM] != "hors_communes"]
+    cs = pieces[schema.CODE_CS].fillna("").astype(str)
+    groups = {
+        "artificialise": (pieces[schema.ARTIF] == "artif").to_numpy(),
+        "impermeable": cs.isin(SEALED_CS).to_numpy(),
+        "arboree": cs.str.startswith("CS2.1.1").to_numpy(),
+        "arbustive": cs.isin(("CS2.1.2", "CS2.1.3")).to_numpy(),
+        "herbacee": cs.str.startswith("CS2.2").to_numpy(),
+        "vegetation": cs.str.startswith("CS2").to_numpy(),
+        "eau": (cs == WATER_CS).to_numpy(),
+    }
+    area = pieces.groupby(schema.INSEE_COM)["area"].sum()
+    area = area[area >= 1.0]  # cells touched by less than 1 m² (reprojection slivers) are left out
+    out = cells.set_index(schema.INSEE_COM).loc[area.index].copy()
+    out["covered"] = area
+    for name, mask in groups.items():
+        out[name] = pieces[mask].groupby(schema.INSEE_COM)["area"].sum().reindex(out.index).fillna(0.0)
+    # neighbourhood: the 3 × 3 block of existing cells, area-weighted
+    index = {(x, y): i for i, (x, y) in enumerate(zip(out.ix, out.iy, strict=True))}
+    sums = np.zeros((len(out), 3))
+    values = out[["covered", "vegetation", "eau"]].to_numpy()
+    for i, (x, y) in enumerate(zip(out.ix, out.iy, strict=True)):
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                j = index.get((x + dx, y + dy))
+                if j is not None:
+                    sums[i] += values[j]
+    cov = out["covered"].to_numpy()
+    res = pd.DataFrame(index=out.index)
+    res["surface_couverte_ha"] = np.round(cov / 1e4, 4)
+    for name in groups:
+        res[f"{name}_pct"] = np.round(100 * out[name].to_numpy() / cov, 2)
+    veg_n = 100 * sums[:, 1] / sums[:, 0]
+    res["vegetation_voisinage_pct"] = np.round(veg_n, 2)
+    res["eau_voisinage_pct"] = np.round(100 * sums[:, 2] / sums[:, 0], 2)
+    bio = (veg_n + np.where(sums[:, 2] > 0, 100.0, 0.0)) / 2
+    climat = 100 * out["impermeable"].to_numpy() / cov
+    sante = 100 - veg_n
+    if population is not None:
+        pop = population.reindex(out.index).fillna(0.0).to_numpy()
+        res["population"] = pop
+        sante = sante * (pop / pop.max() if pop.max() > 0 else 0.0)
+    res["score_biodiversite"] = np.round(bio, 2)
+    res["score_climat"] = np.round(climat, 2)
+    res["score_sante"] = np.round(sante, 2)
+    potential = (bio + climat + sante) / 3
+    res["potentiel"] = np.round(potential, 2)
+    artificial = 100 * out["artificialise"].to_numpy() / cov >= params.min_artif_pct
+    threshold = np.quantile(potential[artificial], params.quantile) if artificial.any() else np.inf
+    res["prioritaire"] = artificial & (potential >= threshold - 1e-9)
+    res = res.reset_index().rename(columns={schema.INSEE_COM: ID})
+    return gpd.GeoDataFrame(res, geometry=out.geometry.to_numpy(), crs=GRID_EPSG)
+
+
+def run_renaturation(storage: Storage, dep: object, millesimes: list[int], *,
+                     population: str | Path | None = None, params: RenaturationParams = RenaturationParams(),
+                     force: bool = False) -> dict[str, str]:
+    """Step: the 200 m cells of each millésime with shares, scores and priority (GeoParquet + CSV)."""
+    d = departement(dep)
+    keys: dict[str, str] = {}
+    pop_bytes = Path(population).read_bytes() if population is not None else None
+    pop = read_population(pop_bytes) if pop_bytes is not None else None
+    pop_digest = hashlib.sha256(pop_bytes).hexdigest() if pop_bytes is not None else None
+    for year in sorted(millesimes):
+        kp, kc = key("renaturation", d.code, year), key("renaturation_csv", d.code, year)
+        keys[f"renaturation_{year}"], keys[f"renaturation_csv_{year}"] = kp, kc
+        layer = layer_key(storage, d.code, year)
+        digest = fingerprint(storage, [layer], params={**asdict(params), "population": pop_digest})
+        if not force and is_up_to_date(storage, [kp, kc], digest):
+            continue
+        step(f"renaturation {d.code} {year}: {layer} on the INSEE 200 m grid")
+        with open_source(storage, layer, [schema.CODE_CS, schema.CODE_US, schema.ARTIF]) as src:
+            table = cell_table(src.iter_chunks(), pop, params)
+        table.insert(1, schema.MILLESIME, year)
+        with refreshing(storage, [kp, kc], digest), step_outputs(storage) as outputs:
+            outputs.add(write_vector(storage, kp, table))
+            outputs.add(write_table(storage, kc, pd.DataFrame(table.drop(columns="geometry"))))
+        done(f"renaturation {d.code} {year}: {len(table)} cells, {int(table.prioritaire.sum())} priority")
+    return keys

@@ -1,0 +1,83 @@
+"""Renaturation potential on a 3-cell INSEE 200 m grid made by hand: shares, neighbourhood, scores and
+priority computed by hand; INSEE cell ids; the step on a stored layer in Lambert-93."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+
+from inference_batch.analyses.renaturation import cell_id, cell_table, parse_cell_id, run_renaturation
+from inference_batch.analyses.territories import read_csv_table
+from inference_batch.products.artifacts import read_vector, write_vector
+from inference_batch.products.inputs import with_artif
+from ocsge.products import product_key
+from ocsge.storage import LocalStorage
+
+X, Y = 3_800_000, 2_800_000  # lower-left corner of cell A (EPSG:3035); B and C to its east
+A, B, C = (f"CRS3035RES200mN{Y}E{X + 200 * i}" for i in range(3))
+
+
+def _layer() -> gpd.GeoDataFrame:
+    rows = [
+        (0, 0, 200, 200, "CS1.1.1.1", "US5"),  # A: built, 4 ha
+        (200, 0, 300, 200, "CS1.1.1.2", "US4.1.1"),  # B: road, 2 ha
+        (300, 0, 400, 200, "CS2.2.1", "US1.1"),  # B: meadow, 2 ha
+        (400, 0, 550, 200, "CS2.1.1.1", "US1.2"),  # C: forest, 3 ha
+        (550, 0, 600, 200, "CS1.2.2", "US6.3"),  # C: water, 1 ha
+    ]
+    frame = gpd.GeoDataFrame({"code_cs": [r[4] for r in rows], "code_us": [r[5] for r in rows]},
+                             geometry=[shapely.box(X + r[0], Y + r[1], X + r[2], Y + r[3]) for r in rows], crs=3035)
+    return with_artif(frame)
+
+
+def test_insee_cell_ids() -> None:
+    assert cell_id(3_800_200, 2_800_000) == "CRS3035RES200mN2800000E3800200"
+    assert parse_cell_id("CRS3035RES200mN2800000E3800200") == (3_800_200, 2_800_000)
+
+
+def test_three_cells_by_hand() -> None:
+    t = cell_table([_layer()]).set_index("idcar_200m")
+    assert list(t.index) == [A, B, C]
+    assert list(t.artificialise_pct) == [100, 50, 0]
+    assert list(t.impermeable_pct) == [100, 50, 0]
+    assert list(t.vegetation_pct) == [0, 50, 75]  # water is not vegetation
+    assert (t.loc[C, "arboree_pct"], t.loc[C, "eau_pct"], t.loc[B, "herbacee_pct"]) == (75, 25, 50)
+    # vegetation of the 3 × 3 neighbourhood: A sees A, B: 2 ha of 8; B sees all: 2 + 3 ha of 12; C sees B, C: 5 of 8
+    # (the water of C is not vegetation)
+    assert list(t.vegetation_voisinage_pct) == pytest.approx([25.0, 41.67, 62.5], abs=0.01)
+    # biodiversity = (vegetation around + 100 if water around) / 2; climate = sealed; health = 100 − vegetation around
+    assert list(t.score_biodiversite) == pytest.approx([12.5, 70.83, 81.25], abs=0.01)
+    assert list(t.score_climat) == [100, 50, 0]
+    assert list(t.score_sante) == pytest.approx([75, 58.33, 37.5], abs=0.01)
+    assert list(t.potentiel) == pytest.approx([62.5, 59.72, 39.58], abs=0.01)
+    # artificialised cells (≥ 50 %): A and B; the 0.8 quantile of 62.5 and 59.72 is 61.94: A only
+    assert list(t.prioritaire) == [True, False, False]
+    assert shapely.equals(t.loc[A, "geometry"], shapely.box(X, Y, X + 200, Y + 200))
+
+
+def test_population_weights_health() -> None:
+    pop = pd.Series({A: 100.0, B: 50.0, C: 0.0})
+    t = cell_table([_layer()], pop).set_index("idcar_200m")
+    assert list(t.score_sante) == pytest.approx([75.0, 29.17, 0.0], abs=0.01)  # × 1, × 0.5, × 0
+    assert list(t.population) == [100, 50, 0]
+
+
+def test_step_reprojects_a_lambert93_layer(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "root")
+    layer = _layer().drop(columns="artif").to_crs(2154)
+    layer["id"], layer["millesime"], layer["source"] = [f"P{i}" for i in range(len(layer))], 2024, "test"
+    write_vector(store, product_key("occupation", "77", 2024), layer)
+    pop = tmp_path / "pop.csv"
+    pop.write_text(f"idcar_200m,ind\n{A},100\n{B},50\n")
+    keys = run_renaturation(store, "77", [2024], population=pop)
+    cells = read_vector(store, keys["renaturation_2024"])
+    assert cells.crs.to_epsg() == 3035
+    table = read_csv_table(store, keys["renaturation_csv_2024"]).set_index("idcar_200m")
+    # reprojection 3035 → 2154 → 3035 moves vertices by millimetres: same cells, same shares
+    assert set(table.index) >= {A, B, C}
+    assert table.loc[[A, B, C], "artificialise_pct"].tolist() == pytest.approx([100, 50, 0], abs=0.01)
+    assert table.loc[A, "prioritaire"]
