@@ -21,6 +21,7 @@ from inference_batch.products.artifacts import StepError, key
 from inference_batch.products.corrections import run_corrections
 from inference_batch.products.difference import run_difference
 from inference_batch.products.grid import run_grid
+from inference_batch.products.ign_qa import run_artif_qa, run_difference_qa
 from inference_batch.products.render import DEFAULT_RESOLUTION, LAYERS, run_render, run_render_difference
 from inference_batch.products.stats import run_stats
 from inference_batch.products.tiles import run_difference_tiles, run_occupation_tiles
@@ -60,6 +61,7 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
     result = ProductsResult()
     for year in years:
         result.keys.update({f"{k}_{year}": v for k, v in run_artif(storage, d.code, year, force=force).items()})
+        result.keys.update({f"{k}_{year}": v for k, v in run_artif_qa(storage, d.code, year, force=force).items()})
     for before, after in itertools.pairwise(years):
         tag = f"{before}_{after}"
         # corrections first: the difference, artif ±1 and flows come from the corrected previous millésime
@@ -70,6 +72,8 @@ def run_products(storage: Storage, dep: object, millesimes: list[int] | None = N
             result.skipped_steps.append(f"corrections {before}-{after}: no patch layer")
         result.keys.update({f"{k}_{tag}": v for k, v in
                             run_difference(storage, d.code, before, after, force=force).items()})
+        result.keys.update({f"{k}_{tag}": v for k, v in
+                            run_difference_qa(storage, d.code, before, after, force=force).items()})
         result.keys.update({f"{k}_{tag}": v for k, v in run_grid(
             storage, d.code, before, after, cell=grid_cell, threshold=grid_threshold, force=force).items()})
         if tiles:

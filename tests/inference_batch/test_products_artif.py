@@ -180,3 +180,41 @@ def test_millimetre_gap_does_not_open_an_enclosure() -> None:
     housing = shapely.box(0, 0, 200, 200).difference(shapely.box(50, 50, 90, 110))
     out, _ = artificialisation(layer([("housing", "CS1.1.1.1", "US5", housing), ("lawn", "CS2.2.1", "US1.1", lawn)]))
     assert by_id(out)["lawn"] == ("artif", True)
+
+
+def test_qa_against_ign_delivered_layer(tmp_path: Path) -> None:
+    """IGN's artificialisation layer of the nested case, as an older rule would give it (the garden
+    flipped to artificialised): the QA report counts the polygon and the area classed differently, by
+    crit_seuil and by commune."""
+    from inference_batch.freshness import DELIVERY, mark_done
+    from inference_batch.products.artifacts import key
+    from inference_batch.products.ign_qa import run_artif_qa
+
+    island = shapely.box(100, 100, 140, 140)
+    house, garden = shapely.box(100, 100, 115, 115), shapely.box(122, 122, 132, 132)
+    yard = island.difference(house).difference(garden)
+    field = shapely.box(0, 0, 300, 300).difference(island)
+    ign = layer([("field", "CS2.2.1", "US1.1", field), ("house", "CS1.1.1.1", "US5", house),
+                 ("yard", "CS1.1.1.2", "US5", yard), ("garden", "CS2.1.1.1", "US5", garden)])
+    ign["artif"] = ["non artif", "artif", "non artif", "artif"]
+    ign["crit_seuil"] = [False, False, True, True]
+    store = LocalStorage(tmp_path)
+    assert run_artif_qa(store, "77", 2021) == {}  # no IGN layer: nothing to compare
+    write_vector(store, key("artificialisation", "77", 2021), ign)
+    mark_done(store, key("artificialisation", "77", 2021), "ingested", origin=DELIVERY)
+    com = gpd.GeoDataFrame({"INSEE_COM": ["77001"], "NOM": ["Champ"]},
+                           geometry=[shapely.affinity.translate(shapely.box(0, 0, 300, 300), X0, Y0)], crs=2154)
+    write_vector(store, key("communes", "77", 2021), com)
+    report = read_json(store, run_artif_qa(store, "77", 2021)["artif_qa"])
+    assert report["confusion"]["ign artif / ours non artif"] == {"polygons": 1, "ha": 0.01}
+    assert report["confusion"]["ign non artif / ours artif"]["polygons"] == 0
+    assert report["agreement"]["polygons_share"] == 0.75
+    assert report["agreement"]["area_share"] == pytest.approx(1 - 100 / 90_000, abs=1e-6)
+    assert report["artif_ours_minus_ign_ha"] == -0.01
+    crit = report["by_crit_seuil"]["ign crit_seuil true"]
+    assert crit["polygons"] == 2 and crit["ours_same_class"]["polygons"] == 1
+    assert crit["ours_crit_seuil"]["polygons"] == 1
+    assert report["crit_seuil_confusion"]["ign true / ours false"]["polygons"] == 1
+    (commune,) = report["by_commune"]
+    assert commune["insee_com"] == "77001" and commune["polygons_classed_differently"] == 1
+    assert commune["artif_ours_minus_ign_ha"] == -0.01

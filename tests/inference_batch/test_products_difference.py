@@ -366,3 +366,24 @@ def test_artif_difference_carries_ign_columns(tmp_path: Path, pair: tuple[gpd.Ge
     read_back = normalise_difference(as_ign, departement("77"), None, IngestReport("ours"), role="artif_difference")
     assert read_back.cs_avant.tolist() == art.cs_avant.tolist()
     assert read_back.artificialisation.tolist() == art.artificialisation.tolist()
+
+
+def test_qa_against_ign_artif_difference(tmp_path: Path) -> None:
+    from inference_batch.products.ign_qa import run_difference_qa
+
+    x0, y0 = 700_000.0, 6_600_000.0
+
+    def diff(rows: list[tuple[int, float, float]]) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame({"artificialisation": np.array([r[0] for r in rows], dtype="int8")},
+                                geometry=[shapely.box(x0 + r[1], y0, x0 + r[2], y0 + 100) for r in rows], crs=2154)
+
+    store = LocalStorage(tmp_path)
+    write_vector(store, key("artif_difference", "77", (2021, 2024)), diff([(1, 0, 100), (-1, 200, 250)]))
+    assert run_difference_qa(store, "77", 2021, 2024) == {}  # no IGN différentiel
+    write_vector(store, key("delivered_artif_difference", "77", (2021, 2024)), diff([(1, 50, 150), (1, 200, 250)]))
+    report = read_json(store, run_difference_qa(store, "77", 2021, 2024)["artif_difference_qa"])
+    assert report["ours"]["artif_net_ha"] == pytest.approx(0.5) and report["ign"]["artif_net_ha"] == pytest.approx(1.5)
+    assert (report["plus_both_ha"], report["opposite_sign_ha"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert (report["only_ours_ha"], report["only_ign_ha"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert report["agreement"]["artificialisation_iou"] == pytest.approx(0.25)
+    assert report["agreement"]["desartificialisation_iou"] == 0
