@@ -189,6 +189,9 @@ for _spec in (
                 media_type=_GEOPARQUET),
     ProductSpec("tache_urbaine_communes", "tache_urbaine/communes", ".csv", Kind.TABLE,
                 "Tâche urbaine per commune: extension, zone construite", pair=True, media_type=_CSV),
+    # one printable HTML page per territory (block = INSEE code, groupement code or département code)
+    ProductSpec("portrait_html", "portrait/html", ".html", Kind.DOCUMENT, "Portrait de territoire (HTML report)",
+                pair=True, per_block=True, media_type="text/html; charset=utf-8"),
     ProductSpec("densification", "densification", ".parquet", Kind.VECTOR,
                 "Economic zones (ZAE) and their densification potential", media_type=_GEOPARQUET),
     ProductSpec("densification_csv", "densification", ".csv", Kind.TABLE,

@@ -121,3 +121,21 @@ def renaturation(departement: str, millesimes: tuple[int, ...], population: str 
     storage = _storage(root)
     _print_keys(run_renaturation(storage, departement, _years(storage, departement, millesimes),
                                  population=population, params=RenaturationParams(min_artif, quantile), force=force))
+
+
+@analyse.command("rapport")
+@_dep
+@_pair
+@click.option("-t", "--territoire", "territoires", multiple=True,
+              help="Territory code(s): INSEE, groupement or département; default: every territory.")
+@_groupements
+@_common
+def rapport(departement: str, before: int | None, after: int | None, territoires: tuple[str, ...],
+            groupements: str | None, root: str | None, force: bool) -> None:
+    """Printable HTML portrait per territory (stocks, flows, origin, map); runs portrait and origine first."""
+    from inference_batch.analyses.report import run_report
+
+    storage = _storage(root)
+    b, a = _resolve_pair(storage, departement, before, after)
+    _print_keys(run_report(storage, departement, b, a, territories=territoires, groupements=groupements,
+                           force=force))

@@ -28,5 +28,12 @@ def test_analyse_verbs(tmp_path: Path) -> None:
     result = runner.invoke(analyse, ["tache-urbaine", *root, "--dilation", "40", "--erosion", "20"])
     assert result.exit_code == 0, result.output
     assert product_key("tache_urbaine_communes", DEP, (2021, 2024)) in result.output
+    result = runner.invoke(analyse, ["rapport", *root, "-t", "77002"])
+    assert result.exit_code == 0, result.output
+    assert store.exists(product_key("portrait_html", DEP, (2021, 2024), block="77002"))
+    assert not store.exists(product_key("portrait_html", DEP, (2021, 2024), block="77001"))
+    for verb in ("densification", "renaturation"):
+        result = runner.invoke(analyse, [verb, *root, "-m", "2024"])
+        assert result.exit_code == 0, result.output
     bad = runner.invoke(analyse, ["portrait", *root, "--groupements", str(tmp_path / "none.csv")])
     assert bad.exit_code != 0
