@@ -53,6 +53,19 @@ def is_artificial(code_cs: str, code_us: str) -> bool:
     return _uniform(Kind.COUVERTURE, f"{code_cs} × {code_us}", answers)
 
 
+def artificial_whatever_usage(code_cs: str) -> bool | None:
+    """The class of a couverture when it does not depend on the usage (built, sealed, composite: always
+    artificialisé; natural surfaces and woody vegetation: never), else None (CS1.1.2.1, CS2.2.x), and
+    None for an unknown code. Classes a polygon whose usage is missing or unknown (``INDETERMINE`` in old
+    deliveries): a building is artificialised whatever its usage."""
+    try:
+        cs_leaves = leaves_under(Kind.COUVERTURE, code_cs)
+    except UnknownCodeError:
+        return None
+    answers = {_leaf_rule(cs, us) for cs in cs_leaves for us in US_LEAVES}
+    return answers.pop() if len(answers) == 1 else None
+
+
 def is_impermeable(code_cs: str) -> bool:
     """Imperméabilisation as sparte measures it: built or sealed non-built surfaces."""
     answers = {cs in IMPERMEABLE_CS for cs in leaves_under(Kind.COUVERTURE, code_cs)}

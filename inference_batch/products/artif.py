@@ -44,7 +44,7 @@ from inference_batch.products.artifacts import (
     write_vector,
 )
 from ocsge import schema
-from ocsge.artificialisation import IMPERMEABLE_CS, is_artificial
+from ocsge.artificialisation import IMPERMEABLE_CS, artificial_whatever_usage, is_artificial
 from ocsge.errors import UnknownCodeError
 from ocsge.progress import done, step
 from ocsge.storage import Storage
@@ -55,18 +55,28 @@ BUILT_CS = "CS1.1.1.1"
 ADJACENCIES = ("edge", "intersects")
 
 
+def _classify(code_cs: object, code_us: object) -> bool | None:
+    value = None
+    if code_cs and code_us:
+        try:
+            value = is_artificial(str(code_cs), str(code_us))
+        except UnknownCodeError:
+            value = None
+    if value is None and code_cs:  # missing or unknown usage: the couverture may decide alone
+        value = artificial_whatever_usage(str(code_cs))
+    return value
+
+
 def matrix_artif(code_cs: np.ndarray, code_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Matrix classification of each polygon; second array flags pairs that could not be classed
-    (missing or unknown codes: counted as non-artificial and reported)."""
+    (missing or unknown codes: counted as non-artificial and reported). A couverture whose class does not
+    depend on the usage (a building) is classed even when its usage is missing or unknown."""
     cache: dict[tuple[object, object], bool | None] = {}
     out = np.zeros(len(code_cs), dtype=bool)
     unknown = np.zeros(len(code_cs), dtype=bool)
     for i, pair in enumerate(zip(code_cs, code_us, strict=True)):
         if pair not in cache:
-            try:
-                cache[pair] = is_artificial(str(pair[0]), str(pair[1])) if pair[0] and pair[1] else None
-            except UnknownCodeError:
-                cache[pair] = None
+            cache[pair] = _classify(*pair)
         value = cache[pair]
         out[i] = bool(value)
         unknown[i] = value is None

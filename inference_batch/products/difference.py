@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
+from inference_batch.products.artif import matrix_artif
 from inference_batch.products.artifacts import (
     GeoParquetAppender,
     key,
@@ -185,6 +186,21 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
     }
     return DifferenceResult(report, FlowAccumulator.matrix(flows.cs, CS_LEAVES, "cs"),
                             FlowAccumulator.matrix(flows.us, US_LEAVES, "us"))
+
+
+def matrix_flows(difference: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Artificialisation ±1 of a différentiel (``cs_avant``… ``us_apres``) through the décret's matrix
+    alone: the pieces whose class changes, with ``artificialisation`` = +1 / −1 (no thresholds: they need
+    the whole millésimes). Codes the matrix cannot class (missing, unknown) count as non-artificialised,
+    as in ``artif.matrix_artif``; intermediate codes whose leaves agree (``CS2.1.1``) are classed."""
+    before, _ = matrix_artif(difference[schema.CS_AVANT].to_numpy(dtype=object),
+                             difference[schema.US_AVANT].to_numpy(dtype=object))
+    after, _ = matrix_artif(difference[schema.CS_APRES].to_numpy(dtype=object),
+                            difference[schema.US_APRES].to_numpy(dtype=object))
+    sign = after.astype(np.int8) - before.astype(np.int8)
+    out = difference.loc[sign != 0].copy()
+    out["artificialisation"] = sign[sign != 0]
+    return out
 
 
 def previous_key(storage: Storage, dep: object, before: int, after: int) -> str:

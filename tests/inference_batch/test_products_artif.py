@@ -96,6 +96,11 @@ def test_matrix_with_unknown_codes() -> None:
                                   ["US1.1", "US5", "US1.1", "US5", "US5"])
     assert artif.tolist() == [True, True, False, False, False]
     assert unknown.tolist() == [False, False, False, True, True]
+    # an unknown or missing usage: the couverture decides when it can (a building is artificialised)
+    artif, unknown = matrix_artif(["CS1.1.1.1", "CS2.1.1.1", "CS2.2.1", "CS1.1.1.1"],
+                                  ["INDETERMINE", None, "INDETERMINE", ""])
+    assert artif.tolist() == [True, False, False, True]
+    assert unknown.tolist() == [False, False, True, False]
 
 
 def test_run_artif_step_and_rerun(tmp_path: Path) -> None:

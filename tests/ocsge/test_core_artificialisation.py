@@ -71,3 +71,14 @@ def test_intermediate_codes_when_their_leaves_agree() -> None:
         is_artificial("CS1.1.2", "US1.3")  # mineral (quarry: no) vs composite (yes)
     with pytest.raises(UnknownCodeError, match="ambiguous"):
         is_impermeable("CS1.1")
+
+
+def test_couverture_alone_when_the_usage_is_unknown() -> None:
+    from ocsge.artificialisation import artificial_whatever_usage
+
+    assert artificial_whatever_usage("CS1.1.1.1") is True  # a building, whatever its usage
+    assert artificial_whatever_usage("CS1.1.2.2") is True
+    assert artificial_whatever_usage("CS2.1.1.1") is False and artificial_whatever_usage("CS2.1.1") is False
+    assert artificial_whatever_usage("CS1.2.2") is False
+    assert artificial_whatever_usage("CS1.1.2.1") is None  # quarries are not
+    assert artificial_whatever_usage("CS2.2.1") is None and artificial_whatever_usage("CS9") is None
