@@ -11,9 +11,12 @@ import click
               help="Also load pgstac at this PostgreSQL DSN (default OCSGE_PGSTAC_DSN when the backend is pgstac).")
 @click.option("--asset-base-url", default=None,
               help="Public URL of the storage root for asset hrefs loaded into pgstac (e.g. a CloudFront URL).")
-@click.option("--verify", is_flag=True, help="Only check the published catalogue against the files (re-hash).")
+@click.option("--verify", is_flag=True,
+              help="Only check the published catalogue against the files (re-hash; check that each is complete).")
 def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None, verify: bool) -> None:
     """Publish the STAC catalogue: static catalogue, snapshot for the API, optionally pgstac."""
+    from rich.markup import escape
+
     from catalog.publish import publish as run_publish
     from catalog.publish import verify_published
     from catalog.snapshot import PREFIX
@@ -27,7 +30,7 @@ def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None
     if verify:
         problems = verify_published(storage)
         for problem in problems:
-            console.print(f"[red]✗[/] {problem}")
+            console.print(f"[red]✗[/] {escape(problem)}")
         if problems:
             raise OcsgeError(f"{len(problems)} published asset(s) do not match their files under {storage.root}")
         console.print(f"[green]✓[/] every published asset under {storage.root} matches its file")

@@ -1,5 +1,7 @@
 """What the catalogue reads from an artifact itself: size and SHA-256, raster grid (COG), extent and CRS
-(GeoParquet ``geo`` metadata, PMTiles header), and provenance written by the producing step.
+(GeoParquet ``geo`` metadata, PMTiles header), and provenance written by the producing step; and whether
+the file is complete (:func:`check_complete`: every tile of a COG, the directories and tile data of a
+PMTiles archive, the members of a zip lie inside the file), so that a file cut short is never catalogued.
 
 Everything is read through :class:`ocsge.storage.Storage` by ranges, so a local folder and S3 behave the
 same and a large GeoParquet or archive is never downloaded whole to learn its extent.
@@ -143,6 +145,130 @@ def _extent(epsg: int | None, native: tuple[float, float, float, float] | None) 
     return Extent(epsg, native, geometry, bbox)  # type: ignore[arg-type]
 
 
+# --- completeness: a file is catalogued only when every byte its structure points at is there -------
+
+_TIFF_OFFSETS = {324: 325, 273: 279}  # TileOffsets → TileByteCounts, StripOffsets → StripByteCounts
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # SHORT, LONG, LONG8
+_MAX_IFDS = 4096
+
+
+class _Reader:
+    """Ranges of a stored object, refusing any that ends past the object's size."""
+
+    def __init__(self, storage: Storage, key: str, size: int) -> None:
+        self.storage, self.key, self.size = storage, key, size
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ArtifactReadError(f"{self.key!r} is truncated or corrupt: its {what} (bytes {offset}–"
+                                    f"{offset + length}) lies beyond its {self.size} bytes")
+        data = self.storage.get_range(self.key, offset, length) if length else b""
+        if len(data) != length:
+            raise ArtifactReadError(f"{self.key!r} is truncated: {len(data)} of {length} bytes of its {what} read")
+        return data
+
+
+def check_tiff(storage: Storage, key: str, size: int) -> int:
+    """Every tile (or strip) of every image of a TIFF or BigTIFF — a COG's overviews and masks included —
+    lies inside the file; the number of images. A COG cut short keeps a readable header (GDAL opens it,
+    and a tile server answers 500 on the missing tiles): this reads the image directories, not the pixels."""
+    import struct
+
+    r = _Reader(storage, key, size)
+    head = r.read(0, 16 if size >= 16 else 8, "header")
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None:
+        raise ArtifactReadError(f"{key!r} is not a TIFF file")
+    version = struct.unpack(order + "H", head[2:4])[0]
+    if version == 42:
+        big, first = False, struct.unpack(order + "I", head[4:8])[0]
+    elif version == 43 and len(head) == 16:
+        big, first = True, struct.unpack(order + "Q", head[8:16])[0]
+    else:
+        raise ArtifactReadError(f"{key!r} is not a TIFF file (version {version})")
+    count_fmt, entry_size, value_size, next_fmt = ("Q", 20, 8, "Q") if big else ("H", 12, 4, "I")
+    count_size = struct.calcsize(count_fmt)
+    seen: set[int] = set()
+    offset, images = first, 0
+    while offset:
+        if offset in seen or len(seen) >= _MAX_IFDS:
+            raise ArtifactReadError(f"{key!r} is corrupt: its image directories loop")
+        seen.add(offset)
+        images += 1
+        n = struct.unpack(order + count_fmt, r.read(offset, count_size, f"image directory {images}"))[0]
+        table = r.read(offset + count_size, n * entry_size + value_size, f"image directory {images}")
+        arrays: dict[int, tuple[int, ...]] = {}
+        for i in range(n):
+            entry = table[i * entry_size:(i + 1) * entry_size]
+            tag, typ = struct.unpack(order + "HH", entry[:4])
+            if tag not in (*_TIFF_OFFSETS, *_TIFF_OFFSETS.values()) or typ not in _TIFF_TYPES:
+                continue
+            fmt, width = _TIFF_TYPES[typ]
+            count = struct.unpack(order + ("Q" if big else "I"), entry[4:4 + value_size])[0]
+            raw = entry[4 + value_size:]
+            if count * width > value_size:  # the values are elsewhere in the file, at this offset
+                at = struct.unpack(order + ("Q" if big else "I"), raw)[0]
+                raw = r.read(at, count * width, f"tile index of image {images}")
+            arrays[tag] = struct.unpack(order + fmt * count, raw[:count * width])
+        for offsets_tag, counts_tag in _TIFF_OFFSETS.items():
+            offsets, counts = arrays.get(offsets_tag), arrays.get(counts_tag)
+            if offsets is None:
+                continue
+            if counts is None or len(counts) != len(offsets):
+                raise ArtifactReadError(f"{key!r} is corrupt: image {images} has no byte count for its tiles")
+            for t, (at, length) in enumerate(zip(offsets, counts, strict=True)):
+                if length and at + length > size:
+                    raise ArtifactReadError(
+                        f"{key!r} is truncated: tile {t} of image {images} ends at byte {at + length}, the file "
+                        f"has {size} bytes")
+        offset = struct.unpack(order + next_fmt, table[n * entry_size:])[0]
+    if not images:
+        raise ArtifactReadError(f"{key!r} has no image")
+    return images
+
+
+def check_pmtiles(storage: Storage, key: str, size: int) -> None:
+    """The directories, metadata and tile data a PMTiles header points at lie inside the file."""
+    try:
+        header = read_header(storage, key)
+    except PMTilesHeaderError as exc:
+        raise ArtifactReadError(str(exc)) from None
+    for what, offset, length in (("root directory", header.root_offset, header.root_length),
+                                 ("metadata", header.metadata_offset, header.metadata_length),
+                                 ("leaf directories", header.leaf_directory_offset, header.leaf_directory_length),
+                                 ("tile data", header.tile_data_offset, header.tile_data_length)):
+        if length and offset + length > size:
+            raise ArtifactReadError(f"{key!r} is truncated: its {what} ends at byte {offset + length}, the file "
+                                    f"has {size} bytes")
+
+
+def check_zip(storage: Storage, key: str, size: int) -> None:
+    """The central directory is there and every member lies inside the file."""
+    import zipfile
+
+    try:
+        with RangeFile(storage, key, size) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 16)) as zf:
+            for info in zf.infolist():
+                if info.header_offset + info.compress_size > size:
+                    raise ArtifactReadError(f"{key!r} is truncated: member {info.filename!r} ends past its "
+                                            f"{size} bytes")
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ArtifactReadError(f"{key!r} is not a complete zip archive: {exc}") from None
+
+
+def check_complete(storage: Storage, key: str, size: int | None = None) -> None:
+    """Refuse (:class:`ArtifactReadError` naming the key) a COG, PMTiles archive or zip that is cut short or
+    whose structure points outside it; other formats are checked by reading their metadata."""
+    size = storage.stat(key).size if size is None else size
+    name = key.lower()
+    if name.endswith((".tif", ".tiff")):
+        check_tiff(storage, key, size)
+    elif name.endswith(".pmtiles"):
+        check_pmtiles(storage, key, size)
+    elif name.endswith(".zip"):
+        check_zip(storage, key, size)
+
+
 def read_raster(storage: Storage, key: str) -> tuple[Extent, RasterGrid, Provenance]:
     import rasterio
 
@@ -236,6 +362,7 @@ def read_artifact(
     digest = (known_sha256 or {}).get(cache_key) if stat.etag else None
     if digest is None:
         digest = sha256_of(storage, key)
+    check_complete(storage, key, stat.size)  # a file cut short is refused, whatever its checksum
     info: dict[str, Any] = {}
     if kind == "raster":
         extent, grid, prov = read_raster(storage, key)

@@ -4,7 +4,10 @@ then write a static self-contained catalogue, the snapshot servers load, and opt
 Re-publishing unchanged artifacts rewrites nothing (same bytes, same snapshot etag); items whose files
 disappeared leave the catalogue. Before anything is written every item is checked against the storage:
 an asset that is missing, or whose size or SHA-256 differs from what its item declares, stops the
-publication with a message naming the item, the asset and the key.
+publication with a message naming the item, the asset and the key. Every file is also checked to be
+complete (``catalog.fileinfo.check_complete``: a COG cut short keeps a readable header and its own
+checksum), so that a truncated COG, PMTiles archive or zip is refused with its key named, before
+anything is written; ``ocsge publish --verify`` re-hashes and re-checks the published files the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from catalog import snapshot, stac
 from catalog.collections import BY_ID, COLLECTIONS, CollectionSpec
 from catalog.discover import Artifact, discover
-from catalog.fileinfo import ArtifactInfo, Extent, read_artifact
+from catalog.fileinfo import ArtifactInfo, ArtifactReadError, Extent, check_complete, read_artifact
 from catalog.items import build_collection, build_item
 from catalog.validate import validate
 from ocsge.errors import OcsgeError
@@ -74,7 +77,10 @@ def build(
     infos: dict[str, ArtifactInfo] = {}
     for artifact in artifacts:
         kind = PRODUCTS[artifact.product].kind.value
-        infos[artifact.key] = read_artifact(storage, artifact.key, kind, known_sha256=known)
+        try:
+            infos[artifact.key] = read_artifact(storage, artifact.key, kind, known_sha256=known)
+        except ArtifactReadError as exc:  # cut short or corrupt: nothing is written, the key is named
+            raise PublishError(f"{exc}; refusing to publish (nothing was written)") from exc
         if progress:
             progress(1)
 
@@ -138,6 +144,11 @@ def verify_item(storage: Storage, item: dict[str, Any], *, deep: bool = True,
             if actual != asset["file:checksum"]:
                 raise PublishError(f"{where}: checksum of {key!r} is {actual}, the item says "
                                    f"{asset['file:checksum']}; refusing to publish")
+        if deep:  # a file catalogued while cut short has the checksum of its truncated bytes: read its structure
+            try:
+                check_complete(storage, key, size)
+            except ArtifactReadError as exc:
+                raise PublishError(f"{where}: {exc}; refusing to publish") from None
 
 
 def with_hrefs(item: dict[str, Any], prefix: str) -> dict[str, Any]:

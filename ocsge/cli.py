@@ -7,11 +7,14 @@ still answers ``--help`` (a verb whose extra is missing says which one to instal
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 import warnings
 from importlib.metadata import entry_points
 
 import click
+from rich.markup import escape
 
 from ocsge import __version__
 from ocsge.errors import OcsgeError
@@ -55,9 +58,14 @@ def _unavailable(name: str, exc: Exception) -> click.Command:
     return command
 
 
+DEBUG_ENV = "OCSGE_DEBUG"
+
+
 @click.group(cls=VerbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ocsge")
-def cli() -> None:
+@click.option("--debug", is_flag=True,
+              help=f"Show the traceback of an error (anywhere on the line, or {DEBUG_ENV}=1).")
+def cli(debug: bool) -> None:
     """OCS GE cloud: produce, derive, catalogue and serve large-scale land-cover maps."""
 
 
@@ -89,11 +97,23 @@ def run_verb(name: str, args: list[str]) -> None:
     command.main(args=args, standalone_mode=False)
 
 
+def _debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` taken out of the command line wherever it is (before a ``--``), so that
+    ``ocsge products -d 33 --debug`` works as ``ocsge --debug products -d 33``."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    args = [a for i, a in enumerate(argv) if not (i < end and a == "--debug")]
+    return args, debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The ``ocsge`` command. An error says what failed and where, in one line (exit 2 for the errors we
+    raise on purpose, 1 for anything unexpected), without a traceback unless ``--debug``."""
     # rasterio 1.4 warns on the in-memory rasters its own rasterize() creates: noise for our users
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    args, debug = _debug_flag(list(sys.argv[1:] if argv is None else argv))
     try:
-        cli.main(args=argv, standalone_mode=False)
+        cli.main(args=args, standalone_mode=False)
     except click.exceptions.Abort:
         console.print("[red]aborted[/]")
         sys.exit(130)
@@ -101,10 +121,19 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except OcsgeError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        if debug:
+            console.print(escape("".join(traceback.format_exception(exc))), end="")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}{escape(': ' + detail) if detail else ''}"
+                      " (rerun with --debug for the traceback)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.io import MemoryFile
+from rasterio.windows import Window
 
 from inference_batch.production.checkpoint import ModelCard, load_model
 from inference_batch.production.inputs import Grid, ImagerySources, InputError, StackReader, with_rasterised_laz
@@ -204,8 +205,28 @@ class TileDataset(torch.utils.data.Dataset):
             x, valid = self.reader.read(self.tiles[i].window)
             return {"i": i, "x": torch.from_numpy(x), "valid": torch.from_numpy(valid), "error": ""}
         except InputError as exc:
-            return {"i": i, "x": torch.zeros(self.shape, dtype=torch.uint8),
-                    "valid": torch.zeros(self.shape[1:], dtype=torch.bool), "error": str(exc)}
+            error = str(exc)
+        except rasterio.errors.RasterioError as exc:  # a truncated or corrupt COG: GDAL fails on its tiles
+            error = read_error(self.reader.sources, self.tiles[i].window, exc)
+        return {"i": i, "x": torch.zeros(self.shape, dtype=torch.uint8),
+                "valid": torch.zeros(self.shape[1:], dtype=torch.bool), "error": error}
+
+
+def read_error(sources: ImagerySources, window: Window, exc: BaseException) -> str:
+    """The message of a failed read, naming the input file (GDAL's own message names it by base name, deep in
+    the exception's causes) and the window, without a traceback."""
+    details: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(details) < 8:
+        text = str(cause).strip()
+        if text and "See previous exception" not in text and text not in details:
+            details.append(text)
+        cause = cause.__cause__ or cause.__context__
+    detail = "; ".join(dict.fromkeys([details[0], details[-1]])) if details else type(exc).__name__
+    paths = [p for p in (sources.stack, sources.rgb, sources.irc, sources.dsm, sources.dtm, sources.height) if p]
+    named = [p for p in paths if any(Path(p).name in d for d in details)] or paths
+    return (f"cannot read {' or '.join(named)} at column {int(window.col_off)}, row {int(window.row_off)} "
+            f"({int(window.width)}×{int(window.height)} px): the file is truncated or corrupt ({detail})")
 
 
 def _init_worker(_: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
+import shutil
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,8 @@ from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, step_outputs
 from inference_batch.products.render import COG_PRODUCT, CONSTRUCTION_LABELS
 from inference_batch.products.spatial import SpatialSource
+from inference_batch.scratch import scratch
+from inference_batch.writers.transaction import transaction
 from ocsge import schema
 from ocsge.nomenclature import legend
 from ocsge.progress import done, step
@@ -44,6 +46,16 @@ def sha256_file(path: Path) -> str:
 
 
 def write_gpkg(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path) -> dict[str, int]:
+    """The GeoPackage, its ``last_change`` dates those of the day of production (GDAL's
+    ``OGR_CURRENT_DATE``), so that the same layers give the same bytes all day long."""
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{datetime.now(UTC):%Y-%m-%d}T00:00:00.000Z"})
+    try:
+        return _write_gpkg(layers, path)
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+
+
+def _write_gpkg(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path) -> dict[str, int]:
     counts = {}
     for name, (source, columns) in layers.items():
         n = 0
@@ -58,6 +70,22 @@ def write_gpkg(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path) -
             pyogrio.write_dataframe(empty, path, layer=name, driver="GPKG", geometry_type="MultiPolygon")
         counts[name] = n
     return counts
+
+
+def write_zip(path: Path, folder: str, files: list[tuple[str, Path]], sums: str) -> None:
+    """The archive, reproducible: members in a fixed order, each stamped with the day of production (not
+    the modification time of a scratch file), so that the same inputs on the same day give the same bytes."""
+    stamp = (*datetime.now(UTC).timetuple()[:3], 0, 0, 0)
+    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+        for name, p in files:
+            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".tif") else zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with p.open("rb") as src, zf.open(info, "w", force_zip64=p.stat().st_size > 1 << 31) as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+        info = zipfile.ZipInfo(f"{folder}/SHA256SUMS", date_time=stamp)
+        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        zf.writestr(info, sums)
 
 
 def readme(dep: object, millesime: int, counts: dict[str, int], cogs: list[str]) -> str:
@@ -94,7 +122,14 @@ def readme(dep: object, millesime: int, counts: dict[str, int], cogs: list[str])
 
 
 def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = False) -> dict[str, str]:
-    """Step: the download archive of one département × millésime."""
+    """Step: the download archive of one département × millésime (a transaction: see
+    ``writers.transaction``)."""
+    label = f"archive {dep} {millesime} (input {key('occupation', dep, millesime)})"
+    with transaction(storage, label) as staged:
+        return _archive(staged, dep, millesime, force=force)
+
+
+def _archive(storage: Storage, dep: object, millesime: int, *, force: bool) -> dict[str, str]:
     out = key("archive", dep, millesime)
     bundled = [key(product, dep, millesime) for product, _ in GPKG_LAYERS.values()]
     bundled += [key(product, dep, millesime) for product in COG_PRODUCT.values()]
@@ -107,8 +142,8 @@ def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = 
         raise StepError(f"archive {dep} {millesime}: no occupation layer ({key('occupation', dep, millesime)})")
     folder = f"OCSGE_{d.token}_{millesime}"
     step(f"archive {dep} {millesime}")
-    with tempfile.TemporaryDirectory(prefix="ocsge-archive-") as tmp, contextlib.ExitStack() as stack:
-        gpkg = Path(tmp) / f"{folder}.gpkg"
+    with scratch("archive") as tmp, contextlib.ExitStack() as stack:
+        gpkg = tmp / f"{folder}.gpkg"
         layers = {}
         for name, (product, columns) in GPKG_LAYERS.items():
             k = key(product, dep, millesime)
@@ -123,16 +158,11 @@ def run_archive(storage: Storage, dep: object, millesime: int, *, force: bool = 
                 name = f"{folder}_{layer.upper()}.tif"
                 files.append((name, stack.enter_context(storage.local_copy(k))))
                 cogs.append(f"{name} ({layer})")
-        readme_path = Path(tmp) / "README.txt"
+        readme_path = tmp / "README.txt"
         readme_path.write_text(readme(dep, millesime, counts, cogs), encoding="utf-8")
         files.append(("README.txt", readme_path))
         sums = "".join(f"{sha256_file(p)}  {n}\n" for n, p in files)
-        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as zpath:
-            outputs.add(out)
-            with zipfile.ZipFile(zpath, "w", allowZip64=True) as zf:
-                for name, p in files:
-                    compress = zipfile.ZIP_STORED if name.endswith(".tif") else zipfile.ZIP_DEFLATED
-                    zf.write(p, f"{folder}/{name}", compress_type=compress)
-                zf.writestr(f"{folder}/SHA256SUMS", sums)
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, outputs.writer(out) as zpath:
+            write_zip(zpath, folder, files, sums)
     done(f"archive {dep} {millesime}: {', '.join(f'{k} {v}' for k, v in counts.items())}, {len(cogs)} COGs")
     return {"archive": out}

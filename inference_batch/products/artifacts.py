@@ -209,15 +209,30 @@ def read_table(storage: Storage, key: str) -> pd.DataFrame:
 # --- rollback ------------------------------------------------------------------------------
 
 class StepOutputs:
-    """Keys written by one step; on failure every one of them is deleted (no partial product)."""
+    """Keys written by one step, each registered once its own write succeeded (:meth:`writer` does it in
+    that order); when the step fails, the keys it registered are deleted so that no product key holds a
+    partial result. A key whose write failed is never registered: the storage writer left its previous
+    content in place, and deleting it would destroy a published artifact.
+
+    Steps run by ``ocsge products`` and the CLI verbs run in a transaction
+    (:mod:`inference_batch.writers.transaction`): there nothing reached the storage before the step
+    succeeded, and the rollback only drops staged writes."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self.keys: list[str] = []
 
     def add(self, key: str) -> str:
+        """Register a key *after* its write succeeded."""
         self.keys.append(key)
         return key
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Path]:
+        """The storage writer of ``key``; the key is registered once the write is in place."""
+        with self.storage.writer(key) as tmp:
+            yield tmp
+        self.add(key)
 
     def rollback(self) -> None:
         for key in self.keys:

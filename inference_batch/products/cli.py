@@ -1,8 +1,14 @@
 """``ocsge`` verbs of the per-département products: ingest, artif, diff, corrections, grid, stats,
-render, archive, and ``products`` (all of them for a département, skipping finished artifacts)."""
+render, archive, and ``products`` (all of them for a département, skipping finished artifacts).
+
+Every verb is one batch run (:func:`inference_batch.writers.transaction.batch_run`: it first sweeps what a
+killed run left) and each of its steps a transaction: a step that fails leaves the stored artifacts as
+they were, and its error names the step and its input.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +23,27 @@ def _storage(root: str | None) -> Any:
     return open_storage(root)
 
 
+def _batch(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The verb as one batch run."""
+
+    @functools.wraps(f)
+    def verb(*args: Any, **kwargs: Any) -> Any:
+        from inference_batch.writers.transaction import batch_run
+
+        with batch_run():
+            return f(*args, **kwargs)
+
+    return verb
+
+
+def _step(storage: Any, label: str, fn: Callable[..., dict[str, str]], *args: Any, **kwargs: Any) -> dict[str, str]:
+    from inference_batch.writers.transaction import run_step
+
+    return run_step(storage, label, fn, *args, **kwargs)
+
+
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = _batch(f)
     f = click.option("--force", is_flag=True, help="Redo finished artifacts.")(f)
     f = click.option("--root", default=None,
                      help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")(f)
@@ -96,7 +122,7 @@ def artif(departement: str, millesimes: tuple[int, ...], root: str | None, force
 
     storage = _storage(root)
     for year in _years(storage, departement, millesimes):
-        _print_keys(run_artif(storage, departement, year, force=force))
+        _print_keys(_step(storage, f"artif {departement} {year}", run_artif, departement, year, force=force))
 
 
 @click.command("diff")
@@ -113,7 +139,8 @@ def diff(departement: str, before: int | None, after: int | None, chunk: int, ti
 
     storage = _storage(root)
     b, a = _resolve_pair(storage, departement, before, after)
-    _print_keys(run_difference(storage, departement, b, a, force=force, target=chunk))
+    _print_keys(_step(storage, f"diff {departement} {b}-{a}", run_difference, departement, b, a, force=force,
+                      target=chunk))
     if tiles:
         _print_keys(run_difference_tiles(storage, departement, b, a, force=force))
 
@@ -131,7 +158,8 @@ def corrections(departement: str, before: int | None, after: int | None, correct
 
     storage = _storage(root)
     b, a = _resolve_pair(storage, departement, before, after)
-    _print_keys(run_corrections(storage, departement, b, a, corrections=corrections, force=force))
+    label = f"corrections {departement} {b}-{a}" + (f" (input {corrections})" if corrections else "")
+    _print_keys(_step(storage, label, run_corrections, departement, b, a, corrections=corrections, force=force))
 
 
 @click.command("grid")
@@ -149,8 +177,8 @@ def grid(departement: str, before: int | None, after: int | None, after_source: 
 
     storage = _storage(root)
     b, a = _resolve_pair(storage, departement, before, after)
-    _print_keys(run_grid(storage, departement, b, a, after_source=after_source, cell=cell, threshold=threshold,
-                         force=force))
+    _print_keys(_step(storage, f"grid {departement} {b}-{a}", run_grid, departement, b, a, after_source=after_source,
+                      cell=cell, threshold=threshold, force=force))
 
 
 @click.command("stats")
@@ -162,7 +190,9 @@ def stats(departement: str, millesimes: tuple[int, ...], root: str | None, force
     from inference_batch.products.stats import run_stats
 
     storage = _storage(root)
-    _print_keys(run_stats(storage, departement, _years(storage, departement, millesimes), force=force))
+    years = _years(storage, departement, millesimes)
+    _print_keys(_step(storage, f"stats {departement} {', '.join(map(str, years))}", run_stats, departement, years,
+                      force=force))
 
 
 @click.command("render")

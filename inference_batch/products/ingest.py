@@ -31,6 +31,7 @@ from inference_batch.freshness import DELIVERY, forget, is_up_to_date, mark_done
 from inference_batch.products import artifacts
 from inference_batch.products.artifacts import StepError, key, step_outputs, write_json
 from inference_batch.products.spatial import polygonal
+from inference_batch.writers.transaction import transaction
 from ocsge import schema
 from ocsge.errors import MissingAttributeError, OcsgeError
 from ocsge.millesimes import COVERAGE, check_year
@@ -231,7 +232,8 @@ def read_layer(ref: LayerRef, report: IngestReport, role: str) -> gpd.GeoDataFra
 
     kwargs: dict[str, Any] = {"layer": ref.layer} if ref.layer else {}
     try:
-        gdf = pyogrio.read_dataframe(ref.path, use_arrow=False, **kwargs)
+        with np.errstate(invalid="ignore"):  # NaN coordinates: counted by clean_geometries, not warned about
+            gdf = pyogrio.read_dataframe(ref.path, use_arrow=False, **kwargs)
     except Exception as exc:
         raise IngestError(f"cannot read layer {ref}: {exc}") from exc
     if ref.layer is None and not ref.path.with_suffix(".cpg").exists():
@@ -260,6 +262,77 @@ def check_crs(gdf: gpd.GeoDataFrame, dep: Departement, report: IngestReport, rol
     )
 
 
+def finite_coordinates(geoms: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """Per geometry: every x and y is a finite number (missing geometries count as finite)."""
+    ok = np.ones(len(geoms), dtype=bool)
+    for start in range(0, len(geoms), chunk):  # the coordinates of one chunk at a time: bounded memory
+        coords, index = shapely.get_coordinates(geoms[start:start + chunk], return_index=True)
+        bad = ~np.isfinite(coords).all(axis=1)
+        if bad.any():
+            ok[start + np.unique(index[bad])] = False
+    return ok
+
+
+# A delivered polygon lies in its département: one whose bounding box leaves the département's extent (its
+# communes, when the storage has them, widened by EXTENT_MARGIN_M for deliveries cut loosely along the
+# border, §3.4; else the area of use of the département's CRS) is an anomaly, dropped and counted. A layer
+# with more than OUTSIDE_REFUSE_FRACTION of its polygons outside is not a delivery of this département (or
+# has its coordinates in another CRS): it is refused, naming the file and the layer, and nothing is written.
+EXTENT_MARGIN_M = 10_000.0
+OUTSIDE_REFUSE_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class DepartementExtent:
+    bounds: tuple[float, float, float, float]  # in the département's CRS
+    basis: str  # what the bounds come from, for messages and the report
+
+
+def departement_extent(storage: Storage, dep: Departement, millesime: int | None) -> DepartementExtent:
+    """Where the polygons of a département's delivery can lie (see EXTENT_MARGIN_M)."""
+    ckey = communes_key(storage, dep, millesime)
+    if ckey is not None:
+        communes = artifacts.read_vector(storage, ckey)
+        communes = communes.to_crs(dep.epsg) if communes.crs is not None else communes.set_crs(dep.epsg)
+        b = communes.total_bounds
+        if np.isfinite(b).all():
+            m = EXTENT_MARGIN_M
+            return DepartementExtent((b[0] - m, b[1] - m, b[2] + m, b[3] + m),
+                                     f"its communes ({ckey}) widened by {m / 1000:g} km")
+    from pyproj import CRS
+    from pyproj.transformer import Transformer
+
+    crs = CRS.from_epsg(dep.epsg)
+    area = crs.area_of_use
+    if area is None:  # pragma: no cover - every CRS of ours has one
+        return DepartementExtent((-np.inf, -np.inf, np.inf, np.inf), f"{dep.crs} (no area of use)")
+    bounds = Transformer.from_crs(4326, crs, always_xy=True).transform_bounds(*area.bounds, densify_pts=21)
+    return DepartementExtent(tuple(float(v) for v in bounds), f"the area of use of {dep.crs} ({area.name})")
+
+
+def check_extent(gdf: gpd.GeoDataFrame, extent: DepartementExtent, report: IngestReport, role: str, where: str,
+                 dep: Departement) -> gpd.GeoDataFrame:
+    """Drop (and count) the polygons outside the département's extent; refuse a layer mostly outside."""
+    if gdf.empty:
+        return gdf
+    b = shapely.bounds(gdf.geometry.to_numpy())
+    xmin, ymin, xmax, ymax = extent.bounds
+    outside = ~((b[:, 0] >= xmin) & (b[:, 1] >= ymin) & (b[:, 2] <= xmax) & (b[:, 3] <= ymax))
+    n = int(outside.sum())
+    if not n:
+        return gdf
+    if n > OUTSIDE_REFUSE_FRACTION * len(gdf):
+        raise IngestError(
+            f"{where}: {n} of {len(gdf)} polygons ({n / len(gdf):.0%}) lie outside département {dep.code} "
+            f"({extent.basis}); more than {OUTSIDE_REFUSE_FRACTION:.0%} outside: refused (a delivery of "
+            "another département, or coordinates in another CRS?)")
+    far = b[outside]
+    report.add(role, "outside_departement_extent_dropped", n, extent=extent.basis,
+               bbox_of_dropped=[round(float(v), 1) for v in (far[:, 0].min(), far[:, 1].min(),
+                                                              far[:, 2].max(), far[:, 3].max())])
+    return gdf.loc[~outside].reset_index(drop=True)
+
+
 def clean_geometries(gdf: gpd.GeoDataFrame, report: IngestReport, role: str) -> gpd.GeoDataFrame:
     """Repair invalid geometries (make_valid, polygonal parts kept); drop null, empty and
     non-polygonal ones. Every action is counted."""
@@ -267,6 +340,14 @@ def clean_geometries(gdf: gpd.GeoDataFrame, report: IngestReport, role: str) -> 
     geoms = gdf.geometry.to_numpy()
     missing = shapely.is_missing(geoms)
     report.add(role, "null_geometry_dropped", int(missing.sum()))
+    # NaN/inf coordinates: GEOS cannot even tell whether such a polygon is valid (it raises), and no
+    # repair can place it. Dropped and counted before anything else looks at the geometries.
+    not_finite = ~missing & ~finite_coordinates(geoms)
+    report.add(role, "non_finite_coordinates_dropped", int(not_finite.sum()))
+    if not_finite.any():
+        geoms = geoms.copy()
+        geoms[not_finite] = None
+        missing = missing | not_finite
     types = shapely.get_type_id(geoms)
     odd = ~missing & ~np.isin(types, (3, 6, 7))
     report.add(role, "non_polygonal_geometry_dropped", int(odd.sum()))
@@ -533,8 +614,19 @@ def _previous_millesime(dep: Departement, millesime: int) -> int | None:
 def ingest(source: str | Path, storage: Storage, *, departement_code: object = None, millesime: object = None,
            clip: str | Path | gpd.GeoDataFrame | shapely.Geometry | None = None, force: bool = False
            ) -> IngestResult:
-    """Ingest one delivery (archive, folder or single layer file) into canonical GeoParquet + a report."""
+    """Ingest one delivery (archive, folder or single layer file) into canonical GeoParquet + a report.
+
+    One transaction (:mod:`inference_batch.writers.transaction`): the layers and the report land together
+    once all are read and checked; any failure leaves the stored layers as they were, and its error names
+    the delivery. The published report names the delivery by its file name, never by a local path."""
     source = Path(source)
+    with transaction(storage, f"ingest {source.name}") as staged:
+        return _ingest(source, staged, departement_code=departement_code, millesime=millesime, clip=clip,
+                       force=force)
+
+
+def _ingest(source: Path, storage: Storage, *, departement_code: object, millesime: object,
+            clip: str | Path | gpd.GeoDataFrame | shapely.Geometry | None, force: bool) -> IngestResult:
     named = parse_delivery_name(source.name)
     given_dep = departement(departement_code).code if departement_code is not None else None
     given_year = check_year(millesime) if millesime is not None else None
@@ -557,7 +649,7 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
                 return IngestResult(dep_code, previous.get("millesime"), pair, {**keys, "ingest_report": rkey},
                                     previous, skipped=True)
 
-    step(f"ingest {source}")
+    step(f"ingest {source.name}")
     with open_delivery(source) as root:
         inner = parse_delivery_name(" ".join(p.relative_to(root).as_posix() for p in root.rglob("*"))) \
             if root.is_dir() else DeliveryName()
@@ -583,7 +675,7 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
                 f"{source.name}: missing layer(s) {', '.join(m.upper() for m in missing)}; found "
                 f"{', '.join(str(v) for v in layers.values()) or 'none'}")
 
-        report = IngestReport(source=str(source), departement=dep.code)
+        report = IngestReport(source=source.name, departement=dep.code)  # no local path in a published file
         frames: dict[str, gpd.GeoDataFrame] = {}
         raw: dict[str, gpd.GeoDataFrame] = {}
         for role, ref in layers.items():
@@ -613,6 +705,9 @@ def ingest(source: str | Path, storage: Storage, *, departement_code: object = N
             year = pair[1]
         report.millesime, report.pair = year, pair
 
+        extent = departement_extent(storage, dep, year)
+        for role in list(raw):
+            raw[role] = check_extent(raw[role], extent, report, role, f"{source.name} ({layers[role]})", dep)
         clip_area = clip_area_from(clip, storage, dep, year)
         for role, gdf in raw.items():
             if clip_area is not None:

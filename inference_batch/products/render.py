@@ -36,7 +36,9 @@ from inference_batch.products.inputs import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource, cells_of_bounds
 from inference_batch.scratch import scratch
 from inference_batch.writers.cog import copy_to_cog
+from inference_batch.writers.transaction import transaction
 from ocsge import rasters, schema
+from ocsge.errors import OcsgeError
 from ocsge.nomenclature import NODATA, TABLES, Kind, leaves_under, palette
 from ocsge.progress import done, progress, step
 from ocsge.storage import Storage
@@ -224,9 +226,25 @@ COG_PRODUCT = {"couverture": "couverture_cog", "usage": "usage_cog", "artif": "a
                "construction": "construction_cog"}
 
 
+def input_label(storage: Storage, dep: object, millesime: int) -> str:
+    """The layer a step of ``millesime`` reads, for its error messages (never raises)."""
+    try:
+        return layer_key(storage, dep, millesime)
+    except OcsgeError:
+        return key("occupation", dep, millesime)
+
+
 def run_render(storage: Storage, dep: object, millesime: int, *, resolution: float = DEFAULT_RESOLUTION,
                layers: tuple[str, ...] = LAYERS, force: bool = False, window: int = WINDOW) -> dict[str, str]:
-    """Step: the class COGs of one département × millésime."""
+    """Step: the class COGs of one département × millésime, written together once all are rendered
+    (a transaction: a failure leaves every previous COG as it was)."""
+    label = f"render {dep} {millesime} (input {input_label(storage, dep, millesime)})"
+    with transaction(storage, label) as staged:
+        return _render(staged, dep, millesime, resolution=resolution, layers=layers, force=force, window=window)
+
+
+def _render(storage: Storage, dep: object, millesime: int, *, resolution: float, layers: tuple[str, ...],
+            force: bool, window: int) -> dict[str, str]:
     keys = {layer: key(COG_PRODUCT[layer], dep, millesime) for layer in layers}
     occ_key = layer_key(storage, dep, millesime)
     zc_key = key("zone_construite", dep, millesime)
@@ -263,8 +281,8 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
             overlays["construction"] = (Burn(zc, lambda f: np.full(len(f), INSIDE_ZC, np.uint8)),)
         tags = {"OCSGE_MILLESIME": str(millesime), **source_tags(storage, dep, millesime)}
         step(f"render {dep} {millesime} {', '.join(todo)} at {resolution:g} m")
-        # Each key is written through its own atomic writer and stamped after it; a failure before the
-        # writers commit leaves every previous COG in place (nothing to roll back).
+        # Each key is written through its own writer and stamped after it; the transaction lands them
+        # together, so a failure at any point leaves every previous COG in place (nothing to roll back).
         with contextlib.ExitStack() as writers:
             targets = []
             for layer in todo:
@@ -299,6 +317,13 @@ def run_render_difference(storage: Storage, dep: object, before: int, after: int
                           window: int = WINDOW) -> dict[str, str]:
     """Step: the class COG of the changes between two millésimes, on the grid of the later one's COGs.
     Artificialisation flows (±1) are burnt over the couverture/usage changes: they are what users map."""
+    label = f"render {dep} {before}-{after} difference (input {key('difference', dep, (before, after))})"
+    with transaction(storage, label) as staged:
+        return _render_difference(staged, dep, before, after, resolution=resolution, force=force, window=window)
+
+
+def _render_difference(storage: Storage, dep: object, before: int, after: int, *, resolution: float,
+                       force: bool, window: int) -> dict[str, str]:
     pair = (before, after)
     out = key("difference_cog", dep, pair)
     diff_key, artif_key = key("difference", dep, pair), key("artif_difference", dep, pair)
@@ -317,8 +342,7 @@ def run_render_difference(storage: Storage, dep: object, before: int, after: int
                                 columns=[schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES])
         flows = SpatialSource(path=stack.enter_context(storage.local_copy(artif_key)), columns=["artificialisation"])
         step(f"render {dep} {before}-{after} difference at {resolution:g} m")
-        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
-            outputs.add(out)
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, outputs.writer(out) as tmp:
             tags = {"OCSGE_PRODUCT": "difference_cog", "OCSGE_MILLESIME": f"{before}-{after}",
                     **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()}}
             rasterise(changes, [Raster(tmp, rasters.palette("difference"), _change_values,

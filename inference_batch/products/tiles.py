@@ -16,7 +16,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, step_outputs
 from inference_batch.products.inputs import layer_key
 from inference_batch.products.spatial import SpatialSource
+from inference_batch.scratch import scratch
+from inference_batch.writers.transaction import transaction
 from ocsge import schema
 from ocsge.progress import done, step
 from ocsge.storage import Storage
@@ -74,8 +75,9 @@ def build_pmtiles(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path
                   max_zoom: int = MAX_ZOOM, name: str = "") -> dict[str, float]:
     """Tile layers (name → (source, attributes)) into one PMTiles file at ``path``."""
     # tippecanoe records its command line in the published metadata (``generator_options``): it runs in
-    # its scratch folder with relative names so that no build path of ours is published.
-    with tempfile.TemporaryDirectory(prefix="ocsge-tiles-") as tmp:
+    # its scratch folder with relative names so that no build path of ours is published. The folder is the
+    # run's (removed on any exit, swept by the next run after a kill -9), never beside a product key.
+    with scratch("tiles") as tmp:
         args = ["tippecanoe", "-o", "tiles.pmtiles", "-Z", str(min_zoom), "-z", str(max_zoom), *TIPPECANOE_FLAGS]
         if name:
             args += ["-n", name]
@@ -100,6 +102,14 @@ DIFFERENCE_ATTRS = [schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US
 
 def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force: bool = False,
                          min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
+    """Step: the PMTiles of one département × millésime (a transaction: see ``writers.transaction``)."""
+    label = f"pmtiles {dep} {millesime} (input {key('occupation', dep, millesime)})"
+    with transaction(storage, label) as staged:
+        return _occupation_tiles(staged, dep, millesime, force=force, min_zoom=min_zoom, max_zoom=max_zoom)
+
+
+def _occupation_tiles(storage: Storage, dep: object, millesime: int, *, force: bool, min_zoom: int,
+                      max_zoom: int) -> dict[str, str]:
     out = key("occupation_pmtiles", dep, millesime)
     occ_key = layer_key(storage, dep, millesime)
     zc_key = key("zone_construite", dep, millesime)
@@ -118,8 +128,7 @@ def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force
         if storage.exists(zc_key):
             layers["zone_construite"] = (SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)),
                                                        columns=[]), [])
-        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
-            outputs.add(out)
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, outputs.writer(out) as tmp:
             stats = build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {millesime}")
     done(f"pmtiles {dep} {millesime}: {int(stats['features'])} features in {stats['tippecanoe_s']:.1f} s")
     return {"occupation_pmtiles": out}
@@ -127,6 +136,14 @@ def run_occupation_tiles(storage: Storage, dep: object, millesime: int, *, force
 
 def run_difference_tiles(storage: Storage, dep: object, before: int, after: int, *, force: bool = False,
                          min_zoom: int = MIN_ZOOM, max_zoom: int = MAX_ZOOM) -> dict[str, str]:
+    """Step: the PMTiles of the changes between two millésimes (a transaction)."""
+    label = f"pmtiles {dep} {before}-{after} (input {key('difference', dep, (before, after))})"
+    with transaction(storage, label) as staged:
+        return _difference_tiles(staged, dep, before, after, force=force, min_zoom=min_zoom, max_zoom=max_zoom)
+
+
+def _difference_tiles(storage: Storage, dep: object, before: int, after: int, *, force: bool, min_zoom: int,
+                      max_zoom: int) -> dict[str, str]:
     pair = (before, after)
     out = key("difference_pmtiles", dep, pair)
     dkey, akey = key("difference", dep, pair), key("artif_difference", dep, pair)
@@ -143,8 +160,7 @@ def run_difference_tiles(storage: Storage, dep: object, before: int, after: int,
             layers["artif_difference"] = (SpatialSource(path=stack.enter_context(storage.local_copy(akey)),
                                                         columns=[*DIFFERENCE_ATTRS, "artificialisation"]),
                                           [*DIFFERENCE_ATTRS, "artificialisation"])
-        with refreshing(storage, out, digest), step_outputs(storage) as outputs, storage.writer(out) as tmp:
-            outputs.add(out)
+        with refreshing(storage, out, digest), step_outputs(storage) as outputs, outputs.writer(out) as tmp:
             build_pmtiles(layers, tmp, min_zoom=min_zoom, max_zoom=max_zoom, name=f"OCS GE {dep} {before}-{after}")
     done(f"pmtiles {dep} {before}-{after}")
     return {"difference_pmtiles": out}

@@ -139,3 +139,75 @@ def test_pgstac_load_upserts_and_mirrors(root: Path, postgres) -> None:  # type:
                    for a in it["assets"].values())
     finally:
         backend.close()
+
+
+# --- a file cut short is never catalogued -----------------------------------------------------------------
+
+def _stac(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "stac").rglob("*")) if p.is_file()}
+
+
+def _truncate(path: Path, keep: int | None = None) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 if keep is None else keep])
+
+
+def test_a_truncated_cog_is_refused_with_its_key_and_the_catalogue_is_untouched(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A COG cut to half keeps a header GDAL opens (and a checksum of its own): publish reads the image
+    directories, finds tiles past the end of the file and refuses, before anything is written."""
+    from ocsge.cli import main
+
+    storage = open_storage(root)
+    publish(storage)
+    published = _stac(root)
+    _truncate(root / "couverture/D077/2021/couverture_D077_2021.tif")
+    with pytest.raises(PublishError, match=r"^'couverture/D077/2021/couverture_D077_2021\.tif' is truncated: tile \d+ "
+                                           r"of image \d+ ends at byte \d+, the file has \d+ bytes; refusing"):
+        publish(storage)
+    assert _stac(root) == published
+    with pytest.raises(SystemExit) as exit_:
+        main(["publish", "--root", str(root)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and "couverture_D077_2021.tif' is truncated" in err and "Traceback" not in err
+    assert _stac(root) == published
+
+
+@pytest.mark.parametrize(("product", "year", "message"), [
+    ("occupation_pmtiles", 2021, r"is truncated: its (tile data|metadata) ends at byte \d+, the file has \d+ bytes"),
+    ("archive", 2017, r"is not a complete zip archive"),
+])
+def test_a_truncated_pmtiles_or_zip_is_refused(root: Path, product: str, year: int, message: str) -> None:
+    from ocsge.products import product_key
+
+    storage = open_storage(root)
+    publish(storage)
+    published = _stac(root)
+    key = product_key(product, "77", year)
+    _truncate(root / key, keep=(root / key).stat().st_size - 5)  # the PMTiles header stays whole
+    with pytest.raises(PublishError, match=rf"^'{key}' {message}"):
+        publish(storage)
+    assert _stac(root) == published
+
+
+def test_verify_finds_a_cog_that_was_catalogued_truncated(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A COG truncated before an older publisher catalogued it (size and checksum are those of the truncated
+    bytes; only its header was read): ``publish --verify`` reads its structure and names it."""
+    from catalog import fileinfo
+    from ocsge.cli import main
+
+    storage = open_storage(root)
+    _truncate(root / "couverture/D077/2021/couverture_D077_2021.tif")
+    with monkeypatch.context() as m:
+        m.setattr(fileinfo, "check_complete", lambda *args, **kwargs: None)
+        publish(storage)
+    problems = verify_published(storage)
+    assert len(problems) == 1
+    assert "asset 'data'" in problems[0]
+    assert "'couverture/D077/2021/couverture_D077_2021.tif' is truncated" in problems[0]
+    with pytest.raises(SystemExit) as exit_:
+        main(["publish", "--root", str(root), "--verify"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 2 and "couverture_D077_2021.tif' is truncated" in err

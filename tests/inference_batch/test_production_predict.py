@@ -289,3 +289,17 @@ def test_handles_inherited_through_fork_are_never_reused(scene) -> None:
     assert reader.open()._handles["imagery"] is not parent_handle
     reader.close()
     parent_handle.close()
+
+
+def test_a_truncated_imagery_cog_fails_naming_the_file(tmp_path: Path, scene, model: Path) -> None:
+    """A COG cut to half opens (its header is whole) and fails on its first missing tile: the error names the
+    file and the window, not a traceback from inside GDAL."""
+    s = scene.sources
+    data = Path(s.rgb).read_bytes()
+    rgb_half = tmp_path / "rgb_half.tif"
+    rgb_half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=rf"^cannot read {rgb_half} at column \d+, row \d+ \(\d+×\d+ px\): the file "
+                                         r"is truncated or corrupt \(rgb_half\.tif, band 1: IReadBlock failed"):
+        predict(ImagerySources(rgb=str(rgb_half), irc=s.irc, dsm=s.dsm, dtm=s.dtm), model,
+                storage=LocalStorage(tmp_path / "store"), departement="S01", millesime=2024,
+                options=PredictOptions(block_size=140, **FP32))

@@ -358,3 +358,89 @@ def test_official_artificialisation_survives_products_after_a_redelivery(tmp_pat
     run_products(store, "13", resolution=8.0, tiles=False, force=True)
     assert Path(store.url(art_key)).read_bytes() == original
     assert set(gpd.read_parquet(store.url(art_key)).artif) == {"non artif"}
+
+
+# --- coordinates that cannot be, deliveries of elsewhere, and what errors look like ------------------------
+
+def _report_text(store: LocalStorage, result: object) -> str:
+    return Path(store.url(result.keys["ingest_report"])).read_text()  # type: ignore[attr-defined]
+
+
+def test_nan_inf_and_far_away_coordinates_are_counted_anomalies(tmp_path: Path) -> None:
+    """A NaN or infinite coordinate (GEOS cannot even validate such a polygon) and a polygon 10 000 km away
+    are dropped and counted; the report names the delivery by its file name, never by a local path."""
+    occ, _ = ign_layers()
+    geoms = occ.geometry.to_numpy().copy()
+    x0, y0 = BOUNDS_13[:2]
+    with np.errstate(invalid="ignore"):
+        geoms[0] = shapely.Polygon([(x0, y0), (np.nan, y0 + 10), (x0 + 10, y0 + 10), (x0, y0)])
+        geoms[1] = shapely.Polygon([(x0, y0), (np.inf, y0 + 10), (x0 + 10, y0 + 10), (x0, y0)])
+    geoms[2] = shapely.box(x0 + 1e7, y0, x0 + 1e7 + 50, y0 + 50)  # 10 000 km east
+    archive = make_delivery(tmp_path, occ=occ.set_geometry(geoms))
+    store = LocalStorage(tmp_path / "root")
+    result = ingest(archive, store)
+    counts = result.report["anomaly_counts"]
+    assert counts == {"non_finite_coordinates_dropped": 2, "outside_departement_extent_dropped": 1}
+    out = gpd.read_parquet(store.url(result.keys["occupation"]))
+    assert len(out) == len(occ) - 3 and np.isfinite(out.total_bounds).all()
+    outside = next(a for a in result.report["anomalies"] if a["issue"] == "outside_departement_extent_dropped")
+    assert "area of use of EPSG:2154" in outside["extent"] and outside["bbox_of_dropped"][0] == x0 + 1e7
+    text = _report_text(store, result)
+    assert str(tmp_path) not in text and "/tmp" not in text
+    assert json.loads(text)["source"] == archive.name
+
+
+def test_a_delivery_mostly_outside_the_departement_is_refused(tmp_path: Path) -> None:
+    """With the département's communes in the storage, its extent is theirs (+ 10 km): a polygon 50 km away
+    is an anomaly, and a layer mostly outside is refused with the file and layer named, nothing written."""
+    from inference_batch.products.artifacts import write_vector
+    from inference_batch.products.ingest import EXTENT_MARGIN_M, OUTSIDE_REFUSE_FRACTION
+    from ocsge.products import product_key
+
+    store = LocalStorage(tmp_path / "root")
+    communes = gpd.GeoDataFrame({"insee_com": ["13001"], "nom": ["A"]}, geometry=[shapely.box(*BOUNDS_13)], crs=2154)
+    write_vector(store, product_key("communes", "13", 2023), communes)
+    before = written(store)
+    occ, _ = ign_layers()
+    near = occ.geometry.to_numpy().copy()
+    near[0] = shapely.affinity.translate(near[0], xoff=50_000)
+    result = ingest(make_delivery(tmp_path / "a", occ=occ.set_geometry(near)), store)
+    assert result.report["anomaly_counts"] == {"outside_departement_extent_dropped": 1}
+    assert EXTENT_MARGIN_M < 50_000 and OUTSIDE_REFUSE_FRACTION == 0.5
+
+    store2 = LocalStorage(tmp_path / "root2")
+    write_vector(store2, product_key("communes", "13", 2023), communes)
+    far = occ.geometry.translate(xoff=0, yoff=-200_000)  # a delivery of another département
+    with pytest.raises(IngestError, match=r"OCS-GE_2-0__GPKG_LAMB93_D013_2023-01-01\.7z \(.*OCCUPATION_SOL\.gpkg:"
+                                          r"OCCUPATION_SOL\): 120 of 120 polygons \(100%\) lie outside département 13"):
+        ingest(make_delivery(tmp_path / "b", occ=occ.set_geometry(far)), store2)
+    assert written(store2) == [store2.path / product_key("communes", "13", 2023)]
+    assert written(store) == sorted([*before, *(store.path / k for k in (
+        *result.keys.values(), *(f"{v}.inputs.json" for v in result.keys.values())))])
+
+
+def test_errors_name_the_step_and_input_without_a_traceback_unless_debug(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from inference_batch.products import ingest as ingest_module
+    from ocsge.cli import main
+
+    archive = make_delivery(tmp_path)
+    root = tmp_path / "root"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("unexpected value in a column (injected)")
+
+    monkeypatch.setattr(ingest_module, "normalise_zone_construite", broken)
+    with pytest.raises(SystemExit) as exit_:
+        main(["ingest", str(archive), "--root", str(root)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert ("error: ingest OCS-GE_2-0__GPKG_LAMB93_D013_2023-01-01.7z: ValueError: unexpected value in a column "
+            "(injected)") in " ".join(err.split())
+    for argv in (["--debug", "ingest", str(archive), "--root", str(root)],
+                 ["ingest", str(archive), "--root", str(root), "--debug"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "normalise_zone_construite" in err and "ValueError" in err
+    assert written(LocalStorage(root)) == []
