@@ -175,6 +175,8 @@ for _spec in (
     # Analyses for planners (inference_batch/analyses): tables, their JSON summaries, map layers.
     ProductSpec("groupements", "ancillary/groupements", ".csv", Kind.TABLE,
                 "Communes → groupements (EPCI, SCoT…)", media_type=_CSV),
+    ProductSpec("population", "ancillary/population", ".csv", Kind.TABLE,
+                "Population per INSEE 200 m cell (idcar_200m, ind)", media_type=_CSV),
     ProductSpec("portrait_stocks", "portrait/stocks", ".csv", Kind.TABLE,
                 "Portrait de territoire: stocks by couverture, usage, artificialisation", media_type=_CSV),
     ProductSpec("portrait_evolution", "portrait/evolution", ".csv", Kind.TABLE,

@@ -139,3 +139,37 @@ def rapport(departement: str, before: int | None, after: int | None, territoires
     b, a = _resolve_pair(storage, departement, before, after)
     _print_keys(run_report(storage, departement, b, a, territories=territoires, groupements=groupements,
                            force=force))
+
+
+@analyse.command("tout")
+@_dep
+@_groupements
+@click.option("--demo-inputs", is_flag=True,
+              help="Write a synthetic grouping of the communes and population grid when none is stored (demo).")
+@_common
+def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str | None, force: bool) -> None:
+    """Every analysis of the département's millésimes: portrait, origine (per consecutive pair),
+    tâche urbaine, densification, renaturation, and the HTML portraits of the last pair."""
+    import itertools
+
+    from inference_batch.analyses.demo_inputs import ensure_demo_inputs
+    from inference_batch.analyses.densification import run_densification
+    from inference_batch.analyses.origin import run_origin
+    from inference_batch.analyses.portrait import run_portrait
+    from inference_batch.analyses.renaturation import run_renaturation
+    from inference_batch.analyses.report import run_report
+    from inference_batch.analyses.urban_footprint import run_footprint
+
+    storage = _storage(root)
+    years = _years(storage, departement, ())
+    if demo_inputs:
+        for k in ensure_demo_inputs(storage, departement, years[-1]):
+            click.echo(f"synthetic\t{k}")
+    _print_keys(run_portrait(storage, departement, years, groupements=groupements, force=force))
+    for b, a in itertools.pairwise(years):
+        _print_keys(run_origin(storage, departement, b, a, groupements=groupements, force=force))
+    _print_keys(run_footprint(storage, departement, years, groupements=groupements, force=force))
+    _print_keys(run_densification(storage, departement, years, force=force))
+    _print_keys(run_renaturation(storage, departement, years, force=force))
+    if len(years) >= 2:
+        _print_keys(run_report(storage, departement, years[-2], years[-1], groupements=groupements, force=force))

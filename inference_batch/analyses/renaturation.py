@@ -165,16 +165,27 @@ def cell_table(frames: Any, population: pd.Series | None = None,
     return gpd.GeoDataFrame(res, geometry=out.geometry.to_numpy(), crs=GRID_EPSG)
 
 
+def stored_population(storage: Storage, dep: object, millesime: int) -> bytes | None:
+    """The stored population grid of the département: the millésime's, else the latest, else none."""
+    d = departement(dep)
+    keys = sorted(o.key for o in storage.list(f"ancillary/population/{d.token}/") if o.key.endswith(".csv"))
+    if not keys:
+        return None
+    exact = key("population", d.code, millesime)
+    return storage.get_bytes(exact if exact in keys else keys[-1])
+
+
 def run_renaturation(storage: Storage, dep: object, millesimes: list[int], *,
                      population: str | Path | None = None, params: RenaturationParams = RenaturationParams(),
                      force: bool = False) -> dict[str, str]:
-    """Step: the 200 m cells of each millésime with shares, scores and priority (GeoParquet + CSV)."""
+    """Step: the 200 m cells of each millésime with shares, scores and priority (GeoParquet + CSV). The
+    population grid is the file given, else the stored ``population`` table of the département, if any."""
     d = departement(dep)
     keys: dict[str, str] = {}
-    pop_bytes = Path(population).read_bytes() if population is not None else None
-    pop = read_population(pop_bytes) if pop_bytes is not None else None
-    pop_digest = hashlib.sha256(pop_bytes).hexdigest() if pop_bytes is not None else None
     for year in sorted(millesimes):
+        pop_bytes = stored_population(storage, d.code, year) if population is None else Path(population).read_bytes()
+        pop = read_population(pop_bytes) if pop_bytes is not None else None
+        pop_digest = hashlib.sha256(pop_bytes).hexdigest() if pop_bytes is not None else None
         kp, kc = key("renaturation", d.code, year), key("renaturation_csv", d.code, year)
         keys[f"renaturation_{year}"], keys[f"renaturation_csv_{year}"] = kp, kc
         layer = layer_key(storage, d.code, year)

@@ -81,3 +81,17 @@ def test_step_reprojects_a_lambert93_layer(tmp_path: Path) -> None:
     assert set(table.index) >= {A, B, C}
     assert table.loc[[A, B, C], "artificialise_pct"].tolist() == pytest.approx([100, 50, 0], abs=0.01)
     assert table.loc[A, "prioritaire"]
+
+
+def test_demo_population_and_groupements_by_hand() -> None:
+    from inference_batch.analyses.demo_inputs import demo_groupements, demo_population
+
+    houses = gpd.GeoDataFrame({"code_cs": ["CS1.1.1.1", "CS1.1.1.1", "CS1.1.1.1"], "code_us": ["US5", "US235", "US2"]},
+                              geometry=[shapely.box(X + 10, Y + 10, X + 50, Y + 110),  # 4 000 m² in A
+                                        shapely.box(X + 210, Y + 10, X + 230, Y + 30),  # 400 m² in B
+                                        shapely.box(X + 410, Y + 10, X + 510, Y + 110)],  # factory in C: nobody
+                              crs=3035).to_crs(2154)
+    pop = demo_population(houses).set_index("idcar_200m")["ind"]
+    assert pop.to_dict() == {A: 100, B: 10}  # 40 m² per inhabitant
+    grp = demo_groupements(pd.DataFrame({"insee_com": ["77001", "77002"]}), "77")
+    assert set(grp.groupement) == {"EPCI-77"} and list(grp.insee_com) == ["77001", "77002"]
