@@ -66,6 +66,12 @@ def _production(cfg: DemoConfig) -> None:
                       "--after-source", "occupation_auto"])
 
 
+def _analyses(cfg: DemoConfig) -> None:
+    """Portrait, origin of new artificialisation, tâche urbaine, densification, renaturation, HTML portraits
+    (with a synthetic grouping of the communes and population grid: the generated territory has none)."""
+    run_verb("analyse", ["tout", *cfg.dep_args, "--demo-inputs"])
+
+
 def _publish(cfg: DemoConfig) -> None:
     run_verb("publish", ["--root", cfg.root])
 
@@ -75,6 +81,7 @@ STEPS: list[tuple[str, Callable[[DemoConfig], None]]] = [
     ("ingest the IGN-like deliveries of both millésimes", _ingest),
     ("derive the per-département products", _products),
     ("produce OCS GE auto with the shipped model", _production),
+    ("run the analyses for planners", _analyses),
     ("publish the STAC catalogue", _publish),
 ]
 

@@ -163,8 +163,9 @@ def territory_map(occupation: gpd.GeoDataFrame, outline: shapely.Geometry, tache
     gpd.GeoSeries([outline], crs=occupation.crs).boundary.plot(ax=ax, color="black", linewidth=1.0)
     if tache is not None and not tache.empty:
         inside = tache.geometry.intersection(outline)
-        gpd.GeoSeries(inside[~inside.is_empty], crs=occupation.crs).boundary.plot(ax=ax, color="#7a0177", linewidth=1.2,
-                                                                                  linestyle="--")
+        inside = inside[~inside.is_empty]
+        if not inside.empty:
+            inside.boundary.plot(ax=ax, color="#7a0177", linewidth=1.2, linestyle="--")
     ax.set_axis_off()
     ax.set_aspect("equal")
     return _png(fig)
