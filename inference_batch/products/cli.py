@@ -99,7 +99,11 @@ def _print_keys(keys: dict[str, str]) -> None:
 @_common
 def ingest(source: str, departement: str | None, millesime: int | None, clip: str | None, clip_to: str | None,
            root: str | None, force: bool) -> None:
-    """Ingest an IGN OCS GE delivery (.7z, folder, .gpkg or .shp) into canonical GeoParquet + a report."""
+    """Ingest an IGN OCS GE delivery (.7z, folder, .gpkg or .shp) into canonical GeoParquet + a report.
+
+    What is repaired or dropped is counted in the report: invalid geometries, NaN/infinite coordinates,
+    polygons outside the département's extent (its communes + 10 km when the storage has them, else the
+    area of use of its CRS). A layer with more than half of its polygons outside is refused."""
     from inference_batch.products.ingest import ingest as run
 
     result = run(source, _storage(root), departement_code=departement, millesime=millesime,

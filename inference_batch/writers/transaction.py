@@ -406,10 +406,13 @@ def _named(label: str, exc: BaseException) -> BaseException:
     if not isinstance(exc, Exception):
         return exc  # KeyboardInterrupt, SystemExit (SIGTERM): not errors of the step
     if isinstance(exc, OcsgeError):
-        step = label.split(" ", 1)[0]
+        step, _, subject = label.partition(" ")
         message = str(exc)
         if exc.args and isinstance(exc.args[0], str) and not message.startswith(step):
-            exc.args = (f"{label}: {exc.args[0]}", *exc.args[1:])
+            # a message that already names what the step works on gets the step only
+            tokens = subject.split(" (", 1)[0].split()
+            prefix = step if tokens and all(t in message for t in tokens) else label
+            exc.args = (f"{prefix}: {exc.args[0]}", *exc.args[1:])
         return exc
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     failed = StepFailed(f"{label}: {type(exc).__name__}{': ' + detail if detail else ''}")
