@@ -21,12 +21,14 @@ fichiers fonciers      parcels with dwellings (``nlogh`` > 0) US5; with business
                        (``nlocact`` > 0) the use of their BD TOPO buildings (industriel
                        US2, commercial et services US3, agricole US1.1), else US235
 BD TOPO hydrographie   CS1.2.2, US6.3                                                      auto:bdtopo
-BD TOPO routes         roads at least 5 m wide (``largeur_de_chaussee``), buffered to      auto:bdtopo
-                       their width: CS1.1.1.2, US4.1.1; narrower roads are not represented
+BD TOPO routes         roads at least 5 m wide (``largeur_de_chaussee``, else 3.5 m per    auto:bdtopo
+                       lane of ``nombre_de_voies``), buffered to their width: CS1.1.1.2,
+                       US4.1.1; narrower roads are not represented
 BD TOPO voies ferrées  rail corridors (4 m per track + 2 m): CS1.1.2.1 (ballast), US4.1.2   auto:bdtopo
 BD TOPO bâtiments      buildings of 50 m² and more: CS1.1.1.1, usage from ``usage_1``;     auto:bdtopo
-                       those under 200 m² are enlarged to 200 m² (OCS GE capture rule);
-                       buildings under 50 m² are not represented
+                       those under 200 m² are enlarged to 200 m² (OCS GE capture rule),
+                       then rasterised by pixel centre; buildings under 50 m² are not
+                       represented
 BD TOPO bâtiments      pixels still without a usage within 25 m of a building with a known  auto:bdtopo
 (neighbourhood)        use, or inside the built-up envelope (buildings less than 60 m
                        apart joined, grown by 10 m), take the use of the nearest building
@@ -85,6 +87,7 @@ BUILDING_USAGE = {"Résidentiel": "US5", "Industriel": "US2", "Commercial et ser
 MIN_BUILDING_M2 = 50.0
 BUILT_UMI_M2 = 200.0
 MIN_ROAD_WIDTH_M = 5.0
+LANE_WIDTH_M = 3.5  # a road without a recorded width: its lanes × 3.5 m (the usual French lane width) [I]
 USAGE_RADIUS_M = 25.0  # yards, gardens and car parks take the use of the nearest building within this distance
 ENVELOPE_CLOSING_M = 50.0  # … and so does what lies between buildings less than 100 m apart
 ENVELOPE_BUFFER_M = 10.0
@@ -120,6 +123,18 @@ def _species(essence: object, code_tfv: object) -> int:
     return 0
 
 
+def road_width(roads: gpd.GeoDataFrame) -> np.ndarray:
+    """Width of each BD TOPO road (m): ``largeur_de_chaussee`` when recorded, else the number of lanes
+    (``nombre_de_voies``) × :data:`LANE_WIDTH_M`; 0 when neither is known (not represented)."""
+    n = len(roads)
+    width = gpd.pd.to_numeric(roads.get("largeur_de_chaussee", gpd.pd.Series(np.full(n, np.nan))),
+                              errors="coerce").to_numpy(dtype=float)
+    lanes = gpd.pd.to_numeric(roads.get("nombre_de_voies", gpd.pd.Series(np.full(n, np.nan))),
+                              errors="coerce").fillna(0).to_numpy(dtype=float)
+    missing = ~(width > 0)
+    return np.where(missing, np.maximum(lanes, 0) * LANE_WIDTH_M, width)
+
+
 def enlarge_small_buildings(geoms: np.ndarray, target: float = BUILT_UMI_M2) -> np.ndarray:
     """Buildings of 50–200 m² grown to 200 m² by a mitred buffer.
 
@@ -147,7 +162,9 @@ class Layer:
     name: str
     geoms: np.ndarray
     values: dict[str, np.ndarray] = field(default_factory=dict)
-    all_touched: bool = False  # buildings: never shrink under rasterisation (their 200 m² must survive)
+    # every pixel a polygon touches, or (default) those whose centre it holds: on 0.5 m pixels all_touched
+    # adds a half-pixel ring to every footprint (≈ +8 % of built area); by centre the area is kept on average
+    all_touched: bool = False
     tree: shapely.STRtree | None = None
 
     def __post_init__(self) -> None:
@@ -204,7 +221,7 @@ def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs,  # type: ignore[
         if len(polys):
             layers["bdtopo_hydro"] = Layer("bdtopo_hydro", polys)
     if (f := frame("bdtopo_route")) is not None:
-        width = f.get("largeur_de_chaussee", gpd.pd.Series(np.zeros(len(f)))).fillna(0).to_numpy(dtype=float)
+        width = road_width(f)
         keep = width >= MIN_ROAD_WIDTH_M
         if keep.any():
             polys = shapely.buffer(f.geometry.to_numpy()[keep], width[keep] / 2, cap_style="flat")
@@ -219,8 +236,7 @@ def prepare_layers(ancillary: dict[str, gpd.GeoDataFrame], crs,  # type: ignore[
         usage_1 = buildings.get("usage_1", gpd.pd.Series([None] * len(buildings))).to_numpy()[keep]
         bus = np.array([us(BUILDING_USAGE[u]) if u in BUILDING_USAGE else 0 for u in usage_1], dtype=np.uint8)
         if keep.any():
-            layers["bdtopo_batiment"] = Layer("bdtopo_batiment", enlarge_small_buildings(geoms[keep]), {"us": bus},
-                                              all_touched=True)
+            layers["bdtopo_batiment"] = Layer("bdtopo_batiment", enlarge_small_buildings(geoms[keep]), {"us": bus})
     return layers
 
 

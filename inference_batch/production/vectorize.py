@@ -12,7 +12,8 @@ never whole in memory — in three passes:
    components that continue across a block edge are joined (union of the pixel pairs on the seam).
    The result is a region adjacency graph of the whole raster;
 2. **sieving on the graph**, stepwise: thresholds 10 → 50 → 200 → 500 → 2 500 m², each capped at the
-   component's own UMI — 200 m² for built (CS1.1.1.1), 500 m² inside the zone construite, 2 500 m²
+   component's own UMI — 50 m² for built (CS1.1.1.1: built surfaces are captured from 50 m², and
+   those under 200 m² are enlarged to 200 m² in pass 3), 500 m² inside the zone construite, 2 500 m²
    outside. A component under its threshold joins the neighbour it shares the longest boundary with
    (ties: the larger one; network corridors, which are exempt from the area units, only when there is
    no other neighbour); all small components of a round merge at once and a merged group takes the
@@ -25,8 +26,9 @@ never whole in memory — in three passes:
    impossible with GDAL's class-agnostic sieve;
 3. **polygons**: each block is relabelled (deterministically, as in pass 1) to final region ids and
    polygonised with ``rasterio.features.shapes``; pieces of a region cut by block edges are united
-   (``coverage_union_all``) so that no polygon is cut by a block edge; the whole coverage is then
-   simplified with ``shapely.coverage_simplify`` (shared edges simplified once: no gaps, no overlaps).
+   (``coverage_union_all``) so that no polygon is cut by a block edge; built regions of 50–200 m² take
+   the nearest non-built pixels around them up to 200 m² (:func:`enlarge_built`); the whole coverage is
+   then simplified with ``shapely.coverage_simplify`` (shared edges simplified once: no gaps, no overlaps).
 
 Nodata (0) is never sieved and never absorbs anything; a small component surrounded only by nodata is
 kept. Output: canonical GeoParquet (``id, code_cs, code_us, millesime, source, geometry``), ``source``
@@ -63,7 +65,8 @@ CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # 4-connectivit
 class UMI:
     """Minimum mapping units (m²) and the sieving schedule."""
 
-    built: float = 200.0
+    built: float = 200.0  # built components from ``built_min`` and under this are enlarged to it
+    built_min: float = 50.0  # built components under this are sieved away
     inside_zc: float = 500.0
     outside_zc: float = 2500.0
     steps: tuple[float, ...] = (10.0, 50.0, 200.0, 500.0, 2500.0)
@@ -388,7 +391,8 @@ def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest") -> Gr
 
 def umi_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
     in_zc = graph.zc * 2 > graph.area
-    m2 = np.where(np.isin(graph.cls, umi.built_values), umi.built, np.where(in_zc, umi.inside_zc, umi.outside_zc))
+    m2 = np.where(np.isin(graph.cls, umi.built_values), umi.built_min,
+                  np.where(in_zc, umi.inside_zc, umi.outside_zc))
     if umi.exempt_values:
         m2 = np.where(np.isin(graph.cls, umi.exempt_values), 0.0, m2)
     return m2 / pixel_area
@@ -436,6 +440,7 @@ class VectorizeReport:
     pixels: int = 0
     components: int = 0
     after_sieve: int = 0
+    built_enlarged: int = 0
     polygons: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -468,6 +473,56 @@ def polygonise(mosaic: Mosaic, offsets: np.ndarray, node_region: np.ndarray, reg
             yield from zip((r for r, _ in found), noded, strict=True)
         if advance:
             advance(b.height * b.width)
+
+
+def enlarge_built(geoms: list[shapely.Geometry], values: np.ndarray, area_px: np.ndarray, umi: UMI,
+                  px_area: float) -> int:
+    """Built regions of ``built_min`` to ``built`` m² grown to ``built`` m² (the OCS GE capture rule for
+    isolated built surfaces of 50–200 m²), in place, on the pixel grid of the polygons (pixel coordinates).
+
+    The region takes the non-built pixels nearest to it (distance transform from its pixels), never
+    nodata nor another built surface; the neighbours it takes them from lose exactly those pixels. All
+    vertices stay on pixel corners, one per corner, so the result is still a noded coverage for
+    ``coverage_simplify``. Returns the number of regions enlarged."""
+    from rasterio.features import rasterize
+
+    built = np.isin(values, umi.built_values)
+    target = math.ceil(umi.built / px_area - 1e-9)
+    small = np.flatnonzero(built & (area_px * px_area >= umi.built_min) & (area_px < target))
+    if not len(small):
+        return 0
+    tree = shapely.STRtree(np.array(geoms, dtype=object))
+    margin = math.ceil(math.sqrt(target)) + 2
+    for i in small:
+        x0, y0, x1, y1 = (round(v) for v in shapely.bounds(geoms[i]))
+        x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
+        near = tree.query(shapely.box(x0, y0, x1, y1))
+        shape = (y1 - y0, x1 - x0)
+        t = Affine.translation(x0, y0)
+        local = rasterize(((geoms[j], int(j) + 1) for j in near), out_shape=shape, transform=t, dtype="int32")
+        own = local == i + 1
+        need = target - int(own.sum())
+        if need <= 0:
+            continue
+        other = np.maximum(local - 1, 0)
+        eligible = (local > 0) & ~own & ~np.isin(values[other], umi.built_values)
+        dist = ndimage.distance_transform_edt(~own)
+        cand = np.flatnonzero(eligible.ravel())
+        take = cand[np.argsort(dist.ravel()[cand], kind="stable")[:need]]
+        if not len(take):
+            continue
+        added = np.zeros(shape, dtype=np.uint8)
+        added.ravel()[take] = 1
+        pieces = [shapely.geometry.shape(g) for g, v in shapes(added, mask=added > 0, connectivity=4, transform=t)]
+        grown = shapely.union_all([geoms[i], *pieces])
+        geoms[i] = shapely.transform(shapely.segmentize(grown, 1.0), np.rint)
+        for j in np.unique(local.ravel()[take]) - 1:
+            lost = (local == j + 1) & (added > 0)
+            lost_poly = shapely.union_all([shapely.geometry.shape(g) for g, _ in
+                                           shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)])
+            rest = shapely.difference(geoms[j], lost_poly)
+            geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
+    return len(small)
 
 
 def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
@@ -508,6 +563,13 @@ def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
     ids = sorted(pieces)
     geoms = [p[0] if len(p) == 1 else shapely.coverage_union_all(p) for p in (pieces[i] for i in ids)]
     values = region_cls[np.array(ids, dtype=np.int64)] if ids else np.zeros(0, np.uint16)
+    region_area = np.bincount(region, weights=sieved.area, minlength=n_regions)
+    report.built_enlarged = enlarge_built(geoms, values, region_area[np.array(ids, dtype=np.int64)], umi, px_area) \
+        if ids else 0
+    empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
+    if empty:
+        keep = np.setdiff1d(np.arange(len(geoms)), empty)
+        geoms, values = [geoms[k] for k in keep], values[keep]
     report.seconds["polygons"] = time.perf_counter() - t
     t = time.perf_counter()
     arr = np.array(geoms, dtype=object)

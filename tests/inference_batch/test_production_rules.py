@@ -148,3 +148,29 @@ def test_rules_from_storage_via_cli(tmp_path: Path) -> None:
 
     meta = pq.read_schema(storage.url(product_key("occupation_auto", "S01", 2024))).metadata
     assert json.loads(meta[b"ocsge"])["model"] == "m-1234"  # the catalogue names the model, not "unknown"
+
+
+def test_buildings_rasterised_by_pixel_centre() -> None:
+    """A 200 m² building off the 0.5 m grid keeps its area when rasterised (by pixel centre); touching
+    pixels would add a half-pixel ring, ≈ +8 %."""
+    from inference_batch.production.rules import prepare_layers
+
+    house = box(X0 + 10.2, Y0 + 10.2, X0 + 20.2, Y0 + 30.2)  # 10 m × 20 m
+    layers = prepare_layers({"bdtopo_batiment": gpd.GeoDataFrame({"usage_1": ["Résidentiel"]}, geometry=[house],
+                                                                 crs=CRS)}, CRS)
+    from affine import Affine
+
+    t = Affine(0.5, 0, X0, 0, -0.5, Y0 + 50)
+    idx = layers["bdtopo_batiment"].index((X0, Y0, X0 + 50, Y0 + 50), (100, 100), t)
+    assert (idx > 0).sum() * 0.25 == pytest.approx(200, rel=0.02)
+
+
+def test_road_width_from_lanes_when_not_recorded() -> None:
+    from inference_batch.production.rules import prepare_layers, road_width
+
+    roads = gpd.GeoDataFrame({"largeur_de_chaussee": [None, None, 6.0, 0.0], "nombre_de_voies": [2, 1, 1, None]},
+                             geometry=[LineString([(X0, Y0 + 20 * i), (X0 + 100, Y0 + 20 * i)]) for i in range(4)],
+                             crs=CRS)
+    assert road_width(roads).tolist() == [7.0, 3.5, 6.0, 0.0]
+    layer = prepare_layers({"bdtopo_route": roads}, CRS)["bdtopo_route"]
+    assert sorted(shapely.area(layer.geoms).round(1).tolist()) == [600.0, 700.0]  # 2 lanes (7 m) and 6 m kept
