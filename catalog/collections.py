@@ -211,6 +211,13 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         (*_OCS, "renaturation", "carroyage INSEE"),
         companions=(Companion("csv", "renaturation_csv", ("data",)),),
     ),
+    CollectionSpec(
+        "ocsge-tvb", "tvb", "OCS GE — trame verte et bleue (réservoirs et corridors)",
+        "Réservoirs de biodiversité (grandes taches semi-naturelles, surfaces en eau) et corridors de moindre "
+        "coût entre réservoirs, dérivés de la couverture et de l'usage.", (*_OCS, "trame verte et bleue"),
+        companions=(Companion("resistance", "tvb_resistance", ("data",)),
+                    Companion("csv", "tvb_communes", ("data",))),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

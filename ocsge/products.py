@@ -202,6 +202,12 @@ for _spec in (
                 "Renaturation potential on the INSEE 200 m grid", media_type=_GEOPARQUET),
     ProductSpec("renaturation_csv", "renaturation", ".csv", Kind.TABLE,
                 "Renaturation potential on the INSEE 200 m grid (CSV)", media_type=_CSV),
+    ProductSpec("tvb", "tvb", ".parquet", Kind.VECTOR, "Trame verte et bleue: reservoirs and corridors",
+                media_type=_GEOPARQUET),
+    ProductSpec("tvb_resistance", "tvb/resistance", ".tif", Kind.RASTER, "Trame verte et bleue: resistance",
+                media_type=_COG),
+    ProductSpec("tvb_communes", "tvb/communes", ".csv", Kind.TABLE,
+                "Trame verte et bleue: fragmentation per territory (effective mesh size)", media_type=_CSV),
 ):
     register(_spec)
 

@@ -23,7 +23,8 @@ def _groupements(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group("analyse")
 def analyse() -> None:
-    """Analyses for planners: portrait de territoire, origin of new artificialisation, tâche urbaine."""
+    """Analyses for planners: portrait de territoire, origin of new artificialisation, tâche urbaine,
+    densification of economic zones, renaturation on the INSEE 200 m grid, trame verte et bleue, HTML report."""
 
 
 @analyse.command("portrait")
@@ -149,7 +150,7 @@ def rapport(departement: str, before: int | None, after: int | None, territoires
 @_common
 def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str | None, force: bool) -> None:
     """Every analysis of the département's millésimes: portrait, origine (per consecutive pair),
-    tâche urbaine, densification, renaturation, and the HTML portraits of the last pair."""
+    tâche urbaine, densification, renaturation, trame verte et bleue, and the HTML portraits of the last pair."""
     import itertools
 
     from inference_batch.analyses.demo_inputs import ensure_demo_inputs
@@ -158,6 +159,7 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
     from inference_batch.analyses.portrait import run_portrait
     from inference_batch.analyses.renaturation import run_renaturation
     from inference_batch.analyses.report import run_report
+    from inference_batch.analyses.tvb import run_tvb
     from inference_batch.analyses.urban_footprint import run_footprint
 
     storage = _storage(root)
@@ -171,5 +173,26 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
     _print_keys(run_footprint(storage, departement, years, groupements=groupements, force=force))
     _print_keys(run_densification(storage, departement, years, force=force))
     _print_keys(run_renaturation(storage, departement, years, force=force))
+    _print_keys(run_tvb(storage, departement, years, groupements=groupements, force=force))
     if len(years) >= 2:
         _print_keys(run_report(storage, departement, years[-2], years[-1], groupements=groupements, force=force))
+
+
+@analyse.command("tvb")
+@_dep
+@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@click.option("--cell", type=float, default=50.0, show_default=True, help="Resistance raster and corridor cell (m).")
+@click.option("--min-reservoir", type=float, default=100_000.0, show_default=True,
+              help="Smallest green reservoir (m²).")
+@click.option("--min-water", type=float, default=10_000.0, show_default=True, help="Smallest blue reservoir (m²).")
+@_groupements
+@_common
+def tvb(departement: str, millesimes: tuple[int, ...], cell: float, min_reservoir: float, min_water: float,
+        groupements: str | None, root: str | None, force: bool) -> None:
+    """Trame verte et bleue: reservoirs and least-cost corridors (GeoParquet), resistance raster (COG),
+    fragmentation per territory (effective mesh size, CSV)."""
+    from inference_batch.analyses.tvb import TvbParams, run_tvb
+
+    storage = _storage(root)
+    _print_keys(run_tvb(storage, departement, _years(storage, departement, millesimes),
+                        params=TvbParams(cell, min_reservoir, min_water), groupements=groupements, force=force))

@@ -33,10 +33,10 @@ from inference_batch.analyses.territories import (
     COMMUNE,
     DEPARTEMENT,
     GROUPEMENT,
-    GROUPEMENT_CODE,
     by_territory,
     load_groupements,
     read_csv_table,
+    territory_outlines,
 )
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, read_vector, step_outputs
@@ -279,17 +279,6 @@ différentiel d'artificialisation. Source : OCS GE (IGN), traitements OCS GE clo
 """
 
 
-def _territory_outlines(communes: gpd.GeoDataFrame, groupements: pd.DataFrame | None, dep: object
-                        ) -> dict[tuple[str, str], shapely.Geometry]:
-    geoms = dict(zip(communes[schema.INSEE_COM], communes.geometry, strict=True))
-    out = {(COMMUNE, c): g for c, g in geoms.items()}
-    if groupements is not None:
-        for code, members in groupements.groupby(GROUPEMENT_CODE)[schema.INSEE_COM]:
-            out[(GROUPEMENT, code)] = shapely.union_all([geoms[m] for m in members if m in geoms])
-    out[(DEPARTEMENT, departement(dep).code)] = shapely.union_all(communes.geometry.to_numpy())
-    return out
-
-
 def run_report(storage: Storage, dep: object, before: int, after: int, *, territories: Iterable[str] = (),
                groupements: str | None = None, rule: FlagRule | None = None, force: bool = False) -> dict[str, str]:
     """Step: the HTML portrait of each territory (or of ``territories``, codes) for a pair of millésimes;
@@ -334,7 +323,7 @@ def run_report(storage: Storage, dep: object, before: int, after: int, *, territ
         changes = by_territory(per_commune, communes, grp, d.code, [schema.CS_AVANT, schema.CS_APRES])
     else:
         changes = pd.DataFrame(columns=["niveau", "territoire", schema.CS_AVANT, schema.CS_APRES, "area"])
-    outlines = _territory_outlines(communes, grp, d.code)
+    outlines = territory_outlines(communes, grp, d.code)
     with refreshing(storage, out_keys.values(), digest), step_outputs(storage) as outputs, \
             progress("portrait pages", len(chosen)) as advance:
         for t in chosen.to_dict("records"):

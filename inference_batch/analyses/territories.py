@@ -12,7 +12,9 @@ import hashlib
 import io
 from pathlib import Path
 
+import geopandas as gpd
 import pandas as pd
+import shapely
 
 from inference_batch.products.artifacts import StepError, key
 from inference_batch.products.stats import OUTSIDE, normalise_communes
@@ -120,3 +122,15 @@ def territory_list(communes: pd.DataFrame, groupements: pd.DataFrame | None, dep
     d = departement(dep)
     rows.append((DEPARTEMENT, d.code, d.name))
     return pd.DataFrame(rows, columns=TERRITORY)
+
+
+def territory_outlines(communes: gpd.GeoDataFrame, groupements: pd.DataFrame | None, dep: object
+                       ) -> dict[tuple[str, str], shapely.Geometry]:
+    """The outline of each territory: a commune's polygon, the union of a groupement's, of all communes."""
+    geoms = dict(zip(communes[schema.INSEE_COM], communes.geometry, strict=True))
+    out = {(COMMUNE, c): g for c, g in geoms.items()}
+    if groupements is not None:
+        for code, members in groupements.groupby(GROUPEMENT_CODE)[schema.INSEE_COM]:
+            out[(GROUPEMENT, code)] = shapely.union_all([geoms[m] for m in members if m in geoms])
+    out[(DEPARTEMENT, departement(dep).code)] = shapely.union_all(communes.geometry.to_numpy())
+    return out

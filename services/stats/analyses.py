@@ -8,6 +8,7 @@
     /stats/{dep}/{m1-m2}/tache-urbaine.json|.csv       tâche urbaine and its extension per territory
     /stats/{dep}/{millesime}/densification.json|.csv   economic zones and their densification potential
     /stats/{dep}/{millesime}/renaturation.json|.csv    INSEE 200 m cells, scores, priority sectors
+    /stats/{dep}/{millesime}/fragmentation.json|.csv   effective mesh size per territory (trame verte et bleue)
 
 Tables filter with ``?niveau=commune|groupement|departement`` and ``?territoire=<code>`` (INSEE code,
 groupement code or département; for the zones and cells, their commune or their ``idcar_200m``).
@@ -34,6 +35,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "tache-urbaine": ("tache_urbaine_communes", "Tâche urbaine et son extension, comparée à la zone construite"),
     "densification": ("densification_csv", "Zones d'activité : emprise bâtie, CES, surface optimisable"),
     "renaturation": ("renaturation_csv", "Carreaux INSEE 200 m : parts, scores, secteurs prioritaires"),
+    "fragmentation": ("tvb_communes", "Trame verte et bleue : maillage effectif, barrières, réservoirs"),
 }
 REPORT = "portrait_report"
 PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT)

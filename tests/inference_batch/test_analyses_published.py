@@ -16,6 +16,7 @@ from inference_batch.analyses.densification import run_densification
 from inference_batch.analyses.origin import run_origin
 from inference_batch.analyses.portrait import run_portrait
 from inference_batch.analyses.renaturation import run_renaturation
+from inference_batch.analyses.tvb import run_tvb
 from inference_batch.analyses.urban_footprint import run_footprint
 from inference_batch.products.artifacts import write_vector
 from inference_batch.products.difference import run_difference
@@ -25,7 +26,7 @@ from support.analyses_scene import DEP, box, write_scene
 
 COLLECTIONS = {"ocsge-portrait-stocks": 2, "ocsge-portrait-evolution": 1, "ocsge-origine": 1,
                "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1, "ocsge-densification": 2,
-               "ocsge-renaturation": 2}
+               "ocsge-renaturation": 2, "ocsge-tvb": 2}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_footprint(store, DEP, [2021, 2024])
     run_densification(store, DEP, [2021, 2024])  # no economic usage in the scene: no zone, an empty layer
     run_renaturation(store, DEP, [2021, 2024])
+    run_tvb(store, DEP, [2021, 2024])
     publish(store)
     return root
 
@@ -59,6 +61,9 @@ def test_collections_and_items_validate(root: Path) -> None:
             assert errors(item) == [], path.name
             assert item["properties"]["ocsge:departement"] == "77"
             assert item["geometry"] is not None  # tables borrow the footprint of the département's layers
+    tvb = json.loads((stac / "ocsge-tvb" / "items" / "tvb_D077_2024.json").read_text())
+    assert set(tvb["assets"]) == {"data", "resistance", "csv"}
+    assert tvb["assets"]["resistance"]["type"].startswith("image/tiff")
     evo = json.loads((stac / "ocsge-portrait-evolution" / "items" / "portrait_evolution_D077_2021-2024.json")
                      .read_text())
     assert evo["assets"]["data"]["href"].endswith("portrait_evolution_D077_2021-2024.csv")
@@ -89,7 +94,8 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
     assert {(t["table"], t["millesime"]) for t in listing["tables"]} == {
         ("portrait", "2021"), ("portrait", "2024"), ("evolution", "2021-2024"), ("a-verifier", "2021-2024"),
         ("origine", "2021-2024"), ("tache-urbaine", "2021-2024"), ("densification", "2021"),
-        ("densification", "2024"), ("renaturation", "2021"), ("renaturation", "2024")}
+        ("densification", "2024"), ("renaturation", "2021"), ("renaturation", "2024"), ("fragmentation", "2021"),
+        ("fragmentation", "2024")}
     stocks = client.get("/stats/77/2021/portrait.json?territoire=77001&niveau=commune").json()
     feuillus = next(r for r in stocks["rows"] if r["code"] == "CS2.1.1.1")
     assert (feuillus["nom"], feuillus["surface_ha"], feuillus["part_pct"]) == ("A", 15.0, 30.0)
@@ -111,6 +117,8 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
     one = client.get(f"/stats/77/2024/renaturation.csv?territoire={cells[0]['idcar_200m']}").text.splitlines()
     assert len(one) == 2 and one[0].startswith("idcar_200m,millesime,")
     assert client.get("/stats/77/2024/densification.json").json()["rows"] == []
+    frag = client.get("/stats/77/2024/fragmentation.json?niveau=departement").json()["rows"][0]
+    assert frag["surface_ha"] == 100.0 and frag["fragments"] >= 1
 
 
 @pytest.mark.parametrize("path, status", [
