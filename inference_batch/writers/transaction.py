@@ -185,8 +185,9 @@ def current_run() -> BatchRun | None:
 @contextlib.contextmanager
 def batch_run() -> Iterator[BatchRun]:
     """The scope of one batch run in this process (nested calls join it): sweeps what dead runs left,
-    gives the run a scratch folder that every temporary file goes to, turns SIGTERM into ``SystemExit`` so
-    that cleanup runs, and removes the run's folders on any exit."""
+    gives the run a scratch folder that every temporary file goes to, turns SIGTERM (AWS Batch, a scheduler)
+    and SIGHUP (a closed terminal) into ``SystemExit`` so that cleanup runs, and removes the run's folders
+    on any exit."""
     global _RUN
     with _RUN_LOCK:
         outer = _RUN
@@ -203,7 +204,8 @@ def batch_run() -> Iterator[BatchRun]:
     saved_env = {k: os.environ.get(k) for k in ("TMPDIR", "CPL_TMPDIR")}
     saved_tempdir = tempfile.tempdir
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    handled = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None] if main else []
+    previous = {s: signal.signal(s, _terminate) for s in handled}
     os.environ["TMPDIR"] = os.environ["CPL_TMPDIR"] = str(scratch)
     tempfile.tempdir = str(scratch)
     with _RUN_LOCK:
@@ -219,8 +221,8 @@ def batch_run() -> Iterator[BatchRun]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         run.close()
 
 
