@@ -218,6 +218,12 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         companions=(Companion("resistance", "tvb_resistance", ("data",)),
                     Companion("csv", "tvb_communes", ("data",))),
     ),
+    CollectionSpec(
+        "ocsge-analyses-tiles", "analyses_pmtiles", "OCS GE — analyses : tuiles vectorielles (PMTiles)",
+        "Couches cartographiques des analyses (tâche urbaine, zones d'activité, carreaux de renaturation, trame "
+        "verte et bleue), une archive PMTiles par département et millésime.",
+        (*_OCS, "vector tiles", "PMTiles"), roles=("data", "visual"),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

@@ -208,6 +208,8 @@ for _spec in (
                 media_type=_COG),
     ProductSpec("tvb_communes", "tvb/communes", ".csv", Kind.TABLE,
                 "Trame verte et bleue: fragmentation per territory (effective mesh size)", media_type=_CSV),
+    ProductSpec("analyses_pmtiles", "pmtiles/analyses", ".pmtiles", Kind.TILES,
+                "Analyses for planners: vector tiles (tâche urbaine, ZAE, renaturation, TVB)", media_type=_PMTILES),
 ):
     register(_spec)
 

@@ -150,7 +150,8 @@ def rapport(departement: str, before: int | None, after: int | None, territoires
 @_common
 def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str | None, force: bool) -> None:
     """Every analysis of the département's millésimes: portrait, origine (per consecutive pair),
-    tâche urbaine, densification, renaturation, trame verte et bleue, and the HTML portraits of the last pair."""
+    tâche urbaine, densification, renaturation, trame verte et bleue, their vector tiles, and the HTML
+    portraits of the last pair."""
     import itertools
 
     from inference_batch.analyses.demo_inputs import ensure_demo_inputs
@@ -159,6 +160,7 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
     from inference_batch.analyses.portrait import run_portrait
     from inference_batch.analyses.renaturation import run_renaturation
     from inference_batch.analyses.report import run_report
+    from inference_batch.analyses.tiles import run_analyses_tiles
     from inference_batch.analyses.tvb import run_tvb
     from inference_batch.analyses.urban_footprint import run_footprint
 
@@ -174,6 +176,8 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
     _print_keys(run_densification(storage, departement, years, force=force))
     _print_keys(run_renaturation(storage, departement, years, force=force))
     _print_keys(run_tvb(storage, departement, years, groupements=groupements, force=force))
+    for year in years:
+        _print_keys(run_analyses_tiles(storage, departement, year, force=force))
     if len(years) >= 2:
         _print_keys(run_report(storage, departement, years[-2], years[-1], groupements=groupements, force=force))
 

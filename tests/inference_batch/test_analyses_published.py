@@ -16,6 +16,7 @@ from inference_batch.analyses.densification import run_densification
 from inference_batch.analyses.origin import run_origin
 from inference_batch.analyses.portrait import run_portrait
 from inference_batch.analyses.renaturation import run_renaturation
+from inference_batch.analyses.tiles import run_analyses_tiles
 from inference_batch.analyses.tvb import run_tvb
 from inference_batch.analyses.urban_footprint import run_footprint
 from inference_batch.products.artifacts import write_vector
@@ -26,7 +27,7 @@ from support.analyses_scene import DEP, box, write_scene
 
 COLLECTIONS = {"ocsge-portrait-stocks": 2, "ocsge-portrait-evolution": 1, "ocsge-origine": 1,
                "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1, "ocsge-densification": 2,
-               "ocsge-renaturation": 2, "ocsge-tvb": 2}
+               "ocsge-renaturation": 2, "ocsge-tvb": 2, "ocsge-analyses-tiles": 2}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_densification(store, DEP, [2021, 2024])  # no economic usage in the scene: no zone, an empty layer
     run_renaturation(store, DEP, [2021, 2024])
     run_tvb(store, DEP, [2021, 2024])
+    for year in (2021, 2024):
+        run_analyses_tiles(store, DEP, year)
     publish(store)
     return root
 
@@ -64,6 +67,13 @@ def test_collections_and_items_validate(root: Path) -> None:
     tvb = json.loads((stac / "ocsge-tvb" / "items" / "tvb_D077_2024.json").read_text())
     assert set(tvb["assets"]) == {"data", "resistance", "csv"}
     assert tvb["assets"]["resistance"]["type"].startswith("image/tiff")
+    tiles = json.loads((stac / "ocsge-analyses-tiles" / "items" / "pmtiles_analyses_D077_2024.json").read_text())
+    assert tiles["bbox"][0] == pytest.approx(2.7, abs=0.3)  # the hand-made square near Melun (Lambert-93 700 km)
+    from ocsge.storage import LocalStorage as Store
+    from services.vector.pmtiles_source import PMTilesSource
+
+    layers = {v["id"] for v in PMTilesSource(Store(root), product_key("analyses_pmtiles", DEP, 2024)).vector_layers()}
+    assert layers == {"tache_urbaine", "zae", "renaturation", "tvb"} - {"zae"}  # no economic zone in the scene
     evo = json.loads((stac / "ocsge-portrait-evolution" / "items" / "portrait_evolution_D077_2021-2024.json")
                      .read_text())
     assert evo["assets"]["data"]["href"].endswith("portrait_evolution_D077_2021-2024.csv")
