@@ -12,11 +12,13 @@ anything is written; ``ocsge publish --verify`` re-hashes and re-checks the publ
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from catalog.items import build_collection, build_item
 from catalog.validate import validate
 from ocsge.errors import OcsgeError
 from ocsge.products import PRODUCTS
-from ocsge.storage import Storage, sha256_of
+from ocsge.storage import LocalStorage, Storage, sha256_of
 
 STAC_PREFIX = "stac/"
 CATALOG_KEY = STAC_PREFIX + "catalog.json"
@@ -211,6 +213,39 @@ def publish(
     are items built elsewhere, e.g. by a batch job; they are checked deeply against the storage.
     ``asset_base_url`` is the public base of the root for the hrefs loaded into pgstac (default: the
     storage's own URLs)."""
+    with _exclusive(storage):
+        return _publish(storage, pgstac_dsn=pgstac_dsn, asset_base_url=asset_base_url, extra_items=extra_items,
+                        progress=progress)
+
+
+@contextlib.contextmanager
+def _exclusive(storage: Storage) -> Iterator[None]:
+    """One publication at a time per local root: an advisory lock on the root folder itself (no lock file to
+    leave behind; the kernel releases it even after a kill -9). Under it, the temporary files that a killed
+    publication left beside the catalogue documents (``stac/…/.{name}.tmp-…``) are removed. On S3, the
+    temporary keys of a killed write are under ``_tmp/``, which the bucket's lifecycle rule expires."""
+    if not isinstance(storage, LocalStorage) or not storage.path.is_dir():
+        yield
+        return
+    import fcntl
+
+    fd = os.open(storage.path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(f"another publication is running on {storage.root}; try again when it is done") \
+                from None
+        for stray in (storage.path / STAC_PREFIX).rglob(".*.tmp-*"):
+            if stray.is_file() and not stray.is_symlink():
+                stray.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _publish(storage: Storage, *, pgstac_dsn: str | None, asset_base_url: str | None,
+             extra_items: Iterable[dict[str, Any]], progress: Callable[[int], None] | None) -> PublishResult:
     collections, items, state = build(storage, progress=progress)
     extras = list(extra_items)
     for item in extras:

@@ -211,3 +211,25 @@ def test_verify_finds_a_cog_that_was_catalogued_truncated(root: Path, monkeypatc
         main(["publish", "--root", str(root), "--verify"])
     err = " ".join(capsys.readouterr().err.split())
     assert exit_.value.code == 2 and "couverture_D077_2021.tif' is truncated" in err
+
+
+def test_a_killed_publication_leaves_nothing_and_two_never_run_at_once(root: Path) -> None:
+    """A publication killed while it wrote leaves a hidden temporary file beside a catalogue document: the
+    next one removes it. Two publications on one root never interleave (a lock the kernel drops on kill)."""
+    import fcntl
+    import os
+
+    storage = open_storage(root)
+    publish(storage)
+    stray = root / "stac/ocsge-couverture/.collection.json.tmp-0123abcd.json"
+    stray.write_bytes(b'{"type": "Coll')
+    publish(storage)
+    assert not stray.exists()
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a publication in progress holds it
+        with pytest.raises(PublishError, match="another publication is running on"):
+            publish(storage)
+    finally:
+        os.close(fd)
+    assert publish(storage).written == 0
