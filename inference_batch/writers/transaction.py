@@ -342,7 +342,8 @@ class StagedStorage:
         return self.base.gdal_path(key) if path is None else str(path)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        infos = {o.key: o for o in self.base.list(prefix) if o.key not in self._staged}
+        infos = {o.key: o for o in self.base.list(prefix)
+                 if o.key not in self._staged and not o.key.startswith(TMP_PREFIX)}  # staging is no object
         for key, path in self._staged.items():
             if path is not None and key.startswith(prefix):
                 infos[key] = self.stat(key)
