@@ -224,6 +224,12 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         "verte et bleue), une archive PMTiles par département et millésime.",
         (*_OCS, "vector tiles", "PMTiles"), roles=("data", "visual"),
     ),
+    CollectionSpec(
+        "ocsge-portrait-report", "portrait_html", "OCS GE — portrait de territoire (rapport HTML)",
+        "Portrait imprimable d'un territoire (commune, groupement, département) entre deux millésimes : chiffres "
+        "clés, stocks, évolutions, changements de couverture, origine de l'artificialisation, carte.",
+        (*_DIFF, "portrait de territoire", "rapport"), roles=("data", "overview"),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

@@ -142,7 +142,7 @@ class StorageAssetFinder:
         "occupation_pmtiles", "difference_pmtiles", "archive", "stats_commune_csv", "stats_commune",
         # analyses for planners, served under /stats (services/stats/analyses.py)
         "portrait_stocks", "portrait_evolution", "portrait_report", "origine", "tache_urbaine_communes",
-        "densification_csv", "renaturation_csv", "tvb_communes",
+        "densification_csv", "renaturation_csv", "tvb_communes", "portrait_html", "analyses_pmtiles",
     )
 
     def __init__(self, storage: Storage | str | None = None, ttl_s: float = 30.0) -> None:

@@ -1,6 +1,7 @@
 """Tables of the analyses for planners as JSON and CSV, read from their catalogued artifacts.
 
-    /stats/{dep}/analyses                              the analysis tables of a département, with links
+    /stats/{dep}/analyses                              the analysis tables of a département, with links, and
+                                                       the HTML portraits and PMTiles of the analyses
     /stats/{dep}/{millesime}/portrait.json|.csv        stocks per territory (one millésime)
     /stats/{dep}/{m1-m2}/evolution.json|.csv           change between two millésimes, evolutions to check
     /stats/{dep}/{m1-m2}/a-verifier.json               the territories whose evolutions are to check
@@ -38,7 +39,9 @@ TABLES: dict[str, tuple[str, str]] = {
     "fragmentation": ("tvb_communes", "Trame verte et bleue : maillage effectif, barrières, réservoirs"),
 }
 REPORT = "portrait_report"
-PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT)
+REPORT_HTML = "portrait_html"  # one printable page per territory, served under /files/{key}
+TILES = "analyses_pmtiles"  # the map layers, served under /files/{key} (HTTP ranges)
+PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT, REPORT_HTML, TILES)
 LEVELS = ("commune", "groupement", "departement")
 
 
@@ -90,7 +93,13 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
             tables.append({"table": "a-verifier", "title": "Évolutions à vérifier localement",
                            "millesime": found.millesime,
                            "json": f"{b}/stats/{code}/{found.millesime}/a-verifier.json"})
-        return {"departement": code, "tables": sorted(tables, key=lambda t: (t["table"], t["millesime"]))}
+        reports = [{"territoire": found.block, "millesime": found.millesime, "html": f"{b}/files/{found.key}"}
+                   for found in finder.find(REPORT_HTML, departement=code)]
+        tiles = [{"millesime": found.millesime, "pmtiles": f"{b}/files/{found.key}"}
+                 for found in finder.find(TILES, departement=code)]
+        return {"departement": code, "tables": sorted(tables, key=lambda t: (t["table"], t["millesime"])),
+                "rapports": sorted(reports, key=lambda r: (r["millesime"], r["territoire"] or "")),
+                "tuiles": sorted(tiles, key=lambda t: t["millesime"])}
 
     @router.get("/stats/{dep}/{millesime}/a-verifier.json")
     def to_check(dep: Annotated[str, Path()], millesime: Annotated[str, Path()]) -> Response:

@@ -16,6 +16,7 @@ from inference_batch.analyses.densification import run_densification
 from inference_batch.analyses.origin import run_origin
 from inference_batch.analyses.portrait import run_portrait
 from inference_batch.analyses.renaturation import run_renaturation
+from inference_batch.analyses.report import run_report
 from inference_batch.analyses.tiles import run_analyses_tiles
 from inference_batch.analyses.tvb import run_tvb
 from inference_batch.analyses.urban_footprint import run_footprint
@@ -27,7 +28,7 @@ from support.analyses_scene import DEP, box, write_scene
 
 COLLECTIONS = {"ocsge-portrait-stocks": 2, "ocsge-portrait-evolution": 1, "ocsge-origine": 1,
                "ocsge-tache-urbaine": 2, "ocsge-tache-urbaine-communes": 1, "ocsge-densification": 2,
-               "ocsge-renaturation": 2, "ocsge-tvb": 2, "ocsge-analyses-tiles": 2}
+               "ocsge-renaturation": 2, "ocsge-tvb": 2, "ocsge-analyses-tiles": 2, "ocsge-portrait-report": 1}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_tvb(store, DEP, [2021, 2024])
     for year in (2021, 2024):
         run_analyses_tiles(store, DEP, year)
+    run_report(store, DEP, 2021, 2024, territories=["77001"])
     publish(store)
     return root
 
@@ -106,6 +108,10 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
         ("origine", "2021-2024"), ("tache-urbaine", "2021-2024"), ("densification", "2021"),
         ("densification", "2024"), ("renaturation", "2021"), ("renaturation", "2024"), ("fragmentation", "2021"),
         ("fragmentation", "2024")}
+    (report,) = listing["rapports"]
+    assert (report["territoire"], report["millesime"]) == ("77001", "2021-2024")
+    assert report["html"].endswith("/files/portrait/html/D077/2021-2024/blocks/portrait_html_D077_2021-2024_77001.html")
+    assert [t["millesime"] for t in listing["tuiles"]] == ["2021", "2024"]
     stocks = client.get("/stats/77/2021/portrait.json?territoire=77001&niveau=commune").json()
     feuillus = next(r for r in stocks["rows"] if r["code"] == "CS2.1.1.1")
     assert (feuillus["nom"], feuillus["surface_ha"], feuillus["part_pct"]) == ("A", 15.0, 30.0)
@@ -138,3 +144,19 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
 ])
 def test_bad_requests_are_4xx(client: TestClient, path: str, status: int) -> None:
     assert client.get(path).status_code == status
+
+
+def test_report_page_and_tiles_served_under_files(root: Path) -> None:
+    from catalog.search.embedded import EmbeddedBackend
+    from ocsge.storage import open_storage
+    from services.catalog_finder import CatalogAssetFinder
+    from services.downloads.app import create_app
+
+    storage = open_storage(str(root))
+    finder = CatalogAssetFinder(EmbeddedBackend(storage, asset_base_url=root.as_posix()), storage)
+    client = TestClient(create_app(finder), raise_server_exceptions=False)
+    page = client.get("/files/" + product_key("portrait_html", DEP, (2021, 2024), block="77001"))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Portrait de territoire — A" in page.text
+    tiles = client.get("/files/" + product_key("analyses_pmtiles", DEP, 2024), headers={"Range": "bytes=0-6"})
+    assert tiles.status_code == 206 and tiles.content == b"PMTiles"
