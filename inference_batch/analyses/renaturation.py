@@ -25,14 +25,22 @@ proxies are our choice, simple and written here:
 **Priority sectors**: artificialised cells (``artificialise_pct`` ≥ ``min_artif_pct``, default 50)
 whose potential is at least the ``quantile`` (default 0.8) of the potentials of those cells.
 
-Not done yet: the vegetation indicator from the prediction raster (CoSIA-like) and the continuity with the
-trame verte et bleue computed from reservoirs and corridors (the neighbourhood's vegetation stands for it).
+**Vegetation from the prediction** (CoSIA-like indicator): where the model's prediction rasters exist for
+the millésime (``ocsge predict``), each cell also gets the shares of vegetation, arboreal and herbaceous
+classes among its classified pixels (``*_prediction_pct``), read every ``sample_m`` metres (default 2 m,
+nearest; our choice: 10 000 samples per cell are plenty for a share). They describe what the imagery
+shows, independently of the usage-driven couverture of the vector layer.
+
+Not done yet: the continuity with the trame verte et bleue computed from its reservoirs and corridors
+(the neighbourhood's vegetation stands for it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,8 @@ from inference_batch.products.artifacts import StepError, key, step_outputs, wri
 from inference_batch.products.inputs import layer_key, open_source
 from inference_batch.products.stats import split_by_commune
 from ocsge import schema
+from ocsge.nomenclature import CS_LEAVES, Kind, raster_value
+from ocsge.products import block_prefix
 from ocsge.progress import done, step
 from ocsge.storage import Storage
 from ocsge.territory import departement
@@ -175,6 +185,49 @@ def stored_population(storage: Storage, dep: object, millesime: int) -> bytes | 
     return storage.get_bytes(exact if exact in keys else keys[-1])
 
 
+def prediction_shares(paths: Iterable[str | Path], sample_m: float = 2.0) -> pd.DataFrame:
+    """Per 200 m cell: vegetation, arboreal and herbaceous shares (%) of the classified pixels of the
+    prediction rasters (couverture raster values; 0 = nodata), sampled every ``sample_m`` metres."""
+    import rasterio
+    from pyproj import Transformer
+    from rasterio.enums import Resampling
+
+    leaves = {c: raster_value(Kind.COUVERTURE, c) for c in CS_LEAVES}
+    veg = np.array([v for c, v in leaves.items() if c.startswith("CS2")])
+    arb = np.array([v for c, v in leaves.items() if c.startswith("CS2.1.1")])
+    herb = np.array([v for c, v in leaves.items() if c.startswith("CS2.2")])
+    parts = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            factor = max(1, round(sample_m / abs(src.res[0])))
+            h, w = max(1, src.height // factor), max(1, src.width // factor)
+            data = src.read(1, out_shape=(h, w), resampling=Resampling.nearest)
+            rows, cols = np.nonzero(data != (src.nodata if src.nodata is not None else 0))
+            if not len(rows):
+                continue
+            t = src.transform
+            x = t.c + (cols + 0.5) * t.a * src.width / w
+            y = t.f + (rows + 0.5) * t.e * src.height / h
+            if src.crs is not None and src.crs.to_epsg() != GRID_EPSG:
+                x, y = Transformer.from_crs(src.crs, GRID_EPSG, always_xy=True).transform(x, y)
+            v = data[rows, cols]
+            parts.append(pd.DataFrame({"ix": np.floor(np.asarray(x) / CELL_M).astype(np.int64),
+                                       "iy": np.floor(np.asarray(y) / CELL_M).astype(np.int64),
+                                       "n": 1, "veg": np.isin(v, veg), "arb": np.isin(v, arb),
+                                       "herb": np.isin(v, herb)}))
+    if not parts:
+        return pd.DataFrame(columns=["vegetation_prediction_pct", "arboree_prediction_pct",
+                                     "herbacee_prediction_pct"])
+    counts = pd.concat(parts).groupby(["ix", "iy"]).sum()
+    out = pd.DataFrame({
+        "vegetation_prediction_pct": np.round(100 * counts.veg / counts.n, 2),
+        "arboree_prediction_pct": np.round(100 * counts.arb / counts.n, 2),
+        "herbacee_prediction_pct": np.round(100 * counts.herb / counts.n, 2),
+    })
+    out.index = [cell_id(ix * CELL_M, iy * CELL_M) for ix, iy in counts.index]
+    return out
+
+
 def run_renaturation(storage: Storage, dep: object, millesimes: list[int], *,
                      population: str | Path | None = None, params: RenaturationParams = RenaturationParams(),
                      force: bool = False) -> dict[str, str]:
@@ -189,12 +242,20 @@ def run_renaturation(storage: Storage, dep: object, millesimes: list[int], *,
         kp, kc = key("renaturation", d.code, year), key("renaturation_csv", d.code, year)
         keys[f"renaturation_{year}"], keys[f"renaturation_csv_{year}"] = kp, kc
         layer = layer_key(storage, d.code, year)
-        digest = fingerprint(storage, [layer], params={**asdict(params), "population": pop_digest})
+        blocks = block_prefix("prediction", d.code, year)
+        digest = fingerprint(storage, [layer], [blocks], params={**asdict(params), "population": pop_digest})
         if not force and is_up_to_date(storage, [kp, kc], digest):
             continue
         step(f"renaturation {d.code} {year}: {layer} on the INSEE 200 m grid")
         with open_source(storage, layer, [schema.CODE_CS, schema.CODE_US, schema.ARTIF]) as src:
             table = cell_table(src.iter_chunks(), pop, params)
+        predictions = sorted(o.key for o in storage.list(blocks) if o.key.endswith(".tif"))
+        if predictions:
+            with contextlib.ExitStack() as stack:
+                paths = [stack.enter_context(storage.local_copy(k)) for k in predictions]
+                shares = prediction_shares(paths)
+            for column in shares.columns:
+                table[column] = shares[column].reindex(table[ID]).to_numpy()
         table.insert(1, schema.MILLESIME, year)
         with refreshing(storage, [kp, kc], digest), step_outputs(storage) as outputs:
             outputs.add(write_vector(storage, kp, table))

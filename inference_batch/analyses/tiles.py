@@ -19,8 +19,8 @@ LAYERS: dict[str, tuple[str, list[str]]] = {
     "zae": ("densification", ["zae_id", "nom", "surface_ha", "ces_pct", "surface_optimisable_ha",
                               "ces_potentiel_pct"]),
     "renaturation": ("renaturation", ["idcar_200m", "artificialise_pct", "impermeable_pct", "vegetation_pct",
-                                      "score_biodiversite", "score_climat", "score_sante", "potentiel",
-                                      "prioritaire"]),
+                                      "vegetation_prediction_pct", "score_biodiversite", "score_climat",
+                                      "score_sante", "potentiel", "prioritaire"]),
     "tvb": ("tvb", ["id", "nature", "surface_ha", "reservoir_a", "reservoir_b", "cout"]),
 }
 

@@ -95,3 +95,46 @@ def test_demo_population_and_groupements_by_hand() -> None:
     assert pop.to_dict() == {A: 100, B: 10}  # 40 m² per inhabitant
     grp = demo_groupements(pd.DataFrame({"insee_com": ["77001", "77002"]}), "77")
     assert set(grp.groupement) == {"EPCI-77"} and list(grp.insee_com) == ["77001", "77002"]
+
+
+def _prediction(path: Path) -> Path:
+    """A 10 m prediction raster over the 3 cells: A built; B half herbaceous, half sealed; C three quarters
+    deciduous forest, the last quarter without prediction (0)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from ocsge.nomenclature import raster_value
+
+    data = np.zeros((20, 60), dtype="uint8")
+    data[:, 0:20] = raster_value("couverture", "CS1.1.1.1")
+    data[:, 20:30] = raster_value("couverture", "CS2.2.1")
+    data[:, 30:40] = raster_value("couverture", "CS1.1.1.2")
+    data[:, 40:55] = raster_value("couverture", "CS2.1.1.1")
+    with rasterio.open(path, "w", driver="GTiff", width=60, height=20, count=1, dtype="uint8", crs="EPSG:3035",
+                       transform=from_origin(X, Y + 200, 10, 10), nodata=0) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def test_vegetation_from_the_prediction_by_hand(tmp_path: Path) -> None:
+    from inference_batch.analyses.renaturation import prediction_shares
+
+    shares = prediction_shares([_prediction(tmp_path / "p.tif")])
+    assert shares.loc[[A, B, C], "vegetation_prediction_pct"].tolist() == [0, 50, 100]
+    assert shares.loc[[A, B, C], "herbacee_prediction_pct"].tolist() == [0, 50, 0]
+    assert shares.loc[[A, B, C], "arboree_prediction_pct"].tolist() == [0, 0, 100]  # nodata pixels left out
+
+
+def test_step_adds_the_prediction_indicator(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "root")
+    layer = _layer().drop(columns="artif")
+    layer["id"], layer["millesime"], layer["source"] = [f"P{i}" for i in range(len(layer))], 2024, "test"
+    write_vector(store, product_key("occupation", "77", 2024), layer)
+    keys = run_renaturation(store, "77", [2024])
+    assert "vegetation_prediction_pct" not in read_csv_table(store, keys["renaturation_csv_2024"])
+    store.put_file(product_key("prediction", "77", 2024, block="r000c000"), _prediction(tmp_path / "p.tif"))
+    keys = run_renaturation(store, "77", [2024])  # a new prediction block: redone
+    table = read_csv_table(store, keys["renaturation_csv_2024"]).set_index("idcar_200m")
+    assert table.loc[[A, B, C], "vegetation_prediction_pct"].tolist() == [0, 50, 100]
+    assert table.loc[[A, B, C], "vegetation_pct"].tolist() == [0, 50, 75]  # the vector layer's, for comparison
