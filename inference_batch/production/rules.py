@@ -112,6 +112,21 @@ NETWORK_CODES = (int(encode(np.array([cs("CS1.1.1.2")]), np.array([us("US4.1.1")
                  int(encode(np.array([cs("CS1.1.2.1")]), np.array([us("US4.1.2")]), np.array([BDTOPO]))[0]))
 
 
+def _codes(c: np.ndarray, u: np.ndarray, s: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(x) for x in encode(c, u, s))
+
+
+_N_CS, _N_SRC = len(CS_LEAVES), len(SOURCES)
+# width thresholds in the rules' codes (vectorize.UMI.widths): 20 m for sylviculture usage, 5 m for sealed
+# non-built surfaces (roads the model sees); 10 m for every other cover
+WIDTHS: tuple[tuple[int, float], ...] = (
+    *((c, 5.0) for c in _codes(np.full(32 * _N_SRC, cs("CS1.1.1.2")), np.repeat(np.arange(32), _N_SRC),
+                               np.tile(np.arange(_N_SRC), 32))),
+    *((c, 20.0) for c in _codes(np.repeat(np.arange(1, _N_CS + 1), _N_SRC), np.full(_N_CS * _N_SRC, us("US1.2")),
+                                np.tile(np.arange(_N_SRC), _N_CS))),
+)
+
+
 def _species(essence: object, code_tfv: object) -> int:
     text = f"{essence or ''} {code_tfv or ''}".lower()
     if "mixte" in text or "ff3" in text:
@@ -423,7 +438,8 @@ def occupation_auto(prediction: gpd.GeoDataFrame, ancillary: dict[str, gpd.GeoDa
 
     layers = prepare_layers(ancillary, prediction.crs, prediction)
     base = umi or UMI()
-    umi = UMI(**{**base.__dict__, "built_values": BUILT_CODES, "exempt_values": NETWORK_CODES})
+    umi = UMI(**{**base.__dict__, "built_values": BUILT_CODES, "exempt_values": NETWORK_CODES,
+                 "widths": WIDTHS})
     mosaic = rules_mosaic(prediction, layers, res, block_size)
     geoms, codes, _ = vectorize_mosaic(mosaic, umi, simplify=simplify)
     c, u, s = decode(np.asarray(codes))

@@ -17,7 +17,11 @@ never whole in memory — in three passes:
    outside. A component under its threshold joins the neighbour it shares the longest boundary with
    (ties: the larger one; network corridors, which are exempt from the area units, only when there is
    no other neighbour); all small components of a round merge at once and a merged group takes the
-   class of its largest member; rounds repeat until no component is under its threshold.
+   class of its largest member; rounds repeat until no component is under its threshold. Then the
+   **width thresholds** of the capture rules: a component narrower than its width everywhere (the
+   diameter of the widest disc inside it, from the distance transform; 10 m, 20 m under sylviculture
+   usage, 5 m for sealed surfaces — roads; none for built surfaces and exempt networks) joins its
+   neighbour the same way, and takes that neighbour's class (a hedge joins its field).
    Why not GDAL's sieve in one pass (ml-anchors §4.5): GDAL merges a small polygon only into a neighbour
    that is already above the threshold, so clusters of small polygons (a mosaic of 300 m² patches) are
    left as they are — 30 k polygons remained at 2 500 m² on 1 km² of real FLAIR output. Merging on the
@@ -75,6 +79,12 @@ class UMI:
     zc_buffer: float = 10.0  # m, margin around the closed built area (gardens, yards, streets)
     built_values: tuple[int, ...] = (BUILT,)  # raster values that are "zones bâties" (codes of built combinations)
     exempt_values: tuple[int, ...] = ()  # values never sieved (networks, ruled by their width, not their area)
+    # width thresholds (m): a component narrower than its width everywhere (its widest inscribed square,
+    # from the distance transform) joins a neighbour, as one under its area unit does. Built surfaces and
+    # exempt values have none (``width_of``); ``widths`` overrides the default per value (20 m for
+    # sylviculture usage in the rules' codes, 5 m for sealed non-built surfaces — roads — in a prediction)
+    width: float = 10.0
+    widths: tuple[tuple[int, float], ...] = ((raster_value("couverture", "CS1.1.1.2"), 5.0),)
 
 
 # --- input: a class raster in blocks ------------------------------------------------------------------
@@ -255,6 +265,7 @@ class Graph:
     cls: np.ndarray  # uint16 raster values
     area: np.ndarray  # int64, px
     zc: np.ndarray  # float64, px inside the zone construite
+    wide: np.ndarray | None = None  # float64, px: side of the widest square of pixels inside the component
     eu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     elen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -283,11 +294,26 @@ class _Borders:
     right: np.ndarray
 
 
+def _widths(labels: np.ndarray, n: int) -> np.ndarray:
+    """Per label 1…n: the width (px) of the component in this block, the diameter of the widest disc inside
+    it, from the distance transform to its boundary pixels (to a pixel: a strip of w px reads w or w + 1).
+    Block edges are no boundary: a component cut by an edge is measured on each side (the widest counts)."""
+    if n == 0:
+        return np.zeros(0)
+    pad = np.pad(labels, 1, mode="edge")
+    h, w = labels.shape
+    boundary = np.zeros(labels.shape, dtype=bool)
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        boundary |= pad[dr:dr + h, dc:dc + w] != labels
+    dist = ndimage.distance_transform_edt(~boundary)  # 0 on the boundary pixels
+    return np.asarray(ndimage.maximum(2 * dist + 2, labels, index=np.arange(1, n + 1)), dtype=float)
+
+
 def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
                 advance: Callable[..., None] | None = None) -> tuple[Graph, np.ndarray, np.ndarray]:
     """Pass 1: the graph of all components (joined across seams), each block's label offset, and the map
     from a component's global label (block offset + local label − 1) to its graph node."""
-    cls_parts, area_parts, zc_parts, key_parts, len_parts = [], [], [], [], []
+    cls_parts, area_parts, zc_parts, key_parts, len_parts, wide_parts = [], [], [], [], [], []
     borders: dict[tuple[int, int], _Borders] = {}
     offsets = np.zeros(len(mosaic.blocks), dtype=np.int64)
     total = 0
@@ -301,6 +327,7 @@ def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
                              np.arange(b.col_off, b.col_off + b.width) // k)]
         area = np.bincount(flat, minlength=n + 1)[1:]
         inside = np.bincount(flat, weights=zc_block.ravel(), minlength=n + 1)[1:]
+        wide_parts.append(_widths(labels, n))
         cls_parts.append(classes[1:])
         area_parts.append(area)
         zc_parts.append(inside)
@@ -325,6 +352,7 @@ def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
     cls = np.concatenate(cls_parts) if cls_parts else np.zeros(0, np.uint16)
     area = np.concatenate(area_parts) if area_parts else np.zeros(0, np.int64)
     inside = np.concatenate(zc_parts) if zc_parts else np.zeros(0)
+    wide = np.concatenate(wide_parts) if wide_parts else np.zeros(0)
     # seams: pixel pairs across block edges
     su, sv = [], []
     for b in mosaic.blocks:
@@ -351,7 +379,7 @@ def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
             len_parts.append(counts.astype(np.int64))
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
     lengths = np.concatenate(len_parts) if len_parts else np.zeros(0, np.int64)
-    graph = Graph(cls, area, inside)
+    graph = Graph(cls, area, inside, wide)
     graph.eu, graph.ev, graph.elen = _aggregate_edges(keys, lengths)
     mapping = _components(graph.n, union_u, union_v)
     return contract(graph, mapping, cls_rule="first"), offsets, mapping
@@ -368,22 +396,29 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest") -> Graph:
-    """The graph whose nodes are the groups of ``mapping``; a group's class is its largest member's."""
+def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight: np.ndarray | None = None
+             ) -> Graph:
+    """The graph whose nodes are the groups of ``mapping``; a group's class is its largest member's (by
+    ``weight`` when given, else by area). A group's width is its widest member's."""
     m = int(mapping.max()) + 1 if len(mapping) else 0
     area = np.bincount(mapping, weights=graph.area, minlength=m).astype(np.int64)
     inside = np.bincount(mapping, weights=graph.zc, minlength=m)
+    wide = None
+    if graph.wide is not None:
+        wide = np.zeros(m)
+        np.maximum.at(wide, mapping, graph.wide)
     cls = np.zeros(m, dtype=np.uint16)
     if cls_rule == "first":
         cls[mapping] = graph.cls
     else:  # largest member (ties: lowest id), by sorting members by area
-        order = np.lexsort((-np.arange(graph.n), graph.area, mapping))  # last of each group = largest
+        key = graph.area if weight is None else weight
+        order = np.lexsort((-np.arange(graph.n), key, mapping))  # last of each group = largest
         last = np.concatenate([np.nonzero(np.diff(mapping[order]))[0], [len(order) - 1]]) if len(order) else order
         cls[mapping[order[last]]] = graph.cls[order[last]]
     u, v = mapping[graph.eu], mapping[graph.ev]
     keep = u != v
     eu, ev, elen = _aggregate_edges(_edge_keys(u[keep], v[keep]), graph.elen[keep])
-    return Graph(cls, area, inside, eu, ev, elen)
+    return Graph(cls, area, inside, wide, eu, ev, elen)
 
 
 # --- pass 2: sieve on the graph ---------------------------------------------------------------------------
@@ -398,8 +433,41 @@ def umi_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
     return m2 / pixel_area
 
 
+def width_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
+    """Each node's width threshold in pixels (0: none — built surfaces, exempt values, nodata)."""
+    lut = np.full(max(int(graph.cls.max()) + 1 if graph.n else 1, 1), umi.width)
+    for value, metres in umi.widths:
+        if value < len(lut):
+            lut[value] = metres
+    for value in (*umi.built_values, *umi.exempt_values, 0):
+        if value < len(lut):
+            lut[value] = 0.0
+    return lut[graph.cls] / math.sqrt(pixel_area)
+
+
+def _merge_round(graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray | None = None
+                 ) -> tuple[Graph, np.ndarray] | None:
+    """Each ``small`` node joins its chosen neighbour (module docstring); None when none can."""
+    src = np.concatenate([graph.eu, graph.ev])
+    dst = np.concatenate([graph.ev, graph.eu])
+    length = np.concatenate([graph.elen, graph.elen])
+    ok = small[src] & (graph.cls[dst] != 0)
+    if not ok.any():
+        return None
+    src, dst, length = src[ok], dst[ok], length[ok]
+    # per source: a neighbour that is not small itself, a non-network one, the longest shared edge, the largest
+    network = np.isin(graph.cls[dst], umi.exempt_values) if umi.exempt_values else np.zeros(len(dst), bool)
+    order = np.lexsort((-graph.area[dst], -length, network, small[dst], src))
+    src, dst = src[order], dst[order]
+    first = np.concatenate([[0], np.nonzero(np.diff(src))[0] + 1])
+    groups = _components(graph.n, src[first], dst[first])
+    return contract(graph, groups, weight=weight), groups
+
+
 def sieve_graph(graph: Graph, umi: UMI, pixel_area: float, max_rounds: int = 200) -> tuple[Graph, np.ndarray]:
-    """Merge components under their threshold, step by step; returns the final graph and node → group."""
+    """Merge components under their threshold, step by step, then those narrower than their width
+    threshold (a narrow one takes the class of the wide neighbour it joins); returns the final graph and
+    node → group."""
     mapping = np.arange(graph.n, dtype=np.int64)
     for step in (*umi.steps, math.inf):
         for _ in range(max_rounds):
@@ -423,6 +491,18 @@ def sieve_graph(graph: Graph, umi: UMI, pixel_area: float, max_rounds: int = 200
             groups = _components(graph.n, src[first], dst[first])
             graph = contract(graph, groups)
             mapping = groups[mapping]
+    if graph.wide is None or umi.width <= 0:
+        return graph, mapping
+    for _ in range(max_rounds):
+        narrow = (graph.wide < width_px(graph, umi, pixel_area)) & (graph.cls != 0)
+        if not narrow.any():
+            break
+        # the class of a merged group: its largest member that is wide enough
+        merged = _merge_round(graph, narrow, umi, weight=np.where(narrow, 0, graph.area) + graph.area * 1e-9)
+        if merged is None:
+            break
+        graph, groups = merged
+        mapping = groups[mapping]
     return graph, mapping
 
 

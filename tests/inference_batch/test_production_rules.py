@@ -174,3 +174,17 @@ def test_road_width_from_lanes_when_not_recorded() -> None:
     assert road_width(roads).tolist() == [7.0, 3.5, 6.0, 0.0]
     layer = prepare_layers({"bdtopo_route": roads}, CRS)["bdtopo_route"]
     assert sorted(shapely.area(layer.geoms).round(1).tolist()) == [600.0, 700.0]  # 2 lanes (7 m) and 6 m kept
+
+
+def test_sylviculture_width_is_20_m() -> None:
+    """A 15 m wide wood is kept as a cover (10 m) but not under sylviculture usage (20 m)."""
+    rows = [("CS2.2.1", B(0, 0, 200, 200)), ("CS2.1.1.1", B(0, 20, 200, 35)), ("CS2.1.1.1", B(0, 120, 200, 135))]
+    pred = gpd.GeoDataFrame({schema.ID: ["g", "w1", "w2"], schema.CODE_CS: [r[0] for r in rows],
+                             schema.CODE_US: None, schema.MILLESIME: 2024, schema.SOURCE: "auto:model"},
+                            geometry=[rows[0][1].difference(rows[1][1]).difference(rows[2][1]), rows[1][1], rows[2][1]],
+                            crs=CRS)
+    foret = gpd.GeoDataFrame({"essence": ["Feuillus"], "code_tfv": ["FF1-00-00"]}, geometry=[B(0, 0, 200, 60)],
+                             crs=CRS)
+    frame, _ = occupation_auto(pred, {"bdforet": foret}, 2024, "S01", res=0.5, block_size=256)
+    assert _at(frame, 100, 127)[:2] == ("CS2.1.1.1", "US6.3")  # 15 m of trees without usage data: kept
+    assert _at(frame, 100, 27)[0] == "CS2.2.1"  # 15 m of sylviculture: under its 20 m width

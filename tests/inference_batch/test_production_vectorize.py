@@ -172,3 +172,17 @@ def test_real_flair_predictions_mosaic(shared_data: Path) -> None:
     under = np.flatnonzero(~built & (areas < 500 * 0.99))
     assert all(shapely.intersects(arr[i], arr[built]).any() for i in under) and report.built_enlarged > 0
     assert sum(areas) == pytest.approx((a > 0).sum() * 0.04, rel=1e-6)
+
+
+def test_width_thresholds() -> None:
+    """Covers narrower than 10 m are not captured whatever their area (5 m for sealed surfaces: roads),
+    across block edges too."""
+    a = np.full((400, 400), GRASS, dtype=np.uint8)
+    a[20:27, :] = FOREST  # a 7 m × 400 m hedge (2 800 m²): too narrow
+    a[100:112, 50:300] = FOREST  # 12 m × 250 m (3 000 m²): kept
+    a[200:207, :] = ROAD  # 7 m × 400 m road seen by the model: roads from 5 m
+    for block in (128, 400):
+        geoms, values, _ = _run(a, block, simplify=0)
+        areas = {int(v): sorted(g.area for g, w in zip(geoms, values, strict=True) if w == v) for v in set(values)}
+        assert areas[FOREST] == [3000] and areas[ROAD] == [2800]
+        assert sum(areas[GRASS]) == 400 * 400 - 3000 - 2800
