@@ -214,8 +214,10 @@ def with_geometry(table: pd.DataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDat
     communes = normalise_communes(communes)
     geoms = communes.set_index(schema.INSEE_COM).geometry
     dep_geom = shapely.union_all(communes.geometry.to_numpy())
-    values = [dep_geom if niveau == "departement" else geoms.get(code)
-              for niveau, code in zip(table["niveau"], table[schema.INSEE_COM], strict=True)]
+    # the row of what lies outside every commune has no outline: an empty geometry (a null one would get a
+    # bbox of nulls, which GeoParquet's covering forbids)
+    values = [dep_geom if niveau == "departement" else shapely.MultiPolygon() if niveau == OUTSIDE
+              else geoms.get(code) for niveau, code in zip(table["niveau"], table[schema.INSEE_COM], strict=True)]
     return gpd.GeoDataFrame(table.copy(), geometry=gpd.GeoSeries(values, crs=communes.crs), crs=communes.crs)
 
 

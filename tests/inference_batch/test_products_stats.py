@@ -75,6 +75,9 @@ def test_flows_equal_change_of_stocks_per_commune(tmp_path: Path) -> None:
     assert dep.flux_artif_ha == pytest.approx(flows[flows.niveau == "commune"].flux_artif_ha.sum(), abs=1e-3)
     csv = pd.read_csv(store.url(keys["stats_flows_csv_2021_2024"]))
     assert list(csv.columns) == [c for c in flows.columns if c not in ("geometry", "bbox")]
+    geoparquet_validator = pytest.importorskip("geoparquet_validator")
+    failed = geoparquet_validator.failed(geoparquet_validator.check(store.url(keys["stats_flows_2021_2024"])))
+    assert failed == []  # the hors_communes row has an empty geometry, not a null one
     stock = gpd.read_parquet(store.url(keys["stats_commune_2024"]))  # GeoParquet: communes with their stocks
     assert stock.geometry.notna().all()
     assert {"artif_ha", "impermeable_ha", "CS1.1.1.1_ha", "US5_ha"} <= set(stock.columns)
@@ -143,3 +146,55 @@ def test_real_extract_sybarval_through_the_decree_matrix(shared_data: Path) -> N
     assert total.flux_desartif_ha == pytest.approx(52.3, abs=0.1)
     assert table.loc["commune", "flux_artif_ha"].sum() == pytest.approx(total.flux_artif_ha, abs=1e-3)
     assert table.loc["hors_communes", "flux_artif_ha"] < 0.05  # slivers beyond the commune outlines
+
+
+def test_flows_outside_every_commune_keep_their_row() -> None:
+    com = communes()
+    inside = shapely.box(700_100, 6_600_100, 700_200, 6_600_200)  # 1 ha in the communes
+    outside = shapely.box(703_000, 6_600_100, 703_050, 6_600_200)  # 0.5 ha east of them
+    diff = gpd.GeoDataFrame({"artificialisation": np.array([1, 1], dtype="int8")}, geometry=[inside, outside],
+                            crs=2154)
+    table = flows_table([diff], com, "77", 2021, 2024).set_index("niveau")
+    assert table.loc["hors_communes", "flux_artif_ha"] == pytest.approx(0.5)
+    assert table.loc["departement", "flux_artif_ha"] == pytest.approx(1.0)  # the communes, as the stocks
+    assert table.loc["commune", "flux_artif_ha"].sum() == pytest.approx(1.0)
+
+
+def test_published_flows_come_from_the_corrected_previous_millesime(tmp_path: Path) -> None:
+    """M2 published a 1 ha car park that was a meadow (fixed by the patch): the difference, the artif ±1
+    layer and the commune flows show only the real change (a field built over); the naive flows, from
+    M2 as delivered, stay in the ``*_naif_ha`` columns."""
+    from inference_batch.products.artifacts import key, read_json, read_vector
+    from inference_batch.products.corrections import run_corrections
+
+    x0, y0 = 700_000.0, 6_600_000.0
+    plots = [shapely.box(x0 + 100 * i, y0, x0 + 100 * (i + 1), y0 + 100) for i in range(3)]
+
+    def frame(codes: list[tuple[str, str]], year: int) -> gpd.GeoDataFrame:
+        artif = ["artif" if cs.startswith("CS1.1") else "non artif" for cs, _ in codes]
+        return gpd.GeoDataFrame({"id": ["a", "b", "c"], "code_cs": [c[0] for c in codes],
+                                 "code_us": [c[1] for c in codes], "millesime": year, "artif": artif,
+                                 "crit_seuil": False}, geometry=plots, crs=2154)
+
+    before = frame([("CS1.1.1.2", "US4.1.1"), ("CS2.2.1", "US1.1"), ("CS2.2.1", "US1.1")], 2021)
+    after = frame([("CS2.2.1", "US1.1"), ("CS1.1.1.1", "US5"), ("CS2.2.1", "US1.1")], 2024)
+    patch = before[["id", "code_cs", "code_us", "geometry"]].assign(cs_corr=["CS2.2.1", "RAS", "RAS"],
+                                                                     us_corr=["US1.1", "RAS", "RAS"])
+    store = LocalStorage(tmp_path)
+    write_vector(store, key("artificialisation", "77", 2021), before)
+    write_vector(store, key("artificialisation", "77", 2024), after)
+    write_vector(store, key("patch_corr", "77", (2021, 2024)), patch)
+    write_vector(store, key("communes", "77", 2024), communes())
+    run_corrections(store, "77", 2021, 2024)
+    keys = run_difference(store, "77", 2021, 2024)
+    keys.update(run_stats(store, "77", [2021, 2024]))
+    flows = read_table(store, keys["stats_flows_2021_2024"]).set_index("niveau").loc["departement"]
+    assert (flows.flux_artif_ha, flows.flux_desartif_ha) == (pytest.approx(1.0), pytest.approx(0.0))
+    assert (flows.flux_artif_naif_ha, flows.flux_desartif_naif_ha) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert flows.variation_stock_artif_ha == pytest.approx(flows.flux_artif_net_ha)  # from the corrected stock
+    assert flows.artif_debut_naif_ha == pytest.approx(1.0) and flows.artif_debut_ha == pytest.approx(0.0)
+    art = read_vector(store, keys["artif_difference"])
+    assert art.artificialisation.tolist() == [1]
+    report = read_json(store, keys["difference_report"])
+    assert report["previous_corrected"] and report["desartificialisation_ha"] == 0
+    assert report["naive_flows"]["column"] == "artificialisation_brute"
