@@ -113,6 +113,9 @@ for _spec in (
                 media_type=_GEOPARQUET),
     ProductSpec("occupation_auto", "occupation_auto", ".parquet", Kind.VECTOR,
                 "OCS GE auto (prediction × ancillary)", media_type=_GEOPARQUET),
+    ProductSpec("zone_construite_auto", "zone_construite_auto", ".parquet", Kind.VECTOR,
+                "Zone construite of OCS GE auto (the built-up envelope of the rules and UMIs)",
+                media_type=_GEOPARQUET),
     ProductSpec("qa_report", "reports/qa", ".json", Kind.DOCUMENT, "Quality report", media_type=_JSON),
     # Differences between two millésimes
     ProductSpec("difference", "difference", ".parquet", Kind.VECTOR, "Évolution (différentiel)", pair=True,

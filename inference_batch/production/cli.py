@@ -167,9 +167,12 @@ def rules(departement: str, millesime: int, root: str | None, res: float, simpli
         return
     step(f"rules {departement} {millesime}")
     key, _frame, report = run_rules(storage, departement, millesime, res=res, simplify=simplify)
-    mark_done(storage, key, digest)
+    zc_key = product_key("zone_construite_auto", departement, millesime)
+    mark_done(storage, [key, zc_key] if storage.exists(zc_key) else key, digest)
     missing = f" (missing: {', '.join(report.layers_missing)})" if report.layers_missing else ""
     done(f"{report.polygons} polygons from {', '.join(report.layers_used) or 'no ancillary layer'}{missing} → {key}")
+    if report.zone_construite_iou is not None:
+        done(f"zone construite auto ({zc_key}): IoU {report.zone_construite_iou:.3f} against IGN's")
 
 
 @click.command("qa")

@@ -30,14 +30,20 @@ BD TOPO bâtiments      buildings of 50 m² and more: CS1.1.1.1, usage from ``us
                        then rasterised by pixel centre; buildings under 50 m² are not
                        represented
 BD TOPO bâtiments      pixels still without a usage within 25 m of a building with a known  auto:bdtopo
-(neighbourhood)        use, or inside the built-up envelope (buildings less than 60 m
-                       apart joined, grown by 10 m), take the use of the nearest building
+(neighbourhood)        use, or inside the built-up envelope (the zone construite below),
+                       take the use of the nearest building
                        (gardens, yards, car parks; complete fichiers fonciers, which cover
                        whole cadastral parcels, would decide most of these first)
 fallback               pixels without a usage: US1.1 for herbaceous couverture (CS2.2.1:   (unchanged)
                        meadows and crops are agricultural unless told otherwise), US6.6
                        (usage inconnu) for artificial surfaces, US6.3 (sans usage) else
 =====================  ==================================================================  =============
+
+One built-up envelope serves the whole chain (:func:`built_envelope`): the model's built surfaces and
+the BD TOPO buildings, closed by 25 m and grown by 10 m on a 5 m grid (``vectorize.envelope``); it gives
+gardens and yards the use of their buildings (above), sets the UMI of the vectorisation (500 m² inside,
+2 500 m² outside) and is written as the auto millésime's zone construite (``zone_construite_auto``), with
+its IoU against IGN's zone construite of the millésime when one was ingested.
 
 The (couverture, usage, source) triples are then vectorised exactly like the prediction
 (:mod:`inference_batch.production.vectorize`: stepwise sieve to the UMIs with the zone construite derived
@@ -58,7 +64,7 @@ import shapely
 from affine import Affine
 from rasterio.features import rasterize
 
-from inference_batch.production.vectorize import UMI, Mosaic, RasterBlock, vectorize_mosaic
+from inference_batch.production.vectorize import UMI, Mosaic, RasterBlock, envelope, vectorize_mosaic
 from inference_batch.products.artifacts import write_vector
 from ocsge import schema
 from ocsge.errors import OcsgeError
@@ -89,8 +95,7 @@ BUILT_UMI_M2 = 200.0
 MIN_ROAD_WIDTH_M = 5.0
 LANE_WIDTH_M = 3.5  # a road without a recorded width: its lanes × 3.5 m (the usual French lane width) [I]
 USAGE_RADIUS_M = 25.0  # yards, gardens and car parks take the use of the nearest building within this distance
-ENVELOPE_CLOSING_M = 50.0  # … and so does what lies between buildings less than 100 m apart
-ENVELOPE_BUFFER_M = 10.0
+# … and so does what lies inside the built-up envelope: the one of vectorize.envelope (zone construite)
 RPG_MAX_ARTIFICIAL = 0.05  # an RPG parcel the model sees more built over than this is an outdated declaration
 
 
@@ -357,18 +362,22 @@ def apply_rules(pred_cs: np.ndarray, idx: dict[str, np.ndarray], layers: dict[st
     return encode(c, u, s)
 
 
-def nearest_building_usage(layer: Layer, t: Affine, shape: tuple[int, int], res: float) -> np.ndarray:
+def nearest_building_usage(layer: Layer, t: Affine, shape: tuple[int, int], res: float,
+                           zone: np.ndarray | None = None) -> np.ndarray:
     """Usage of the nearest building with a known use, for the pixels of a window that lie within
-    :data:`USAGE_RADIUS_M` of such a building or inside the built-up envelope (buildings closed by
-    :data:`ENVELOPE_CLOSING_M`, grown by :data:`ENVELOPE_BUFFER_M`); 0 elsewhere.
+    :data:`USAGE_RADIUS_M` of such a building or inside the built-up envelope ``zone`` (the window's
+    pixels of the auto millésime's zone construite, :func:`built_envelope`); 0 elsewhere.
 
-    Buildings are rasterised over the window grown by the reach of both rules, so that a building just
-    across a block edge counts the same on both sides of the edge."""
+    Buildings are rasterised over the window grown by the reach of the rule, so that a building just
+    across a block edge counts the same on both sides of the edge; inside the envelope, the nearest
+    building is looked for over that reach too."""
     from scipy import ndimage
 
     h, w = shape
-    reach = max(USAGE_RADIUS_M, ENVELOPE_CLOSING_M + ENVELOPE_BUFFER_M)
-    pad = math.ceil(2 * reach / res)
+    reach = 2 * USAGE_RADIUS_M
+    if zone is not None and zone.any():
+        reach = max(reach, 100.0)  # inside the envelope, buildings farther away still lend their use
+    pad = math.ceil(reach / res)
     tp = t @ Affine.translation(-pad, -pad)
     big = (h + 2 * pad, w + 2 * pad)
     bounds = (tp.c, tp.f - big[0] * res, tp.c + big[1] * res, tp.f)
@@ -380,21 +389,49 @@ def nearest_building_usage(layer: Layer, t: Affine, shape: tuple[int, int], res:
     if not known.any():
         return np.zeros(shape, dtype=np.uint8)
     dist, (ri, ci) = ndimage.distance_transform_edt(~known, return_indices=True)
-    dilated = dist <= (ENVELOPE_CLOSING_M + ENVELOPE_BUFFER_M) / res
-    envelope = ndimage.distance_transform_edt(dilated) > ENVELOPE_CLOSING_M / res
-    zone = envelope | (dist * res <= USAGE_RADIUS_M)
-    out = np.where(zone, usage[ri, ci], 0).astype(np.uint8)
-    return out[pad : pad + h, pad : pad + w]
+    near = usage[ri, ci][pad : pad + h, pad : pad + w]
+    inside = dist[pad : pad + h, pad : pad + w] * res <= USAGE_RADIUS_M
+    if zone is not None:
+        inside |= zone
+    return np.where(inside, near, 0).astype(np.uint8)
 
 
-def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: float, block_size: int) -> Mosaic:
-    """Blocks of the rules grid over the prediction's extent, each computed when read."""
+def rules_grid(prediction: gpd.GeoDataFrame, res: float) -> tuple[Affine, int, int]:
+    """The grid of the rules over the prediction's extent: transform, width, height."""
     if prediction.empty:
         raise OcsgeError("the vectorised prediction is empty: nothing to cross with ancillary data")
     x0, y0, x1, y1 = prediction.total_bounds
     x0, y0 = math.floor(x0 / res) * res, math.floor(y0 / res) * res
     width, height = math.ceil((x1 - x0) / res - 1e-9), math.ceil((y1 - y0) / res - 1e-9)
-    transform = Affine(res, 0, x0, 0, -res, y0 + height * res)
+    return Affine(res, 0, x0, 0, -res, y0 + height * res), width, height
+
+
+def built_envelope(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: float, umi: UMI
+                   ) -> tuple[np.ndarray, int]:
+    """The one built-up envelope of the auto millésime, on the coarse grid (``umi.zc_res``) of the rules
+    grid: the built surfaces (the model's CS1.1.1.1 and BD TOPO buildings of 50 m² and more, enlarged)
+    closed and grown as ``vectorize.envelope`` does. It sets the UMI of the vectorisation, gives gardens
+    and yards the use of their buildings, and is written as the millésime's ``zone_construite_auto``.
+    Returns the mask and its cell size in pixels of the rules grid."""
+    transform, width, height = rules_grid(prediction, res)
+    k = max(1, round(umi.zc_res / res))
+    shape = (math.ceil(height / k), math.ceil(width / k))
+    built = [g for g, c in zip(prediction.geometry.to_numpy(), prediction[schema.CODE_CS], strict=True)
+             if c == "CS1.1.1.1"]
+    if "bdtopo_batiment" in layers:
+        built += list(layers["bdtopo_batiment"].geoms)
+    if not built:
+        return np.zeros(shape, dtype=bool), k
+    mask = rasterize(((g, 1) for g in built), out_shape=shape, transform=transform @ Affine.scale(k),
+                     dtype="uint8", all_touched=True).astype(bool)
+    return envelope(mask, k * res, umi), k
+
+
+def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: float, block_size: int,
+                 zone: tuple[np.ndarray, int] | None = None) -> Mosaic:
+    """Blocks of the rules grid over the prediction's extent, each computed when read; ``zone``: the
+    built-up envelope (:func:`built_envelope`)."""
+    transform, width, height = rules_grid(prediction, res)
     geoms = prediction.geometry.to_numpy()
     values = np.array([cs(c) if c else 0 for c in prediction[schema.CODE_CS]], dtype=np.uint8)
     tree = shapely.STRtree(geoms)
@@ -411,7 +448,11 @@ def rules_mosaic(prediction: gpd.GeoDataFrame, layers: dict[str, Layer], res: fl
             idx = {name: layer.index(bounds, (h, w), t) for name, layer in layers.items()}
             near = None
             if "bdtopo_batiment" in layers:
-                near = nearest_building_usage(layers["bdtopo_batiment"], t, (h, w), res)
+                window = None
+                if zone is not None:
+                    mask, k = zone
+                    window = mask[np.ix_(np.arange(r, r + h) // k, np.arange(c, c + w) // k)]
+                near = nearest_building_usage(layers["bdtopo_batiment"], t, (h, w), res, window)
             return apply_rules(pred, idx, layers, near)
 
         return read
@@ -428,6 +469,8 @@ class RulesReport:
     layers_missing: list[str]
     polygons: int
     by_source: dict[str, int]
+    zone_construite: gpd.GeoDataFrame | None = None  # the built-up envelope used (zone_construite_auto)
+    zone_construite_iou: float | None = None  # against IGN's zone construite of the millésime, when ingested
 
 
 def occupation_auto(prediction: gpd.GeoDataFrame, ancillary: dict[str, gpd.GeoDataFrame], millesime: int,
@@ -440,8 +483,9 @@ def occupation_auto(prediction: gpd.GeoDataFrame, ancillary: dict[str, gpd.GeoDa
     base = umi or UMI()
     umi = UMI(**{**base.__dict__, "built_values": BUILT_CODES, "exempt_values": NETWORK_CODES,
                  "widths": WIDTHS})
-    mosaic = rules_mosaic(prediction, layers, res, block_size)
-    geoms, codes, _ = vectorize_mosaic(mosaic, umi, simplify=simplify)
+    zone = built_envelope(prediction, layers, res, umi)
+    mosaic = rules_mosaic(prediction, layers, res, block_size, zone)
+    geoms, codes, vreport = vectorize_mosaic(mosaic, umi, zc_mask=zone, simplify=simplify)
     c, u, s = decode(np.asarray(codes))
     token = get_departement(departement).token
     frame = gpd.GeoDataFrame(
@@ -455,9 +499,23 @@ def occupation_auto(prediction: gpd.GeoDataFrame, ancillary: dict[str, gpd.GeoDa
         geometry=gpd.GeoSeries(list(geoms), crs=prediction.crs),
         crs=prediction.crs,
     )
+    zc = gpd.GeoDataFrame({
+        schema.ID: [f"ZCAUTO_{token}_{millesime}_{i:05d}" for i in range(len(vreport.zone_construite))],
+        schema.MILLESIME: np.full(len(vreport.zone_construite), millesime, dtype=np.int16),
+        schema.SOURCE: "auto",
+    }, geometry=gpd.GeoSeries(vreport.zone_construite, crs=prediction.crs), crs=prediction.crs)
     report = RulesReport(sorted(layers), sorted(set(LAYERS) - set(layers)), len(frame),
-                         frame[schema.SOURCE].value_counts().to_dict())
+                         frame[schema.SOURCE].value_counts().to_dict(), zc)
     return frame, report
+
+
+def envelope_iou(ours: gpd.GeoDataFrame, ign: gpd.GeoDataFrame) -> float | None:
+    """Intersection over union of two zones construites (ours against IGN's), over the extent of ours."""
+    a = shapely.union_all(ours.geometry.to_numpy())
+    b = shapely.union_all(ign.to_crs(ours.crs).geometry.to_numpy() if ign.crs != ours.crs else ign.geometry.to_numpy())
+    b = shapely.intersection(b, shapely.box(*ours.total_bounds)) if len(ours) else b
+    union = shapely.union(a, b).area
+    return round(shapely.intersection(a, b).area / union, 4) if union else None
 
 
 def load_ancillary(storage, departement: str, millesime: int) -> dict[str, gpd.GeoDataFrame]:  # type: ignore[no-untyped-def]
@@ -492,4 +550,11 @@ def rules(storage, departement: str, millesime: int, **kwargs) -> tuple[str, gpd
     frame, report = occupation_auto(prediction, ancillary, millesime, departement, **kwargs)
     out = product_key("occupation_auto", departement, millesime)
     write_vector(storage, out, frame, provenance=provenance)  # the model of the prediction it crosses
+    if report.zone_construite is not None:
+        write_vector(storage, product_key("zone_construite_auto", departement, millesime), report.zone_construite,
+                     provenance=provenance)
+        ign = product_key("zone_construite", departement, millesime)
+        if storage.exists(ign) and len(report.zone_construite):
+            with storage.local_copy(ign) as path:
+                report.zone_construite_iou = envelope_iou(report.zone_construite, gpd.read_parquet(path))
     return out, frame, report

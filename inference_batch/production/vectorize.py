@@ -5,8 +5,8 @@ never whole in memory — in three passes:
 
 0. **zone construite**: built pixels are marked on a coarse grid (``zc_res``, 5 m), closed by
    ``zc_radius`` (25 m: buildings less than 50 m apart are joined) and grown by ``zc_buffer`` (10 m) —
-   our approximation of IGN's built-up envelope, unless a zone construite layer is given — to decide
-   which UMI applies where (a component is inside when most of its pixels are);
+   our approximation of IGN's built-up envelope (:func:`envelope`), unless a zone construite is given —
+   to decide which UMI applies where (a component is inside when most of its pixels are);
 1. **components**: 4-connected same-class components are labelled per block, with their area, class,
    share inside the zone construite and the length of the boundary they share with each neighbour;
    components that continue across a block edge are joined (union of the pixel pairs on the seam).
@@ -207,13 +207,30 @@ def zone_construite_mask(mosaic: Mosaic, umi: UMI,
             built[np.ix_(rc, cc)] |= part
         if advance:
             advance(b.height * b.width)
-    cell = k * mosaic.res
+    return envelope(built, k * mosaic.res, umi), k
+
+
+def envelope(built: np.ndarray, cell: float, umi: UMI) -> np.ndarray:
+    """The built-up envelope on a coarse grid of ``cell`` metres: the cells holding built surface, closed
+    by ``zc_radius`` (built surfaces less than twice that apart are joined) and grown by ``zc_buffer``.
+    The one envelope of the auto chain: it sets the UMI (500 m² inside, 2 500 m² outside), gives yards and
+    gardens the usage of their buildings (``rules``) and is written as the auto millésime's zone
+    construite."""
     if not built.any():
-        return built, k
+        return built
     # closing by zc_radius, grown by zc_buffer: dilate by radius + buffer, erode by radius
     dilated = ndimage.distance_transform_edt(~built) <= (umi.zc_radius + umi.zc_buffer) / cell
     zone = ndimage.distance_transform_edt(dilated) > umi.zc_radius / cell
-    return zone | built, k
+    return zone | built
+
+
+def envelope_polygons(zone: np.ndarray, transform: Affine) -> list[shapely.Geometry]:
+    """The coarse envelope as polygons (``transform``: the coarse grid's)."""
+    if not zone.any():
+        return []
+    found = [shapely.geometry.shape(g) for g, _ in shapes(zone.astype(np.uint8), mask=zone, connectivity=4,
+                                                             transform=transform)]
+    return list(shapely.get_parts(shapely.union_all(found)))
 
 
 def zc_from_vectors(mosaic: Mosaic, geometries: Sequence[shapely.Geometry], umi: UMI) -> tuple[np.ndarray, int]:
@@ -522,6 +539,7 @@ class VectorizeReport:
     after_sieve: int = 0
     built_enlarged: int = 0
     polygons: int = 0
+    zone_construite: list[shapely.Geometry] = field(default_factory=list)  # map coordinates
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -607,19 +625,26 @@ def enlarge_built(geoms: list[shapely.Geometry], values: np.ndarray, area_px: np
 
 def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
                      zone_construite: Sequence[shapely.Geometry] | None = None,
+                     zc_mask: tuple[np.ndarray, int] | None = None,
                      simplify: float = 0.5) -> tuple[list[shapely.Geometry], np.ndarray, VectorizeReport]:
-    """Polygons and their couverture raster values after sieving, stitching and simplification."""
+    """Polygons and their couverture raster values after sieving, stitching and simplification. The zone
+    construite is derived from the built pixels unless given as polygons or as a coarse mask (``zc_mask``:
+    the mask and its cell size in pixels); the one used is in ``report.zone_construite``."""
     umi = umi or UMI()
     report = VectorizeReport(pixels=mosaic.width * mosaic.height)
     px_area = mosaic.res**2
     total = float(report.pixels)
     t = time.perf_counter()
     with progress("zone construite", total=total / 1e6, unit="Mpx") as advance:
-        if zone_construite is None:
+        if zc_mask is not None:
+            zc, k = zc_mask
+            advance(total / 1e6)
+        elif zone_construite is None:
             zc, k = zone_construite_mask(mosaic, umi, lambda n: advance(n / 1e6))
         else:
             zc, k = zc_from_vectors(mosaic, zone_construite, umi)
             advance(total / 1e6)
+    report.zone_construite = envelope_polygons(zc, mosaic.transform @ Affine.scale(k))
     report.seconds["zone_construite"] = time.perf_counter() - t
     t = time.perf_counter()
     with progress("components", total=total / 1e6, unit="Mpx") as advance:

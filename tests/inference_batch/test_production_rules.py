@@ -188,3 +188,29 @@ def test_sylviculture_width_is_20_m() -> None:
     frame, _ = occupation_auto(pred, {"bdforet": foret}, 2024, "S01", res=0.5, block_size=256)
     assert _at(frame, 100, 127)[:2] == ("CS2.1.1.1", "US6.3")  # 15 m of trees without usage data: kept
     assert _at(frame, 100, 27)[0] == "CS2.2.1"  # 15 m of sylviculture: under its 20 m width
+
+
+def test_one_built_up_envelope_written_as_zone_construite(tmp_path: Path) -> None:
+    """The envelope that sets the UMI and lends the buildings' use is written as the auto millésime's
+    zone construite, compared with IGN's when one was ingested."""
+    from inference_batch.production.rules import rules
+    from inference_batch.products.artifacts import write_vector
+    from ocsge.products import product_key
+    from ocsge.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    write_vector(storage, product_key("prediction_vector", "S01", 2024), _prediction())
+    for name, frame in _ancillary().items():
+        write_vector(storage, product_key(name, "S01", 2024), frame, sort=False)
+    house = B(20, 150, 30, 160)  # the one building kept (enlarged to 200 m²), grown by the 10 m buffer
+    ign = gpd.GeoDataFrame({"id": ["ZC1"], "millesime": [2024]}, geometry=[house.buffer(10, join_style="mitre")],
+                           crs=CRS)
+    write_vector(storage, product_key("zone_construite", "S01", 2024), ign)
+    _, frame, report = rules(storage, "S01", 2024, res=0.5)
+    zc = gpd.read_parquet(storage.url(product_key("zone_construite_auto", "S01", 2024)))
+    assert len(zc) == 1 and zc.contains(P(25, 155)).all() and not zc.contains(P(63, 23)).any()
+    assert 30 * 30 <= zc.area.sum() <= 45 * 45  # 10 × 10 m (grown to 200 m²) + 10 m around, on a 5 m grid
+    assert 0.5 < report.zone_construite_iou <= 1.0
+    # the garden next to the house, inside the envelope, takes the house's use
+    inside = frame[frame.intersects(zc.geometry.iloc[0]) & (frame[schema.CODE_CS] == "CS2.2.1")]
+    assert (inside[schema.CODE_US] == "US5").all()
