@@ -45,7 +45,7 @@ from inference_batch.products.inputs import layer_key
 from inference_batch.products.stats import normalise_communes, split_by_commune
 from ocsge import schema
 from ocsge.errors import UnknownCodeError
-from ocsge.nomenclature import CS_LEAVES, Kind, lookup
+from ocsge.nomenclature import CS_LEAVES, Kind, lookup, raster_value
 from ocsge.products import product_key
 from ocsge.progress import done, progress, step
 from ocsge.storage import Storage
@@ -65,7 +65,7 @@ def colour(kind: str, code: str) -> str:
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
     with rc_context(_RC):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # figures use the constrained layout: one draw
     text = buf.getvalue()
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF with licence URLs: not needed
     return text[text.index("<svg"):]
@@ -73,14 +73,14 @@ def _svg(fig: Figure) -> str:
 
 def _png(fig: Figure) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return f'<img alt="carte" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def stock_bars(stocks: dict[int, pd.DataFrame], nomenclature: str) -> str:
     """100 % stacked bars of a nomenclature, one bar per millésime, in the official colours."""
     with rc_context(_RC):
-        fig = Figure(figsize=(7.2, 1.6 + 0.1 * len(stocks)))
+        fig = Figure(figsize=(7.2, 1.6 + 0.1 * len(stocks)), layout="constrained")
         ax = fig.subplots()
         years = sorted(stocks)
         shown: dict[str, str] = {}
@@ -115,7 +115,7 @@ def change_matrix(changes: pd.DataFrame) -> str:
         .reindex(index=codes, columns=codes).fillna(0.0) / 1e4
     with rc_context(_RC):
         n = len(codes)
-        fig = Figure(figsize=(1.2 + 0.55 * n, 1.0 + 0.45 * n))
+        fig = Figure(figsize=(1.2 + 0.55 * n, 1.0 + 0.45 * n), layout="constrained")
         ax = fig.subplots()
         ax.imshow(grid.to_numpy(), cmap="Oranges", vmin=0)
         ax.set_xticks(range(n), codes, rotation=60, ha="right", fontsize=7)
@@ -136,7 +136,7 @@ def origin_bars(rows: pd.DataFrame, title: str) -> str:
     if rows.empty:
         return ""
     with rc_context(_RC):
-        fig = Figure(figsize=(6.0, 0.6 + 0.3 * len(rows)))
+        fig = Figure(figsize=(6.0, 0.6 + 0.3 * len(rows)), layout="constrained")
         ax = fig.subplots()
         y = np.arange(len(rows))
         ax.barh(y, rows["part_pct"], color=[colour(COUVERTURE, c) for c in rows["cs_origine"]], edgecolor="#555",
@@ -152,23 +152,54 @@ def origin_bars(rows: pd.DataFrame, title: str) -> str:
         return _svg(fig)
 
 
+MAP_PX = 700  # width of the map image: the couverture is burnt on a grid of this size (fast on any territory)
+
+
+def _lines(ax: Any, geom: shapely.Geometry, **style: Any) -> None:
+    for line in shapely.get_parts(shapely.boundary(geom)):
+        for part in shapely.get_parts(line):
+            xy = shapely.get_coordinates(part)
+            ax.plot(xy[:, 0], xy[:, 1], **style)
+
+
 def territory_map(occupation: gpd.GeoDataFrame, outline: shapely.Geometry, tache: gpd.GeoDataFrame | None) -> str:
-    """The couverture of the later millésime inside the territory, its outline and the tâche urbaine."""
-    clipped = occupation[occupation.intersects(outline)].copy()
-    clipped["geometry"] = clipped.geometry.intersection(outline)
-    fig = Figure(figsize=(6.0, 6.0))
+    """The couverture of the later millésime inside the territory (burnt on a ``MAP_PX``-wide grid in the
+    official colours), its outline and the tâche urbaine."""
+    from rasterio.features import rasterize as burn
+    from rasterio.transform import from_origin
+
+    x0, y0, x1, y1 = outline.bounds
+    res = max(x1 - x0, y1 - y0, 1.0) / MAP_PX
+    shape = (max(1, int(np.ceil((y1 - y0) / res))), max(1, int(np.ceil((x1 - x0) / res))))
+    transform = from_origin(x0, y1, res, res)
+    near = occupation.iloc[occupation.sindex.query(outline, predicate="intersects")]
+    values = np.array([_raster_value(c) for c in near[schema.CODE_CS].astype(str)], dtype="uint8")
+    grid = burn(zip(near.geometry.to_numpy(), values, strict=True), out_shape=shape, transform=transform, fill=0,
+                dtype="uint8") if len(near) else np.zeros(shape, dtype="uint8")
+    inside = burn([(outline, 1)], out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    rgba = np.zeros((256, 4))
+    for code in CS_LEAVES:
+        rgba[_raster_value(code)] = [*(int(colour(COUVERTURE, code)[k:k + 2], 16) / 255 for k in (1, 3, 5)), 1.0]
+    image = rgba[np.where(inside, grid, 0)]
+    fig = Figure(figsize=(6.0, 6.0 * shape[0] / shape[1] if shape[1] else 6.0), layout="constrained")
     ax = fig.subplots()
-    if not clipped.empty:
-        clipped.plot(ax=ax, color=[colour(COUVERTURE, c) for c in clipped[schema.CODE_CS].astype(str)], linewidth=0)
-    gpd.GeoSeries([outline], crs=occupation.crs).boundary.plot(ax=ax, color="black", linewidth=1.0)
+    ax.imshow(image, extent=(x0, x0 + shape[1] * res, y1 - shape[0] * res, y1), interpolation="nearest")
+    _lines(ax, outline, color="black", linewidth=1.0)
     if tache is not None and not tache.empty:
-        inside = tache.geometry.intersection(outline)
-        inside = inside[~inside.is_empty]
-        if not inside.empty:
-            inside.boundary.plot(ax=ax, color="#7a0177", linewidth=1.2, linestyle="--")
+        near_t = tache.geometry.to_numpy()[tache.sindex.query(outline, predicate="intersects")]
+        if len(near_t):
+            _lines(ax, shapely.intersection(shapely.union_all(near_t), outline), color="#7a0177", linewidth=1.2,
+                   linestyle="--")
     ax.set_axis_off()
     ax.set_aspect("equal")
     return _png(fig)
+
+
+def _raster_value(code: str) -> int:
+    try:
+        return raster_value(Kind.COUVERTURE, code)
+    except (UnknownCodeError, KeyError, ValueError):
+        return 0
 
 
 def _fmt(v: Any, digits: int = 2, sign: bool = False) -> str:
