@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine (Python 3.11+), idempotently:
-# Debian packages (PostgreSQL + PostGIS for pgstac, Chromium for the viewer tests, Node.js for the viewer
-# build), a virtual environment in .venv with torch (CPU build, installed first) and every extra.
+# Debian packages (PostgreSQL + PostGIS for pgstac, Chromium for the viewer tests, PyQGIS for the QGIS client
+# test, Node.js for the viewer build), a virtual environment in .venv with torch (CPU build, installed first)
+# and every extra.
 # Re-running is fast: each part is skipped when already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(postgresql-15-postgis-3 chromium chromium-driver)
+# python3-qgis: QGIS 3.22 (Debian 12), ~3 min to install, for tests/services/test_client_qgis.py
+APT_PACKAGES=(postgresql-15-postgis-3 chromium chromium-driver python3-qgis)
 
 log() { printf '\033[1;36m[setup]\033[0m %s\n' "$*" >&2; }
 

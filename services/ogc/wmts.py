@@ -1,10 +1,16 @@
 """WMTS 1.0.0, KVP and RESTful, with Géoplateforme-style identifiers.
 
-KVP exactly as clients of ``data.geopf.fr/wmts`` send it (``SERVICE=WMTS&REQUEST=GetTile&LAYER=
-OCSGE.COUVERTURE.2021-2023&STYLE=normal&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=z&TILEROW=y&
-TILECOL=x``), dispatched to the renderer in-process (no redirect); RESTful templates for clients that
-prefer them. Capabilities list only layers with data in the catalogue, with TileMatrixSetLimits
-computed from their bounds.
+KVP exactly as clients of ``data.geopf.fr/wmts`` send it (``SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&
+LAYER=OCSGE.COUVERTURE.2021-2023&STYLE=normal&TILEMATRIXSET=PM_6_16&TILEMATRIX=z&TILEROW=y&TILECOL=x&
+FORMAT=image/png``), dispatched to the renderer in-process (no redirect); RESTful templates for clients
+that prefer them. A saved Géoplateforme URL works with only the host changed: the Géoplateforme's
+tile matrix set ids (``PM_6_16``, any ``PM_{a}_{b}``, ``PM``) are accepted on GetTile, GetFeatureInfo and
+the RESTful template (:func:`services.tiles.tms.resolve` says which and why others are refused).
+
+Capabilities list only layers with data in the catalogue, each linked to ``PM``, ``PM_6_16`` (as the
+Géoplateforme advertises its OCS GE layers), ``LAMB93`` and ``WorldCRS84Quad``, with TileMatrixSetLimits
+computed from their bounds; each style has two LegendURLs: ours (``/tiles/{layer}/legend.png``) and the
+legend under IGN's file name (``/tiles/legendes/OCSGE.COUVERTURE-legend.png`` …), served by this router.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from morecantile import Tile, TileMatrixSet
@@ -20,8 +26,9 @@ from morecantile import Tile, TileMatrixSet
 from services.ogc.featureinfo import check_format, feature_info_response
 from services.ogc.kvp import Kvp, OgcError, attr, ows_exception, x
 from services.tiles import tms as tms_registry
-from services.tiles.layers import STYLE, UnknownLayerError
+from services.tiles.layers import KINDS, STYLE, UnknownLayerError, kind_of_legend_file, legend_file
 from services.tiles.mosaic import LayerInfo
+from services.tiles.palettes import default_legend, legend_png
 from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
 
 STYLES = (STYLE, "default")  # "default" is what some clients send when they know no better
@@ -49,7 +56,7 @@ def tile_matrix_set_xml(tms: TileMatrixSet, maxzoom: int) -> str:
     for z in range(tms.minzoom, min(maxzoom, tms.maxzoom) + 1):
         m = tms.matrix(z)
         ox, oy = m.pointOfOrigin
-        corner = f"{ox} {oy}" if tms_registry.crs_urn(tms).endswith("CRS84") else f"{ox:.10g} {oy:.10g}"
+        corner = f"{ox!r} {oy!r}"  # full precision: PM's is the Géoplateforme's to 1e-7 m
         parts.append(
             f"<TileMatrix><ows:Identifier>{m.id}</ows:Identifier><ScaleDenominator>{m.scaleDenominator!r}"
             f"</ScaleDenominator><TopLeftCorner>{corner}</TopLeftCorner><TileWidth>{m.tileWidth}</TileWidth>"
@@ -68,6 +75,11 @@ def _operation(name: str, base: str) -> str:
     return f'<ows:Operation name="{name}"><ows:DCP><ows:HTTP>{kvp}{rest}</ows:HTTP></ows:DCP></ows:Operation>'
 
 
+def legend_url(base: str, kind: str) -> str:
+    """The legend of a kind under IGN's file name (the Géoplateforme's ``…/legendes/…``)."""
+    return f"{base}/tiles/legendes/{legend_file(kind)}"
+
+
 def layer_xml(info: LayerInfo, base: str) -> str:
     layer = info.layer
     w, s, e, n = info.bounds
@@ -75,6 +87,8 @@ def layer_xml(info: LayerInfo, base: str) -> str:
     for name in tms_registry.ADVERTISED:
         tms = tms_registry.get(name)
         zmin, zmax = tms_registry.zoom_range(name, layer.minzoom, layer.maxzoom)
+        if zmin > zmax:
+            continue
         limits = []
         for z in range(zmin, zmax + 1):
             r0, r1, c0, c1 = tile_limits(tms, info.bounds, z)
@@ -96,7 +110,8 @@ def layer_xml(info: LayerInfo, base: str) -> str:
         f"<ows:UpperCorner>{e:.6f} {n:.6f}</ows:UpperCorner></ows:WGS84BoundingBox>"
         f"<ows:Identifier>{x(layer.id)}</ows:Identifier>"
         f'<Style isDefault="true"><ows:Title>Légende générique</ows:Title><ows:Identifier>{STYLE}</ows:Identifier>'
-        f'<LegendURL format="image/png" xlink:href={attr(f"{base}/tiles/{layer.id}/legend.png")}/></Style>'
+        f'<LegendURL format="image/png" xlink:href={attr(f"{base}/tiles/{layer.id}/legend.png")}/>'
+        f'<LegendURL format="image/png" xlink:href={attr(legend_url(base, layer.kind))}/></Style>'
         + "".join(f"<Format>{mt}</Format>" for mt in FORMATS)
         + "".join(f"<InfoFormat>{mt}</InfoFormat>" for mt in ("text/plain", "application/json", "text/html"))
         + "".join(links) + "".join(resources) + "</Layer>"
@@ -152,7 +167,7 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                 cache[key] = body
         return Response(body, media_type="application/xml")
 
-    def resolve(layer_id: str, style: str | None, tms_name: str) -> LayerInfo:
+    def resolve(layer_id: str, style: str | None, tms_name: str) -> tuple[LayerInfo, tms_registry.TmsRef]:
         try:
             info = renderer.resolve(layer_id)
         except (UnknownLayerError, LayerNotPublished) as exc:
@@ -160,11 +175,22 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
         if style is not None and style not in STYLES:
             raise OgcError("InvalidParameterValue", f"unknown STYLE {style!r}: this layer has {STYLE!r}",
                            locator="STYLE")
-        if tms_name not in tms_registry.SUPPORTED.list():
-            raise OgcError("InvalidParameterValue",
-                           f"unknown TILEMATRIXSET {tms_name!r}: expected one of {', '.join(tms_registry.ADVERTISED)}",
-                           locator="TILEMATRIXSET")
-        return info
+        try:
+            ref = tms_registry.resolve(tms_name)
+        except tms_registry.UnknownTileMatrixSet as exc:
+            raise OgcError("InvalidParameterValue", exc.reason, locator="TILEMATRIXSET") from None
+        return info, ref
+
+    def check_tile(info: LayerInfo, ref: tms_registry.TmsRef, z: int, row: int, col: int) -> None:
+        """The alias's own tile matrices (PM_6_16: 6–16), then the layer's limits in the base set."""
+        if not ref.allows(z):
+            raise OgcError("TileOutOfRange", f"TileMatrix {z} is not in {ref.id} (tile matrices "
+                                             f"{ref.minzoom}–{ref.maxzoom})", locator="TILEMATRIX")
+        try:
+            renderer.check_tile(info.layer, ref.base, z, col, row)
+        except OutOfRange as exc:
+            raise OgcError("TileOutOfRange", str(exc).replace(f" in {ref.base}", f" in {ref.id}"),
+                           locator="TILEMATRIX" if "TileMatrix" in str(exc) else "TILEROW") from None
 
     def tile_format(fmt: str | None) -> str:
         media = (fmt or "image/png").split(";")[0].strip().lower()
@@ -174,22 +200,16 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                            locator="FORMAT")
         return media
 
-    async def get_tile(info: LayerInfo, tms_name: str, z: int, row: int, col: int, media: str) -> Response:
-        try:
-            renderer.check_tile(info.layer, tms_name, z, col, row)
-        except OutOfRange as exc:
-            raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX" if "TileMatrix" in str(exc)
-                           else "TILEROW") from None
-        body = await run_in_threadpool(renderer.tile, info, tms_name, z, col, row, media)
+    async def get_tile(info: LayerInfo, ref: tms_registry.TmsRef, z: int, row: int, col: int,
+                       media: str) -> Response:
+        check_tile(info, ref, z, row, col)
+        body = await renderer.run(renderer.tile, info, ref.base, z, col, row, media)
         return Response(body, media_type=media)
 
-    async def feature_info(info: LayerInfo, tms_name: str, z: int, row: int, col: int, i: int, j: int,
+    async def feature_info(info: LayerInfo, ref: tms_registry.TmsRef, z: int, row: int, col: int, i: int, j: int,
                            fmt: str) -> Response:
-        try:
-            renderer.check_tile(info.layer, tms_name, z, col, row)
-        except OutOfRange as exc:
-            raise OgcError("TileOutOfRange", str(exc), locator="TILEMATRIX") from None
-        tms = tms_registry.get(tms_name)
+        check_tile(info, ref, z, row, col)
+        tms = tms_registry.get(ref.base)
         m = tms.matrix(z)
         if not (0 <= i < m.tileWidth and 0 <= j < m.tileHeight):
             raise OgcError("PointIJOutOfRange", f"I={i}, J={j} outside the {m.tileWidth}×{m.tileHeight} tile",
@@ -197,7 +217,7 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
         left, bottom, right, top = tms.xy_bounds(Tile(col, row, z))
         px = left + (i + 0.5) * (right - left) / m.tileWidth
         py = top - (j + 0.5) * (top - bottom) / m.tileHeight
-        pixel = await run_in_threadpool(renderer.point, info, px, py, tms.rasterio_crs)
+        pixel = await renderer.run(renderer.point, info, px, py, tms.rasterio_crs)
         return feature_info_response([(info.layer.id, pixel)], fmt)
 
     @router.get("/wmts", response_class=Response, summary="WMTS KVP (GetCapabilities, GetTile, GetFeatureInfo)")
@@ -217,14 +237,14 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
             if req.lower() not in ("gettile", "getfeatureinfo"):
                 raise OgcError("OperationNotSupported", f"REQUEST={req!r} is not supported", locator="REQUEST")
             tms_name = q.require("TILEMATRIXSET")
-            layer = resolve(q.require("LAYER"), q.get("STYLE"), tms_name)
+            layer, ref = resolve(q.require("LAYER"), q.get("STYLE"), tms_name)
             z = q.integer("TILEMATRIX", 0)
             row = q.integer("TILEROW", 0)
             col = q.integer("TILECOL", 0)
             if req.lower() == "gettile":
-                return await get_tile(layer, tms_name, z, row, col, tile_format(q.get("FORMAT")))
+                return await get_tile(layer, ref, z, row, col, tile_format(q.get("FORMAT")))
             fmt = check_format(q.get("INFOFORMAT") or q.get("INFO_FORMAT"), "INFOFORMAT")
-            return await feature_info(layer, tms_name, z, row, col, q.integer("I", 0), q.integer("J", 0), fmt)
+            return await feature_info(layer, ref, z, row, col, q.integer("I", 0), q.integer("J", 0), fmt)
         except OgcError as exc:
             return ows_exception(exc)
 
@@ -247,9 +267,9 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                 summary="WMTS RESTful GetTile")
     async def wmts_rest_tile(layer: str, style: str, tms: str, z: str, row: str, col: str, ext: str) -> Response:
         try:
-            resolved = resolve(layer, style, tms)
+            resolved, ref = resolve(layer, style, tms)
             n = _ints(TILEMATRIX=z, TILEROW=row, TILECOL=col)
-            return await get_tile(resolved, tms, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], tile_format(ext))
+            return await get_tile(resolved, ref, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], tile_format(ext))
         except OgcError as exc:
             return ows_exception(exc)
 
@@ -258,14 +278,30 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
     async def wmts_rest_info(layer: str, style: str, tms: str, z: str, row: str, col: str, j: str, i: str,
                              ext: str) -> Response:
         try:
-            resolved = resolve(layer, style, tms)
+            resolved, ref = resolve(layer, style, tms)
             n = _ints(TILEMATRIX=z, TILEROW=row, TILECOL=col, I=i, J=j)
             fmt = {"json": "application/json", "txt": "text/plain", "html": "text/html"}.get(ext)
             if fmt is None:
                 raise OgcError("InvalidParameterValue", f"unsupported info format .{ext}", locator="INFOFORMAT")
-            return await feature_info(resolved, tms, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], n["I"], n["J"],
+            return await feature_info(resolved, ref, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], n["I"], n["J"],
                                       fmt)
         except OgcError as exc:
             return ows_exception(exc)
+
+    def kind_legend(kind: str) -> bytes:
+        """The legend of the newest published layer of a kind (its COG may carry its own classes), else the
+        kind's default legend."""
+        infos = [i for i in renderer.catalog.available_layers() if i.layer.kind == kind]
+        legend = max(infos, key=lambda i: i.layer.campaign).legend if infos else default_legend(kind.lower())
+        return legend_png(f"OCS GE — {KINDS[kind][1]}", legend)
+
+    @router.get("/tiles/legendes/{name:path}", response_class=Response, tags=["Layers"],
+                summary="Legend of a kind under IGN's file name (OCSGE.COUVERTURE-legend.png, ocsge/OCSGE_USAGE.png…)")
+    async def ign_legend(name: str) -> Response:
+        kind = kind_of_legend_file(name)
+        if kind is None:
+            known = ", ".join(legend_file(k) for k in KINDS)
+            raise HTTPException(404, f"unknown legend {name!r}: expected one of {known}")
+        return Response(await run_in_threadpool(kind_legend, kind), media_type="image/png")
 
     return router

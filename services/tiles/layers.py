@@ -1,9 +1,14 @@
 """The raster layers we publish, named as the Géoplateforme names OCS GE layers.
 
 ``OCSGE.{COUVERTURE|USAGE|CONSTRUCTION|ARTIF}.{campaign}`` for the official kinds, and in the same style
-``OCSGE.PREDICTION.{campaign}`` for model predictions and ``OCSGE.DIFFERENCE.{campaign}_{campaign}`` for
+``OCSGE.PREDICTION.{campaign}`` for model predictions, ``OCSGE.PREDICTION.CONFIANCE.{campaign}`` for the
+model's confidence (catalogued as ``ocsge-confidence``) and ``OCSGE.DIFFERENCE.{campaign}_{campaign}`` for
 changes between two campaigns (../shared/reference/ocsge-domain.md §4.2). A layer is a national mosaic
 of the per-département COGs of one product whose millésime falls in the campaign.
+
+Legends are also served under IGN's file names (``data.geopf.fr/annexes/ressources/legendes/…``,
+geoplateforme-rok4.md §6), one per kind: :data:`IGN_LEGEND_FILES`, and ``OCSGE.{name}-legend.png`` in
+the same pattern for every kind (:func:`legend_file`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ KINDS: dict[str, tuple[str, str]] = {
     "CONSTRUCTION": ("construction_cog", "Zone construite"),
     "PREDICTION": ("prediction", "Prédiction du modèle (couverture)"),
     "DIFFERENCE": ("difference_cog", "Évolutions entre deux campagnes"),
+    "CONFIANCE": ("confidence", "Confiance de la prédiction"),
+}
+# kind → the name between "OCSGE." and the campaign in a layer id, where it is not the kind itself
+ID_NAMES: dict[str, str] = {"CONFIANCE": "PREDICTION.CONFIANCE"}
+_KIND_OF_NAME = {ID_NAMES.get(kind, kind): kind for kind in KINDS}
+
+# IGN's legend files for OCS GE (the Géoplateforme's LegendURL), by kind
+IGN_LEGEND_FILES: dict[str, str] = {
+    "COUVERTURE": "OCSGE.COUVERTURE-legend.png",
+    "USAGE": "ocsge/OCSGE_USAGE.png",
+    "CONSTRUCTION": "OCSGE.CONSTRUCTIONS-legend.png",
+    "ARTIF": "OCSGE-ARTIFICIALISATION-legend.png",
 }
 
 # Géoplateforme publishes OCS GE at PM zooms 6–16; our COGs are finer, so we go two zooms deeper.
@@ -29,14 +46,15 @@ DEFAULT_MINZOOM = 5
 DEFAULT_MAXZOOM = 18
 STYLE = "normal"
 
-_ID = re.compile(r"^OCSGE\.(?P<kind>[A-Z]+)\.(?P<c1>\d{4}-\d{4})(?:_(?P<c2>\d{4}-\d{4}))?$")
+_ID = re.compile(r"^OCSGE\.(?P<name>[A-Z]+(?:\.[A-Z]+)?)\.(?P<c1>\d{4}-\d{4})(?:_(?P<c2>\d{4}-\d{4}))?$")
 
 
 class UnknownLayerError(OcsgeError, ValueError):
     def __init__(self, layer: object) -> None:
         super().__init__(
-            f"unknown layer {layer!r}: expected OCSGE.{{COUVERTURE|USAGE|ARTIF|CONSTRUCTION|PREDICTION}}.<campaign> "
-            f"or OCSGE.DIFFERENCE.<campaign>_<campaign>, campaigns {', '.join(c.name for c in CAMPAIGNS)}"
+            f"unknown layer {layer!r}: expected OCSGE.{{COUVERTURE|USAGE|ARTIF|CONSTRUCTION|PREDICTION|"
+            f"PREDICTION.CONFIANCE}}.<campaign> or OCSGE.DIFFERENCE.<campaign>_<campaign>, campaigns "
+            f"{', '.join(c.name for c in CAMPAIGNS)}"
         )
         self.layer = layer
 
@@ -86,27 +104,49 @@ class Layer:
             "CONSTRUCTION": "Zone construite",
             "PREDICTION": "Couverture prédite par le modèle, avant règles et contrôle",
             "DIFFERENCE": "Changements entre deux millésimes",
+            "CONFIANCE": "Confiance du modèle dans la classe prédite (probabilité de la classe retenue, "
+                         "classes de 10 %)",
         }[self.kind]
         return f"{what}, mosaïque nationale des départements de la campagne {self.campaign}."
 
 
+def layer_id(kind: str, campaign: str) -> str:
+    return f"OCSGE.{ID_NAMES.get(kind, kind)}.{campaign}"
+
+
+def legend_file(kind: str) -> str:
+    """The legend file name of a kind: IGN's where the Géoplateforme has one, else in IGN's pattern."""
+    return IGN_LEGEND_FILES.get(kind) or f"OCSGE.{ID_NAMES.get(kind, kind)}-legend.png"
+
+
+def kind_of_legend_file(name: str) -> str | None:
+    """The kind a legend file name stands for (IGN's names and ``OCSGE.{name}-legend.png``), else None."""
+    for kind, file in IGN_LEGEND_FILES.items():
+        if name == file:
+            return kind
+    if name.startswith("OCSGE.") and name.endswith("-legend.png"):
+        return _KIND_OF_NAME.get(name[len("OCSGE."):-len("-legend.png")])
+    return None
+
+
 def parse_layer(layer_id: str) -> Layer:
     m = _ID.match(layer_id or "")
-    if not m or m["kind"] not in KINDS:
+    kind = _KIND_OF_NAME.get(m["name"]) if m else None
+    if not m or kind is None:
         raise UnknownLayerError(layer_id)
     known = {c.name for c in CAMPAIGNS}
-    if m["kind"] == "DIFFERENCE":
+    if kind == "DIFFERENCE":
         if not m["c2"] or m["c1"] not in known or m["c2"] not in known or m["c1"] >= m["c2"]:
             raise UnknownLayerError(layer_id)
         return Layer(layer_id, "DIFFERENCE", m["c2"], previous=m["c1"])
     if m["c2"] or m["c1"] not in known:
         raise UnknownLayerError(layer_id)
-    return Layer(layer_id, m["kind"], m["c1"])
+    return Layer(layer_id, kind, m["c1"])
 
 
 def all_layers() -> list[Layer]:
     """Every layer id we could publish (before asking the catalogue which ones have data)."""
-    layers = [Layer(f"OCSGE.{kind}.{c.name}", kind, c.name) for kind in KINDS if kind != "DIFFERENCE"
+    layers = [Layer(layer_id(kind, c.name), kind, c.name) for kind in KINDS if kind != "DIFFERENCE"
               for c in CAMPAIGNS]
     for i, earlier in enumerate(CAMPAIGNS):
         for later in CAMPAIGNS[i + 1 :]:

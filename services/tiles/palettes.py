@@ -5,11 +5,16 @@ Class rasters are uint8 with value *i* = the *i*-th leaf in legend order and 0 =
 official colours; artificialisation, zone construite and differences use the palette below unless the
 COG carries its own colour table and ``CLASS_<value>`` band tags, which then win (the producer knows
 best what its values mean).
+
+The model's confidence (uint8, the predicted class's probability × 255, 0 = nodata) is drawn with a
+sequential palette (viridis, colour-blind safe: dark = low confidence) in ten classes of 10 %: each legend
+entry is a :class:`LegendRange` of raster values, so that the legend says exactly what the map shows.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,6 +34,37 @@ class LegendEntry:
     @property
     def rgba(self) -> RGBA:
         return (int(self.colour[1:3], 16), int(self.colour[3:5], 16), int(self.colour[5:7], 16), 255)
+
+    @property
+    def values(self) -> range:
+        return range(self.value, self.value + 1)
+
+
+@dataclass(frozen=True)
+class LegendRange(LegendEntry):
+    """A class of a continuous layer: raster values ``value``…``last`` (inclusive), one colour."""
+
+    last: int = 0
+
+    @property
+    def values(self) -> range:
+        return range(self.value, max(self.value, self.last) + 1)
+
+
+# viridis at 10 evenly spaced points (matplotlib's viridis(np.linspace(0, 1, 10)))
+VIRIDIS_10 = ("#440154", "#482878", "#3E4A89", "#31688E", "#26828E", "#1F9E89", "#35B779", "#6DCD59",
+              "#B4DE2C", "#FDE725")
+
+
+def _confidence_legend() -> tuple[LegendEntry, ...]:
+    """Ten classes of 10 % over the uint8 confidence (value = round(p × 255), 1…255)."""
+    entries = []
+    for k, colour in enumerate(VIRIDIS_10):
+        first = max(1, math.ceil(k * 25.5))
+        last = 255 if k == 9 else math.ceil((k + 1) * 25.5) - 1
+        text = f"{k * 10}–{(k + 1) * 10} %"
+        entries.append(LegendRange(first, text, text, colour, last))
+    return tuple(entries)
 
 
 def _nomenclature_legend(kind: Kind) -> tuple[LegendEntry, ...]:
@@ -53,12 +89,14 @@ def default_legend(kind: str) -> tuple[LegendEntry, ...]:
         return _nomenclature_legend(Kind.COUVERTURE)
     if kind == "usage":
         return _nomenclature_legend(Kind.USAGE)
+    if kind == "confiance":
+        return _confidence_legend()
     return _FIXED[kind]
 
 
 def legend_from_dataset(kind: str, colormap: dict[int, RGBA] | None, tags: dict[str, str]) -> tuple[LegendEntry, ...]:
     """The legend a COG declares (colour table + ``CLASS_<v>`` tags), else the default for its kind."""
-    if kind in ("couverture", "usage", "prediction") or not colormap:
+    if kind in ("couverture", "usage", "prediction", "confiance") or not colormap:
         return default_legend(kind)
     defaults = {e.value: e for e in default_legend(kind)}
     entries = []
@@ -78,8 +116,14 @@ def colormap_of(legend: tuple[LegendEntry, ...]) -> dict[int, RGBA]:
     """A full 256-entry colour map (rio-tiler uses a LUT then): unknown values and 0 transparent."""
     cmap: dict[int, RGBA] = {v: (0, 0, 0, 0) for v in range(256)}
     for entry in legend:
-        cmap[entry.value] = entry.rgba
+        for value in entry.values:
+            cmap[value] = entry.rgba
     return cmap
+
+
+def legend_index(legend: tuple[LegendEntry, ...]) -> dict[int, LegendEntry]:
+    """Raster value → its legend entry (every value of a :class:`LegendRange`)."""
+    return {value: entry for entry in legend for value in entry.values}
 
 
 def nomenclature_colormap(kind: Kind) -> dict[int, RGBA]:

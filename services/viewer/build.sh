@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the viewer's vendored dependencies from npm (no CDN at run time): MapLibre GL JS and pmtiles,
+# Build the viewer's vendored dependencies from npm (no CDN at run time): MapLibre GL JS and pmtiles, and
+# OpenLayers' full build (ol.js, for the OpenLayers client test: tests/services/test_client_openlayers.py),
 # pinned in package.json / package-lock.json, copied into static/vendor/ (git-ignored).
 # Idempotent: skipped when static/vendor/ was built from the same lock file.
 set -euo pipefail
@@ -23,5 +24,7 @@ cp node_modules/maplibre-gl/dist/maplibre-gl.mjs node_modules/maplibre-gl/dist/m
 cp node_modules/maplibre-gl/LICENSE.txt "$VENDOR/maplibre-gl.LICENSE.txt"
 cp node_modules/pmtiles/dist/pmtiles.js "$VENDOR/"
 [ -f node_modules/pmtiles/LICENSE ] && cp node_modules/pmtiles/LICENSE "$VENDOR/pmtiles.LICENSE.txt"
+cp node_modules/ol/dist/ol.js node_modules/ol/ol.css "$VENDOR/"
+cp node_modules/ol/LICENSE.md "$VENDOR/ol.LICENSE.md"
 touch "$VENDOR/.built-$lock_hash"
 echo "viewer: vendored $(ls "$VENDOR" | grep -vc '^\.') files into services/viewer/$VENDOR" >&2

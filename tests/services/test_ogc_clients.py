@@ -149,3 +149,64 @@ def test_owslib_wmts_gettile(tiles_server):
                         format="image/png", style="normal")
     arr = png_pixel(tile.read(), 128, 128)
     assert np.array(arr).shape == (4,)
+
+
+def test_gdal_wmts_driver_geoplateforme_pm_6_16(tiles_server):
+    """The connection a Géoplateforme user has for OCS GE (``tilematrixset=PM_6_16``) opens here: GDAL reads
+    the PM_6_16 set (tile matrices 6–16, as data.geopf.fr advertises) and its limits from our capabilities,
+    and the full resolution is matrix 16 of Web Mercator."""
+    url = f"WMTS:{tiles_server.url}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities,layer={LAYER},tilematrixset=PM_6_16"
+    to_3857 = Transformer.from_crs(4326, 3857, always_xy=True)
+    with rasterio.Env(GDAL_HTTP_TIMEOUT=30), rasterio.open(url) as ds:
+        assert ds.crs.to_epsg() == 3857
+        assert ds.res[0] == pytest.approx(2.388657133911758)  # PM matrix 16, the last of PM_6_16
+        for q in ("NW", "NE", "SW", "SE"):
+            row, col = ds.index(*to_3857.transform(*quadrant_centre_lonlat(q)))
+            pixel = ds.read(window=rasterio.windows.Window(col, row, 1, 1))[:, 0, 0]
+            assert tuple(pixel[:3]) == rgb(QUADRANTS[2021][q]), q
+            assert pixel[3] == 255
+        # an overview is a coarser tile matrix of the same set, no coarser than matrix 6
+        assert ds.overviews(1) and max(ds.overviews(1)) <= 2 ** 10
+
+
+def test_owslib_wmts_geoplateforme_ids(tiles_server):
+    from morecantile import tms
+    from owslib.wmts import WebMapTileService
+
+    wmts = WebMapTileService(f"{tiles_server.url}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities", timeout=30)
+    assert list(wmts.tilematrixsets["PM_6_16"].tilematrix) == [str(z) for z in range(6, 17)]
+    link = wmts[LAYER].tilematrixsetlinks["PM_6_16"]
+    assert sorted(int(z) for z in link.tilematrixlimits) == list(range(6, 17))
+    t = tms.get("WebMercatorQuad").tile(*quadrant_centre_lonlat("SE"), 16)
+    limits = link.tilematrixlimits["16"]
+    assert limits.mintilerow <= t.y <= limits.maxtilerow and limits.mintilecol <= t.x <= limits.maxtilecol
+    tile = wmts.gettile(layer=LAYER, tilematrixset="PM_6_16", tilematrix="16", row=t.y, column=t.x,
+                        format="image/png", style="normal")
+    data = tile.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with rasterio.MemoryFile(data) as mem, mem.open() as src:
+        colours = {tuple(int(v) for v in c[:3]) for c in src.read().reshape(src.count, -1).T}
+    assert rgb(QUADRANTS[2021]["SE"]) in colours
+
+
+@pytest.mark.parametrize("fmt", ["image/geotiff", "image/tiff", "image/jpeg"])
+def test_owslib_wms_getmap_geoplateforme_formats(tiles_server, fmt):
+    """The formats the Géoplateforme's WMS-R offers for OCS GE besides PNG, through OWSLib; GeoTIFF is
+    georeferenced on the requested bbox."""
+    from owslib.wms import WebMapService
+
+    wms = WebMapService(f"{tiles_server.url}/wms", version="1.3.0", timeout=30)
+    assert fmt in wms.getOperationByName("GetMap").formatOptions
+    x0, y0 = quadrant_centre_l93("NW")
+    x1, y1 = quadrant_centre_l93("SE")
+    bbox = (x0 - 640, y1 - 640, x1 + 640, y0 + 640)
+    data = wms.getmap(layers=[LAYER], styles=["normal"], srs="EPSG:2154", bbox=bbox, size=(256, 256),
+                      format=fmt).read()
+    with rasterio.MemoryFile(data) as mem, mem.open() as src:
+        if fmt != "image/jpeg":
+            assert src.crs.to_epsg() == 2154
+            assert src.bounds == pytest.approx(bbox)
+        arr = src.read()
+    for q, (col, row) in {"NW": (64, 64), "SE": (192, 192)}.items():
+        got = np.array([int(v) for v in arr[:3, row, col]])
+        assert np.abs(got - np.array(rgb(QUADRANTS[2021][q]))).max() <= (12 if fmt == "image/jpeg" else 0), q

@@ -4,6 +4,9 @@ TileJSON and MapLibre style carry the official colours, and the raw file answers
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -94,6 +97,19 @@ def test_maplibre_style_uses_official_colours(client):
     usage = client.get(f"{BASE}/style.json?attribute=code_us").json()
     assert ["US1.1"] in next(la for la in usage["layers"] if la["type"] == "fill")["paint"]["fill-color"]
     assert client.get(f"{BASE}/style.json?attribute=nope").status_code == 400
+
+
+@pytest.mark.parametrize("attribute", ["code_cs", "code_us"])
+def test_maplibre_style_passes_maplibre_validator(client, tmp_path, attribute):
+    """MapLibre's own style validator (gl-style-validate of @maplibre/maplibre-gl-style-spec, which the viewer
+    build installs with maplibre-gl) accepts the style, match labels included."""
+    validate = Path(__file__).resolve().parents[2] / "services/viewer/node_modules/.bin/gl-style-validate"
+    if not validate.exists() or not shutil.which("node"):
+        pytest.skip("MapLibre's style validator not installed (services/viewer/build.sh installs it)")
+    path = tmp_path / "style.json"
+    path.write_bytes(client.get(f"{BASE}/style.json?attribute={attribute}").content)
+    proc = subprocess.run([str(validate), str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
 def test_raw_pmtiles_with_range_requests(client, territory):
