@@ -213,6 +213,21 @@ def effective_mesh(territory: shapely.Geometry, barriers: shapely.Geometry | Non
     return float((sizes**2).sum() / area), int((sizes > 0).sum())
 
 
+class _Clipped:
+    """Polygons looked up near a territory (STR-tree), united there only: one commune never pays for the
+    union of the whole département's barriers."""
+
+    def __init__(self, geoms: np.ndarray) -> None:
+        self.geoms = geoms
+        self.tree = shapely.STRtree(geoms) if len(geoms) else None
+
+    def near(self, territory: shapely.Geometry) -> shapely.Geometry | None:
+        if self.tree is None:
+            return None
+        idx = self.tree.query(territory, predicate="intersects")
+        return shapely.union_all(self.geoms[idx]) if len(idx) else None
+
+
 def _share(territory: shapely.Geometry, other: shapely.Geometry | None) -> float:
     area = shapely.area(territory)
     if other is None or area <= 0:
@@ -224,19 +239,18 @@ def fragmentation(layer: gpd.GeoDataFrame, communes: gpd.GeoDataFrame, groupemen
                   dep: object, reservoir_frame: gpd.GeoDataFrame) -> pd.DataFrame:
     """Per territory: effective mesh size, patches, barrier and reservoir shares."""
     communes = normalise_communes(communes)
-    barrier_geoms = layer.geometry.to_numpy()[is_barrier(layer[schema.CODE_CS], layer[schema.CODE_US])]
-    barriers = shapely.union_all(barrier_geoms) if len(barrier_geoms) else None
-    res = shapely.union_all(reservoir_frame.geometry.to_numpy()) if len(reservoir_frame) else None
+    barriers = _Clipped(layer.geometry.to_numpy()[is_barrier(layer[schema.CODE_CS], layer[schema.CODE_US])])
+    res = _Clipped(reservoir_frame.geometry.to_numpy())
     out = territory_list(communes, groupements, dep)
     outlines = territory_outlines(communes, groupements, dep)
     rows = []
     for niveau, code in zip(out.niveau, out.territoire, strict=True):
         geom = outlines[(niveau, code)]
-        meff, patches = effective_mesh(geom, barriers)
-        area = shapely.area(geom)
-        rows.append({"surface_ha": round(area / 1e4, 4), "maillage_effectif_ha": round(meff / 1e4, 4),
-                     "fragments": patches, "barrieres_pct": _share(geom, barriers),
-                     "reservoirs_pct": _share(geom, res)})
+        near = barriers.near(geom)
+        meff, patches = effective_mesh(geom, near)
+        rows.append({"surface_ha": round(shapely.area(geom) / 1e4, 4), "maillage_effectif_ha": round(meff / 1e4, 4),
+                     "fragments": patches, "barrieres_pct": _share(geom, near),
+                     "reservoirs_pct": _share(geom, res.near(geom))})
     return pd.concat([out, pd.DataFrame(rows)], axis=1)
 
 
