@@ -30,10 +30,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = Field(None, description="Base URL clients see (CloudFront); default http://host:port")
+    trust_forwarded_headers: bool = Field(
+        False, description="Build links from X-Forwarded-Host/-Proto (only behind a proxy that writes them, e.g. "
+        "CloudFront's edge functions); never from Forwarded. Off: public_url, else the request's own Host"
+    )
     asset_base_url: str | None = Field(
         None, description="Public base URL of the storage root for STAC asset hrefs (e.g. https://cdn…/data); "
         "default: {public_url}/files when serving, the storage URL otherwise"
     )
+    render_budget_s: float = Field(
+        20.0, gt=0, le=900, description="Time budget of one raster rendering request (tiles, WMTS, WMS, titiler "
+        "routes): past it the request is answered 503 with Retry-After (services/tiles/budget.py)"
+    )
+    render_workers: int = Field(16, ge=1, le=256, description="Worker threads that render raster requests")
     seed: int = 42
 
 

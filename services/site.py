@@ -21,11 +21,12 @@ class PrefixDispatcher:
     """Route by path prefix (``/wms`` matches ``/wms`` and ``/wms/…``, not ``/wmsx``), else ``default``."""
 
     def __init__(self, routes: Sequence[tuple[Sequence[str], ASGIApp]], default: ASGIApp) -> None:
-        self.routes = [(tuple(p.rstrip("/") for p in prefixes), app) for prefixes, app in routes]
+        # not ``routes``: Starlette's Mount reads that attribute as its sub-routes (url_for walks them)
+        self.prefixes = [(tuple(p.rstrip("/") for p in prefixes), app) for prefixes, app in routes]
         self.default = default
 
     def app_for(self, path: str) -> ASGIApp:
-        for prefixes, app in self.routes:
+        for prefixes, app in self.prefixes:
             if any(path == p or path.startswith(p + "/") for p in prefixes):
                 return app
         return self.default
@@ -33,6 +34,8 @@ class PrefixDispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return  # no sub-app has a lifespan to run
+        # each sub-app resolves request.url_for in its own router, not in the enclosing app's
+        scope = {k: v for k, v in scope.items() if k != "router"}
         await self.app_for(get_route_path(scope))(scope, receive, send)
 
 

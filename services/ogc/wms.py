@@ -4,12 +4,20 @@ as WMTS.
 Axis order follows the standard: in 1.3.0, ``EPSG:4326`` bboxes are ``minlat,minlon,maxlat,maxlon``
 while ``CRS:84`` is lon/lat; in 1.1.1 ``SRS=EPSG:4326`` is lon/lat. A bbox that is inverted, out of the
 CRS's range, or that only makes sense with its axes swapped is refused with an exception, as is an image
-larger than ``MAX_SIZE``.
+larger than ``MAX_SIZE`` a side (advertised as MaxWidth/MaxHeight) or a GetMap of more than
+:data:`~services.tiles.limits.MAX_WMS_PIXELS` pixels × layers (:mod:`services.tiles.limits`): every number is
+checked before PROJ or GDAL sees it, and GetMap/GetFeatureInfo render within the render budget.
+
+GetMap formats are those of the tiles plus ``image/tiff`` and ``image/geotiff`` (both a georeferenced RGB(A)
+GeoTIFF of the map), as the Géoplateforme's WMS-R offers for OCS GE; every layer is queryable
+(GetFeatureInfo: class code and label); each style has two LegendURLs, GetLegendGraphic and the legend
+under IGN's file name (``/tiles/legendes/OCSGE.COUVERTURE-legend.png`` …).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable
 
@@ -22,12 +30,17 @@ from rasterio.warp import transform_bounds
 from services.assets import intersects
 from services.ogc.featureinfo import check_format, feature_info_response
 from services.ogc.kvp import Kvp, OgcError, attr, wms_exception, x
+from services.ogc.wmts import legend_url
+from services.params import InvalidParameter, check_bbox
+from services.tiles import limits
 from services.tiles.layers import STYLE, UnknownLayerError, parse_layer
 from services.tiles.mosaic import LayerInfo
 from services.tiles.palettes import legend_png
 from services.tiles.render import FORMATS, LayerNotPublished, Renderer
 
-MAX_SIZE = 4096
+MAX_SIZE = limits.MAX_WMS_SIDE
+GEOTIFF_FORMATS = ("image/tiff", "image/geotiff")
+MAP_FORMATS = (*FORMATS, *GEOTIFF_FORMATS)
 VERSIONS = ("1.3.0", "1.1.1")
 CRS_LIST = ("EPSG:3857", "EPSG:2154", "EPSG:4326", "CRS:84")
 _RASTERIO_CRS = {"EPSG:3857": CRS.from_epsg(3857), "EPSG:2154": CRS.from_epsg(2154),
@@ -65,12 +78,14 @@ def layer_xml(info: LayerInfo, base: str, version: str) -> str:
         geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
     legend = attr(f"{base}/wms?SERVICE=WMS&VERSION={version}&REQUEST=GetLegendGraphic&LAYER={layer.id}"
                   "&FORMAT=image/png&STYLE=normal")
+    online = '<OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" xlink:href='
     return (
         f'<Layer queryable="1" opaque="0"><Name>{x(layer.id)}</Name><Title>{x(layer.title)}</Title>'
         f"<Abstract>{x(layer.abstract)}</Abstract>{geo}{''.join(boxes)}"
-        f"<Style><Name>{STYLE}</Name><Title>Légende générique</Title><LegendURL>"
-        f'<Format>image/png</Format><OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" '
-        f'xlink:href={legend}/></LegendURL></Style></Layer>'
+        f"<Style><Name>{STYLE}</Name><Title>Légende générique</Title>"
+        f"<LegendURL><Format>image/png</Format>{online}{legend}/></LegendURL>"
+        f"<LegendURL><Format>image/png</Format>{online}{attr(legend_url(base, layer.kind))}/></LegendURL>"
+        "</Style></Layer>"
     )
 
 
@@ -78,7 +93,7 @@ def capabilities_xml(infos: list[LayerInfo], base: str, version: str) -> str:
     href = attr(base + "/wms?")
     online = f'<OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" xlink:href={href}/>'
     dcp = f"<DCPType><HTTP><Get>{online}</Get></HTTP></DCPType>"
-    map_formats = "".join(f"<Format>{mt}</Format>" for mt in FORMATS)
+    map_formats = "".join(f"<Format>{mt}</Format>" for mt in MAP_FORMATS)
     info_formats = "<Format>text/plain</Format><Format>application/json</Format><Format>text/html</Format>"
     key = "CRS" if version == "1.3.0" else "SRS"
     crs_list = "".join(f"<{key}>{c}</{key}>" for c in CRS_LIST if not (version == "1.1.1" and c == "CRS:84"))
@@ -135,6 +150,9 @@ class MapRequest:
         names = [n for n in q.require(layers_param).split(",") if n]
         if not names:
             raise OgcError("MissingParameterValue", f"empty {layers_param}", locator=layers_param)
+        if len(names) > limits.MAX_WMS_LAYERS:
+            raise OgcError("InvalidParameterValue", f"{layers_param} names {len(names)} layers: at most "
+                           f"{limits.MAX_WMS_LAYERS}", locator=layers_param)
         self.layers: list[LayerInfo] = []
         for name in names:
             try:
@@ -163,26 +181,41 @@ class MapRequest:
         try:
             box = [float(v) for v in raw.split(",")]
         except ValueError:
-            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is not four numbers", locator="BBOX") from None
+            raise OgcError("InvalidParameterValue", f"BBOX={raw[:80]!r} is not four numbers", locator="BBOX") from None
         if len(box) != 4:
-            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is not four numbers", locator="BBOX")
+            raise OgcError("InvalidParameterValue", f"BBOX={raw[:80]!r} is not four numbers", locator="BBOX")
         self.latlon = version == "1.3.0" and crs_name == "EPSG:4326"
         if self.latlon:  # WMS 1.3.0 + EPSG:4326: the CRS's own order, latitude first
             box = [box[1], box[0], box[3], box[2]]
         minx, miny, maxx, maxy = box
+        if not all(math.isfinite(v) for v in box):
+            raise OgcError("InvalidParameterValue", f"BBOX={raw[:80]!r} has a value that is not a finite number",
+                           locator="BBOX")
         if not (minx < maxx and miny < maxy):
-            raise OgcError("InvalidParameterValue", f"BBOX={raw!r} is empty or inverted (min must be < max)",
+            raise OgcError("InvalidParameterValue", f"BBOX={raw[:80]!r} is empty or inverted (min must be < max)",
                            locator="BBOX")
         if crs_name in ("EPSG:4326", "CRS:84"):
             order = "lat,lon" if self.latlon else "lon,lat"
             if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
                 raise OgcError("InvalidParameterValue",
-                               f"BBOX={raw!r} is out of range for {crs_name} in {version} (axis order {order})",
+                               f"BBOX={raw[:80]!r} is out of range for {crs_name} in {version} (axis order {order})",
                                locator="BBOX")
             self._check_axis_order(renderer, (minx, miny, maxx, maxy), raw, order)
-        self.bbox = (minx, miny, maxx, maxy)
+        try:  # inside the CRS's envelope before PROJ/GDAL see it (1e308 hangs PROJ, 1e10 overflows GDAL)
+            self.bbox = check_bbox("BBOX", (minx, miny, maxx, maxy), self.crs, self.crs_key)
+        except InvalidParameter as exc:
+            raise OgcError("InvalidParameterValue", str(exc), locator="BBOX") from None
         self.width = q.integer("WIDTH", 1, MAX_SIZE)
         self.height = q.integer("HEIGHT", 1, MAX_SIZE)
+
+    def check_pixels(self) -> None:
+        """A GetMap renders WIDTH × HEIGHT pixels per layer: at most ``MAX_WMS_PIXELS`` in all."""
+        pixels = self.width * self.height * len(self.layers)
+        if pixels > limits.MAX_WMS_PIXELS:
+            raise OgcError("InvalidParameterValue",
+                           f"WIDTH×HEIGHT×layers = {self.width}×{self.height}×{len(self.layers)} = {pixels} pixels, "
+                           f"above the {limits.MAX_WMS_PIXELS} of one GetMap: ask a smaller image or fewer layers",
+                           locator="LAYERS" if len(self.layers) > 1 else "WIDTH")
 
     def _check_axis_order(self, renderer: Renderer, box: tuple[float, float, float, float], raw: str,
                           order: str) -> None:
@@ -192,8 +225,8 @@ class MapRequest:
         swapped_hits = any(intersects(info.bounds, swapped) for info in self.layers)
         if not hits and swapped_hits:
             raise OgcError("InvalidParameterValue",
-                           f"BBOX={raw!r} looks like it has its axes swapped: {self.crs_name} in WMS {self.version} "
-                           f"is {order}", locator="BBOX")
+                           f"BBOX={raw[:80]!r} looks like it has its axes swapped: {self.crs_name} in WMS "
+                           f"{self.version} is {order}", locator="BBOX")
 
 
 def _parse_bgcolor(raw: str | None) -> tuple[int, int, int] | None:
@@ -205,6 +238,25 @@ def _parse_bgcolor(raw: str | None) -> tuple[int, int, int] | None:
     except ValueError:
         raise OgcError("InvalidParameterValue", f"BGCOLOR={raw!r} is not 0xRRGGBB", locator="BGCOLOR") from None
     return (value >> 16) & 255, (value >> 8) & 255, value & 255
+
+
+def _geotiff(png: bytes, m: MapRequest) -> bytes:
+    """The rendered map (lossless PNG) as a GeoTIFF on the request's bbox and CRS (RGB, or RGBA with
+    TRANSPARENT=TRUE)."""
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_bounds
+
+    with MemoryFile(png) as mem, mem.open() as src:
+        data = src.read()
+    profile = {"driver": "GTiff", "width": m.width, "height": m.height, "count": data.shape[0], "dtype": "uint8",
+               "crs": m.crs, "transform": from_bounds(*m.bbox, m.width, m.height), "compress": "deflate",
+               "photometric": "RGB"}
+    if data.shape[0] == 4:
+        profile["alpha"] = "YES"
+    with MemoryFile() as out:
+        with out.open(**profile) as dst:
+            dst.write(data)
+        return out.read()
 
 
 def wms_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRouter:
@@ -228,13 +280,17 @@ def wms_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRou
 
     def get_map(q: Kvp, version: str) -> Response:
         m = MapRequest(q, version, renderer)
+        m.check_pixels()
         fmt = (q.require("FORMAT")).split(";")[0].strip().lower()
-        if fmt not in FORMATS:
-            raise OgcError("InvalidFormat", f"FORMAT={fmt!r} is not one of {', '.join(FORMATS)}", locator="FORMAT")
+        if fmt not in MAP_FORMATS:
+            raise OgcError("InvalidFormat", f"FORMAT={fmt!r} is not one of {', '.join(MAP_FORMATS)}",
+                           locator="FORMAT")
         transparent = (q.get("TRANSPARENT") or "FALSE").upper() == "TRUE"
         bgcolor = _parse_bgcolor(q.get("BGCOLOR"))
-        body = renderer.map(m.layers, m.bbox, m.crs, m.width, m.height, fmt, transparent=transparent,
-                            bgcolor=bgcolor)
+        body = renderer.map(m.layers, m.bbox, m.crs, m.width, m.height,
+                            "image/png" if fmt in GEOTIFF_FORMATS else fmt, transparent=transparent, bgcolor=bgcolor)
+        if fmt in GEOTIFF_FORMATS:
+            body = _geotiff(body, m)
         return Response(body, media_type=fmt)
 
     def get_feature_info(q: Kvp, version: str) -> Response:
@@ -288,9 +344,9 @@ def wms_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRou
             if version not in VERSIONS:
                 raise OgcError("InvalidParameterValue", f"VERSION={version!r}: use 1.3.0 or 1.1.1", locator="VERSION")
             if req == "getmap":
-                return await run_in_threadpool(get_map, q, version)
+                return await renderer.run(get_map, q, version)
             if req == "getfeatureinfo":
-                return await run_in_threadpool(get_feature_info, q, version)
+                return await renderer.run(get_feature_info, q, version)
             if req == "getlegendgraphic":
                 return await run_in_threadpool(get_legend, q)
             raise OgcError("OperationNotSupported", f"REQUEST={q.get('REQUEST')!r} is not supported",

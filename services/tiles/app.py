@@ -17,7 +17,6 @@ Paths (one app, the same behind CloudFront):
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from rasterio.errors import RasterioIOError
@@ -33,8 +32,9 @@ from services.errors import add_error_handlers
 from services.ogc.wms import wms_router
 from services.ogc.wmts import wmts_router
 from services.tiles import tms as tms_registry
+from services.tiles.budget import RenderBudget, RenderTimeout
 from services.tiles.layers import Layer, UnknownLayerError
-from services.tiles.mosaic import CachedReader
+from services.tiles.limits import MAX_TILESIZE, guard
 from services.tiles.palettes import legend_png
 from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
 
@@ -53,6 +53,14 @@ RASTER_STATUSES: dict[type[BaseException], int] = {
     rt_errors.InvalidBandName: 400,
     rt_errors.InvalidExpression: 400,
     rt_errors.InvalidFormat: 400,
+    rt_errors.InvalidBufferSize: 400,
+    rt_errors.InvalidBounds: 400,
+    rt_errors.InvalidColorMapName: 400,
+    rt_errors.InvalidMosaicMethod: 400,
+    rt_errors.AssetAsBandError: 400,
+    rt_errors.InvalidGeographicBounds: 400,
+    rt_errors.MaxArraySizeError: 400,
+    RenderTimeout: 503,  # past the render budget (services/tiles/budget.py): Retry-After
     UnknownLayerError: 404,
     LayerNotPublished: 404,
     RasterioIOError: 503,  # an asset the catalogue lists and GDAL cannot read
@@ -61,15 +69,16 @@ RASTER_STATUSES: dict[type[BaseException], int] = {
 
 
 def base_url(request: Request) -> str:
-    from ocsge.settings import get_settings
+    from services.urls import public_base_url
 
-    public = get_settings().public_url
-    return (public or str(request.base_url)).rstrip("/")
+    return public_base_url(request)
 
 
-def create_app(finder: AssetFinder | None = None) -> FastAPI:
+def create_app(finder: AssetFinder | None = None, budget: RenderBudget | None = None) -> FastAPI:
+    """The tiles app; every rendering route runs on ``budget`` (default: the settings' render budget) after
+    the caps of :mod:`services.tiles.limits`."""
     finder = finder or default_finder()
-    renderer = Renderer(finder)
+    renderer = Renderer(finder, budget=budget)
     app = FastAPI(title="OCS GE tiles", description="Raster tiles, WMTS and WMS of OCS GE layers",
                   docs_url="/tiles/docs", openapi_url="/tiles/openapi.json")
     app.state.finder = finder
@@ -88,11 +97,13 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
     def item_path(product: Annotated[str, Path()], item: Annotated[str, Path()]) -> str:
         for asset in finder.find(product) if product in _ITEM_PRODUCTS else []:
             if item in (asset.item_id, asset.name.rsplit(".", 1)[0]):
-                return finder.storage.gdal_path(asset.key)
+                return asset.key  # a storage key, read by the key reader: no local path reaches an answer
         raise HTTPException(404, f"no {product!r} item {item!r} in the catalogue")
 
-    items = TilerFactory(reader=CachedReader, path_dependency=item_path, supported_tms=tms_registry.SUPPORTED,
-                         router_prefix="/tiles/items/{product}/{item}", add_viewer=False)
+    items = TilerFactory(reader=renderer.backend.key_reader, path_dependency=item_path,
+                         supported_tms=tms_registry.SUPPORTED,
+                         router=renderer.budget.router(guard), router_prefix="/tiles/items/{product}/{item}",
+                         add_viewer=False)
     app.include_router(items.router, prefix="/tiles/items/{product}/{item}", tags=["Single COG"])
 
     tmsf = TMSFactory(supported_tms=tms_registry.SUPPORTED, router_prefix="/tiles")
@@ -146,10 +157,10 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         except OutOfRange as exc:
             raise HTTPException(404, str(exc)) from None
         size = tilesize or tms_registry.get(tms).matrix(zi).tileWidth
-        body = await run_in_threadpool(renderer.tile, info, tms, zi, xi, yi, media, size)
+        body = await renderer.run(renderer.tile, info, tms, zi, xi, yi, media, size)
         return Response(body, media_type=media)
 
-    TileSize = Annotated[int | None, Query(ge=64, le=1024, description="Tile size in pixels (256 or 512)")]
+    TileSize = Annotated[int | None, Query(ge=64, le=MAX_TILESIZE, description="Tile size in pixels (256 or 512)")]
 
     @app.get("/tiles/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", response_class=Response,
              tags=["Mosaic layers"], summary="XYZ tile of a layer (transparent where there is no data)")
@@ -168,6 +179,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         path_dependency=layer_path,
         colormap_dependency=layer_colormap,
         supported_tms=tms_registry.SUPPORTED,
+        router=renderer.budget.router(guard),
         router_prefix="/tiles/{layer}",
         add_viewer=False,
     )

@@ -16,8 +16,10 @@ and checks its tile limits once with :meth:`Renderer.check_tile`; the render met
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 from rasterio.crs import CRS
@@ -30,8 +32,10 @@ from rio_tiler.utils import render
 from ocsge.errors import OcsgeError
 from services.assets import AssetFinder
 from services.tiles import tms as tms_registry
+from services.tiles.budget import RenderBudget, check_deadline
 from services.tiles.layers import Layer, parse_layer
-from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo
+from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo, pixel_window, projected_bounds
+from services.tiles.palettes import legend_index
 
 FORMATS: dict[str, tuple[str, str]] = {  # media type → (GDAL driver, extension)
     "image/png": ("PNG", "png"),
@@ -54,6 +58,7 @@ class LayerNotPublished(OcsgeError, LookupError):
 
 
 _NO_DATA = (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,10 +107,16 @@ def encode_rgba(rgba: np.ndarray, media_type: str, bgcolor: tuple[int, int, int]
 class Renderer:
     """Layer rendering over one finder (the catalogue)."""
 
-    def __init__(self, finder: AssetFinder, catalog: LayerCatalog | None = None) -> None:
+    def __init__(self, finder: AssetFinder, catalog: LayerCatalog | None = None,
+                 budget: RenderBudget | None = None) -> None:
         self.finder = finder
         self.catalog = catalog or LayerCatalog(finder)
         self.backend = CatalogBackend.bind(finder, self.catalog)
+        self.budget = budget or RenderBudget.from_settings()  # every protocol renders through it
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn`` on a render worker within the request's time budget (:mod:`services.tiles.budget`)."""
+        return await self.budget.run(fn, *args, **kwargs)
 
     def resolve(self, layer_id: str) -> LayerInfo:
         """Parse a layer id and look it up in the catalogue (raises UnknownLayerError, LayerNotPublished)."""
@@ -130,7 +141,7 @@ class Renderer:
         """One tile, already checked with :meth:`check_tile`; an empty one is transparent (module doc)."""
         tms = tms_registry.get(tms_name)
         try:
-            with self.backend(info.layer.id, tms=tms, info=info) as src:
+            with self.backend(info.layer.id, tms=tms, layer_info=info) as src:
                 img, _ = src.tile(x, y, z, tilesize=tilesize, threads=0)
         except _NO_DATA:
             return blank(media_type, tilesize, tilesize)
@@ -139,30 +150,45 @@ class Renderer:
     def map(self, infos: list[LayerInfo], bbox: tuple[float, float, float, float], crs: CRS, width: int,
             height: int, media_type: str = "image/png", transparent: bool = True,
             bgcolor: tuple[int, int, int] | None = None) -> bytes:
-        """Layers overlaid in request order (the first at the bottom, as WMS says)."""
+        """Layers overlaid in request order (the first at the bottom, as WMS says).
+
+        Each layer is read only over the part of the image its data can reach (and each of its COGs over
+        its own part, :meth:`~services.tiles.mosaic.CachedReader.part`): a national or world map costs what
+        the data's extent costs, not what the image's does."""
         canvas = np.zeros((4, height, width), dtype="uint8")
         for info in infos:
+            check_deadline()
+            footprint = projected_bounds(tuple(info.bounds), "EPSG:4326", crs.to_string())
+            window = (0, 0, width, height) if footprint is None else pixel_window(footprint, bbox, width, height)
+            if window is None:
+                continue
+            col0, row0, col1, row1 = window
+            minx, _, _, maxy = bbox
+            resx, resy = (bbox[2] - bbox[0]) / width, (bbox[3] - bbox[1]) / height
+            part = (minx + col0 * resx, maxy - row1 * resy, minx + col1 * resx, maxy - row0 * resy)
+            if window == (0, 0, width, height):
+                part = bbox  # the very same request as before clipping existed
             try:
-                with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, info=info) as src:
-                    img, _ = src.part(bbox, dst_crs=crs, bounds_crs=crs, width=width, height=height,
+                with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, layer_info=info) as src:
+                    img, _ = src.part(part, dst_crs=crs, bounds_crs=crs, width=col1 - col0, height=row1 - row0,
                                       max_size=None, threads=0)
             except _NO_DATA:
                 continue
             rgba = _rgba(img, info)
-            top = rgba[3:4] > 0
-            canvas = np.where(top, rgba, canvas)
+            region = canvas[:, row0:row1, col0:col1]
+            canvas[:, row0:row1, col0:col1] = np.where(rgba[3:4] > 0, rgba, region)
         return encode_rgba(canvas, media_type, bgcolor=bgcolor, transparent=transparent)
 
     def point(self, info: LayerInfo, x: float, y: float, crs: CRS = WGS84_CRS) -> PixelInfo | None:
         """The class at a point, read by the mosaic backend's ``point``: the newest asset with data there wins
         (as in the tiles); None where no asset has a class."""
         try:
-            with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, info=info) as src:
+            with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, layer_info=info) as src:
                 values = src.point(x, y, coord_crs=crs, threads=0)
         except _NO_DATA:
             return None
         by_name = {a.name: a for a in info.assets}
-        legend = {e.value: e for e in info.legend}
+        legend = legend_index(info.legend)  # every value of a class range (confidence)
         for name, pt in values:
             if np.ma.getmaskarray(pt.array)[0]:
                 continue
