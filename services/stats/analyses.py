@@ -11,6 +11,8 @@
     /stats/{dep}/{millesime}/renaturation.json|.csv    INSEE 200 m cells, scores, priority sectors
     /stats/{dep}/{millesime}/fragmentation.json|.csv   effective mesh size per territory (trame verte et bleue)
 
+    /stats/{dep}/{millesime}/carte.json                MapLibre style of the analyses' PMTiles, with a legend
+
 Tables filter with ``?niveau=commune|groupement|departement`` and ``?territoire=<code>`` (INSEE code,
 groupement code or département; for the zones and cells, their commune or their ``idcar_200m``).
 """
@@ -101,6 +103,11 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
                 "rapports": sorted(reports, key=lambda r: (r["millesime"], r["territoire"] or "")),
                 "tuiles": sorted(tiles, key=lambda t: t["millesime"])}
 
+    @router.get("/stats/{dep}/{millesime}/carte.json")
+    def map_style(request: Request, dep: Annotated[str, Path()], millesime: Annotated[str, Path()]) -> dict[str, Any]:
+        found = asset(TILES, dep, millesime)
+        return analyses_style(f"{base(request)}/files/{found.key}", found.departement, millesime, found.bbox)
+
     @router.get("/stats/{dep}/{millesime}/a-verifier.json")
     def to_check(dep: Annotated[str, Path()], millesime: Annotated[str, Path()]) -> Response:
         found = asset(REPORT, dep, millesime)
@@ -141,3 +148,67 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
 
     return router
+
+
+# --- the map of the analyses ---------------------------------------------------------------------------
+
+def _ramp(attribute: str, stops: list[tuple[float, str]]) -> list[Any]:
+    return ["interpolate", ["linear"], ["coalesce", ["get", attribute], 0], *[v for s in stops for v in s]]
+
+
+POTENTIAL = [(0, "#f7fcf5"), (50, "#74c476"), (100, "#00441b")]
+CES = [(0, "#fff5eb"), (50, "#fd8d3c"), (100, "#7f2704")]
+GREEN, BLUE, CORRIDOR, TACHE, PRIORITY = "#1a9850", "#4575b4", "#66bd63", "#7a0177", "#d7301f"
+
+
+def analyses_style(pmtiles_url: str, dep: str, millesime: str, bbox: tuple[float, ...] | None) -> dict[str, Any]:
+    """A MapLibre style of the analyses' vector tiles (read with the pmtiles protocol) and its legend
+    (``metadata.legend``), for a viewer or QGIS."""
+    src = "analyses"
+
+    def layer(ident: str, kind: str, source_layer: str, paint: dict[str, Any], flt: list[Any] | None = None
+              ) -> dict[str, Any]:
+        out = {"id": ident, "type": kind, "source": src, "source-layer": source_layer, "paint": paint}
+        if flt is not None:
+            out["filter"] = flt
+        return out
+
+    layers = [
+        layer("renaturation", "fill", "renaturation",
+              {"fill-color": _ramp("potentiel", POTENTIAL), "fill-opacity": 0.55}),
+        layer("renaturation-prioritaire", "line", "renaturation", {"line-color": PRIORITY, "line-width": 2},
+              ["==", ["get", "prioritaire"], True]),
+        layer("zae", "fill", "zae", {"fill-color": _ramp("ces_pct", CES), "fill-opacity": 0.7,
+                                     "fill-outline-color": "#7f2704"}),
+        layer("tvb-reservoirs", "fill", "tvb",
+              {"fill-color": ["match", ["get", "nature"], "reservoir_bleu", BLUE, GREEN], "fill-opacity": 0.5},
+              ["in", ["get", "nature"], ["literal", ["reservoir_vert", "reservoir_bleu"]]]),
+        layer("tvb-corridors", "line", "tvb", {"line-color": CORRIDOR, "line-width": 2, "line-dasharray": [2, 1]},
+              ["==", ["get", "nature"], "corridor"]),
+        layer("tache-urbaine", "line", "tache_urbaine",
+              {"line-color": TACHE, "line-width": 1.5, "line-dasharray": [3, 2]}),
+    ]
+    legend = [
+        {"layer": "renaturation", "title": "Potentiel de renaturation (carreaux INSEE 200 m)",
+         "items": [{"label": f"{v:g}", "color": c} for v, c in POTENTIAL]},
+        {"layer": "renaturation-prioritaire", "title": "Secteur prioritaire",
+         "items": [{"label": "", "color": PRIORITY}]},
+        {"layer": "zae", "title": "Zones d'activité : coefficient d'emprise au sol (%)",
+         "items": [{"label": f"{v:g}", "color": c} for v, c in CES]},
+        {"layer": "tvb-reservoirs", "title": "Réservoirs de biodiversité",
+         "items": [{"label": "trame verte", "color": GREEN}, {"label": "trame bleue", "color": BLUE}]},
+        {"layer": "tvb-corridors", "title": "Corridors (moindre coût)", "items": [{"label": "", "color": CORRIDOR}]},
+        {"layer": "tache-urbaine", "title": "Tâche urbaine", "items": [{"label": "", "color": TACHE}]},
+    ]
+    style: dict[str, Any] = {
+        "version": 8,
+        "name": f"OCS GE analyses {dep} {millesime}",
+        "sources": {src: {"type": "vector", "url": f"pmtiles://{pmtiles_url}",
+                          "attribution": "OCS GE — IGN / OCS GE cloud"}},
+        "layers": layers,
+        "metadata": {"legend": legend},
+    }
+    if bbox:
+        style["center"] = [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2]
+        style["zoom"] = 12
+    return style

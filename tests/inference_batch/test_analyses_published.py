@@ -112,6 +112,12 @@ def test_tables_as_json_and_csv(client: TestClient) -> None:
     assert (report["territoire"], report["millesime"]) == ("77001", "2021-2024")
     assert report["html"].endswith("/files/portrait/html/D077/2021-2024/blocks/portrait_html_D077_2021-2024_77001.html")
     assert [t["millesime"] for t in listing["tuiles"]] == ["2021", "2024"]
+    style = client.get("/stats/77/2024/carte.json").json()
+    assert style["version"] == 8
+    assert style["sources"]["analyses"]["url"].endswith("/files/" + product_key("analyses_pmtiles", DEP, 2024))
+    assert style["sources"]["analyses"]["url"].startswith("pmtiles://http")
+    assert {ly["id"] for ly in style["layers"]} == {legend["layer"] for legend in style["metadata"]["legend"]}
+    assert client.get("/stats/77/2019/carte.json").status_code == 404
     stocks = client.get("/stats/77/2021/portrait.json?territoire=77001&niveau=commune").json()
     feuillus = next(r for r in stocks["rows"] if r["code"] == "CS2.1.1.1")
     assert (feuillus["nom"], feuillus["surface_ha"], feuillus["part_pct"]) == ("A", 15.0, 30.0)
@@ -160,3 +166,18 @@ def test_report_page_and_tiles_served_under_files(root: Path) -> None:
     assert "Portrait de territoire — A" in page.text
     tiles = client.get("/files/" + product_key("analyses_pmtiles", DEP, 2024), headers={"Range": "bytes=0-6"})
     assert tiles.status_code == 206 and tiles.content == b"PMTiles"
+
+
+def test_map_style_follows_the_maplibre_style_spec(tmp_path: Path) -> None:
+    import subprocess
+
+    from services.stats.analyses import analyses_style
+
+    validator = Path(__file__).resolve().parents[2] / "services/viewer/node_modules/.bin/gl-style-validate"
+    if not validator.exists():
+        pytest.skip("MapLibre style validator not installed (services/viewer/build.sh installs it)")
+    path = tmp_path / "style.json"
+    path.write_text(json.dumps(analyses_style("http://h/files/pmtiles/analyses/D077/2024/pmtiles_analyses_D077_2024"
+                                              ".pmtiles", "77", "2024", (2.6, 48.5, 2.7, 48.6))))
+    proc = subprocess.run([str(validator), str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr
