@@ -11,10 +11,11 @@ bytes until a page is returned. The snapshot's etag is polled (one tiny read) at
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
-import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ from catalog.search.request import (
     SearchRequest,
     UnknownCollection,
     apply_fields,
+    like_matcher,
+    literal_epoch,
     parse_interval,
 )
 from ocsge.storage import Storage
@@ -56,11 +59,19 @@ def _epochs(texts: list[str | None]) -> np.ndarray:
     return out
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    for ch in pattern:
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-    return re.compile("^" + "".join(out) + "$", re.DOTALL)
+_FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_TOP_LEVEL = ("id", "collection")
+COLUMN_CACHE_SIZE = 64  # property columns (and their inverted indexes) kept per index, least recently used out
+
+
+class _AllNone:
+    """The column of a property no item has: every value is None (nothing is cached for it)."""
+
+    def __getitem__(self, i: int) -> None:
+        return None
+
+
+_ALL_NONE = _AllNone()
 
 
 class EmbeddedIndex:
@@ -101,49 +112,98 @@ class EmbeddedIndex:
             by_coll.setdefault(self.coll[i], []).append(i)
             self.by_id.setdefault(self.ids[i], []).append(i)
         self.by_collection = {k: np.array(v, dtype=np.int64) for k, v in by_coll.items()}
-        self._columns: dict[str, list[Any]] = {"id": self.ids, "collection": self.coll}
+        # property names some item has: only those get a column (a bounded cache), so that a client
+        # sorting or filtering on ever new names cannot make the index grow
+        self.known: frozenset[str] = frozenset().union(*(p.keys() for p in self.props)) if self.props else frozenset()
+        self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- columns ------------------------------------------------------------------------------
-    def column(self, name: str) -> list[Any]:
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
+        value = build()
+        with self._lock:
+            self._cache[key] = value
+            self._cache.move_to_end(key)
+            while len(self._cache) > COLUMN_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return value
+
+    def column(self, name: str) -> Any:
+        """Values of a property by item index (``id`` and ``collection`` are the item's own)."""
         name = name.removeprefix("properties.")
-        col = self._columns.get(name)
-        if col is None:
-            with self._lock:
-                col = self._columns.get(name)
-                if col is None:
-                    col = self._columns[name] = [p.get(name) for p in self.props]
-        return col
+        if name == "id":
+            return self.ids
+        if name == "collection":
+            return self.coll
+        if name not in self.known:
+            return _ALL_NONE
+        if name == "datetime":  # as pgstac indexes it: an interval item's datetime is its start
+            return self._cached("c:datetime", lambda: [p.get("datetime") or p.get("start_datetime")
+                                                       for p in self.props])
+        return self._cached("c:" + name, lambda: [p.get(name) for p in self.props])
+
+    def epochs(self, name: str) -> np.ndarray:
+        """POSIX seconds of a timestamp property by item index (NaN where absent or not a timestamp)."""
+        name = name.removeprefix("properties.")
+        if name == "datetime":
+            return self.start
+        if name not in self.known:
+            return np.full(self.n, np.nan)
+
+        def build() -> np.ndarray:
+            values = self.column(name)
+            texts: list[str | None] = []
+            for i in range(self.n):
+                v = values[i]
+                texts.append(v if isinstance(v, str) else None)
+            try:
+                return _epochs(texts)
+            except (InvalidSearch, ValueError):  # a property that is not a timestamp everywhere: item by item
+                out = np.full(self.n, np.nan)
+                for i, t in enumerate(texts):
+                    with contextlib.suppress(InvalidSearch, ValueError):
+                        out[i] = _epochs([t])[0]
+                return out
+
+        return self._cached("e:" + name, build)  # type: ignore[no-any-return]
 
     def postings(self, name: str) -> dict[Any, np.ndarray]:
         """Inverted index of a property (value → sorted item indices), built on first use: equality and
         ``in`` filters on département, millésime, source… cost a dictionary lookup, not a scan."""
         name = name.removeprefix("properties.")
-        key = "\0postings:" + name
-        found = self._columns.get(key)
-        if found is None:
+        if name not in self.known and name not in _TOP_LEVEL:
+            return {}
+
+        def build() -> dict[Any, np.ndarray]:
             column = self.column(name)
-            with self._lock:
-                lists: dict[Any, list[int]] = {}
-                for i, value in enumerate(column):
-                    if isinstance(value, _SCALAR):
-                        lists.setdefault(value, []).append(i)
-                found = {v: np.array(ix, dtype=np.int64) for v, ix in lists.items()}
-                self._columns[key] = found  # type: ignore[assignment]
-        return found  # type: ignore[return-value]
+            lists: dict[Any, list[int]] = {}
+            for i in range(self.n):
+                value = column[i]
+                if isinstance(value, _SCALAR):
+                    lists.setdefault(value, []).append(i)
+            return {v: np.array(ix, dtype=np.int64) for v, ix in lists.items()}
+
+        return self._cached("p:" + name, build)  # type: ignore[no-any-return]
 
     # --- search -------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
         cand = self._candidates(req)
         if req.filter is not None and cand.size:
-            cand = cand[self._eval(req.filter, cand)]
+            cand = cand[self._eval(req.filter, cand, req)]
+        req.check_deadline()
         if req.sortby:
             cand = self._sorted(cand, req.sortby)
-        offset = _decode_token(req.token)
+        fingerprint = req.fingerprint()
+        offset = _decode_token(req.token, fingerprint)
         page = cand[offset: offset + req.limit]
         items = [self.render(int(i), req.include, req.exclude) for i in page]
-        next_token = _encode_token(offset + req.limit) if offset + req.limit < cand.size else None
-        prev_token = _encode_token(max(0, offset - req.limit)) if offset > 0 else None
+        next_token = _encode_token(offset + req.limit, fingerprint) if offset + req.limit < cand.size else None
+        prev_token = _encode_token(max(0, offset - req.limit), fingerprint) if offset > 0 else None
         return SearchPage(items, int(cand.size), next_token, prev_token)
 
     def _candidates(self, req: SearchRequest) -> np.ndarray:
@@ -182,9 +242,7 @@ class EmbeddedIndex:
     def _sorted(self, cand: np.ndarray, sortby: Sequence[tuple[str, str]]) -> np.ndarray:
         order = [int(i) for i in cand]
         for name, direction in reversed(sortby):
-            column = self.column(name if name not in ("datetime", "properties.datetime") else "datetime")
-            if name in ("datetime", "properties.datetime"):
-                column = [p.get("datetime") or p.get("start_datetime") for p in self.props]
+            column = self.column(name)
             present = [i for i in order if column[i] is not None]
             missing = [i for i in order if column[i] is None]
             try:
@@ -195,8 +253,10 @@ class EmbeddedIndex:
         return np.array(order, dtype=np.int64)
 
     # --- CQL2 ---------------------------------------------------------------------------------
-    def _eval(self, node: Any, cand: np.ndarray) -> np.ndarray:
+    def _eval(self, node: Any, cand: np.ndarray, req: SearchRequest | None = None) -> np.ndarray:
         """Boolean mask over ``cand`` for a CQL2 JSON node."""
+        if req is not None:
+            req.check_deadline()
         if isinstance(node, bool):
             return np.full(cand.size, node)
         if not isinstance(node, dict) or "op" not in node:
@@ -208,7 +268,7 @@ class EmbeddedIndex:
                 idx = np.nonzero(mask)[0]
                 if idx.size == 0:
                     break
-                mask[idx] = self._eval(arg, cand[idx])
+                mask[idx] = self._eval(arg, cand[idx], req)
             return mask
         if op == "or":
             mask = np.zeros(cand.size, dtype=bool)
@@ -216,15 +276,17 @@ class EmbeddedIndex:
                 idx = np.nonzero(~mask)[0]
                 if idx.size == 0:
                     break
-                mask[idx] = self._eval(arg, cand[idx])
+                mask[idx] = self._eval(arg, cand[idx], req)
             return mask
         if op == "not":
-            return ~self._eval(args[0], cand)
+            return ~self._eval(args[0], cand, req)
         fast = self._fast(op, args, cand)
-        return fast if fast is not None else self._fallback(node, cand)
+        return fast if fast is not None else self._fallback(node, cand, req)
 
     def _fast(self, op: str, args: list[Any], cand: np.ndarray) -> np.ndarray | None:
-        prop = args[0].get("property") if args and isinstance(args[0], dict) else None
+        if op in _FLIPPED and len(args) == 2 and not _is_property(args[0]) and _is_property(args[1]):
+            op, args = _FLIPPED[op], [args[1], args[0]]  # literal op property: property flipped-op literal
+        prop = args[0].get("property") if args and _is_property(args[0]) else None
         if op == "s_intersects" and prop == "geometry" and len(args) == 2 and isinstance(args[1], dict) \
                 and "type" in args[1]:
             import shapely.geometry
@@ -233,6 +295,13 @@ class EmbeddedIndex:
             return np.isin(cand, hits)
         if prop is None or prop == "geometry":
             return None
+        if op in _COMPARE and len(args) == 2:
+            epoch = literal_epoch(args[1])
+            if epoch is not None:  # a timestamp or date: compared as instants, null never matches
+                values = self.epochs(prop)[cand]
+                with np.errstate(invalid="ignore"):
+                    mask = _COMPARE[op](values, epoch)
+                return np.asarray(mask, dtype=bool) & ~np.isnan(values)
         if op == "=" and len(args) == 2 and isinstance(args[1], _SCALAR) and not isinstance(args[1], bool):
             hits = self.postings(prop).get(args[1])
             return np.isin(cand, hits, assume_unique=True) if hits is not None else np.zeros(cand.size, bool)
@@ -257,27 +326,37 @@ class EmbeddedIndex:
             return np.fromiter((_safe(lambda v, _: lo <= v <= hi, v, None) for v in values), dtype=bool,
                                count=len(values))
         if op == "like" and len(args) == 2 and isinstance(args[1], str):
-            rx = _like_regex(args[1])
-            return np.fromiter((isinstance(v, str) and rx.match(v) is not None for v in values), dtype=bool,
-                               count=len(values))
+            matches = like_matcher(args[1])
+            return np.fromiter((isinstance(v, str) and matches(v) for v in values), dtype=bool, count=len(values))
         if op == "isnull" and len(args) == 1:
             return np.fromiter((v is None for v in values), dtype=bool, count=len(values))
         return None
 
-    def _fallback(self, node: dict[str, Any], cand: np.ndarray) -> np.ndarray:
+    def _fallback(self, node: dict[str, Any], cand: np.ndarray, req: SearchRequest | None = None) -> np.ndarray:
+        """Anything the fast paths do not cover, item by item through ``cql2``'s evaluator. An item on which
+        the expression cannot be evaluated (a null ``datetime`` compared with a timestamp, a property of
+        another type) does not match: one item never fails the whole search."""
         import cql2
         import shapely.geometry
 
-        expr = cql2.Expr(node)
+        try:
+            expr = cql2.Expr(node)
+        except Exception as exc:  # checked before, so only an expression cql2 cannot represent
+            raise InvalidSearch(f"filter cannot be evaluated: {str(exc).splitlines()[0][:200]}") from None
         out = np.zeros(cand.size, dtype=bool)
         for k, i in enumerate(cand):
+            if req is not None and k % 256 == 0:
+                req.check_deadline()
             geom = self.geoms[i]
-            doc = {"type": "Feature", "id": self.ids[i], "collection": self.coll[i], "properties": self.props[i],
+            props = self.props[i]
+            if props.get("datetime") is None and props.get("start_datetime"):
+                props = {**props, "datetime": props["start_datetime"]}  # as for the fast paths and pgstac
+            doc = {"type": "Feature", "id": self.ids[i], "collection": self.coll[i], "properties": props,
                    "geometry": shapely.geometry.mapping(geom) if geom is not None else None}
             try:
-                out[k] = expr.matches(doc)
-            except Exception as exc:  # cql2 raises for operations it cannot evaluate on this item
-                raise InvalidSearch(f"filter cannot be evaluated: {str(exc).splitlines()[0][:200]}") from None
+                out[k] = bool(expr.matches(doc))
+            except Exception:  # cql2 raises for operations it cannot evaluate on this item: not a match
+                out[k] = False
         return out
 
     # --- output -------------------------------------------------------------------------------
@@ -306,21 +385,31 @@ def _safe(fn: Callable[[Any, Any], bool], value: Any, literal: Any) -> bool:
         return False
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+def _is_property(node: Any) -> bool:
+    return isinstance(node, dict) and isinstance(node.get("property"), str)
 
 
-def _decode_token(token: str | None) -> int:
+def _encode_token(offset: int, fingerprint: str) -> str:
+    """An opaque paging token: the offset and the fingerprint of the search it pages (never the search)."""
+    return base64.urlsafe_b64encode(f"o:{offset}:{fingerprint}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str | None, fingerprint: str) -> int:
     if not token:
         return 0
     try:
+        if len(token) > 100:
+            raise ValueError
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, value = text.split(":", 1)
+        kind, value, digest = text.split(":", 2)
         offset = int(value)
         if kind != "o" or offset < 0:
             raise ValueError
     except ValueError:
         raise InvalidSearch(f"invalid paging token {token[:40]!r}") from None
+    if digest != fingerprint:
+        raise InvalidSearch("token: this paging token belongs to another search (send the same parameters "
+                            "with it, as a 'next' link with merge=true asks)")
     return offset
 
 

@@ -8,11 +8,19 @@ mirrors the snapshot exactly.
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Any
 
 from catalog.search.base import SearchPage
-from catalog.search.request import InvalidSearch, SearchRequest, UnknownCollection, apply_fields
+from catalog.search.request import (
+    SEARCH_BUDGET_S,
+    InvalidSearch,
+    SearchRequest,
+    SearchTimeout,
+    UnknownCollection,
+    apply_fields,
+)
 from ocsge.errors import OcsgeError
 
 
@@ -83,8 +91,28 @@ def to_pgstac(req: SearchRequest) -> dict[str, Any]:
     if req.sortby:
         body["sortby"] = [{"field": f, "direction": d} for f, d in req.sortby]
     if req.token:
-        body["token"] = req.token
+        body["token"] = _unwrap_token(req.token, req.fingerprint())
     return body
+
+
+def _wrap_token(token: str, fingerprint: str) -> str:
+    """pgstac's paging token bound to the search it pages (the fingerprint of :class:`SearchRequest`)."""
+    return base64.urlsafe_b64encode(f"p:{fingerprint}:{token}".encode()).decode().rstrip("=")
+
+
+def _unwrap_token(token: str, fingerprint: str) -> str:
+    try:
+        if len(token) > 2000:
+            raise ValueError
+        kind, digest, inner = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":", 2)
+        if kind != "p" or not inner:
+            raise ValueError
+    except ValueError:
+        raise InvalidSearch(f"invalid paging token {token[:40]!r}") from None
+    if digest != fingerprint:
+        raise InvalidSearch("token: this paging token belongs to another search (send the same parameters "
+                            "with it, as a 'next' link with merge=true asks)")
+    return inner
 
 
 class PgstacBackend:
@@ -105,6 +133,8 @@ class PgstacBackend:
 
                     def configure(conn: Any) -> None:
                         conn.execute("SET search_path TO pgstac, public")
+                        # the search time budget, enforced by the database (the query is cancelled)
+                        conn.execute(f"SET statement_timeout = {int(SEARCH_BUDGET_S * 1000)}")
 
                     self._pool = ConnectionPool(self.dsn, min_size=1, max_size=self.max_connections,
                                                 kwargs={"autocommit": True}, configure=configure, open=True,
@@ -119,6 +149,9 @@ class PgstacBackend:
             with self._get_pool().connection() as conn:
                 row = conn.execute(sql, params).fetchone()
                 return row[0] if row else None
+        except psycopg.errors.QueryCanceled:
+            raise SearchTimeout(f"the search did not finish within its {SEARCH_BUDGET_S:g} s budget: retry later "
+                                "or narrow it (collections, bbox, datetime)") from None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise PgstacError(f"pgstac at {_safe_dsn(self.dsn)} is unreachable: {exc}") from exc
         except psycopg.Error as exc:
@@ -155,7 +188,10 @@ class PgstacBackend:
                 prev_token = href.split("token=", 1)[1].split("&", 1)[0]
         next_token = result.get("next") or next_token
         prev_token = result.get("prev") or prev_token
-        return SearchPage(items, result.get("numberMatched"), next_token, prev_token)
+        fingerprint = request.fingerprint()
+        return SearchPage(items, result.get("numberMatched"),
+                          _wrap_token(next_token, fingerprint) if next_token else None,
+                          _wrap_token(prev_token, fingerprint) if prev_token else None)
 
     def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         page = self.search(SearchRequest(collections=[collection_id], ids=[item_id], limit=1))

@@ -3,10 +3,17 @@
 The client only translates HTTP requests into :class:`SearchRequest` and pages into STAC responses with
 links; searching is the backend's job. Backends are synchronous (an in-memory index, a psycopg pool):
 calls run in the thread pool so the event loop keeps serving.
+
+Every link is built from one base, :func:`services.urls.public_base_url` (the configured public URL, the
+trusted forwarding headers, or the request's own host, then the mount path): stac-fastapi's own URL
+helpers (``get_base_url``, ``url_for``) are not used, so no header outside that policy changes a link.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -14,22 +21,32 @@ import attr
 from fastapi import Request
 from stac_fastapi.types.core import AsyncBaseCoreClient
 from stac_fastapi.types.errors import NotFoundError
-from stac_fastapi.types.requests import get_base_url
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import get_route_path
 
 from catalog.search.base import CatalogBackend, SearchPage
 from catalog.search.request import (
+    DEFAULT_FIELDS,
+    MAX_LIMIT,
+    SEARCH_BUDGET_S,
     InvalidSearch,
     SearchRequest,
+    SearchTimeout,
     parse_bbox,
     parse_fields,
     parse_filter,
     parse_interval,
     parse_sortby,
+    text_json_depth,
 )
+from services.urls import public_base_url
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+STAC_VERSION = "1.1.0"
+# stac-fastapi 7 declares sort as v1.1.0 only; pystac-client 0.9.1 looks for v1.0.x: declare both
+EXTRA_CONFORMANCE = ("https://api.stacspec.org/v1.0.0/item-search#sort",)
 
 
 def _dump(model: Any) -> Any:
@@ -43,6 +60,48 @@ def _dump(model: Any) -> Any:
 @attr.s
 class CatalogCoreClient(AsyncBaseCoreClient):
     backend: CatalogBackend = attr.ib(default=None)
+    settings: Any = attr.ib(default=None)  # ocsge Settings (public URL, proxy trust, asset base)
+
+    def base(self, request: Request) -> str:
+        """The public URL of the STAC API root, with its trailing slash."""
+        return public_base_url(request, self.settings) + "/"
+
+    def _self_href(self, request: Request) -> str:
+        query = request.url.query
+        return self.base(request) + get_route_path(request.scope).lstrip("/") + (f"?{query}" if query else "")
+
+    # --- landing page, conformance --------------------------------------------------------------
+    def conformance_classes(self) -> list[str]:
+        return sorted({*super().conformance_classes(), *EXTRA_CONFORMANCE})
+
+    async def landing_page(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        request: Request = kwargs["request"]
+        base = self.base(request)
+        return {
+            "type": "Catalog",
+            "id": self.landing_page_id,
+            "title": self.title,
+            "description": self.description,
+            "stac_version": STAC_VERSION,
+            "conformsTo": self.conformance_classes(),
+            "links": [
+                {"rel": "self", "type": JSON, "title": "This document", "href": base},
+                {"rel": "root", "type": JSON, "title": "Root", "href": base},
+                {"rel": "data", "type": JSON, "title": "Collections", "href": f"{base}collections"},
+                {"rel": "conformance", "type": JSON, "title": "Conformance classes", "href": f"{base}conformance"},
+                {"rel": "search", "type": GEOJSON, "title": "Item search (GET)", "href": f"{base}search",
+                 "method": "GET"},
+                {"rel": "search", "type": GEOJSON, "title": "Item search (POST)", "href": f"{base}search",
+                 "method": "POST"},
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+                 "title": "Queryables", "href": f"{base}queryables"},
+                {"rel": "service-desc", "type": OPENAPI, "title": "OpenAPI service description",
+                 "href": f"{base}api"},
+                {"rel": "service-doc", "type": "text/html", "title": "OpenAPI service documentation",
+                 "href": f"{base}api.html"},
+            ],
+            "stac_extensions": [],
+        }
 
     # --- collections --------------------------------------------------------------------------
     def _collection_links(self, base: str, collection: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +123,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
     async def all_collections(self, request: Request, bbox: Any = None, datetime: str | None = None,
                               limit: int | None = None, offset: int | None = None, q: Any = None,
                               **kwargs: Any) -> dict[str, Any]:
-        base = get_base_url(request)
+        base = self.base(request)
         collections = await run_in_threadpool(self.backend.collections)
         if bbox:
             box = parse_bbox(bbox)
@@ -77,16 +136,21 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             terms = [t.lower() for t in (q if isinstance(q, list) else str(q).split(",")) if t.strip()]
             collections = [c for c in collections if any(t.strip() in _text(c) for t in terms)]
         matched = len(collections)
-        offset = offset or 0
-        if limit:
-            collections = collections[offset: offset + limit]
-        elif offset:
-            collections = collections[offset:]
+        # stac-fastapi's model defaults limit to 10: without a limit from the client, every collection
+        # (up to the maximum page) is returned, so that clients that do not page see the whole catalogue
+        if "limit" not in request.query_params:
+            limit = MAX_LIMIT
+        limit = min(max(int(limit or MAX_LIMIT), 1), MAX_LIMIT)
+        offset = max(int(offset or 0), 0)
+        collections = collections[offset: offset + limit]
         links = [{"rel": "root", "type": JSON, "href": base}, {"rel": "parent", "type": JSON, "href": base},
-                 {"rel": "self", "type": JSON, "href": str(request.url)}]
-        if limit and offset + limit < matched:
+                 {"rel": "self", "type": JSON, "href": self._self_href(request)}]
+        if offset + limit < matched:
             links.append({"rel": "next", "type": JSON,
-                          "href": _with_params(request, {"offset": offset + limit})})
+                          "href": self._with_params(request, {"offset": offset + limit, "limit": limit})})
+        if offset > 0:
+            links.append({"rel": "prev", "type": JSON,
+                          "href": self._with_params(request, {"offset": max(0, offset - limit), "limit": limit})})
         return {
             "collections": [self._collection_links(base, c) for c in collections],
             "links": links,
@@ -97,14 +161,14 @@ class CatalogCoreClient(AsyncBaseCoreClient):
     async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> dict[str, Any]:
         collection = await run_in_threadpool(self.backend.collection, collection_id)
         if collection is None:
-            raise NotFoundError(f"collection {collection_id!r} does not exist")
-        return self._collection_links(get_base_url(request), collection)
+            raise NotFoundError(f"collection {collection_id[:100]!r} does not exist")
+        return self._collection_links(self.base(request), collection)
 
     # --- items --------------------------------------------------------------------------------
-    def _item_links(self, base: str, item: dict[str, Any]) -> None:
-        _resolve_asset_hrefs(base, item)
+    def _item_links(self, base: str, item: dict[str, Any], with_links: bool = True) -> None:
+        self._resolve_asset_hrefs(base, item)
         cid, iid = item.get("collection"), item.get("id")
-        if cid is None or iid is None:
+        if cid is None or iid is None or not with_links:
             return
         item["links"] = [
             {"rel": "self", "type": GEOJSON, "href": f"{base}collections/{cid}/items/{iid}"},
@@ -113,27 +177,53 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             {"rel": "root", "type": JSON, "href": base},
         ]
 
-    async def _search(self, req: SearchRequest, request: Request, *, post_body: dict[str, Any] | None = None,
-                      self_href: str | None = None) -> dict[str, Any]:
-        page: SearchPage = await run_in_threadpool(self.backend.search, req)
-        base = get_base_url(request)
+    def _resolve_asset_hrefs(self, base: str, item: dict[str, Any]) -> None:
+        """Asset hrefs published under a path asset base (``OCSGE_ASSET_BASE_URL=/data``, when the
+        deployment's public host is not known at deploy time: CloudFront's domain depends on the API it
+        fronts) become absolute on the host that serves this request, which serves the data too. Hrefs
+        that are local file paths (a catalogue published without an asset base URL) are left alone."""
+        prefix = getattr(self.settings, "asset_base_url", None) or ""
+        if not prefix.startswith("/") or prefix.startswith("//"):
+            return
+        prefix = prefix.rstrip("/") + "/"
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+        for asset in (item.get("assets") or {}).values():
+            href = asset.get("href") if isinstance(asset, dict) else None
+            if isinstance(href, str) and href.startswith(prefix):
+                asset["href"] = origin + href
+
+    async def _search(self, req: SearchRequest, request: Request, *, post: bool = False) -> dict[str, Any]:
+        page: SearchPage = await self._run_search(req)
+        base = self.base(request)
+        with_links = "links" in req.include or "links" not in req.exclude
         for item in page.items:
-            self._item_links(base, item)
+            self._item_links(base, item, with_links)
         links = [{"rel": "root", "type": JSON, "href": base},
-                 {"rel": "self", "type": GEOJSON, "href": self_href or str(request.url)}]
+                 {"rel": "self", "type": GEOJSON, "href": f"{base}search" if post else self._self_href(request)}]
         for rel, token in (("next", page.next_token), ("prev", page.prev_token)):
             if not token:
                 continue
-            if post_body is not None:
+            if post:
+                # never the request body back: the client merges the token into the body it sent
                 links.append({"rel": rel, "type": GEOJSON, "method": "POST", "href": f"{base}search",
-                              "body": {**post_body, "token": token}, "merge": False})
+                              "body": {"token": token}, "merge": True})
             else:
-                links.append({"rel": rel, "type": GEOJSON, "href": _with_params(request, {"token": token})})
+                links.append({"rel": rel, "type": GEOJSON, "href": self._with_params(request, {"token": token})})
         out: dict[str, Any] = {"type": "FeatureCollection", "features": page.items, "links": links,
                                "numberReturned": len(page.items)}
         if page.matched is not None:
             out["numberMatched"] = page.matched
         return out
+
+    async def _run_search(self, req: SearchRequest) -> SearchPage:
+        """The backend's search in the thread pool, within :data:`SEARCH_BUDGET_S`: past it the request is
+        answered 503 at once, and the search stops at its next checkpoint (embedded) or is cancelled by
+        the database (pgstac ``statement_timeout``)."""
+        req.deadline = time.monotonic() + SEARCH_BUDGET_S
+        try:
+            return await asyncio.wait_for(run_in_threadpool(self.backend.search, req), SEARCH_BUDGET_S + 1)
+        except TimeoutError:
+            raise SearchTimeout(f"the search did not finish within its {SEARCH_BUDGET_S:g} s budget") from None
 
     async def get_search(self, request: Request, collections: list[str] | None = None,
                          ids: list[str] | None = None, bbox: Any = None, intersects: Any = None,
@@ -141,40 +231,42 @@ class CatalogCoreClient(AsyncBaseCoreClient):
                          fields: list[str] | None = None, sortby: list[str] | None = None,
                          filter_expr: str | None = None, filter_lang: str | None = None,
                          **kwargs: Any) -> dict[str, Any]:
-        import json
-
-        geometry = None
-        if intersects:
-            try:
-                geometry = json.loads(intersects) if isinstance(intersects, str) else _dump(intersects)
-            except ValueError:
-                raise InvalidSearch("intersects is not valid GeoJSON") from None
-        include, exclude = parse_fields(fields)
+        geometry = _get_intersects(intersects)
+        include, exclude = _get_fields(request, fields)
         req = SearchRequest(
             collections=collections or None, ids=ids or None, bbox=tuple(bbox) if bbox else None,
             intersects=geometry, datetime=datetime, limit=limit or 10, token=token,
-            filter=parse_filter(filter_expr, filter_lang) if filter_expr else None,
+            filter=parse_filter(filter_expr, _get_filter_lang(request)) if filter_expr else None,
             sortby=parse_sortby(sortby), include=include, exclude=exclude,
         )
         return await self._search(req, request)
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict[str, Any]:
-        body = _dump(search_request) or {}
+        given = search_request.model_fields_set
         fields = getattr(search_request, "fields", None)
-        include, exclude = (set(fields.include or ()), set(fields.exclude or ())) if fields else (set(), set())
+        if "fields" in given and fields is None:
+            raise InvalidSearch("fields must be an object with 'include' and/or 'exclude' lists, not null")
+        include: set[str] = set()
+        exclude: set[str] = set()
+        if fields is not None and "fields" in given:
+            spec: dict[str, Any] = {"exclude": list(fields.exclude or ())}
+            if "include" in fields.model_fields_set or fields.include:
+                spec["include"] = list(fields.include or ())
+            include, exclude = parse_fields(spec)
         filter_expr = getattr(search_request, "filter_expr", None)
+        filter_lang = getattr(search_request, "filter_lang", None) if "filter_lang" in given else None
+        datetime = getattr(search_request, "datetime", None)
         req = SearchRequest(
             collections=search_request.collections or None, ids=search_request.ids or None,
             bbox=tuple(search_request.bbox) if search_request.bbox else None,
             intersects=_dump(search_request.intersects) if search_request.intersects else None,
-            datetime=body.get("datetime"), limit=search_request.limit or 10,
-            token=getattr(search_request, "token", None),
-            filter=parse_filter(filter_expr) if filter_expr else None,
+            datetime=datetime if isinstance(datetime, str) or datetime is None else str(datetime),
+            limit=search_request.limit or 10, token=getattr(search_request, "token", None),
+            filter=parse_filter(filter_expr, filter_lang) if filter_expr is not None else None,
             sortby=parse_sortby(getattr(search_request, "sortby", None) or []),
             include=include, exclude=exclude,
         )
-        body.pop("token", None)
-        return await self._search(req, request, post_body=body, self_href=f"{get_base_url(request)}search")
+        return await self._search(req, request, post=True)
 
     async def item_collection(self, collection_id: str, request: Request, bbox: Any = None,
                               datetime: str | None = None, limit: int | None = None, token: str | None = None,
@@ -182,14 +274,15 @@ class CatalogCoreClient(AsyncBaseCoreClient):
                               filter_expr: str | None = None, filter_lang: str | None = None,
                               **kwargs: Any) -> dict[str, Any]:
         await self.get_collection(collection_id, request)
-        include, exclude = parse_fields(fields)
+        include, exclude = _get_fields(request, fields)
         req = SearchRequest(
             collections=[collection_id], bbox=tuple(bbox) if bbox else None, datetime=datetime,
-            limit=limit or 10, token=token, filter=parse_filter(filter_expr, filter_lang) if filter_expr else None,
+            limit=limit or 10, token=token,
+            filter=parse_filter(filter_expr, _get_filter_lang(request)) if filter_expr else None,
             sortby=parse_sortby(sortby), include=include, exclude=exclude,
         )
         out = await self._search(req, request)
-        base = get_base_url(request)
+        base = self.base(request)
         out["links"].append({"rel": "collection", "type": JSON, "href": f"{base}collections/{collection_id}"})
         return out
 
@@ -197,26 +290,47 @@ class CatalogCoreClient(AsyncBaseCoreClient):
         await self.get_collection(collection_id, request)
         item = await run_in_threadpool(self.backend.item, collection_id, item_id)
         if item is None:
-            raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
-        self._item_links(get_base_url(request), item)
+            raise NotFoundError(f"item {item_id[:100]!r} does not exist in collection {collection_id[:100]!r}")
+        self._item_links(self.base(request), item)
         return item
 
-
-def _resolve_asset_hrefs(base: str, item: dict[str, Any]) -> None:
-    """Asset hrefs published as a path (``/data/…``, when the deployment's public host is not known at
-    deploy time: CloudFront's domain depends on the API it fronts) become absolute on the host that serves
-    this request, which is the host that serves the data too."""
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
-    for asset in (item.get("assets") or {}).values():
-        href = asset.get("href") if isinstance(asset, dict) else None
-        if isinstance(href, str) and href.startswith("/") and not href.startswith("//"):
-            asset["href"] = origin + href
+    def _with_params(self, request: Request, params: dict[str, Any]) -> str:
+        query = dict(request.query_params)
+        query.update({k: str(v) for k, v in params.items()})
+        return self.base(request) + get_route_path(request.scope).lstrip("/") + "?" + urlencode(query)
 
 
-def _with_params(request: Request, params: dict[str, Any]) -> str:
-    query = dict(request.query_params)
-    query.update({k: str(v) for k, v in params.items()})
-    return str(request.url.replace(query=urlencode(query)))
+def _get_intersects(intersects: Any) -> dict[str, Any] | None:
+    """``intersects`` of a GET: GeoJSON text, its depth checked before it is parsed."""
+    if not intersects:
+        return None
+    if not isinstance(intersects, str):
+        return _dump(intersects)  # type: ignore[no-any-return]
+    if text_json_depth(intersects) > 8:
+        raise InvalidSearch("intersects nests deeper than a GeoJSON geometry does")
+    try:
+        value = json.loads(intersects)
+    except ValueError:
+        raise InvalidSearch("intersects is not valid GeoJSON") from None
+    if not isinstance(value, dict):
+        raise InvalidSearch("intersects must be a GeoJSON geometry object")
+    return value
+
+
+def _get_fields(request: Request, fields: list[str] | None) -> tuple[set[str], set[str]]:
+    """``fields`` of a GET: given empty, the default set; absent, every field."""
+    if fields:
+        return parse_fields(fields)
+    if "fields" in request.query_params:
+        return set(DEFAULT_FIELDS), set()
+    return set(), set()
+
+
+def _get_filter_lang(request: Request) -> str | None:
+    """``filter-lang`` as the client sent it (stac-fastapi's GET model defaults it to cql2-text even for a
+    JSON filter), so that a JSON filter without filter-lang is still read as JSON."""
+    value = request.query_params.get("filter-lang")
+    return value or None
 
 
 def _bbox_overlaps(a: list[float], b: tuple[float, float, float, float]) -> bool:

@@ -31,9 +31,9 @@ KINDS = {"occupation": "occupation_pmtiles", "difference": "difference_pmtiles"}
 
 
 def _base(request: Request) -> str:
-    from ocsge.settings import get_settings
+    from services.urls import public_base_url
 
-    return (get_settings().public_url or str(request.base_url)).rstrip("/")
+    return public_base_url(request)
 
 
 def create_app(finder: AssetFinder | None = None) -> FastAPI:

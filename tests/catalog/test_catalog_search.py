@@ -74,7 +74,12 @@ def test_same_answers_on_both_backends(sample_root: str, pgstac_dsn: str) -> Non
     embedded, pg = EmbeddedBackend(open_storage(sample_root)), PgstacBackend(pgstac_dsn)
     try:
         for req in (dict(), dict(bbox=MELUN), dict(filter=parse_filter("\"ocsge:millesime\" = 2021")),
-                    dict(collections=["ocsge-occupation", "ocsge-usage"], datetime="2019-01-01T00:00:00Z/..")):
+                    dict(collections=["ocsge-occupation", "ocsge-usage"], datetime="2019-01-01T00:00:00Z/.."),
+                    *(dict(filter=parse_filter(f"datetime {op} TIMESTAMP('2021-01-01T00:00:00Z')"))
+                      for op in ("=", "<>", "<", "<=", ">", ">=")),
+                    dict(filter=parse_filter("datetime IS NULL")),
+                    dict(filter=parse_filter("title LIKE '%%%%%%%%%%%%%%#'")),
+                    dict(filter=parse_filter("title LIKE '%Seine%(77)%2021'"))):
             assert ids(embedded, **req) == ids(pg, **req), req
     finally:
         pg.close()
@@ -107,8 +112,9 @@ def test_sort_fields_and_paging(backend) -> None:  # type: ignore[no-untyped-def
 def test_bad_requests(backend) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UnknownCollection, match="nope"):
         backend.search(SearchRequest(collections=["nope"]))
-    with pytest.raises(InvalidSearch, match="over the maximum"):
-        SearchRequest(limit=5000)
+    assert SearchRequest(limit=5000).limit == 1000  # the STAC API spec: a larger limit gets the maximum
+    with pytest.raises(InvalidSearch, match="limit"):
+        SearchRequest(limit=0)
     with pytest.raises(InvalidSearch, match="CQL2"):
         parse_filter("ocsge:departement = ")
     with pytest.raises(InvalidSearch, match="bbox"):
@@ -128,3 +134,164 @@ def test_sql_injection_through_a_filter_is_inert(backend) -> None:  # type: igno
         found = []
     assert found == []
     assert len(ids(backend)) == 34  # nothing was dropped
+
+
+# --- interval items, fields, paging tokens (both backends) --------------------------------------------
+def test_datetime_filters_answer_with_interval_items(backend) -> None:  # type: ignore[no-untyped-def]
+    """Items with ``datetime: null`` (intervals: differences, flows) never fail a filter on ``datetime``: as
+    pgstac indexes them, their ``datetime`` is their start; an item on which an expression cannot be
+    evaluated does not match, and the search answers."""
+    everything = set(ids(backend))
+    for op in ("=", "<>", "<", "<=", ">", ">="):
+        found = set(ids(backend, filter=parse_filter(f"datetime {op} TIMESTAMP('2021-01-01T00:00:00Z')")))
+        assert found <= everything, op
+    after = set(ids(backend, filter=parse_filter("datetime >= TIMESTAMP('2022-01-01T00:00:00Z')")))
+    assert after and all("2022" in i or "2024" in i for i in after)
+    assert "difference_D077_2017-2021" in ids(backend, filter=parse_filter(
+        "datetime < TIMESTAMP('2018-01-01T00:00:00Z')"))  # the difference starts in 2017
+    ids(backend, filter=parse_filter("T_INTERSECTS(datetime, INTERVAL('2020-11-11T00:00:00Z', "
+                                     "'2020-11-12T00:00:00Z'))"))
+    ids(backend, filter=parse_filter("\"ocsge:millesime\" > 2019 AND datetime > DATE('2021-06-01')"))
+
+
+def test_fields_nested_includes_win_over_excludes(backend) -> None:  # type: ignore[no-untyped-def]
+    from catalog.search.request import parse_fields
+
+    def first(fields: object) -> dict:  # type: ignore[type-arg]
+        include, exclude = parse_fields(fields)
+        return backend.search(SearchRequest(ids=["usage_D077_2017"], include=include, exclude=exclude)).items[0]
+
+    nested = first("-properties,+properties.ocsge:departement")
+    assert nested["properties"] == {"ocsge:departement": "77"} and "geometry" not in nested
+    assert first({"exclude": ["properties"], "include": ["properties.ocsge:departement"]}) == nested
+    both = first("+geometry,-geometry")
+    assert "geometry" in both and "assets" not in both
+    default = first("")  # fields given empty: the default set
+    assert {"type", "stac_version", "id", "geometry", "bbox", "assets"} <= set(default)
+    assert set(default["properties"]) <= {"datetime", "start_datetime", "end_datetime"}
+    every_but = first({"exclude": ["geometry"]})  # only excludes: every other field
+    assert "geometry" not in every_but and "ocsge:departement" in every_but["properties"]
+    default_but = first({"exclude": ["geometry"], "include": []})  # include given empty: from the default set
+    assert "geometry" not in default_but and "ocsge:departement" not in default_but["properties"]
+
+
+def test_a_paging_token_belongs_to_its_search(backend) -> None:  # type: ignore[no-untyped-def]
+    token = backend.search(SearchRequest(collections=["ocsge-couverture"], limit=1)).next_token
+    assert token
+    assert backend.search(SearchRequest(collections=["ocsge-couverture"], limit=2, token=token)).items
+    with pytest.raises(InvalidSearch, match="token"):
+        backend.search(SearchRequest(collections=["ocsge-usage"], limit=1, token=token))
+
+
+# --- CQL2 input limits and LIKE (backend-independent) ----------------------------------------------------
+@pytest.mark.parametrize(("text", "says"), [
+    ("(" * 2000 + "id = 'x'" + ")" * 2000, "parentheses"),
+    ("id = '" + "x" * 9000 + "'", "longer than"),
+    ("(" * 33 + "id = 'x'" + ")" * 33, "parentheses"),
+    ("NOT " * 33 + "id = 'x'", "prefix operators"),
+    ("\"ocsge:millesime\" = " + "-" * 4000 + "1", "prefix operators"),
+    ("\"ocsge:millesime\" = " + "- " * 40 + "1", "prefix operators"),
+    ("\"ocsge:millesime\" = " + "1 + " * 40 + "1", "deeper"),
+    ("sleep(1000) = 1", "unknown operator or function"),
+    ("\"x;drop\" = 1", "property name"),
+])
+def test_filter_text_limits(text: str, says: str) -> None:
+    with pytest.raises(InvalidSearch, match=says):
+        parse_filter(text)
+
+
+def test_filter_json_limits_and_validate_is_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cql2's ``validate()`` costs seconds and hundreds of MB on deep input: the filter is checked without it."""
+    import cql2
+
+    def forbidden(self: object) -> None:
+        raise AssertionError("cql2 validate() called")
+
+    monkeypatch.setattr(cql2.Expr, "validate", forbidden, raising=False)
+    node: dict = {"op": "=", "args": [{"property": "id"}, "x"]}  # type: ignore[type-arg]
+    for _ in range(31):
+        node = {"op": "not", "args": [node]}
+    checked = parse_filter(node)
+    assert checked["op"] == "not"
+    assert parse_filter(checked) is checked and SearchRequest(filter=checked).filter is checked  # checked once
+    deeper = {"op": "not", "args": [{"op": "not", "args": [node]}]}
+    with pytest.raises(InvalidSearch, match="deeper"):
+        parse_filter(deeper)
+    for bad, says in [({"op": "=", "args": [{"property": "id"}]}, "arguments"),
+                      ({"op": "and", "args": [True]}, "at least 2"),
+                      ({"op": "like", "args": [{"property": "title"}, 5]}, "pattern"),
+                      ({"op": "=", "args": [{"property": "datetime"}, {"timestamp": "yesterday"}]}, "RFC 3339"),
+                      ({"op": "s_intersects", "args": [{"property": "geometry"}, "x"]}, "geometry"),
+                      ({"op": "in", "args": [{"property": "id"}, []]}, "non-empty"),
+                      ({"op": "=", "args": [{"property": "id"}, float("nan")]}, "finite"),
+                      ({"op": "+", "args": [1, 2]}, "not a boolean"),
+                      ({"foo": 1}, "not a boolean")]:
+        with pytest.raises(InvalidSearch, match=says):
+            parse_filter(bad)
+    with pytest.raises(InvalidSearch, match="cql2-text"):
+        parse_filter({"op": "=", "args": [{"property": "id"}, "x"]}, "cql2-text")
+    assert parse_filter("TRUE") == {"op": "=", "args": [1, 1]}
+
+
+def _reference_like(pattern: str, value: str) -> bool:
+    """The plain regex translation (exponential on hostile patterns, fine on these short ones)."""
+    import re
+
+    out, escaped = [], False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return re.fullmatch("".join(out), value, re.DOTALL) is not None
+
+
+def test_like_matcher_agrees_with_the_regex_translation() -> None:
+    import itertools
+
+    from catalog.search.request import like_matcher, normalise_like
+
+    values = ["", "a", "ab", "abc", "aXc", "a%c", "a_c", "banana", "Gers (32)", "%%", "ab\\c"]
+    alphabet = ["a", "b", "c", "%", "_", "\\%", "\\_", "n"]
+    for size in range(0, 5):
+        for parts in itertools.product(alphabet, repeat=size):
+            pattern = "".join(parts)
+            matches = like_matcher(pattern)
+            for value in values:
+                assert matches(value) == _reference_like(pattern, value), (pattern, value)
+    assert normalise_like("%%%a%%b\\%%") == "%a%b\\%%"
+
+
+def test_like_matcher_is_fast_on_hostile_patterns() -> None:
+    import time
+
+    from catalog.search.request import like_matcher
+
+    value = "Prédiction de couverture — Seine-et-Marne (77), 2024, bloc r000c001 " * 100
+    for pattern in ("%" * 14 + "#", "%a" * 2000 + "#", "%_" * 2000 + "#", "%" * 5000 + "a%" * 500 + "#"):
+        matches = like_matcher(pattern)
+        started = time.perf_counter()
+        assert not matches(value)
+        assert time.perf_counter() - started < 0.5, pattern[:20]
+
+
+def test_embedded_caches_are_bounded_and_keyed_by_known_names(sample_root: str) -> None:
+    """Sorting or filtering on ever new property names builds nothing for unknown names and keeps at most
+    COLUMN_CACHE_SIZE columns for known ones."""
+    from catalog.search.embedded import COLUMN_CACHE_SIZE, EmbeddedBackend
+    from ocsge.storage import open_storage
+
+    backend = EmbeddedBackend(open_storage(sample_root))
+    index = backend.index()
+    for k in range(500):
+        backend.search(SearchRequest(sortby=[(f"unknown_{k}", "asc")], limit=1))
+        backend.search(SearchRequest(filter={"op": "=", "args": [{"property": f"nope_{k}"}, "x"]}, limit=1))
+        backend.search(SearchRequest(filter={"op": "like", "args": [{"property": f"nope_{k}"}, "x%"]}, limit=1))
+    assert not index._cache  # nothing built for names no item has
+    for name in sorted(index.known):
+        backend.search(SearchRequest(sortby=[(name, "asc")], limit=1))
+        backend.search(SearchRequest(filter={"op": "=", "args": [{"property": name}, "x"]}, limit=1))
+    assert 0 < len(index._cache) <= COLUMN_CACHE_SIZE

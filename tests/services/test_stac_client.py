@@ -62,3 +62,28 @@ def test_open_list_and_search(stac_url: str, sample_root: str) -> None:
         for asset in item.assets.values():
             assert Path(asset.href).is_file()
     assert client.get_collection("ocsge-couverture").get_item("couverture_D032_2019").id == "couverture_D032_2019"
+
+
+def test_open_without_the_trailing_slash(stac_url: str) -> None:
+    """``/stac`` is the URL people type: it redirects to the API root, and pystac-client opens it."""
+    import requests
+
+    bare = stac_url.rstrip("/")
+    resp = requests.get(bare + "?x=1", allow_redirects=False, timeout=30)
+    assert resp.status_code in (301, 307, 308) and resp.headers["location"] == "/stac/?x=1"
+    client = Client.open(bare)
+    assert client.id == "ocsge"
+    assert client.conforms_to("SORT") and client.conforms_to("FIELDS") and client.conforms_to("FILTER")
+    assert [i.id for i in client.search(ids=["couverture_D077_2021"]).items()] == ["couverture_D077_2021"]
+    landing = requests.get(stac_url, timeout=30).json()
+    assert landing["stac_version"] == "1.1.0"
+    for rel in ("service-desc", "service-doc"):
+        link = next(link for link in landing["links"] if link["rel"] == rel)
+        assert link["href"] in (stac_url + "api", stac_url + "api.html")
+        assert requests.get(link["href"], headers={"Accept": link["type"]}, timeout=30).status_code == 200
+    # every collection by default (not a first page of 10), and sorting seen by pystac-client
+    assert len(list(client.get_collections())) == requests.get(stac_url + "collections", timeout=30).json()[
+        "numberMatched"]
+    years = [i.properties["ocsge:millesime"] for i in client.search(
+        collections=["ocsge-couverture"], sortby="-properties.ocsge:millesime", max_items=10).items()]
+    assert years == sorted(years, reverse=True) and len(years) == 4
