@@ -32,10 +32,10 @@ print("\n@@RESPONSE@@" + json.dumps(handler(json.loads(sys.argv[1]), Context()))
 """
 
 
-def _event(path: str, host: str = "ocsge.example.org") -> dict[str, Any]:
+def _event(path: str, host: str = "ocsge.example.org", query: str = "limit=3") -> dict[str, Any]:
     """An HTTP API (payload 2.0) event as CloudFront → HTTP API delivers it."""
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "limit=3",
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
         "headers": {"host": "abc123.execute-api.eu-west-3.amazonaws.com", "x-forwarded-host": host,
                     "x-forwarded-proto": "https", "accept": "application/geo+json"},
         "requestContext": {
@@ -63,12 +63,16 @@ def _cdk_environment(sample_root: str, public_url: str | None) -> dict[str, str]
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OCSGE_")}, **env}
 
 
-def _items(sample_root: str, public_url: str | None) -> list[dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-c", _INVOKE, json.dumps(_event("/stac/search"))], cwd=REPO,
+def _invoke(sample_root: str, public_url: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", _INVOKE, json.dumps(event)], cwd=REPO,
                           env=_cdk_environment(sample_root, public_url), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    response = json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+    return json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+
+
+def _items(sample_root: str, public_url: str | None) -> list[dict[str, Any]]:
+    response = _invoke(sample_root, public_url, _event("/stac/search"))
     assert response["statusCode"] == 200, response.get("body", "")[:500]
     features = json.loads(response["body"])["features"]
     assert features, "the sample catalogue returned no item"
@@ -96,3 +100,13 @@ def test_asset_hrefs_on_the_serving_host_when_no_public_url_is_configured(sample
         for href in _hrefs([item]):
             assert href.startswith(f"{origin}/data/"), (href, self_link)
             assert not href.startswith(("s3://", "/")), href
+
+
+@pytest.mark.timeout(300)
+def test_bare_stac_path_redirects_relatively(sample_root: str) -> None:
+    """``/stac`` (what people type) redirects to ``/stac/`` on the host the client used, not on the
+    execute-api host the Lambda sees."""
+    response = _invoke(sample_root, None, _event("/stac", query="f=json"))
+    assert response["statusCode"] in (307, 308)
+    location = {k.lower(): v for k, v in response["headers"].items()}["location"]
+    assert location == "/stac/?f=json"
