@@ -1,13 +1,13 @@
 """GetFeatureInfo answers (WMTS and WMS): the class code and label under the pixel, in the three formats
-clients ask for."""
+clients ask for (the HTML one from ``templates/featureinfo.html``)."""
 
 from __future__ import annotations
 
 import json
-from html import escape
 
 from fastapi.responses import Response
 
+from services.ogc.documents import render
 from services.ogc.kvp import OgcError
 from services.tiles.render import PixelInfo
 
@@ -32,23 +32,7 @@ def feature_info_response(results: list[tuple[str, PixelInfo | None]], fmt: str)
         return Response(json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False),
                          media_type="application/json")
     if fmt == "text/html":
-        rows = []
-        for layer, info in results:
-            if info is None:
-                rows.append(f"<tr><td>{escape(layer)}</td><td colspan='4'>aucune donnée</td></tr>")
-            else:
-                swatch = f"<span style='background:{info.colour};padding:0 .8em'></span> " if info.colour else ""
-                rows.append(
-                    f"<tr><td>{escape(layer)}</td><td>{swatch}{escape(info.code or str(info.value))}</td>"
-                    f"<td>{escape(info.label or '')}</td><td>{escape(info.departement)}</td>"
-                    f"<td>{escape(info.millesime)}</td></tr>"
-                )
-        body = (
-            "<!DOCTYPE html><html lang='fr'><head><meta charset='utf-8'><title>GetFeatureInfo</title></head><body>"
-            "<table><tr><th>couche</th><th>code</th><th>libellé</th><th>département</th><th>millésime</th></tr>"
-            + "".join(rows) + "</table></body></html>"
-        )
-        return Response(body, media_type="text/html; charset=utf-8")
+        return Response(render("featureinfo.html", results=results), media_type="text/html; charset=utf-8")
     lines = []
     for layer, info in results:
         if info is None:

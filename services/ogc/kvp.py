@@ -8,10 +8,11 @@ with a 4xx status: a bad request never becomes a 500.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from xml.sax.saxutils import escape, quoteattr
 
 from fastapi import Request
 from fastapi.responses import Response
+
+from services.ogc.documents import render
 
 
 class OgcError(Exception):
@@ -63,48 +64,12 @@ class Kvp:
 
 def ows_exception(error: OgcError) -> Response:
     """WMTS / OWS 1.1 ExceptionReport."""
-    locator = f" locator={quoteattr(error.locator)}" if error.locator else ""
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<ows:ExceptionReport xmlns:ows="http://www.opengis.net/ows/1.1" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.0.0" xml:lang="fr" '
-        'xsi:schemaLocation="http://www.opengis.net/ows/1.1 http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd">\n'
-        f'  <ows:Exception exceptionCode="{error.code}"{locator}>\n'
-        f"    <ows:ExceptionText>{escape(error.message)}</ows:ExceptionText>\n"
-        "  </ows:Exception>\n"
-        "</ows:ExceptionReport>\n"
-    )
-    return Response(body, status_code=error.status, media_type="application/xml",
+    return Response(render("ows_exception.xml", error=error), status_code=error.status, media_type="application/xml",
                     headers={"Cache-Control": "no-store"})
 
 
 def wms_exception(error: OgcError, version: str = "1.3.0") -> Response:
     """WMS ServiceExceptionReport (1.3.0 namespaced, 1.1.1 in the vendor media type)."""
-    locator = f" locator={quoteattr(error.locator)}" if error.locator else ""
-    if version == "1.1.1":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<ServiceExceptionReport version="1.1.1">\n'
-            f'  <ServiceException code="{error.code}"{locator}>{escape(error.message)}</ServiceException>\n'
-            "</ServiceExceptionReport>\n"
-        )
-        media = "application/vnd.ogc.se_xml"
-    else:
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<ServiceExceptionReport version="1.3.0" xmlns="http://www.opengis.net/ogc" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-            'xsi:schemaLocation="http://www.opengis.net/ogc http://schemas.opengis.net/wms/1.3.0/exceptions_1_3_0.xsd">\n'
-            f'  <ServiceException code="{error.code}"{locator}>{escape(error.message)}</ServiceException>\n'
-            "</ServiceExceptionReport>\n"
-        )
-        media = "text/xml"
-    return Response(body, status_code=error.status, media_type=media, headers={"Cache-Control": "no-store"})
-
-
-def x(text: object) -> str:
-    """XML-escaped text."""
-    return escape(str(text))
-
-
-def attr(text: object) -> str:
-    return quoteattr(str(text))
+    media = "application/vnd.ogc.se_xml" if version == "1.1.1" else "text/xml"
+    return Response(render("wms_exception.xml", error=error, version=version), status_code=error.status,
+                    media_type=media, headers={"Cache-Control": "no-store"})

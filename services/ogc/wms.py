@@ -28,8 +28,9 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from services.assets import intersects
+from services.ogc.documents import render
 from services.ogc.featureinfo import check_format, feature_info_response
-from services.ogc.kvp import Kvp, OgcError, attr, wms_exception, x
+from services.ogc.kvp import Kvp, OgcError, wms_exception
 from services.ogc.wmts import legend_url
 from services.params import InvalidParameter, check_bbox
 from services.tiles import limits
@@ -55,89 +56,33 @@ def _bbox_in(info: LayerInfo, crs: str) -> tuple[float, float, float, float]:
     return transform_bounds("EPSG:4326", _RASTERIO_CRS[crs], w, s, e, n, densify_pts=21)
 
 
-def _bbox_attrs(crs_name: str, key: str, box: tuple[float, float, float, float], latlon: bool) -> str:
-    a, b, c, d = (box[1], box[0], box[3], box[2]) if latlon else box
-    return f'<BoundingBox {key}="{crs_name}" minx="{a:.6f}" miny="{b:.6f}" maxx="{c:.6f}" maxy="{d:.6f}"/>'
-
-
-def layer_xml(info: LayerInfo, base: str, version: str) -> str:
-    layer = info.layer
-    w, s, e, n = info.bounds
-    key = "CRS" if version == "1.3.0" else "SRS"
+def bounding_boxes(info: LayerInfo, version: str) -> list[tuple[str, float, float, float, float]]:
+    """The layer's BoundingBoxes, (crs, minx, miny, maxx, maxy) in each CRS of the version, in its axis order
+    (1.3.0 + EPSG:4326: latitude first)."""
     boxes = []
     for crs_name in CRS_LIST:
         if version == "1.1.1" and crs_name == "CRS:84":
             continue
-        boxes.append(_bbox_attrs(crs_name, key, _bbox_in(info, crs_name),
-                                 latlon=version == "1.3.0" and crs_name == "EPSG:4326"))
-    if version == "1.3.0":
-        geo = (f"<EX_GeographicBoundingBox><westBoundLongitude>{w:.6f}</westBoundLongitude><eastBoundLongitude>"
-               f"{e:.6f}</eastBoundLongitude><southBoundLatitude>{s:.6f}</southBoundLatitude><northBoundLatitude>"
-               f"{n:.6f}</northBoundLatitude></EX_GeographicBoundingBox>")
-    else:
-        geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
-    legend = attr(f"{base}/wms?SERVICE=WMS&VERSION={version}&REQUEST=GetLegendGraphic&LAYER={layer.id}"
-                  "&FORMAT=image/png&STYLE=normal")
-    online = '<OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" xlink:href='
-    return (
-        f'<Layer queryable="1" opaque="0"><Name>{x(layer.id)}</Name><Title>{x(layer.title)}</Title>'
-        f"<Abstract>{x(layer.abstract)}</Abstract>{geo}{''.join(boxes)}"
-        f"<Style><Name>{STYLE}</Name><Title>Légende générique</Title>"
-        f"<LegendURL><Format>image/png</Format>{online}{legend}/></LegendURL>"
-        f"<LegendURL><Format>image/png</Format>{online}{attr(legend_url(base, layer.kind))}/></LegendURL>"
-        "</Style></Layer>"
-    )
+        box = _bbox_in(info, crs_name)
+        if version == "1.3.0" and crs_name == "EPSG:4326":
+            box = (box[1], box[0], box[3], box[2])
+        boxes.append((crs_name, *box))
+    return boxes
 
 
 def capabilities_xml(infos: list[LayerInfo], base: str, version: str) -> str:
-    href = attr(base + "/wms?")
-    online = f'<OnlineResource xmlns:xlink="http://www.w3.org/1999/xlink" xlink:type="simple" xlink:href={href}/>'
-    dcp = f"<DCPType><HTTP><Get>{online}</Get></HTTP></DCPType>"
-    map_formats = "".join(f"<Format>{mt}</Format>" for mt in MAP_FORMATS)
-    info_formats = "<Format>text/plain</Format><Format>application/json</Format><Format>text/html</Format>"
-    key = "CRS" if version == "1.3.0" else "SRS"
-    crs_list = "".join(f"<{key}>{c}</{key}>" for c in CRS_LIST if not (version == "1.1.1" and c == "CRS:84"))
+    """The GetCapabilities document (``templates/wms_capabilities.xml``); ``base`` is the public URL."""
     if infos:
-        w = min(i.bounds[0] for i in infos)
-        s = min(i.bounds[1] for i in infos)
-        e = max(i.bounds[2] for i in infos)
-        n = max(i.bounds[3] for i in infos)
+        bounds = (min(i.bounds[0] for i in infos), min(i.bounds[1] for i in infos),
+                  max(i.bounds[2] for i in infos), max(i.bounds[3] for i in infos))
     else:
-        w, s, e, n = -5.5, 41.0, 10.0, 51.5
-    if version == "1.3.0":
-        root_geo = (f"<EX_GeographicBoundingBox><westBoundLongitude>{w:.6f}</westBoundLongitude><eastBoundLongitude>"
-                    f"{e:.6f}</eastBoundLongitude><southBoundLatitude>{s:.6f}</southBoundLatitude>"
-                    f"<northBoundLatitude>{n:.6f}</northBoundLatitude></EX_GeographicBoundingBox>")
-        head = ('<?xml version="1.0" encoding="UTF-8"?>\n<WMS_Capabilities version="1.3.0" '
-                'xmlns="http://www.opengis.net/wms" xmlns:xlink="http://www.w3.org/1999/xlink" '
-                'xmlns:sld="http://www.opengis.net/sld" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-                'xsi:schemaLocation="http://www.opengis.net/wms '
-                'http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd">')
-        tail = "</WMS_Capabilities>\n"
-        caps_format = "<Format>text/xml</Format>"
-        exc = "<Exception><Format>XML</Format></Exception>"
-        legend_op = ("<sld:GetLegendGraphic><Format>image/png</Format><Format>application/json</Format>"
-                     f"{dcp}</sld:GetLegendGraphic>")
-    else:
-        root_geo = f'<LatLonBoundingBox minx="{w:.6f}" miny="{s:.6f}" maxx="{e:.6f}" maxy="{n:.6f}"/>'
-        head = '<?xml version="1.0" encoding="UTF-8"?>\n<WMT_MS_Capabilities version="1.1.1">'
-        tail = "</WMT_MS_Capabilities>\n"
-        caps_format = "<Format>application/vnd.ogc.wms_xml</Format>"
-        exc = "<Exception><Format>application/vnd.ogc.se_xml</Format></Exception>"
-        legend_op = ("<GetLegendGraphic><Format>image/png</Format><Format>application/json</Format>"
-                     f"{dcp}</GetLegendGraphic>")
-    limits = f"<MaxWidth>{MAX_SIZE}</MaxWidth><MaxHeight>{MAX_SIZE}</MaxHeight>" if version == "1.3.0" else ""
-    return (
-        head
-        + "<Service><Name>" + ("WMS" if version == "1.3.0" else "OGC:WMS") + "</Name><Title>OCS GE — WMS</Title>"
-        "<Abstract>Occupation du sol à grande échelle: couverture, usage, artificialisation, zone construite, "
-        f"prédictions et évolutions, par campagne.</Abstract>{online}<Fees>none</Fees>"
-        f"<AccessConstraints>Licence Ouverte 2.0</AccessConstraints>{limits}</Service>"
-        f"<Capability><Request><GetCapabilities>{caps_format}{dcp}</GetCapabilities>"
-        f"<GetMap>{map_formats}{dcp}</GetMap><GetFeatureInfo>{info_formats}{dcp}</GetFeatureInfo>{legend_op}"
-        f"</Request>{exc}<Layer><Title>OCS GE</Title>{crs_list}{root_geo}"
-        + "".join(layer_xml(i, base, version) for i in infos)
-        + "</Layer></Capability>" + tail
+        bounds = (-5.5, 41.0, 10.0, 51.5)
+    layers = [{"info": info, "boxes": bounding_boxes(info, version), "legend": legend_url(base, info.layer.kind)}
+              for info in infos]
+    return render(
+        "wms_capabilities.xml", base=base, version=version, layers=layers, bounds=bounds, style=STYLE,
+        max_size=MAX_SIZE, map_formats=MAP_FORMATS, info_formats=("text/plain", "application/json", "text/html"),
+        crs_list=[c for c in CRS_LIST if not (version == "1.1.1" and c == "CRS:84")],
     )
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from morecantile import Tile, TileMatrixSet
 
+from services.ogc.documents import render
 from services.ogc.featureinfo import check_format, feature_info_response
-from services.ogc.kvp import Kvp, OgcError, attr, ows_exception, x
+from services.ogc.kvp import Kvp, OgcError, ows_exception
 from services.tiles import tms as tms_registry
 from services.tiles.layers import KINDS, STYLE, UnknownLayerError, kind_of_legend_file, legend_file
 from services.tiles.mosaic import LayerInfo
@@ -50,29 +52,10 @@ def tile_limits(tms: TileMatrixSet, bounds: tuple[float, float, float, float], z
     return min(rows), max(rows), min(cols), max(cols)
 
 
-def tile_matrix_set_xml(tms: TileMatrixSet, maxzoom: int) -> str:
-    parts = [f"<TileMatrixSet><ows:Identifier>{x(tms.id)}</ows:Identifier>",
-             f"<ows:SupportedCRS>{tms_registry.crs_urn(tms)}</ows:SupportedCRS>"]
-    for z in range(tms.minzoom, min(maxzoom, tms.maxzoom) + 1):
-        m = tms.matrix(z)
-        ox, oy = m.pointOfOrigin
-        corner = f"{ox!r} {oy!r}"  # full precision: PM's is the Géoplateforme's to 1e-7 m
-        parts.append(
-            f"<TileMatrix><ows:Identifier>{m.id}</ows:Identifier><ScaleDenominator>{m.scaleDenominator!r}"
-            f"</ScaleDenominator><TopLeftCorner>{corner}</TopLeftCorner><TileWidth>{m.tileWidth}</TileWidth>"
-            f"<TileHeight>{m.tileHeight}</TileHeight><MatrixWidth>{m.matrixWidth}</MatrixWidth>"
-            f"<MatrixHeight>{m.matrixHeight}</MatrixHeight></TileMatrix>"
-        )
-    parts.append("</TileMatrixSet>")
-    return "".join(parts)
-
-
-def _operation(name: str, base: str) -> str:
-    kvp = (f'<ows:Get xlink:href={attr(base + "/wmts?")}><ows:Constraint name="GetEncoding"><ows:AllowedValues>'
-           "<ows:Value>KVP</ows:Value></ows:AllowedValues></ows:Constraint></ows:Get>")
-    rest = (f'<ows:Get xlink:href={attr(base + "/wmts/1.0.0/")}><ows:Constraint name="GetEncoding"><ows:AllowedValues>'
-            "<ows:Value>RESTful</ows:Value></ows:AllowedValues></ows:Constraint></ows:Get>")
-    return f'<ows:Operation name="{name}"><ows:DCP><ows:HTTP>{kvp}{rest}</ows:HTTP></ows:DCP></ows:Operation>'
+def tile_matrix_set(tms: TileMatrixSet, maxzoom: int) -> dict[str, Any]:
+    """A TileMatrixSet of the capabilities: its id, CRS URN and tile matrices up to ``maxzoom``."""
+    return {"id": tms.id, "crs": tms_registry.crs_urn(tms),
+            "matrices": [tms.matrix(z) for z in range(tms.minzoom, min(maxzoom, tms.maxzoom) + 1)]}
 
 
 def legend_url(base: str, kind: str) -> str:
@@ -80,73 +63,32 @@ def legend_url(base: str, kind: str) -> str:
     return f"{base}/tiles/legendes/{legend_file(kind)}"
 
 
-def layer_xml(info: LayerInfo, base: str) -> str:
-    layer = info.layer
-    w, s, e, n = info.bounds
+def tile_matrix_set_links(info: LayerInfo) -> list[dict[str, Any]]:
+    """The layer's TileMatrixSetLinks: each advertised set it has zooms in, with the (z, min_row, max_row,
+    min_col, max_col) limits of its bounds."""
     links = []
     for name in tms_registry.ADVERTISED:
         tms = tms_registry.get(name)
-        zmin, zmax = tms_registry.zoom_range(name, layer.minzoom, layer.maxzoom)
+        zmin, zmax = tms_registry.zoom_range(name, info.layer.minzoom, info.layer.maxzoom)
         if zmin > zmax:
             continue
-        limits = []
-        for z in range(zmin, zmax + 1):
-            r0, r1, c0, c1 = tile_limits(tms, info.bounds, z)
-            limits.append(f"<TileMatrixLimits><TileMatrix>{z}</TileMatrix><MinTileRow>{r0}</MinTileRow>"
-                          f"<MaxTileRow>{r1}</MaxTileRow><MinTileCol>{c0}</MinTileCol><MaxTileCol>{c1}</MaxTileCol>"
-                          "</TileMatrixLimits>")
-        links.append(f"<TileMatrixSetLink><TileMatrixSet>{name}</TileMatrixSet><TileMatrixSetLimits>"
-                     + "".join(limits) + "</TileMatrixSetLimits></TileMatrixSetLink>")
-    rest = f"{base}/wmts/1.0.0/{layer.id}/{{Style}}/{{TileMatrixSet}}/{{TileMatrix}}/{{TileRow}}/{{TileCol}}"
-    resources = [f'<ResourceURL format="{mt}" resourceType="tile" template={attr(f"{rest}.{ext}")}/>'
-                 for mt, (_, ext) in FORMATS.items()]
-    resources += [
-        f'<ResourceURL format="{mt}" resourceType="FeatureInfo" template={attr(f"{rest}/{{J}}/{{I}}.{ext}")}/>'
-        for mt, ext in (("application/json", "json"), ("text/plain", "txt"), ("text/html", "html"))
-    ]
-    return (
-        f"<Layer><ows:Title>{x(layer.title)}</ows:Title><ows:Abstract>{x(layer.abstract)}</ows:Abstract>"
-        f"<ows:WGS84BoundingBox><ows:LowerCorner>{w:.6f} {s:.6f}</ows:LowerCorner>"
-        f"<ows:UpperCorner>{e:.6f} {n:.6f}</ows:UpperCorner></ows:WGS84BoundingBox>"
-        f"<ows:Identifier>{x(layer.id)}</ows:Identifier>"
-        f'<Style isDefault="true"><ows:Title>Légende générique</ows:Title><ows:Identifier>{STYLE}</ows:Identifier>'
-        f'<LegendURL format="image/png" xlink:href={attr(f"{base}/tiles/{layer.id}/legend.png")}/>'
-        f'<LegendURL format="image/png" xlink:href={attr(legend_url(base, layer.kind))}/></Style>'
-        + "".join(f"<Format>{mt}</Format>" for mt in FORMATS)
-        + "".join(f"<InfoFormat>{mt}</InfoFormat>" for mt in ("text/plain", "application/json", "text/html"))
-        + "".join(links) + "".join(resources) + "</Layer>"
-    )
+        links.append({"tms": name, "limits": [(z, *tile_limits(tms, info.bounds, z)) for z in range(zmin, zmax + 1)]})
+    return links
 
 
 def capabilities_xml(infos: list[LayerInfo], base: str) -> str:
+    """The GetCapabilities document (``templates/wmts_capabilities.xml``); ``base`` is the public URL."""
     maxzoom = max([info.layer.maxzoom for info in infos] + [18])
-    sets = "".join(
-        tile_matrix_set_xml(
-            tms_registry.get(name),
-            max(tms_registry.zoom_range(name, 0, maxzoom)[1], 0),
-        )
-        for name in tms_registry.ADVERTISED
-    )
-    ops = "".join(_operation(n, base) for n in ("GetCapabilities", "GetTile", "GetFeatureInfo"))
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<Capabilities xmlns="http://www.opengis.net/wmts/1.0" xmlns:ows="http://www.opengis.net/ows/1.1" '
-        'xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        'xmlns:gml="http://www.opengis.net/gml" version="1.0.0" xsi:schemaLocation="http://www.opengis.net/wmts/1.0 '
-        'http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd">'
-        "<ows:ServiceIdentification><ows:Title>OCS GE — WMTS</ows:Title>"
-        "<ows:Abstract>Occupation du sol à grande échelle: couverture, usage, artificialisation, zone construite, "
-        "prédictions et évolutions, par campagne.</ows:Abstract>"
-        "<ows:Keywords><ows:Keyword>OCS GE</ows:Keyword><ows:Keyword>occupation du sol</ows:Keyword></ows:Keywords>"
-        "<ows:ServiceType>OGC WMTS</ows:ServiceType><ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>"
-        "<ows:Fees>none</ows:Fees><ows:AccessConstraints>Licence Ouverte 2.0</ows:AccessConstraints>"
-        "</ows:ServiceIdentification>"
-        "<ows:ServiceProvider><ows:ProviderName>OCS GE cloud</ows:ProviderName>"
-        f"<ows:ProviderSite xlink:href={attr(base + '/')}/><ows:ServiceContact/></ows:ServiceProvider>"
-        f"<ows:OperationsMetadata>{ops}</ows:OperationsMetadata>"
-        "<Contents>" + "".join(layer_xml(i, base) for i in infos) + sets + "</Contents>"
-        f"<ServiceMetadataURL xlink:href={attr(base + '/wmts/1.0.0/WMTSCapabilities.xml')}/>"
-        "</Capabilities>\n"
+    sets = [tile_matrix_set(tms_registry.get(name), max(tms_registry.zoom_range(name, 0, maxzoom)[1], 0))
+            for name in tms_registry.ADVERTISED]
+    layers = [{"info": info, "links": tile_matrix_set_links(info), "legend": legend_url(base, info.layer.kind)}
+              for info in infos]
+    return render(
+        "wmts_capabilities.xml", base=base, layers=layers, sets=sets, style=STYLE,
+        operations=("GetCapabilities", "GetTile", "GetFeatureInfo"),
+        tile_formats=[(media, ext) for media, (_, ext) in FORMATS.items()],
+        info_formats=("text/plain", "application/json", "text/html"),
+        info_resources=(("application/json", "json"), ("text/plain", "txt"), ("text/html", "html")),
     )
 
 
