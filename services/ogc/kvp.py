@@ -52,7 +52,7 @@ class Kvp:
         try:
             value = int(raw.rsplit(":", 1)[-1] if name.upper() == "TILEMATRIX" else raw)
         except ValueError:
-            raise OgcError(code, f"{name}={raw!r} is not an integer", locator=name) from None
+            raise OgcError(code, f"{name}={raw[:40]!r} is not an integer", locator=name) from None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             bounds = f"{minimum if minimum is not None else '-∞'}…{maximum if maximum is not None else '∞'}"
             raise OgcError(code, f"{name}={value} is outside {bounds}", locator=name)
