@@ -161,8 +161,12 @@ def with_hrefs(item: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _static(collections: list[dict[str, Any]], items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The static self-contained catalogue: relative links only, no self links (STAC best practices)."""
+def _static(collections: list[dict[str, Any]], items: list[dict[str, Any]],
+            public_base: str | None = None) -> dict[str, dict[str, Any]]:
+    """The static catalogue, with relative links (it can be copied anywhere). When the public URL of the
+    storage root is known (an absolute ``asset_base_url``), it is a *relative published* catalogue in STAC's
+    best practices: the root catalogue carries its absolute ``self`` link, everything else stays relative
+    (pystac's ``CatalogType.RELATIVE_PUBLISHED``); otherwise it is self-contained, without ``self`` links."""
     files: dict[str, dict[str, Any]] = {}
     by_collection: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in items:
@@ -176,6 +180,9 @@ def _static(collections: list[dict[str, Any]], items: list[dict[str, Any]]) -> d
         + [{"rel": "child", "href": f"./{c['id']}/collection.json", "type": stac.MEDIA_JSON, "title": c["title"]}
            for c in collections],
     }
+    if public_base:
+        root["links"].insert(0, {"rel": "self", "href": f"{public_base.rstrip('/')}/{CATALOG_KEY}",
+                                 "type": stac.MEDIA_JSON})
     files[CATALOG_KEY] = root
     for coll in collections:
         doc = copy.deepcopy(coll)
@@ -260,7 +267,8 @@ def _publish(storage: Storage, *, pgstac_dsn: str | None, asset_base_url: str | 
             collections.append(build_collection(BY_ID[coll_id], [it for it in extras if it["collection"] == coll_id]))
     for item in items:
         verify_item(storage, item, deep=False)  # files hashed in this run: existence and size suffice
-    static_docs = _static(collections, items)
+    public_base = asset_base_url if asset_base_url and asset_base_url.startswith(("https://", "http://")) else None
+    static_docs = _static(collections, items, public_base)
     for obj in static_docs.values():  # the documents as written: with their links, as a reader gets them
         try:
             validate(obj)

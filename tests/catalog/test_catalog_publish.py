@@ -40,6 +40,29 @@ def test_static_catalogue_is_self_contained(root: Path) -> None:
         assert not any(link["rel"] == "self" for link in doc.get("links", []))
 
 
+def test_published_catalogue_with_a_public_url_has_a_root_self_link(root: Path) -> None:
+    """With the public URL of the root known, the static catalogue is a *relative published* one: pystac
+    reads it, the root's ``self`` is absolute under the public URL, and every other link stays relative."""
+    import pystac
+
+    publish(open_storage(root), asset_base_url="https://cdn.example.org/data")
+    doc = json.loads((root / "stac" / "catalog.json").read_text())
+    selfs = [link["href"] for link in doc["links"] if link["rel"] == "self"]
+    assert selfs == ["https://cdn.example.org/data/stac/catalog.json"]
+    catalog = pystac.Catalog.from_file(str(root / "stac" / "catalog.json"))  # read from a copy: links relative
+    collection = next(iter(catalog.get_children()))
+    assert next(iter(collection.get_items())).assets
+    for path in (root / "stac").rglob("*.json"):
+        if path.name == "catalog.json" or "snapshot" in path.parts or path.name == "publish-state.json":
+            continue
+        links = json.loads(path.read_text()).get("links", [])
+        assert not any(link["rel"] == "self" for link in links), path
+    # a path base (resolved per request by the services) is no public URL: the catalogue stays self-contained
+    publish(open_storage(root), asset_base_url="/data")
+    doc = json.loads((root / "stac" / "catalog.json").read_text())
+    assert not any(link["rel"] == "self" for link in doc["links"])
+
+
 def test_republish_is_idempotent_and_follows_changes(root: Path) -> None:
     storage = open_storage(root)
     first = publish(storage)
