@@ -159,6 +159,7 @@ def _ramp(attribute: str, stops: list[tuple[float, str]]) -> list[Any]:
 POTENTIAL = [(0, "#f7fcf5"), (50, "#74c476"), (100, "#00441b")]
 CES = [(0, "#fff5eb"), (50, "#fd8d3c"), (100, "#7f2704")]
 GREEN, BLUE, CORRIDOR, TACHE, PRIORITY = "#1a9850", "#4575b4", "#66bd63", "#7a0177", "#d7301f"
+COMMUNE_LINE = "#444444"
 
 
 def analyses_style(pmtiles_url: str, dep: str, millesime: str, bbox: tuple[float, ...] | None) -> dict[str, Any]:
@@ -187,6 +188,7 @@ def analyses_style(pmtiles_url: str, dep: str, millesime: str, bbox: tuple[float
               ["==", ["get", "nature"], "corridor"]),
         layer("tache-urbaine", "line", "tache_urbaine",
               {"line-color": TACHE, "line-width": 1.5, "line-dasharray": [3, 2]}),
+        layer("communes", "line", "communes", {"line-color": COMMUNE_LINE, "line-width": 1, "line-opacity": 0.8}),
     ]
     legend = [
         {"layer": "renaturation", "title": "Potentiel de renaturation (carreaux INSEE 200 m)",
@@ -199,6 +201,7 @@ def analyses_style(pmtiles_url: str, dep: str, millesime: str, bbox: tuple[float
          "items": [{"label": "trame verte", "color": GREEN}, {"label": "trame bleue", "color": BLUE}]},
         {"layer": "tvb-corridors", "title": "Corridors (moindre coût)", "items": [{"label": "", "color": CORRIDOR}]},
         {"layer": "tache-urbaine", "title": "Tâche urbaine", "items": [{"label": "", "color": TACHE}]},
+        {"layer": "communes", "title": "Limites communales", "items": [{"label": "", "color": COMMUNE_LINE}]},
     ]
     style: dict[str, Any] = {
         "version": 8,

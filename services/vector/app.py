@@ -1,9 +1,13 @@
 """Vector tiles from the PMTiles artifacts of the catalogue.
 
     /vector/datasets                                         what exists, with links
-    /vector/{kind}/{dep}/{millesime}/{z}/{x}/{y}.mvt         one tile (``kind``: occupation | difference)
+    /vector/{kind}/{dep}/{millesime}/{z}/{x}/{y}.mvt         one tile (``kind``: occupation | difference |
+                                                             analyses)
     /vector/{kind}/{dep}/{millesime}/tilejson.json           TileJSON 3.0
-    /vector/{kind}/{dep}/{millesime}/style.json              MapLibre style in the official colours
+    /vector/{kind}/{dep}/{millesime}/style.json              MapLibre style in the official colours; for the
+                                                             analyses, the style and legend of
+                                                             ``/stats/{dep}/{millesime}/carte.json`` with its
+                                                             source read through this service
     /vector/{kind}/{dep}/{millesime}.pmtiles                 the file itself, with HTTP Range support
 
 A dataset is looked up among the finder's assets (never built from the request into a path). Tiles
@@ -27,7 +31,7 @@ from services.ranges import serve_object
 from services.vector.pmtiles_source import PMTilesSource, SourceCache
 from services.vector.style import ATTRIBUTES, DEFAULT_ATTRIBUTE, maplibre_style
 
-KINDS = {"occupation": "occupation_pmtiles", "difference": "difference_pmtiles"}
+KINDS = {"occupation": "occupation_pmtiles", "difference": "difference_pmtiles", "analyses": "analyses_pmtiles"}
 
 
 def _base(request: Request) -> str:
@@ -113,6 +117,12 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
     def style(request: Request, kind: str, asset: Annotated[AssetRef, Depends(dataset)],
               attribute: Annotated[str | None, Query(description="code_cs, code_us, cs_apres…")] = None,
               ) -> dict[str, Any]:
+        if kind == "analyses":  # the analyses' own style (stats service), its tiles from this service
+            from services.stats.analyses import analyses_style
+
+            out = analyses_style("", asset.departement, asset.millesime, source_of(asset).bounds)
+            out["sources"]["analyses"]["url"] = links(request, kind, asset)["tilejson"]
+            return out
         attribute = attribute or DEFAULT_ATTRIBUTE[kind]
         if attribute not in ATTRIBUTES:
             raise HTTPException(400, f"unknown attribute {attribute!r}: expected one of {', '.join(ATTRIBUTES)}")

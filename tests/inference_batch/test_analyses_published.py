@@ -75,7 +75,8 @@ def test_collections_and_items_validate(root: Path) -> None:
     from services.vector.pmtiles_source import PMTilesSource
 
     layers = {v["id"] for v in PMTilesSource(Store(root), product_key("analyses_pmtiles", DEP, 2024)).vector_layers()}
-    assert layers == {"tache_urbaine", "zae", "renaturation", "tvb"} - {"zae"}  # no economic zone in the scene
+    # no economic zone in the scene; the communes go with the analyses (the viewer's click → portrait)
+    assert layers == {"tache_urbaine", "zae", "renaturation", "tvb", "communes"} - {"zae"}
     evo = json.loads((stac / "ocsge-portrait-evolution" / "items" / "portrait_evolution_D077_2021-2024.json")
                      .read_text())
     assert evo["assets"]["data"]["href"].endswith("portrait_evolution_D077_2021-2024.csv")
