@@ -7,8 +7,15 @@ const KIND_TITLES = {
   COUVERTURE: "Couverture du sol", USAGE: "Usage du sol", ARTIF: "Artificialisation",
   CONSTRUCTION: "Zone construite", PREDICTION: "Prédiction du modèle", DIFFERENCE: "Évolutions",
 };
+// the analyses' map layers (source layers of the analyses' PMTiles, /vector/analyses/…), each a check box
+const ANALYSES = {
+  tache_urbaine: "Tâche urbaine", zae: "Zones d'activité : densification",
+  renaturation: "Renaturation (carreaux INSEE 200 m)", tvb: "Trame verte et bleue",
+};
+const HIT = "communes-hit";  // an invisible fill of the communes: the commune under a click
 const $ = (id) => document.getElementById(id);
-const state = { layers: [], datasets: [], nomenclature: null, maps: [] };
+const state = { layers: [], datasets: [], nomenclature: null, maps: [], analyses: [], analysisStyle: null,
+                wanted: new Set(), reports: [] };
 
 function status(text) { $("status").textContent = text || ""; }
 
@@ -55,10 +62,27 @@ function rasterSource(layer) {
            minzoom: layer.minzoom, maxzoom: layer.maxzoom, attribution: "OCS GE — IGN / OCS GE cloud" };
 }
 
+function analysisVisible(sourceLayer) { return sourceLayer === "communes" || state.wanted.has(sourceLayer); }
+
+function addAnalyses(style) {
+  const a = state.analysisStyle;
+  if (!a) return style;
+  // the layers and legend of the service's style; the tiles read from the same PMTiles with the pmtiles
+  // protocol (ranges on /vector/analyses/{dep}/{millesime}.pmtiles, fetched by this page like the occupation's)
+  style.sources.analyses = { ...a.sources.analyses, url: "pmtiles://" + a.pmtiles };
+  style.layers.push({ id: HIT, type: "fill", source: "analyses", "source-layer": "communes",
+                      paint: { "fill-color": "#000000", "fill-opacity": 0 } });
+  for (const l of a.layers) {
+    style.layers.push({ ...l, layout: { ...(l.layout || {}),
+                                        visibility: analysisVisible(l["source-layer"]) ? "visible" : "none" } });
+  }
+  return style;
+}
+
 async function styleFor(layer, dep) {
   const style = { version: 8, sources: {}, layers: [
     { id: "background", type: "background", paint: { "background-color": "#e8ecef" } }] };
-  if (!layer) return style;
+  if (!layer) return addAnalyses(style);
   const dataset = $("mode").value === "vector" ? vectorDataset(dep, layer) : null;
   if (dataset) {
     const attribute = layer.kind === "USAGE" ? "code_us" : "code_cs";
@@ -69,13 +93,136 @@ async function styleFor(layer, dep) {
     style.sources.ocsge = rasterSource(layer);
     style.layers.push({ id: "raster", type: "raster", source: "ocsge", paint: { "raster-resampling": "nearest" } });
   }
-  return style;
+  return addAnalyses(style);
+}
+
+// --- the analyses: layers, legend, portrait reports ----------------------------------------------------
+
+function analysisDataset(dep) {
+  return state.analyses.find((d) => d.departement === dep && d.millesime === $("amillesime").value) || null;
+}
+
+async function loadAnalyses(dep) {
+  const sets = state.analyses.filter((d) => d.departement === dep).sort((a, b) => b.millesime.localeCompare(a.millesime));
+  fill($("amillesime"), sets.map((d) => [d.millesime, d.millesime]), true);
+  $("analyses").classList.toggle("hidden", !sets.length);
+  const dataset = analysisDataset(dep);
+  state.analysisStyle = dataset ? await getJSON(`vector/analyses/${dep}/${dataset.millesime}/style.json`) : null;
+  if (state.analysisStyle) state.analysisStyle.pmtiles = dataset.pmtiles;
+  state.reports = sets.length ? (await getJSON(`stats/${dep}/analyses`).catch(() => ({ rapports: [] }))).rapports : [];
+  const box = $("analysis-list");
+  box.innerHTML = "";
+  for (const [name, title] of Object.entries(ANALYSES)) {
+    if (!dataset || !dataset.layers.includes(name)) continue;
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "checkbox"; input.dataset.layer = name; input.checked = state.wanted.has(name);
+    if (input.checked) input.setAttribute("checked", "");
+    input.addEventListener("change", () => toggleAnalysis(name, input.checked));
+    label.appendChild(input);
+    label.appendChild(document.createTextNode(title));
+    box.appendChild(label);
+  }
+  return dataset;
+}
+
+function toggleAnalysis(name, on) {
+  if (on) state.wanted.add(name); else state.wanted.delete(name);
+  for (const map of state.maps) {
+    for (const l of state.analysisStyle ? state.analysisStyle.layers : []) {
+      if (l["source-layer"] === name && map.getLayer(l.id)) map.setLayoutProperty(l.id, "visibility", on ? "visible" : "none");
+    }
+  }
+  showAnalysisLegend();
+}
+
+function showAnalysisLegend() {
+  const box = $("analysis-legend");
+  box.innerHTML = "";
+  const a = state.analysisStyle;
+  if (!a) return;
+  const sourceLayer = Object.fromEntries(a.layers.map((l) => [l.id, l["source-layer"]]));
+  for (const entry of a.metadata.legend) {
+    if (!analysisVisible(sourceLayer[entry.layer])) continue;
+    const title = document.createElement("div");
+    title.className = "title"; title.textContent = entry.title; title.dataset.layer = entry.layer;
+    box.appendChild(title);
+    const ul = document.createElement("ul");
+    if (entry.items.length > 1 && entry.items.every((i) => /^[0-9.]+$/.test(i.label))) ul.className = "ramp";
+    for (const item of entry.items) {
+      const li = document.createElement("li");
+      li.innerHTML = `<span class="sw" style="background:${item.color}"></span>`;
+      const text = document.createElement("span");
+      text.textContent = item.label;
+      li.appendChild(text);
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+  }
+}
+
+function reportFor(code) {
+  const found = state.reports.filter((r) => r.territoire === code).sort((a, b) => a.millesime.localeCompare(b.millesime));
+  return found.length ? found[found.length - 1] : null;
+}
+
+function reportLink(parent, report, text) {
+  const a = document.createElement("a");
+  a.className = "report"; a.href = report.html; a.target = "_blank"; a.rel = "noopener";
+  a.textContent = `${text} (${report.millesime.replace("-", " → ")})`;
+  parent.appendChild(a);
+}
+
+function propertyTable(parent, props) {
+  const table = document.createElement("table");
+  for (const [k, v] of Object.entries(props)) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = k;
+    tr.insertCell().textContent = typeof v === "number" ? String(Math.round(v * 100) / 100) : String(v ?? "");
+  }
+  parent.appendChild(table);
+}
+
+function showAnalysisInfo(map, event) {
+  const out = $("info-analyses");
+  out.innerHTML = "";
+  const a = state.analysisStyle;
+  if (!a || !map.getLayer(HIT)) return;
+  const shown = a.layers.filter((l) => l["source-layer"] !== "communes" && state.wanted.has(l["source-layer"])
+                                       && map.getLayer(l.id)).map((l) => l.id);
+  const features = map.queryRenderedFeatures(event.point, { layers: [...shown, HIT] });
+  const feature = features.find((f) => f.layer.id !== HIT);
+  if (feature) {
+    const head = document.createElement("div");
+    head.className = "title"; head.textContent = ANALYSES[feature.sourceLayer] || feature.sourceLayer;
+    out.appendChild(head);
+    propertyTable(out, feature.properties);
+  }
+  const commune = features.find((f) => f.layer.id === HIT);
+  if (commune) {
+    const { insee_com: code, nom } = commune.properties;
+    const line = document.createElement("div");
+    line.className = "commune"; line.textContent = `Commune : ${nom} (${code})`;
+    out.appendChild(line);
+    const report = reportFor(code);
+    if (report) reportLink(out, report, `Portrait de territoire de ${nom}`);
+  }
+  const dep = reportFor($("dep").value);
+  if (dep) reportLink(out, dep, `Portrait du département ${$("dep").value}`);
+}
+
+function waitIdle(map) {
+  return new Promise((resolve) => {
+    if (map.loaded()) { resolve(); return; }
+    map.once("idle", resolve);
+    setTimeout(resolve, 20000);
+  });
 }
 
 async function showLegend(layer) {
   const list = $("legend-items");
   list.innerHTML = "";
-  $("legend-title").textContent = layer ? layer.title : "Aucune couche disponible";
+  $("legend-title").textContent = layer ? layer.title : state.analysisStyle ? "" : "Aucune couche disponible";
   if (!layer) return;
   const legend = await getJSON(`tiles/${layer.id}/legend.json`);
   for (const c of legend.classes) {
@@ -103,6 +250,11 @@ async function showLinks(dep, layer) {
     add(`${BASE}wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetCapabilities`, "WMS GetCapabilities");
   }
   add(`${BASE}stats/${dep}`, "Statistiques par commune");
+  if (state.analyses.some((d) => d.departement === dep)) {
+    add(`${BASE}stats/${dep}/analyses`, "Analyses : tableaux, portraits, tuiles");
+    const report = reportFor(dep);
+    if (report) add(report.html, `Portrait du département (${report.millesime.replace("-", " → ")})`);
+  }
   try {
     const downloads = await getJSON(`downloads/${dep}`);
     for (const a of downloads.archives) {
@@ -118,7 +270,7 @@ function labelOf(kind, code) {
 
 async function showInfo(map, event, layer) {
   const body = $("info-body");
-  if (!layer) return;
+  if (!layer) { body.textContent = ""; return; }
   if (map.getLayer("occupation-fill")) {
     const features = map.queryRenderedFeatures(event.point, { layers: ["occupation-fill"] });
     if (!features.length) { body.textContent = "Aucun polygone ici."; return; }
@@ -185,15 +337,18 @@ async function refresh() {
   const layer = layers.length ? selectedLayer($("campaign").value) : null;
   const other = layers.length > 1 ? selectedLayer($("campaign2").value) : null;
   $("swipe-box").disabled = !other;
-  status(layer ? "" : "Pas de données pour cette couche dans ce département.");
   try {
+    const analyses = await loadAnalyses(dep);
+    status(layer || analyses ? "" : "Pas de données pour cette couche dans ce département.");
     state.maps[0].setStyle(await styleFor(layer, dep));
     state.maps[1].setStyle(await styleFor(other, dep));
-    if (layer && !fitted) {
-      state.maps[0].fitBounds(layer.bounds, { padding: 20, animate: false, maxZoom: 15 });
+    const bounds = layer ? layer.bounds : analyses && analyses.bounds;
+    if (bounds && !fitted) {
+      state.maps[0].fitBounds(bounds, { padding: 20, animate: false, maxZoom: 15 });
       fitted = true;
     }
     await showLegend(layer);
+    showAnalysisLegend();
     await showLinks(dep, layer);
   } catch (err) {
     status(String(err));
@@ -215,12 +370,16 @@ async function main() {
     status(`Services indisponibles: ${err}`);
     return;
   }
-  const deps = [...new Set(state.layers.flatMap((l) => l.departements))].sort();
+  state.analyses = state.datasets.filter((d) => d.kind === "analyses");
+  const deps = [...new Set([...state.layers.flatMap((l) => l.departements),
+                            ...state.analyses.map((d) => d.departement)])].sort();
   fill($("dep"), deps.map((d) => [d, d]));
   const kinds = Object.keys(KIND_TITLES).filter((k) => state.layers.some((l) => l.kind === k));
   fill($("kind"), kinds.map((k) => [k, KIND_TITLES[k]]));
   const params = new URLSearchParams(location.search);
   for (const name of ["dep", "kind", "mode"]) if (params.get(name)) $(name).value = params.get(name);
+  for (const name of (params.get("analyses") || "").split(",")) if (name in ANALYSES) state.wanted.add(name);
+  if (params.get("amillesime")) { await loadAnalyses($("dep").value); $("amillesime").value = params.get("amillesime"); }
   await refresh();
   if (params.get("campaign")) { $("campaign").value = params.get("campaign"); await refresh(); }
   if (params.get("compare")) {
@@ -228,13 +387,24 @@ async function main() {
     $("swipe").checked = true;
     await refresh();
   }
-  for (const id of ["dep", "kind", "campaign", "campaign2", "mode"]) $(id).addEventListener("change", refresh);
+  for (const id of ["dep", "kind", "campaign", "campaign2", "mode", "amillesime"]) $(id).addEventListener("change", refresh);
   $("swipe").addEventListener("change", applySwipe);
   $("slider").addEventListener("input", applySwipe);
-  state.maps.forEach((map, i) => map.on("click", (e) => {
+  const click = (map, i, e) => {
     const campaign = i === 0 ? $("campaign").value : $("campaign2").value;
+    showAnalysisInfo(map, e);
     showInfo(map, e, selectedLayer(campaign)).catch((err) => status(String(err)));
-  }));
+  };
+  state.maps.forEach((map, i) => map.on("click", (e) => click(map, i, e)));
+  // ?point=lon,lat: what a click there shows (a link to share, and how the browser tests click)
+  const point = (params.get("point") || "").split(",").map(Number);
+  if (point.length === 2 && point.every(Number.isFinite)) {
+    const map = state.maps[0];
+    await waitIdle(map);
+    const lngLat = new maplibregl.LngLat(point[0], point[1]);
+    click(map, 0, { point: map.project(lngLat), lngLat });
+    document.body.dataset.clicked = "1";
+  }
 }
 
 main();
