@@ -219,6 +219,17 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
                     Companion("csv", "tvb_communes", ("data",))),
     ),
     CollectionSpec(
+        "ocsge-tache-urbaine-raster", "tache_urbaine_cog", "OCS GE — tâche urbaine (raster)",
+        "Tâche urbaine en raster de classes (COG uint8 avec palette, 10 m), servie en WMTS/WMS "
+        "(OCSGE.TACHE_URBAINE.{campagne}).", (*_OCS, "tâche urbaine"), roles=("data", "visual"),
+    ),
+    CollectionSpec(
+        "ocsge-renaturation-raster", "renaturation_cog", "OCS GE — potentiel de renaturation (raster)",
+        "Potentiel de renaturation des carreaux INSEE de 200 m en cinq classes et secteurs prioritaires (COG "
+        "uint8 avec palette, 10 m), servi en WMTS/WMS (OCSGE.RENATURATION.{campagne}).",
+        (*_OCS, "renaturation", "carroyage INSEE"), roles=("data", "visual"),
+    ),
+    CollectionSpec(
         "ocsge-analyses-tiles", "analyses_pmtiles", "OCS GE — analyses : tuiles vectorielles (PMTiles)",
         "Couches cartographiques des analyses (tâche urbaine, zones d'activité, carreaux de renaturation, trame "
         "verte et bleue), une archive PMTiles par département et millésime.",

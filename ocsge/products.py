@@ -213,6 +213,11 @@ for _spec in (
                 "Trame verte et bleue: fragmentation per territory (effective mesh size)", media_type=_CSV),
     ProductSpec("analyses_pmtiles", "pmtiles/analyses", ".pmtiles", Kind.TILES,
                 "Analyses for planners: vector tiles (tâche urbaine, ZAE, renaturation, TVB)", media_type=_PMTILES),
+    # the map analyses as class COGs with a palette (ocsge.rasters), for WMTS/WMS/XYZ like the other layers
+    ProductSpec("tache_urbaine_cog", "tache_urbaine/raster", ".tif", Kind.RASTER, "Tâche urbaine (raster)",
+                media_type=_COG),
+    ProductSpec("renaturation_cog", "renaturation/raster", ".tif", Kind.RASTER,
+                "Renaturation potential and priority sectors (raster)", media_type=_COG),
 ):
     register(_spec)
 

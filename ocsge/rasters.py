@@ -42,8 +42,21 @@ DIFFERENCE: tuple[RasterClass, ...] = (
     RasterClass(4, "artificialisation", "Artificialisation (+1)", "#E6004D"),
     RasterClass(5, "désartificialisation", "Désartificialisation (−1)", "#00A600"),
 )
+# Analyses for planners (inference_batch/analyses/rasters.py), in the colours of their map style
+# (services/stats/analyses.py): the tâche urbaine in its purple; the renaturation potential (0–100) in five
+# classes of the style's green ramp, the priority sectors over them in red.
+TACHE_URBAINE: tuple[RasterClass, ...] = (RasterClass(1, "tache urbaine", "Tâche urbaine", "#7A0177"),)
+RENATURATION: tuple[RasterClass, ...] = (
+    RasterClass(1, "0-20", "Potentiel de renaturation 0–20", "#EDF8E9"),
+    RasterClass(2, "20-40", "Potentiel de renaturation 20–40", "#BAE4B3"),
+    RasterClass(3, "40-60", "Potentiel de renaturation 40–60", "#74C476"),
+    RasterClass(4, "60-80", "Potentiel de renaturation 60–80", "#31A354"),
+    RasterClass(5, "80-100", "Potentiel de renaturation 80–100", "#006D2C"),
+    RasterClass(6, "prioritaire", "Secteur prioritaire de renaturation", "#D7301F"),
+)
 ENCODINGS: dict[str, tuple[RasterClass, ...]] = {"artif": ARTIF, "construction": CONSTRUCTION,
-                                                  "difference": DIFFERENCE}
+                                                  "difference": DIFFERENCE, "tache_urbaine": TACHE_URBAINE,
+                                                  "renaturation": RENATURATION}
 
 
 def value_of(layer: str, code: str) -> int:

@@ -143,6 +143,7 @@ class StorageAssetFinder:
         # analyses for planners, served under /stats (services/stats/analyses.py)
         "portrait_stocks", "portrait_evolution", "portrait_report", "origine", "tache_urbaine_communes",
         "densification_csv", "renaturation_csv", "tvb_communes", "portrait_html", "analyses_pmtiles",
+        "tache_urbaine_cog", "renaturation_cog",  # and their WMTS/WMS layers (services/tiles/layers.py)
     )
 
     def __init__(self, storage: Storage | str | None = None, ttl_s: float = 30.0) -> None:

@@ -74,14 +74,17 @@ def origine(departement: str, before: int | None, after: int | None, groupements
 @_common
 def tache_urbaine(departement: str, millesimes: tuple[int, ...], dilation: float, erosion: float, min_area: float,
                   join_style: str, groupements: str | None, root: str | None, force: bool) -> None:
-    """Tâche urbaine per millésime (dilation–erosion of built and sealed land, GeoParquet) and its extension
-    per commune, groupement and département compared with the zone construite (CSV)."""
+    """Tâche urbaine per millésime (dilation–erosion of built and sealed land, GeoParquet, class COG for
+    WMTS/WMS) and its extension per commune, groupement and département compared with the zone construite
+    (CSV)."""
+    from inference_batch.analyses.rasters import run_analyses_rasters
     from inference_batch.analyses.urban_footprint import FootprintParams, run_footprint
 
     storage = _storage(root)
     params = FootprintParams(dilation, erosion, min_area, join_style)
-    _print_keys(run_footprint(storage, departement, _years(storage, departement, millesimes), params=params,
-                              groupements=groupements, force=force))
+    years = _years(storage, departement, millesimes)
+    _print_keys(run_footprint(storage, departement, years, params=params, groupements=groupements, force=force))
+    _print_keys(run_analyses_rasters(storage, departement, years, force=force))
 
 
 @analyse.command("densification")
@@ -116,12 +119,15 @@ def densification(departement: str, millesimes: tuple[int, ...], zae: str | None
 def renaturation(departement: str, millesimes: tuple[int, ...], population: str | None, min_artif: float,
                  quantile: float, root: str | None, force: bool) -> None:
     """Renaturation potential on the INSEE 200 m grid (EPSG:3035): shares, scores per sub-theme
-    (biodiversity, climate, health) and priority sectors, as GeoParquet and CSV per millésime."""
+    (biodiversity, climate, health) and priority sectors, as GeoParquet, CSV and class COG per millésime."""
+    from inference_batch.analyses.rasters import run_analyses_rasters
     from inference_batch.analyses.renaturation import RenaturationParams, run_renaturation
 
     storage = _storage(root)
-    _print_keys(run_renaturation(storage, departement, _years(storage, departement, millesimes),
-                                 population=population, params=RenaturationParams(min_artif, quantile), force=force))
+    years = _years(storage, departement, millesimes)
+    _print_keys(run_renaturation(storage, departement, years, population=population,
+                                 params=RenaturationParams(min_artif, quantile), force=force))
+    _print_keys(run_analyses_rasters(storage, departement, years, force=force))
 
 
 @analyse.command("rapport")
@@ -150,14 +156,15 @@ def rapport(departement: str, before: int | None, after: int | None, territoires
 @_common
 def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str | None, force: bool) -> None:
     """Every analysis of the département's millésimes: portrait, origine (per consecutive pair),
-    tâche urbaine, densification, renaturation, trame verte et bleue, their vector tiles, and the HTML
-    portraits of the last pair."""
+    tâche urbaine, densification, renaturation, trame verte et bleue, their vector tiles and class rasters
+    (WMTS/WMS layers), and the HTML portraits of the last pair."""
     import itertools
 
     from inference_batch.analyses.demo_inputs import ensure_demo_inputs
     from inference_batch.analyses.densification import run_densification
     from inference_batch.analyses.origin import run_origin
     from inference_batch.analyses.portrait import run_portrait
+    from inference_batch.analyses.rasters import run_analyses_rasters
     from inference_batch.analyses.renaturation import run_renaturation
     from inference_batch.analyses.report import run_report
     from inference_batch.analyses.tiles import run_analyses_tiles
@@ -178,6 +185,7 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
     _print_keys(run_tvb(storage, departement, years, groupements=groupements, force=force))
     for year in years:
         _print_keys(run_analyses_tiles(storage, departement, year, force=force))
+    _print_keys(run_analyses_rasters(storage, departement, years, force=force))
     if len(years) >= 2:
         _print_keys(run_report(storage, departement, years[-2], years[-1], groupements=groupements, force=force))
 

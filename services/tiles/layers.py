@@ -3,7 +3,8 @@
 ``OCSGE.{COUVERTURE|USAGE|CONSTRUCTION|ARTIF}.{campaign}`` for the official kinds, and in the same style
 ``OCSGE.PREDICTION.{campaign}`` for model predictions, ``OCSGE.PREDICTION.CONFIANCE.{campaign}`` for the
 model's confidence (catalogued as ``ocsge-confidence``) and ``OCSGE.DIFFERENCE.{campaign}_{campaign}`` for
-changes between two campaigns (../shared/reference/ocsge-domain.md §4.2). A layer is a national mosaic
+changes between two campaigns (../shared/reference/ocsge-domain.md §4.2), and for the map analyses for
+planners ``OCSGE.TACHE_URBAINE.{campaign}`` and ``OCSGE.RENATURATION.{campaign}``. A layer is a national mosaic
 of the per-département COGs of one product whose millésime falls in the campaign.
 
 Legends are also served under IGN's file names (``data.geopf.fr/annexes/ressources/legendes/…``,
@@ -28,6 +29,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "PREDICTION": ("prediction", "Prédiction du modèle (couverture)"),
     "DIFFERENCE": ("difference_cog", "Évolutions entre deux campagnes"),
     "CONFIANCE": ("confidence", "Confiance de la prédiction"),
+    # analyses for planners (inference_batch/analyses/rasters.py)
+    "TACHE_URBAINE": ("tache_urbaine_cog", "Tâche urbaine"),
+    "RENATURATION": ("renaturation_cog", "Potentiel de renaturation"),
 }
 # kind → the name between "OCSGE." and the campaign in a layer id, where it is not the kind itself
 ID_NAMES: dict[str, str] = {"CONFIANCE": "PREDICTION.CONFIANCE"}
@@ -46,14 +50,15 @@ DEFAULT_MINZOOM = 5
 DEFAULT_MAXZOOM = 18
 STYLE = "normal"
 
-_ID = re.compile(r"^OCSGE\.(?P<name>[A-Z]+(?:\.[A-Z]+)?)\.(?P<c1>\d{4}-\d{4})(?:_(?P<c2>\d{4}-\d{4}))?$")
+_ID = re.compile(r"^OCSGE\.(?P<name>[A-Z_]+(?:\.[A-Z]+)?)\.(?P<c1>\d{4}-\d{4})(?:_(?P<c2>\d{4}-\d{4}))?$")
 
 
 class UnknownLayerError(OcsgeError, ValueError):
     def __init__(self, layer: object) -> None:
         super().__init__(
             f"unknown layer {layer!r}: expected OCSGE.{{COUVERTURE|USAGE|ARTIF|CONSTRUCTION|PREDICTION|"
-            f"PREDICTION.CONFIANCE}}.<campaign> or OCSGE.DIFFERENCE.<campaign>_<campaign>, campaigns "
+            f"PREDICTION.CONFIANCE|TACHE_URBAINE|RENATURATION}}.<campaign> or "
+            f"OCSGE.DIFFERENCE.<campaign>_<campaign>, campaigns "
             f"{', '.join(c.name for c in CAMPAIGNS)}"
         )
         self.layer = layer
@@ -106,6 +111,10 @@ class Layer:
             "DIFFERENCE": "Changements entre deux millésimes",
             "CONFIANCE": "Confiance du modèle dans la classe prédite (probabilité de la classe retenue, "
                          "classes de 10 %)",
+            "TACHE_URBAINE": "Tâche urbaine : surfaces bâties et imperméabilisées et leurs abords (dilatation 50 m, "
+                             "érosion 25 m)",
+            "RENATURATION": "Potentiel de renaturation des carreaux INSEE de 200 m (cinq classes) et secteurs "
+                            "prioritaires",
         }[self.kind]
         return f"{what}, mosaïque nationale des départements de la campagne {self.campaign}."
 

@@ -2,7 +2,8 @@
 
 Class rasters are uint8 with value *i* = the *i*-th leaf in legend order and 0 = nodata
 (``ocsge.nomenclature``). Couverture, usage and predictions (which carry couverture values) use the
-official colours; artificialisation, zone construite and differences use the palette below unless the
+official colours; artificialisation, zone construite, differences and the analyses' tâche urbaine and
+renaturation classes (``ocsge.rasters``) use the palette below unless the
 COG carries its own colour table and ``CLASS_<value>`` band tags, which then win (the producer knows
 best what its values mean).
 

@@ -6,6 +6,7 @@ const BASE = location.origin + location.pathname.replace(/[^/]*$/, "");
 const KIND_TITLES = {
   COUVERTURE: "Couverture du sol", USAGE: "Usage du sol", ARTIF: "Artificialisation",
   CONSTRUCTION: "Zone construite", PREDICTION: "Prédiction du modèle", DIFFERENCE: "Évolutions",
+  TACHE_URBAINE: "Tâche urbaine (raster)", RENATURATION: "Potentiel de renaturation (raster)",
 };
 // the analyses' map layers (source layers of the analyses' PMTiles, /vector/analyses/…), each a check box
 const ANALYSES = {
