@@ -84,6 +84,11 @@ def to_geoparquet(gdf: gpd.GeoDataFrame, path: str | Path, *, sort: bool = True,
     table = _geopandas_to_arrow(gdf.reset_index(drop=True), index=False, write_covering_bbox=True)
     if provenance:
         table = table.replace_schema_metadata({**table.schema.metadata, b"ocsge": json.dumps(provenance).encode()})
+    if table.num_rows == 0:
+        # no row group at all: an empty row group has no column statistics, which GeoParquet's
+        # distribution class requires of every row group (geoparquet-validator fails it)
+        pq.ParquetWriter(path, table.schema, compression="zstd").close()
+        return
     pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, compression="zstd")
 
 
