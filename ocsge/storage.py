@@ -76,7 +76,16 @@ class LocalStorage:
         self.root = str(self.path)
 
     def _path(self, key: str) -> Path:
-        return self.path / _check_key(key)
+        """The file of a key, refused if a symlink on the way leads out of the root: a link placed in the
+        root (``couverture/… -> /etc``) must not make a file elsewhere on the machine readable by key."""
+        path = self.path / _check_key(key)
+        if not self._inside(path):
+            raise ArtifactNotFound(f"no object {key!r} under {self.root} (a symbolic link leads out of it)")
+        return path
+
+    def _inside(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
 
     def url(self, key: str) -> str:
         return str(self._path(key))
@@ -84,7 +93,10 @@ class LocalStorage:
     gdal_path = url
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except ArtifactNotFound:
+            return False
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -161,15 +173,20 @@ class LocalStorage:
             for name in filenames:
                 if name.startswith(".") and ".tmp-" in name:
                     continue  # a writer in progress
-                rel = Path(dirpath, name).relative_to(self.path).as_posix()
-                if rel.startswith(prefix):
+                path = Path(dirpath, name)
+                rel = path.relative_to(self.path).as_posix()
+                if rel.startswith(prefix) and self._inside(path):  # a link out of the root is not an object
                     keys.append(rel)
         # Lexicographic key order, as S3 lists, so that both backends behave alike.
         for key in sorted(keys):
             yield self.stat(key)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            path = self._path(key)
+        except ArtifactNotFound:
+            return  # not an object of this root (a link out of it): nothing here to delete
+        path.unlink(missing_ok=True)
 
     def presigned_url(self, key: str, expires_s: int | None = None) -> str:
         if not self.exists(key):

@@ -20,6 +20,8 @@ from catalog.search.base import CatalogBackend
 from ocsge import __version__
 from ocsge.settings import Settings, get_settings
 from ocsge.storage import Storage, open_storage
+from services.security import SecurityHeadersMiddleware
+from services.urls import add_trailing_slash
 
 
 @dataclass
@@ -42,7 +44,7 @@ class AppContext:
 def _stac(ctx: AppContext) -> ASGIApp:
     from services.stac.app import create_stac_app
 
-    return create_stac_app(ctx.backend)
+    return create_stac_app(ctx.backend, ctx.settings)
 
 
 def _services(ctx: AppContext) -> ASGIApp:
@@ -86,5 +88,8 @@ def create_app(ctx: AppContext | None = None, mounts: tuple[Mount, ...] = MOUNTS
         return {"status": "ok", "version": __version__}
 
     for path, sub in subs:
+        if path:  # the bare mount path ("/stac", what people type) redirects to the service's root
+            app.add_route(path, add_trailing_slash, include_in_schema=False)
         app.mount(path, sub)
+    app.add_middleware(SecurityHeadersMiddleware, public_url=ctx.settings.public_url)  # every service, once
     return app

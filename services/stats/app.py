@@ -36,9 +36,9 @@ def stats_router(finder: AssetFinder) -> APIRouter:
     router = APIRouter(tags=["Statistics"])
 
     def base(request: Request) -> str:
-        from ocsge.settings import get_settings
+        from services.urls import public_base_url
 
-        return (get_settings().public_url or str(request.base_url)).rstrip("/")
+        return public_base_url(request)
 
     def stats_asset(dep: str, millesime: str) -> AssetRef:
         code = dep_code(dep)

@@ -144,3 +144,36 @@ def test_unsupported_roots() -> None:
         open_storage("gs://bucket/x")
     with pytest.raises(StorageError, match="invalid S3 root"):
         S3Storage("s3:///nobucket")
+
+
+def test_symlinks_leaving_the_root_are_refused(tmp_path: Path) -> None:
+    """A link placed in the root must not make a file elsewhere readable by key (issue 18, item 4): a file
+    link, a folder link, and a link to a sibling folder whose name starts like the root's."""
+    from ocsge.errors import ArtifactNotFound
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.tif").write_bytes(b"root:x:0:0")
+    sibling = tmp_path / "root-evil"  # "…/root-evil" starts with "…/root": the check is by path component
+    sibling.mkdir()
+    (sibling / "secret.tif").write_bytes(b"root:x:0:0")
+    storage = LocalStorage(tmp_path / "root")
+    storage.put_bytes("couverture/DS01/2021/couverture_DS01_2021.tif", b"published")
+    (storage.path / "couverture/DS01/2021/couverture_DS01_2024.tif").symlink_to(outside / "secret.tif")
+    (storage.path / "usage").symlink_to(outside, target_is_directory=True)
+    (storage.path / "artif").symlink_to(sibling, target_is_directory=True)
+    (storage.path / "inside.tif").symlink_to(storage.path / "couverture/DS01/2021/couverture_DS01_2021.tif")
+
+    for key in ("couverture/DS01/2021/couverture_DS01_2024.tif", "usage/secret.tif", "artif/secret.tif"):
+        assert storage.exists(key) is False, key
+        for read in (storage.stat, storage.get_bytes, lambda k: storage.get_range(k, 0, 4), storage.gdal_path):
+            with pytest.raises(ArtifactNotFound, match="leads out"):
+                read(key)
+        with pytest.raises(ArtifactNotFound), storage.local_copy(key):
+            pass
+        storage.delete(key)  # nothing of the root to delete, and nothing outside is touched
+    assert (outside / "secret.tif").exists() and (sibling / "secret.tif").exists()
+    keys = [o.key for o in storage.list()]
+    assert keys == ["couverture/DS01/2021/couverture_DS01_2021.tif", "inside.tif"]
+    assert [o.key for o in storage.list("usage/")] == []
+    assert storage.get_bytes("inside.tif") == b"published"  # a link that stays in the root is fine
