@@ -38,7 +38,12 @@ def lambda_handler(app: ASGIApp, service: str, base_path: str = "/") -> Callable
     logger = Logger(service=f"ocsge-{service}")
     metrics = Metrics(namespace="OCSGE", service=service)
     tracer = Tracer(service=f"ocsge-{service}")
-    asgi = Mangum(app, lifespan="off", api_gateway_base_path=base_path, text_mime_types=TEXT_MIME_TYPES)
+    from ocsge.settings import get_settings
+    from services.security import SecurityHeadersMiddleware
+
+    # the same security headers as the all-in-one server (services/app.py), set once per function
+    secured = SecurityHeadersMiddleware(app, public_url=get_settings().public_url)
+    asgi = Mangum(secured, lifespan="off", api_gateway_base_path=base_path, text_mime_types=TEXT_MIME_TYPES)
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)

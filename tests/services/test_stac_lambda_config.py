@@ -108,5 +108,6 @@ def test_bare_stac_path_redirects_relatively(sample_root: str) -> None:
     execute-api host the Lambda sees."""
     response = _invoke(sample_root, None, _event("/stac", query="f=json"))
     assert response["statusCode"] in (307, 308)
-    location = {k.lower(): v for k, v in response["headers"].items()}["location"]
-    assert location == "/stac/?f=json"
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert headers["location"] == "/stac/?f=json"
+    assert headers["x-content-type-options"] == "nosniff"  # the Lambdas set the security headers too
