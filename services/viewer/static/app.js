@@ -214,9 +214,7 @@ function showAnalysisInfo(map, event) {
 
 function waitIdle(map) {
   return new Promise((resolve) => {
-    if (map.loaded()) { resolve(); return; }
-    map.once("idle", resolve);
-    setTimeout(resolve, 20000);
+    if (map.loaded()) resolve(); else map.once("idle", resolve);
   });
 }
 
@@ -401,8 +399,13 @@ async function main() {
   const point = (params.get("point") || "").split(",").map(Number);
   if (point.length === 2 && point.every(Number.isFinite)) {
     const map = state.maps[0];
-    await waitIdle(map);
     const lngLat = new maplibregl.LngLat(point[0], point[1]);
+    // wait for the map to draw the tiles under the point (idle may come before the fitted view's tiles)
+    for (let i = 0; i < 40; i++) {
+      await waitIdle(map);
+      if (!map.getLayer(HIT) || map.queryRenderedFeatures(map.project(lngLat), { layers: [HIT] }).length) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
     click(map, 0, { point: map.project(lngLat), lngLat });
     document.body.dataset.clicked = "1";
   }
