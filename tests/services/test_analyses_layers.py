@@ -1,7 +1,8 @@
 """The map analyses as WMTS/WMS/XYZ class layers (``OCSGE.TACHE_URBAINE.{campaign}``,
 ``OCSGE.RENATURATION.{campaign}``): on the hand-made analyses scene (tests/support/analyses_scene.py), the
 class COGs that ``ocsge analyse`` writes are catalogued, listed among the layers, and a WMTS GetTile draws
-the tâche urbaine, a priority renaturation cell and an ordinary cell in their classes' colours."""
+the tâche urbaine, a priority renaturation cell and an ordinary cell in their classes' colours. The
+analyses' PMTiles go through the vector tile service with the stats service's style."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     from catalog.publish import publish
     from inference_batch.analyses.rasters import run_analyses_rasters
     from inference_batch.analyses.renaturation import run_renaturation
+    from inference_batch.analyses.tiles import run_analyses_tiles
     from inference_batch.analyses.urban_footprint import run_footprint
     from ocsge.storage import LocalStorage
     from support.analyses_scene import DEP, write_scene
@@ -35,6 +37,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     run_footprint(store, DEP, [2024])
     run_renaturation(store, DEP, [2024])
     keys = run_analyses_rasters(store, DEP, [2024])
+    run_analyses_tiles(store, DEP, 2024)
     publish(store)
     return root, keys
 
@@ -133,3 +136,17 @@ def test_wmts_tiles_in_the_classes_colours(client: TestClient, scene: tuple[Path
             seen[k] = _pixel(client, layer, *_lonlat(cell.geometry.centroid.buffer(1)))
     assert len(seen) >= 2
     assert seen == {k: rasters.ENCODINGS["renaturation"][k].rgba for k in seen}
+
+
+def test_analyses_through_the_vector_tile_service(client: TestClient) -> None:
+    (analyses,) = [d for d in client.get("/vector/datasets").json() if d["kind"] == "analyses"]
+    assert (analyses["departement"], analyses["millesime"]) == ("77", "2024")
+    assert set(analyses["layers"]) == {"tache_urbaine", "renaturation", "communes"}
+    style = client.get("/vector/analyses/77/2024/style.json").json()
+    assert style["sources"]["analyses"]["url"] == analyses["tilejson"]
+    carte = client.get("/stats/77/2024/carte.json").json()
+    assert style["layers"] == carte["layers"] and style["metadata"] == carte["metadata"]
+    tilejson = client.get("/vector/analyses/77/2024/tilejson.json").json()
+    assert {v["id"] for v in tilejson["vector_layers"]} == set(analyses["layers"])
+    raw = client.get("/vector/analyses/77/2024.pmtiles", headers={"Range": "bytes=0-6"})
+    assert raw.status_code == 206 and raw.content == b"PMTiles"

@@ -4,7 +4,8 @@ renaturation and trame verte et bleue were run and published, the viewer lists t
 one turned on (``?analyses=renaturation``) from the analyses' PMTiles through the vector tile service, shows
 its legend (the style and legend of ``/stats/{dep}/{millesime}/carte.json``), and a click in commune A
 (``?point=lon,lat``) offers the link to A's portrait report, which the server answers as HTML. The test
-saves a screenshot (build/test-artifacts/viewer-analyses.png)."""
+saves a screenshot (build/test-artifacts/viewer-analyses.png). Chromium is driven over the DevTools
+protocol (tests/services/headless.py) to wait for the click in real time."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ import html
 import re
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import rasterio
+from headless import Browser
 from svc_territory import LiveServer
 
 from ocsge.products import product_key
@@ -71,55 +71,23 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         yield live
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One headless run, with its own profile (an empty cache: each run loads the viewer afresh)."""
-    profile = tempfile.mkdtemp(prefix="profile-", dir=tmp_path)
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--window-size=1280,800", "--virtual-time-budget=60000",
-           "--enable-logging=stderr", "--v=0", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
-def until(tmp_path: Path, done: Callable[[subprocess.CompletedProcess[str]], bool], *args: str
-          ) -> subprocess.CompletedProcess[str]:
-    """A headless run, again (at most three times) until ``done``: virtual time does not wait for
-    MapLibre's worker, which parses the tiles slowly when the machine is busy."""
-    for _ in range(3):
-        run = chromium(tmp_path, *args)
-        if done(run):
-            break
-    return run
-
-
-def green_pixels(shot: Path) -> int:
+def green_pixels(png: Path) -> int:
     """Pixels of the map (right of the side panel) in the renaturation ramp's greens over the grey
     background."""
-    with rasterio.open(shot) as src:
+    with rasterio.open(png) as src:
         img = src.read()[:3, :, 320:].reshape(3, -1).T.astype(int)
     return int(((img[:, 1] > img[:, 0] + 15) & (img[:, 1] > img[:, 2] + 5)).sum())
-
-
-def test_analyses_through_the_vector_tile_service(server: LiveServer) -> None:
-    datasets = httpx.get(f"{server.url}/vector/datasets").json()
-    (analyses,) = [d for d in datasets if d["kind"] == "analyses"]
-    assert (analyses["departement"], analyses["millesime"]) == ("77", "2024")
-    assert set(analyses["layers"]) == {"tache_urbaine", "renaturation", "tvb", "communes"}
-    style = httpx.get(analyses["style"]).json()
-    assert style["sources"]["analyses"]["url"] == analyses["tilejson"]
-    carte = httpx.get(f"{server.url}/stats/77/2024/carte.json").json()
-    assert style["layers"] == carte["layers"] and style["metadata"] == carte["metadata"]
-    tilejson = httpx.get(analyses["tilejson"]).json()
-    assert {v["id"] for v in tilejson["vector_layers"]} == set(analyses["layers"])
 
 
 def test_viewer_turns_an_analysis_on_and_links_the_portrait(server: LiveServer, tmp_path: Path) -> None:
     lon, lat = _lonlat(250, 420)  # commune A, in the mixed forest strip
     url = f"{server.url}/?dep=77&analyses=renaturation&point={lon:.6f},{lat:.6f}"
-    run = until(tmp_path, lambda run: "Commune : " in run.stdout, "--dump-dom", url)
-    dom = run.stdout
-    console = "\n".join(line[-400:] for line in run.stderr.splitlines() if "CONSOLE" in line or "ERROR" in line)
-    assert 'data-clicked="1"' in dom, console[-4000:]
+    with Browser(CHROMIUM, tmp_path / "profile", url) as browser:  # waits in real time, not virtual time
+        clicked = browser.wait_for("document.body.dataset.clicked === '1'", timeout=90)
+        dom = browser.evaluate("document.documentElement.outerHTML")
+        shot = tmp_path / "viewer-analyses.png"
+        shot.write_bytes(browser.screenshot())
+    assert clicked, re.findall(r'id="(?:status|analysis-list)"[^\n]{0,400}', dom)
     # the analysis layers of the millésime, renaturation on
     boxes = dict(re.findall(r'<input type="checkbox" data-layer="(\w+)"( checked="")?>', dom))
     assert boxes == {"tache_urbaine": "", "renaturation": ' checked=""', "tvb": ""}
@@ -142,8 +110,6 @@ def test_viewer_turns_an_analysis_on_and_links_the_portrait(server: LiveServer, 
     assert httpx.get(dep_report).status_code == 200
     assert dep_report in html.unescape(dom[dom.index('id="link-list"'):])  # also among the links
 
-    shot = tmp_path / "viewer-analyses.png"
-    until(tmp_path, lambda _: shot.is_file() and green_pixels(shot) > 20_000, f"--screenshot={shot}", url)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "viewer-analyses.png")
     # the renaturation cells (green ramp at 55 % over the grey background) cover much of the square
