@@ -42,6 +42,7 @@ def _lonlat(x: float, y: float) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     from catalog.publish import publish
+    from inference_batch.analyses.rasters import run_analyses_rasters
     from inference_batch.analyses.renaturation import run_renaturation
     from inference_batch.analyses.report import run_report
     from inference_batch.analyses.tiles import run_analyses_tiles
@@ -64,6 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     run_renaturation(store, DEP, [2024])
     run_tvb(store, DEP, [2024])
     run_analyses_tiles(store, DEP, 2024)
+    run_analyses_rasters(store, DEP, [2024])  # the WMTS/WMS layers OCSGE.{TACHE_URBAINE,RENATURATION}.2024-2026
     run_difference(store, DEP, 2021, 2024)
     run_report(store, DEP, 2021, 2024, territories=["77001", DEP])
     publish(store)
@@ -114,3 +116,15 @@ def test_viewer_turns_an_analysis_on_and_links_the_portrait(server: LiveServer, 
     shutil.copy(shot, ARTIFACTS / "viewer-analyses.png")
     # the renaturation cells (green ramp at 55 % over the grey background) cover much of the square
     assert green_pixels(shot) > 20_000
+
+
+def test_viewer_shows_the_analyses_raster_layers(server: LiveServer, tmp_path: Path) -> None:
+    url = f"{server.url}/?dep=77&kind=RENATURATION"
+    with Browser(CHROMIUM, tmp_path / "profile", url) as browser:
+        assert browser.wait_for("document.body.dataset.ready === '1'", timeout=90)
+        kinds = browser.evaluate("[...document.getElementById('kind').options].map((o) => o.value)")
+        legend = browser.evaluate("document.getElementById('legend-items').textContent")
+        title = browser.evaluate("document.getElementById('legend-title').textContent")
+    assert kinds == ["TACHE_URBAINE", "RENATURATION"]
+    assert title == "OCS GE — Potentiel de renaturation 2024-2026"
+    assert "Secteur prioritaire de renaturation" in legend and "Potentiel de renaturation 40–60" in legend
