@@ -84,7 +84,12 @@ def _origin(url: str | None) -> str:
 
 
 def content_security_policy(path: str, content_type: str, public_url: str | None = None) -> str:
-    if not content_type.lower().startswith("text/html"):
+    kind = content_type.lower()
+    if "javascript" in kind:
+        # a worker script's own response headers are its policy: MapLibre's worker fetches tiles, so the
+        # viewer's scripts get the viewer's policy, not the API's default-src 'none'
+        return viewer_csp(_origin(public_url)) if public_url else VIEWER_CSP
+    if not kind.startswith("text/html"):
         return API_CSP
     if path.rstrip("/").endswith(DOCS_SUFFIXES):
         return DOCS_CSP

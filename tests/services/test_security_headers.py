@@ -61,8 +61,9 @@ def test_every_answer_carries_the_headers(client: TestClient, path: str, content
     assert resp.headers["referrer-policy"] == "no-referrer"
     csp = resp.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp
-    html = resp.headers["content-type"].startswith("text/html")
-    assert csp == (VIEWER_CSP if html else API_CSP), (path, csp)
+    kind = resp.headers["content-type"]
+    viewer = kind.startswith("text/html") or "javascript" in kind  # scripts: their workers' policy
+    assert csp == (VIEWER_CSP if viewer else API_CSP), (path, csp)
 
 
 def test_range_head_and_304_answers_carry_them_too(client: TestClient) -> None:
@@ -152,3 +153,9 @@ def test_viewer_runs_under_its_policy_in_chromium(tiles_server, tmp_path: Path) 
         assert refusals == [], refusals[:3]
         worker_errors = [line for line in proc.stderr.splitlines() if "Worker failed" in line]
         assert worker_errors == [], worker_errors[:3]
+
+
+def test_scripts_carry_the_viewer_policy_for_their_workers() -> None:
+    """MapLibre's worker runs under its script's own policy: it must be allowed to fetch tiles."""
+    assert content_security_policy("/vendor/maplibre-gl.js", "text/javascript; charset=utf-8") == VIEWER_CSP
+    assert content_security_policy("/tiles/layers", "application/json") == API_CSP
