@@ -14,8 +14,11 @@ vary (every tile of several zoom levels, random windows, sortby/filter on severa
 cache-buster parameter), so that any cache keyed by request values shows up as growth.
 
 Printed at start, every minute and at the end: requests, errors (5xx, connection errors, timeouts; 4xx are
-counted apart), p50/p95 latency overall and per kind, and the server's RSS. A root without demo data is
-made first with ``ocsge demo --no-serve`` (about 3 minutes on 2 cores, longer on a loaded machine).
+counted apart), p50/p95 latency overall and per kind, and the server's RSS; at the end, the RSS after a
+warm-up (``--warmup`` minutes, while bounded caches fill), its peak and its least-squares trend in MB/min
+(flat ≈ 0). Everything, with the RSS sampled every 5 s, is also written to ``benchmarks/out/soak-*.json``.
+A root without demo data is made first with ``ocsge demo --no-serve`` (about 3 minutes on 2 cores, longer
+on a loaded machine). ``--url``/``--pid`` soak a server started elsewhere.
 """
 
 from __future__ import annotations
