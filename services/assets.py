@@ -104,7 +104,8 @@ def raster_bbox(storage: Storage, key: str) -> BBox | None:
     from rasterio.warp import transform_bounds
 
     try:
-        with rasterio.Env(**gdal_env()), rasterio.open(storage.gdal_path(key)) as src:
+        path = storage.gdal_path(key)
+        with rasterio.Env(**gdal_env(path)), rasterio.open(path) as src:
             if src.crs is None:
                 return None
             return tuple(transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21))  # type: ignore[return-value]
@@ -118,10 +119,16 @@ def pmtiles_bbox(storage: Storage, key: str) -> BBox | None:
     return read_header(storage, key).bounds
 
 
-def gdal_env() -> dict[str, object]:
-    """GDAL options for reading COGs from S3 (serving-stack §2.6); harmless on local files. The block cache
-    size is process-wide (set from the environment at start), and rasterio.Env wants it as an int."""
-    return {k: v for k, v in GDAL_ENV.items() if k != "GDAL_CACHEMAX"}
+_REMOTE_ONLY = ("VSI_CACHE", "VSI_CACHE_SIZE")  # a per-handle read cache: pays for network reads only
+
+
+def gdal_env(path: str | None = None) -> dict[str, object]:
+    """GDAL options for reading COGs from S3 (serving-stack §2.6). The block cache size is process-wide (set
+    from the environment at start), and rasterio.Env wants it as an int. A local file (``path`` not a
+    ``/vsi…`` one) gets no per-handle VSI cache: 5 MB per open dataset × datasets per thread × threads
+    made a soak of ``ocsge serve`` grow twice as fast (BENCHMARKS.md), for reads the OS page cache serves."""
+    local = path is not None and not path.startswith("/vsi")
+    return {k: v for k, v in GDAL_ENV.items() if k != "GDAL_CACHEMAX" and not (local and k in _REMOTE_ONLY)}
 
 
 @dataclass

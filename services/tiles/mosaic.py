@@ -98,7 +98,7 @@ def open_dataset(path: str) -> DatasetReader:
     if ds is not None and not ds.closed:
         cache.move_to_end(path)
         return ds
-    with rasterio.Env(**gdal_env()):
+    with rasterio.Env(**gdal_env(path)):
         ds = rasterio.open(path)
     cache[path] = ds
     while len(cache) > OPEN_DATASETS_PER_THREAD:
