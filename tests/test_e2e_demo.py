@@ -111,6 +111,27 @@ def test_every_geoparquet_conforms_to_geoparquet_1_1_with_its_bbox_covering(demo
     assert failures == {}
 
 
+def test_only_published_assets_are_reachable_by_url(demo_root: Path) -> None:
+    """The URL inventory of the demo (issue 18): every file of the storage root requested through
+    ``/files`` and ``/downloads``; exactly the catalogue's assets answer, never a restricted input."""
+    from fastapi.testclient import TestClient
+
+    from ocsge.products import parse_key
+    from services.app import AppContext, create_app
+    from support.inventory import catalogued_keys, every_file, reachable
+
+    client = TestClient(create_app(AppContext(root=str(demo_root))), raise_server_exceptions=False)
+    keys = every_file(demo_root)
+    published = catalogued_keys(client, keys)
+    served = reachable(client, keys)
+    assert published and served["files"] == published
+    restricted = {"fichiers_fonciers", "truth", "synth_manifest", "delivery", "imagery_rgb", "imagery_irc"}
+    leaked = {k for k in served["files"] | served["downloads"]
+              if (p := parse_key(k)) is not None and p.product in restricted}
+    assert not leaked
+    assert len(served["files"]) < len(keys)
+
+
 def test_every_cog_validates_with_rio_cogeo(demo_root: Path) -> None:
     from rio_cogeo.cogeo import cog_validate
 
