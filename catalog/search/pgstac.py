@@ -8,7 +8,6 @@ mirrors the snapshot exactly.
 
 from __future__ import annotations
 
-import base64
 import threading
 from typing import Any
 
@@ -91,28 +90,8 @@ def to_pgstac(req: SearchRequest) -> dict[str, Any]:
     if req.sortby:
         body["sortby"] = [{"field": f, "direction": d} for f, d in req.sortby]
     if req.token:
-        body["token"] = _unwrap_token(req.token, req.fingerprint())
+        body["token"] = req.open_token()
     return body
-
-
-def _wrap_token(token: str, fingerprint: str) -> str:
-    """pgstac's paging token bound to the search it pages (the fingerprint of :class:`SearchRequest`)."""
-    return base64.urlsafe_b64encode(f"p:{fingerprint}:{token}".encode()).decode().rstrip("=")
-
-
-def _unwrap_token(token: str, fingerprint: str) -> str:
-    try:
-        if len(token) > 2000:
-            raise ValueError
-        kind, digest, inner = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":", 2)
-        if kind != "p" or not inner:
-            raise ValueError
-    except ValueError:
-        raise InvalidSearch(f"invalid paging token {token[:40]!r}") from None
-    if digest != fingerprint:
-        raise InvalidSearch("token: this paging token belongs to another search (send the same parameters "
-                            "with it, as a 'next' link with merge=true asks)")
-    return inner
 
 
 class PgstacBackend:
@@ -188,10 +167,9 @@ class PgstacBackend:
                 prev_token = href.split("token=", 1)[1].split("&", 1)[0]
         next_token = result.get("next") or next_token
         prev_token = result.get("prev") or prev_token
-        fingerprint = request.fingerprint()
         return SearchPage(items, result.get("numberMatched"),
-                          _wrap_token(next_token, fingerprint) if next_token else None,
-                          _wrap_token(prev_token, fingerprint) if prev_token else None)
+                          request.seal_token(next_token) if next_token else None,
+                          request.seal_token(prev_token) if prev_token else None)
 
     def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         page = self.search(SearchRequest(collections=[collection_id], ids=[item_id], limit=1))

@@ -28,6 +28,7 @@ O(len(pattern) × len(value)), never by a backtracking regular expression.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ MAX_GEOMETRY_VERTICES = 10_000  # positions in ``intersects`` or in all geometry
 MAX_SORT_FIELDS = 8
 MAX_FIELDS = 100
 MAX_IDS = 10_000
+MAX_TOKEN_CHARS = 2000  # a paging token (pgstac's own are a few hundred characters)
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.\-]{0,127}$")
 
 # what the fields extension returns when a client asks for the default set (STAC API fields extension)
@@ -133,6 +135,29 @@ class SearchRequest:
         key = json.dumps([self.collections, self.ids, self.bbox, self.intersects, self.datetime, self.filter,
                           self.sortby], sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+
+    def seal_token(self, inner: str) -> str:
+        """An opaque paging token for this search: the backend's own position (an offset, pgstac's token)
+        bound to :meth:`fingerprint`, never the search itself."""
+        return base64.urlsafe_b64encode(f"{self.fingerprint()}:{inner}".encode()).decode().rstrip("=")
+
+    def open_token(self) -> str | None:
+        """The backend's position sealed in :attr:`token` (None without one); a malformed token, or one made
+        for another search, is an :class:`InvalidSearch`."""
+        if not self.token:
+            return None
+        try:
+            if len(self.token) > MAX_TOKEN_CHARS:
+                raise ValueError
+            digest, inner = base64.urlsafe_b64decode(self.token + "=" * (-len(self.token) % 4)).decode().split(":", 1)
+            if not inner:
+                raise ValueError
+        except ValueError:
+            raise InvalidSearch(f"invalid paging token {self.token[:40]!r}") from None
+        if digest != self.fingerprint():
+            raise InvalidSearch("token: this paging token belongs to another search (send the same parameters "
+                                "with it, as a 'next' link with merge=true asks)")
+        return inner
 
 
 def _short(value: Any, n: int = 60) -> str:
