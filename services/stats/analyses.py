@@ -29,6 +29,8 @@ from fastapi.responses import Response
 
 from services.assets import AssetFinder, AssetRef
 from services.params import dep_code
+from services.stats.tables import csv_response, typed
+from services.urls import public_base_url
 
 # URL name → (product, what it holds)
 TABLES: dict[str, tuple[str, str]] = {
@@ -47,21 +49,6 @@ PRODUCTS_SERVED = (*(p for p, _ in TABLES.values()), REPORT, REPORT_HTML, TILES)
 LEVELS = ("commune", "groupement", "departement")
 
 
-def _typed(value: str | None) -> Any:
-    if value is None or value == "":
-        return None
-    if value in ("True", "False"):
-        return value == "True"
-    if value.isdigit() and value.startswith("0") and len(value) > 1:
-        return value  # codes such as INSEE 01001 stay text
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            continue
-    return value
-
-
 _TEXT = {"territoire", "nom", "code", "libelle", "cs_origine", "motif", "niveau", "nomenclature", "type",
          "insee_com", "zae_id", "idcar_200m"}
 
@@ -70,9 +57,7 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
     router = APIRouter(tags=["Analyses"])
 
     def base(request: Request) -> str:
-        from ocsge.settings import get_settings
-
-        return (get_settings().public_url or str(request.base_url)).rstrip("/")
+        return public_base_url(request)
 
     def asset(product: str, dep: str, millesime: str) -> AssetRef:
         code = dep_code(dep)
@@ -137,14 +122,9 @@ def analyses_router(finder: AssetFinder) -> APIRouter:
         if territoire is not None and not rows:
             raise HTTPException(404, f"no territory {territoire!r} in this table")
         if ext == "csv":
-            out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'inline; filename="{found.name}"'})
+            return csv_response(fields, rows, found.name)
         body = {"departement": found.departement, "millesime": found.millesime, "table": table,
-                "rows": [{k: (v if k in _TEXT else _typed(v)) for k, v in r.items()} for r in rows]}
+                "rows": [{k: (v if k in _TEXT else typed(v)) for k, v in r.items()} for r in rows]}
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
 
     return router

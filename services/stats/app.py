@@ -18,18 +18,10 @@ from services.catalog_finder import default_finder
 from services.errors import add_error_handlers
 from services.params import dep_code
 from services.stats.analyses import analyses_router
+from services.stats.tables import csv_response, typed
 
 STATS_CSV = "stats_commune_csv"
 INSEE_FIELDS = ("code_insee", "insee", "commune", "code_commune", "insee_com")
-
-
-def typed(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            continue
-    return value
 
 
 def stats_router(finder: AssetFinder) -> APIRouter:
@@ -76,12 +68,7 @@ def stats_router(finder: AssetFinder) -> APIRouter:
         asset = stats_asset(dep, millesime)
         fields, data = rows(asset, commune)
         if ext == "csv":
-            out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(data)
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'inline; filename="{asset.name}"'})
+            return csv_response(fields, data, asset.name)
         body = {"departement": asset.departement, "millesime": asset.millesime,
                 "communes": [{k: typed(v) for k, v in r.items()} for r in data]}
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
