@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from inference_batch.products.cli import _common, _dep, _pair, _print_keys, _resolve_pair, _storage, _years
+from inference_batch.products.cli import _common, _dep, _millesimes, _pair, _print_keys, _resolve_pair, _storage, _years
 
 
 def _groupements(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,7 +29,7 @@ def analyse() -> None:
 
 @analyse.command("portrait")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @_groupements
 @click.option("--points", type=float, default=1.0, show_default=True,
               help="Change (points of percentage) of a natural couverture that flags an evolution to check.")
@@ -64,7 +64,7 @@ def origine(departement: str, before: int | None, after: int | None, groupements
 
 @analyse.command("tache-urbaine")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--dilation", type=float, default=50.0, show_default=True, help="Dilation of built land (m).")
 @click.option("--erosion", type=float, default=25.0, show_default=True, help="Erosion after the dilation (m).")
 @click.option("--min-area", type=float, default=0.0, show_default=True, help="Smallest patch kept (m²).")
@@ -89,7 +89,7 @@ def tache_urbaine(departement: str, millesimes: tuple[int, ...], dilation: float
 
 @analyse.command("densification")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--zae", type=click.Path(exists=True, dir_okay=False), default=None,
               help="ZAE layer (GeoPackage, Shapefile, GeoJSON, GeoParquet); default: zones from economic usages.")
 @click.option("--min-zone", type=float, default=5_000.0, show_default=True,
@@ -108,7 +108,7 @@ def densification(departement: str, millesimes: tuple[int, ...], zae: str | None
 
 @analyse.command("renaturation")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--population", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Population per INSEE 200 m cell (CSV: idcar_200m, ind); weights the health score.")
 @click.option("--min-artif", type=float, default=50.0, show_default=True,
@@ -192,7 +192,7 @@ def tout(departement: str, groupements: str | None, demo_inputs: bool, root: str
 
 @analyse.command("tvb")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--cell", type=float, default=50.0, show_default=True, help="Resistance raster and corridor cell (m).")
 @click.option("--min-reservoir", type=float, default=100_000.0, show_default=True,
               help="Smallest green reservoir (m²).")

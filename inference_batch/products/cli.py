@@ -54,6 +54,11 @@ def _dep(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-d", "--departement", required=True, help="Département code (33, 2A, 971, S01…).")(f)
 
 
+def _millesimes(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-m", "--millesime", "millesimes", type=int, multiple=True,
+                        help="Millésime(s); default: all ingested.")(f)
+
+
 def _pair(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--after", type=int, default=None, help="Later millésime (default: the last ingested).")(f)
     f = click.option("--before", type=int, default=None, help="Earlier millésime (default: the one before).")(f)
@@ -118,7 +123,7 @@ def ingest(source: str, departement: str | None, millesime: int | None, clip: st
 
 @click.command("artif")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @_common
 def artif(departement: str, millesimes: tuple[int, ...], root: str | None, force: bool) -> None:
     """Artificialisation layer (matrix + thresholds of the décret) and totals, per millésime."""
@@ -187,7 +192,7 @@ def grid(departement: str, before: int | None, after: int | None, after_source: 
 
 @click.command("stats")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @_common
 def stats(departement: str, millesimes: tuple[int, ...], root: str | None, force: bool) -> None:
     """Stocks per commune and département per millésime, flows per consecutive pair (CSV + Parquet)."""
@@ -201,7 +206,7 @@ def stats(departement: str, millesimes: tuple[int, ...], root: str | None, force
 
 @click.command("render")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--resolution", type=float, default=None,
               help="Pixel size of the COGs (m); default: zoom 16 of the served layers (1.5 m).")
 @click.option("--layers", default="couverture,usage,artif,construction", show_default=True,
@@ -229,7 +234,7 @@ def render(departement: str, millesimes: tuple[int, ...], resolution: float | No
 
 @click.command("archive")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @_common
 def archive(departement: str, millesimes: tuple[int, ...], root: str | None, force: bool) -> None:
     """Download archive (GeoPackage with IGN layer names, COGs, README, SHA256SUMS) per millésime."""
@@ -242,7 +247,7 @@ def archive(departement: str, millesimes: tuple[int, ...], root: str | None, for
 
 @click.command("products")
 @_dep
-@click.option("-m", "--millesime", "millesimes", type=int, multiple=True, help="Millésime(s); default: all ingested.")
+@_millesimes
 @click.option("--resolution", type=float, default=None,
               help="Pixel size of the COGs (m); default: zoom 16 of the served layers (1.5 m).")
 @click.option("--tiles/--no-tiles", default=True, show_default=True, help="Build the PMTiles.")
