@@ -25,7 +25,7 @@ from inference_batch.analyses.portrait import COUVERTURE, EMPTY, label
 from inference_batch.analyses.territories import TERRITORY, by_territory, load_groupements
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, read_vector, step_outputs, write_table
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.ingest import required_communes_key
 from inference_batch.products.stats import normalise_communes, split_by_commune
 from ocsge import schema
 from ocsge.nomenclature import CS_LEAVES
@@ -89,9 +89,7 @@ def run_origin(storage: Storage, dep: object, before: int, after: int, *, groupe
     dkey, akey = key("difference", d.code, pair), key("artif_difference", d.code, pair)
     if not storage.exists(dkey) or not storage.exists(akey):
         raise StepError(f"origine {d.code} {before}-{after}: no difference layers ({dkey}); run `ocsge diff` first")
-    ckey = communes_key(storage, d, after)
-    if ckey is None:
-        raise StepError(f"origine {d.code}: no communes layer under ancillary/communes/{d.token}/")
+    ckey = required_communes_key(storage, d, after, "origine")
     grp, grp_digest = load_groupements(storage, d.code, after, groupements)
     digest = fingerprint(storage, [dkey, akey, ckey], params={"groupements": grp_digest})
     if not force and is_up_to_date(storage, out, digest):

@@ -41,14 +41,13 @@ from inference_batch.analyses.territories import (
 )
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import (
-    StepError,
     key,
     read_vector,
     step_outputs,
     write_json,
     write_table,
 )
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.ingest import required_communes_key
 from inference_batch.products.inputs import layer_key, open_source
 from inference_batch.products.stats import normalise_communes, split_by_commune
 from ocsge import schema
@@ -201,9 +200,7 @@ def run_portrait(storage: Storage, dep: object, millesimes: list[int], *, groupe
     for year in years:
         out = key("portrait_stocks", d.code, year)
         keys[f"portrait_stocks_{year}"] = out
-        ckey = communes_key(storage, d, year)
-        if ckey is None:
-            raise StepError(f"portrait {d.code}: no communes layer under ancillary/communes/{d.token}/")
+        ckey = required_communes_key(storage, d, year, "portrait")
         grp, grp_digest = load_groupements(storage, d.code, year, groupements)
         layer = layer_key(storage, d.code, year)
         digest = fingerprint(storage, [ckey, layer], params={"groupements": grp_digest})

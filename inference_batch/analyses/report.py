@@ -40,7 +40,7 @@ from inference_batch.analyses.territories import (
 )
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, read_vector, step_outputs
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.ingest import required_communes_key
 from inference_batch.products.inputs import layer_key
 from inference_batch.products.stats import normalise_communes, split_by_commune
 from ocsge import schema
@@ -319,9 +319,7 @@ def run_report(storage: Storage, dep: object, before: int, after: int, *, territ
     pkeys = run_portrait(storage, d.code, [before, after], groupements=groupements, rule=rule or FlagRule(),
                          force=force)
     okeys = run_origin(storage, d.code, before, after, groupements=groupements, force=force)
-    ckey = communes_key(storage, d, after)
-    if ckey is None:
-        raise StepError(f"report {d.code}: no communes layer under ancillary/communes/{d.token}/")
+    ckey = required_communes_key(storage, d, after, "report")
     grp, grp_digest = load_groupements(storage, d.code, after, groupements)
     layer = layer_key(storage, d.code, after)
     tache_key = key("tache_urbaine", d.code, after)

@@ -42,8 +42,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from inference_batch.analyses.territories import load_groupements, territory_list, territory_outlines
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
-from inference_batch.products.artifacts import StepError, key, read_vector, step_outputs, write_table, write_vector
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.artifacts import key, read_vector, step_outputs, write_table, write_vector
+from inference_batch.products.ingest import required_communes_key
 from inference_batch.products.inputs import layer_key, open_source
 from inference_batch.products.spatial import polygonal
 from inference_batch.products.stats import normalise_communes
@@ -268,9 +268,7 @@ def run_tvb(storage: Storage, dep: object, millesimes: list[int], *, params: Tvb
         out = {p: key(p, d.code, year) for p in ("tvb", "tvb_resistance", "tvb_communes")}
         keys.update({f"{p}_{year}": k for p, k in out.items()})
         layer_k = layer_key(storage, d.code, year)
-        ckey = communes_key(storage, d, year)
-        if ckey is None:
-            raise StepError(f"tvb {d.code}: no communes layer under ancillary/communes/{d.token}/")
+        ckey = required_communes_key(storage, d, year, "tvb")
         grp, grp_digest = load_groupements(storage, d.code, year, groupements)
         digest = fingerprint(storage, [layer_k, ckey], params={**asdict(params), "groupements": grp_digest})
         if not force and is_up_to_date(storage, out.values(), digest):

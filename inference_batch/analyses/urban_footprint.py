@@ -35,7 +35,7 @@ import shapely
 from inference_batch.analyses.territories import by_territory, load_groupements, territory_list
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
 from inference_batch.products.artifacts import StepError, key, read_vector, step_outputs, write_table, write_vector
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.ingest import communes_key, required_communes_key
 from inference_batch.products.inputs import layer_key, open_source
 from inference_batch.products.spatial import polygonal
 from inference_batch.products.stats import normalise_communes, split_by_commune
@@ -175,9 +175,7 @@ def run_footprint(storage: Storage, dep: object, millesimes: list[int], *,
         pair = (before, after)
         out = key("tache_urbaine_communes", d.code, pair)
         keys[f"tache_urbaine_communes_{before}_{after}"] = out
-        ckey = communes_key(storage, d, after)
-        if ckey is None:
-            raise StepError(f"tache-urbaine {d.code}: no communes layer under ancillary/communes/{d.token}/")
+        ckey = required_communes_key(storage, d, after, "tache-urbaine")
         grp, grp_digest = load_groupements(storage, d.code, after, groupements)
         zc = [key("zone_construite", d.code, y) for y in pair]
         inputs = [keys[f"tache_urbaine_{before}"], keys[f"tache_urbaine_{after}"], ckey, *zc]

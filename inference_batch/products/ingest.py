@@ -564,6 +564,14 @@ def communes_key(storage: Storage, dep: Departement, millesime: int | None) -> s
     return keys[-1]
 
 
+def required_communes_key(storage: Storage, dep: Departement, millesime: int | None, step: str) -> str:
+    """:func:`communes_key`, for a step that cannot run without communes: the error names the step."""
+    found = communes_key(storage, dep, millesime)
+    if found is None:
+        raise StepError(f"{step} {dep.code}: no communes layer under ancillary/communes/{dep.token}/")
+    return found
+
+
 # --- the step ------------------------------------------------------------------------------------
 
 @dataclass

@@ -30,7 +30,7 @@ from inference_batch.products.artifacts import (
     write_vector,
 )
 from inference_batch.products.difference import previous_key
-from inference_batch.products.ingest import communes_key
+from inference_batch.products.ingest import communes_key, required_communes_key
 from inference_batch.products.inputs import layer_key, with_artif
 from inference_batch.products.spatial import SpatialSource, polygonal
 from ocsge import schema
@@ -237,9 +237,7 @@ def run_stats(storage: Storage, dep: object, millesimes: list[int], *, force: bo
     for year in sorted(millesimes):
         kp, kc = key("stats_commune", dep, year), key("stats_commune_csv", dep, year)
         keys[f"stats_commune_{year}"], keys[f"stats_commune_csv_{year}"] = kp, kc
-        ckey = communes_key(storage, d, year)
-        if ckey is None:
-            raise StepError(f"stats {d.code}: no communes layer under ancillary/communes/{d.token}/")
+        ckey = required_communes_key(storage, d, year, "stats")
         layer = layer_key(storage, dep, year)
         digest = fingerprint(storage, [ckey, layer])
         if not force and is_up_to_date(storage, [kp, kc], digest):
