@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from support.lambda_events import api_event, invoke_cold
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
@@ -25,44 +27,9 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 
-_INVOKE = r"""
-import json, sys
-from importlib import import_module
 
-class Context:  # what Powertools reads from the Lambda context
-    function_name = "ocsge-local"; function_version = "$LATEST"; memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:ocsge-local"
-    aws_request_id = "local-request"
-    def get_remaining_time_in_millis(self): return 30000
-
-module, attribute = sys.argv[1].rsplit(".", 1)
-handler = getattr(import_module(module), attribute)
-print("\n@@RESPONSE@@" + json.dumps(handler(json.loads(sys.argv[2]), Context())))
-"""
-
-
-def api_event(path: str, query: str = "", method: str = "GET", host: str = "ocsge.example.org") -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as CloudFront → HTTP API → Lambda delivers it."""
-    return {
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": {"host": "abc123.execute-api.eu-west-3.amazonaws.com", "x-forwarded-host": host,
-                    "x-forwarded-proto": "https", "accept": "*/*"},
-        "requestContext": {
-            "accountId": "000000000000", "apiId": "abc123", "domainName": "abc123.execute-api.eu-west-3.amazonaws.com",
-            "domainPrefix": "abc123", "requestId": "req", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "pytest"},
-        },
-        "isBase64Encoded": False,
-    }
-
-
-def invoke(handler: str, event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _INVOKE, handler, json.dumps(event)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+def event(path: str, query: str = "") -> dict[str, Any]:
+    return api_event(path, query, headers={"x-forwarded-host": "ocsge.example.org"})
 
 
 def lambda_env(s3_root: str, base: dict[str, str]) -> dict[str, str]:
@@ -124,7 +91,7 @@ def test_batch_wrote_products_and_catalogue_to_s3(demo_on_s3: tuple[str, dict[st
 
 def test_stac_lambda_reads_the_catalogue_from_s3(demo_on_s3: tuple[str, dict[str, str]]) -> None:
     env = lambda_env(*demo_on_s3)
-    response = invoke("services.handlers.stac.handler", api_event("/stac/collections"), env)
+    response = invoke_cold("services.handlers.stac.handler", event("/stac/collections"), env)
     assert response["statusCode"] == 200
     collections = json.loads(response["body"])["collections"]
     assert collections
@@ -132,13 +99,13 @@ def test_stac_lambda_reads_the_catalogue_from_s3(demo_on_s3: tuple[str, dict[str
 
 def test_wmts_lambda_reads_cogs_through_vsis3(demo_on_s3: tuple[str, dict[str, str]]) -> None:
     env = lambda_env(*demo_on_s3)
-    caps = invoke("services.handlers.tiles.handler",
-                  api_event("/wmts", "SERVICE=WMTS&REQUEST=GetCapabilities"), env)
+    caps = invoke_cold("services.handlers.tiles.handler",
+                  event("/wmts", "SERVICE=WMTS&REQUEST=GetCapabilities"), env)
     assert caps["statusCode"] == 200 and "OCSGE." in caps["body"]
     tile = _territory_tile(zoom=16)
     query = ("SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=OCSGE.COUVERTURE.2024-2026&STYLE=normal"
              f"&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=16&TILEROW={tile.y}&TILECOL={tile.x}")
-    got = invoke("services.handlers.tiles.handler", api_event("/wmts", query), env)
+    got = invoke_cold("services.handlers.tiles.handler", event("/wmts", query), env)
     assert got["statusCode"] == 200, got.get("body", "")[:500]
     assert got["isBase64Encoded"] and got["headers"]["content-type"] == "image/png"
     assert _official_colours_only(base64.b64decode(got["body"]))

@@ -8,45 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-_INVOKE = r"""
-import json, sys
-from importlib import import_module
-
-class Context:  # what Powertools reads from the Lambda context
-    function_name = "ocsge-stac"; function_version = "$LATEST"; memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:ocsge-stac"
-    aws_request_id = "local-request"
-
-from services.handlers.stac import handler
-print("\n@@RESPONSE@@" + json.dumps(handler(json.loads(sys.argv[1]), Context())))
-"""
+from support.lambda_events import api_event, invoke_cold
 
 
-def _event(path: str, host: str = "ocsge.example.org", query: str = "limit=3") -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event as CloudFront → HTTP API delivers it."""
-    return {
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": {"host": "abc123.execute-api.eu-west-3.amazonaws.com", "x-forwarded-host": host,
-                    "x-forwarded-proto": "https", "accept": "application/geo+json"},
-        "requestContext": {
-            "accountId": "000000000000", "apiId": "abc123", "domainName": "abc123.execute-api.eu-west-3.amazonaws.com",
-            "domainPrefix": "abc123", "requestId": "req", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000,
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "pytest"},
-        },
-        "isBase64Encoded": False,
-    }
+def _event(path: str, query: str = "limit=3") -> dict[str, Any]:
+    return api_event(path, query, headers={"x-forwarded-host": "ocsge.example.org",
+                                           "accept": "application/geo+json"})
 
 
 def _cdk_environment(sample_root: str, public_url: str | None) -> dict[str, str]:
@@ -64,11 +36,7 @@ def _cdk_environment(sample_root: str, public_url: str | None) -> dict[str, str]
 
 
 def _invoke(sample_root: str, public_url: str | None, event: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _INVOKE, json.dumps(event)], cwd=REPO,
-                          env=_cdk_environment(sample_root, public_url), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.rsplit("@@RESPONSE@@", 1)[1])
+    return invoke_cold("services.handlers.stac.handler", event, _cdk_environment(sample_root, public_url))
 
 
 def _items(sample_root: str, public_url: str | None) -> list[dict[str, Any]]:
@@ -106,7 +74,7 @@ def test_asset_hrefs_on_the_serving_host_when_no_public_url_is_configured(sample
 def test_bare_stac_path_redirects_relatively(sample_root: str) -> None:
     """``/stac`` (what people type) redirects to ``/stac/`` on the host the client used, not on the
     execute-api host the Lambda sees."""
-    response = _invoke(sample_root, None, _event("/stac", query="f=json"))
+    response = _invoke(sample_root, None, _event("/stac", "f=json"))
     assert response["statusCode"] in (307, 308)
     headers = {k.lower(): v for k, v in response["headers"].items()}
     assert headers["location"] == "/stac/?f=json"

@@ -12,30 +12,11 @@ import pytest
 from morecantile import tms
 from svc_territory import build_territory, quadrant_centre_lonlat
 
-
-def event(path: str, query: str = "", headers: dict[str, str] | None = None) -> dict:
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"host": "example.cloudfront.net", "x-forwarded-proto": "https", **(headers or {})},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "example.cloudfront.net",
-            "domainPrefix": "example", "requestId": "req-1", "routeKey": "$default", "stage": "$default",
-            "time": "22/Nov/2026:07:00:00 +0000", "timeEpoch": 1795330800000,
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "pytest"},
-        },
-        "isBase64Encoded": False,
-    }
+from support.lambda_events import Context, api_event
 
 
-class Context:
-    function_name = "ocsge-test"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:123456789012:function:ocsge-test"
-    aws_request_id = "req-1"
+def event(path: str, query: str = "") -> dict:
+    return api_event(path, query, host="example.cloudfront.net")
 
 
 @pytest.fixture(scope="module")
