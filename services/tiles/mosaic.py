@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -21,7 +20,6 @@ import rasterio
 from morecantile import Tile, TileMatrixSet
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioError
-from rasterio.io import DatasetReader
 from rasterio.warp import transform_bounds
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBandName, InvalidExpression
@@ -31,11 +29,12 @@ from rio_tiler.models import ImageData, PointData
 from rio_tiler.mosaic.backend import BaseBackend
 
 from ocsge.storage import Storage
-from services.assets import AssetFinder, AssetRef, BBox, gdal_env
+from services.assets import AssetFinder, AssetRef, BBox
 from services.params import InvalidParameter, check_bbox, check_point
 from services.tiles import limits
 from services.tiles import tms as tms_registry
 from services.tiles.budget import check_deadline
+from services.tiles.datasets import POOL
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.palettes import LegendEntry, colormap_of, legend_from_dataset
 
@@ -84,35 +83,12 @@ def pixel_window(footprint: BBox, bounds: BBox, width: int, height: int) -> tupl
     return col0, row0, col1, row1
 
 
-# --- open datasets, kept per thread (a rasterio dataset must not be shared between threads) ---------
-
-_local = threading.local()
-OPEN_DATASETS_PER_THREAD = 64
-
-
-def open_dataset(path: str) -> DatasetReader:
-    cache: OrderedDict[str, DatasetReader] | None = getattr(_local, "datasets", None)
-    if cache is None:
-        cache = _local.datasets = OrderedDict()
-    ds = cache.get(path)
-    if ds is not None and not ds.closed:
-        cache.move_to_end(path)
-        return ds
-    with rasterio.Env(**gdal_env(path)):
-        ds = rasterio.open(path)
-    cache[path] = ds
-    while len(cache) > OPEN_DATASETS_PER_THREAD:
-        _, old = cache.popitem(last=False)
-        old.close()
-    return ds
+# --- open datasets: checked out of one pool for the duration of a read (services/tiles/datasets.py) ------
 
 
 def forget_datasets() -> None:
-    """Close this thread's cached datasets (tests that rewrite files call it)."""
-    cache: OrderedDict[str, DatasetReader] | None = getattr(_local, "datasets", None)
-    while cache:
-        _, ds = cache.popitem()
-        ds.close()
+    """Close the pooled datasets (tests that rewrite files call it)."""
+    POOL.clear()
 
 
 @attr.s
@@ -124,10 +100,23 @@ class CachedReader(Reader):
     :data:`~services.tiles.limits.MAX_READ_SIDE` a side (an image asked for without any size is read at
     most that large), whatever route or parameters led there (:mod:`services.tiles.limits`)."""
 
+    _pooled_path: str | None = attr.ib(default=None, init=False)
+
     def __attrs_post_init__(self) -> None:
         if self.dataset is None:
-            self.dataset = open_dataset(self.input)
+            self._checkout(self.input)
         super().__attrs_post_init__()
+
+    def _checkout(self, path: str) -> None:
+        self.dataset = POOL.checkout(path)
+        self._pooled_path = path
+
+    def close(self) -> None:
+        """Give the dataset back to the pool (titiler and the mosaic reader use readers as context managers)."""
+        super().close()
+        if self._pooled_path is not None and self.dataset is not None:
+            POOL.checkin(self._pooled_path, self.dataset)
+            self._pooled_path = None
 
     def _check_bands(self, indexes: Any, expression: str | None) -> None:
         if expression:
@@ -280,7 +269,7 @@ class KeyReader(CachedReader):
 
     def __attrs_post_init__(self) -> None:
         if self.dataset is None:
-            self.dataset = open_dataset(self.storage.gdal_path(self.input))
+            self._checkout(self.storage.gdal_path(self.input))
         super().__attrs_post_init__()
 
 
@@ -348,9 +337,9 @@ class LayerCatalog:
         tags: dict[str, str] = {}
         if assets and layer.palette_kind not in ("couverture", "usage", "prediction"):
             try:
-                ds = open_dataset(self.finder.storage.gdal_path(assets[0].key))
-                colormap = ds.colormap(1)
-                tags = ds.tags(1)
+                with POOL.dataset(self.finder.storage.gdal_path(assets[0].key)) as ds:
+                    colormap = ds.colormap(1)
+                    tags = ds.tags(1)
             except (ValueError, rasterio.RasterioIOError):
                 colormap = None
         return legend_from_dataset(layer.palette_kind, colormap, tags)
