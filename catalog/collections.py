@@ -241,6 +241,20 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         "clés, stocks, évolutions, changements de couverture, origine de l'artificialisation, carte.",
         (*_DIFF, "portrait de territoire", "rapport"), roles=("data", "overview"),
     ),
+    # The aerial images the model saw and the photo-interpreters review (issue 17), served as
+    # ORTHOIMAGERY.ORTHOPHOTOS[.IRC].{campagne} (services/tiles/ortho.py).
+    CollectionSpec(
+        "ocsge-orthophotos", "imagery_rgb", "Orthophotographies (couleurs naturelles)",
+        "Orthophotographies RVB du département pour le millésime (COG uint8, 3 bandes rouge, vert, bleu), "
+        "servies en WMTS/WMS (ORTHOIMAGERY.ORTHOPHOTOS.{campagne}).",
+        ("orthophotographie", "BD ORTHO", "imagerie aérienne"), roles=("data", "visual"),
+    ),
+    CollectionSpec(
+        "ocsge-orthophotos-irc", "imagery_irc", "Orthophotographies infrarouge couleur (IRC)",
+        "Orthophotographies infrarouge couleur du département pour le millésime (COG uint8, 3 bandes proche "
+        "infrarouge, rouge, vert), servies en WMTS/WMS (ORTHOIMAGERY.ORTHOPHOTOS.IRC.{campagne}).",
+        ("orthophotographie", "BD ORTHO IRC", "infrarouge", "imagerie aérienne"), roles=("data", "visual"),
+    ),
 )
 
 BY_ID: dict[str, CollectionSpec] = {c.id: c for c in COLLECTIONS}

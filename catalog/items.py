@@ -116,6 +116,9 @@ def build_item(
         checkpoint = f", checkpoint {info.provenance.checkpoint}" if info.provenance.checkpoint else ""
         props["processing:lineage"] = f"Produit automatiquement par {model}{checkpoint} ({SOFTWARE} "
         props["processing:lineage"] += f"{software[SOFTWARE]})."
+    elif PRODUCTS[artifact.product].folder.startswith("imagery/"):  # the photos are an input, not derived
+        props["processing:lineage"] = f"Imagerie aérienne du territoire, publiée telle quelle ({SOFTWARE} "
+        props["processing:lineage"] += f"{software[SOFTWARE]})."
     else:
         props["processing:lineage"] = f"Dérivé de l'OCS GE de l'IGN ({SOFTWARE} {software[SOFTWARE]})."
     props["version"] = info.sha256[:12]  # changes exactly when the data changes

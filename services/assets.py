@@ -151,6 +151,7 @@ class StorageAssetFinder:
         "portrait_stocks", "portrait_evolution", "portrait_report", "origine", "tache_urbaine_communes",
         "densification_csv", "renaturation_csv", "tvb_communes", "portrait_html", "analyses_pmtiles",
         "tache_urbaine_cog", "renaturation_cog",  # and their WMTS/WMS layers (services/tiles/layers.py)
+        "imagery_rgb", "imagery_irc",  # orthophotos, served as ORTHOIMAGERY.ORTHOPHOTOS[.IRC] layers (tiles/ortho.py)
     )
 
     def __init__(self, storage: Storage | str | None = None, ttl_s: float = 30.0) -> None:

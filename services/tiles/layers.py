@@ -19,6 +19,16 @@ from dataclasses import dataclass
 
 from ocsge.errors import OcsgeError
 from ocsge.millesimes import CAMPAIGNS, campaign_named
+from services.tiles.ortho import (
+    ORTHO_ABSTRACTS,
+    ORTHO_KINDS,
+    ORTHO_LEGEND_FILES,
+    ORTHO_MAXZOOM,
+    ORTHO_MINZOOM,
+    is_ortho,
+    ortho_layer_id,
+    parse_ortho_id,
+)
 
 # kind → (storage product, title)
 KINDS: dict[str, tuple[str, str]] = {
@@ -32,6 +42,8 @@ KINDS: dict[str, tuple[str, str]] = {
     # analyses for planners (inference_batch/analyses/rasters.py)
     "TACHE_URBAINE": ("tache_urbaine_cog", "Tâche urbaine"),
     "RENATURATION": ("renaturation_cog", "Potentiel de renaturation"),
+    # the orthophotos (ORTHOIMAGERY.ORTHOPHOTOS[.IRC].{campaign}, services/tiles/ortho.py)
+    **ORTHO_KINDS,
 }
 # kind → the name between "OCSGE." and the campaign in a layer id, where it is not the kind itself
 ID_NAMES: dict[str, str] = {"CONFIANCE": "PREDICTION.CONFIANCE"}
@@ -43,6 +55,7 @@ IGN_LEGEND_FILES: dict[str, str] = {
     "USAGE": "ocsge/OCSGE_USAGE.png",
     "CONSTRUCTION": "OCSGE.CONSTRUCTIONS-legend.png",
     "ARTIF": "OCSGE-ARTIFICIALISATION-legend.png",
+    **ORTHO_LEGEND_FILES,
 }
 
 # Géoplateforme publishes OCS GE at PM zooms 6–16; our COGs are finer, so we go two zooms deeper.
@@ -58,7 +71,7 @@ class UnknownLayerError(OcsgeError, ValueError):
         super().__init__(
             f"unknown layer {layer!r}: expected OCSGE.{{COUVERTURE|USAGE|ARTIF|CONSTRUCTION|PREDICTION|"
             f"PREDICTION.CONFIANCE|TACHE_URBAINE|RENATURATION}}.<campaign> or "
-            f"OCSGE.DIFFERENCE.<campaign>_<campaign>, campaigns "
+            f"OCSGE.DIFFERENCE.<campaign>_<campaign> or ORTHOIMAGERY.ORTHOPHOTOS[.IRC].<campaign>, campaigns "
             f"{', '.join(c.name for c in CAMPAIGNS)}"
         )
         self.layer = layer
@@ -96,6 +109,8 @@ class Layer:
     @property
     def title(self) -> str:
         base = KINDS[self.kind][1]
+        if is_ortho(self.kind):
+            return f"{base} {self.campaign}"
         if self.previous:
             return f"OCS GE — {base} {self.previous} → {self.campaign}"
         return f"OCS GE — {base} {self.campaign}"
@@ -115,11 +130,14 @@ class Layer:
                              "érosion 25 m)",
             "RENATURATION": "Potentiel de renaturation des carreaux INSEE de 200 m (cinq classes) et secteurs "
                             "prioritaires",
+            **ORTHO_ABSTRACTS,
         }[self.kind]
         return f"{what}, mosaïque nationale des départements de la campagne {self.campaign}."
 
 
 def layer_id(kind: str, campaign: str) -> str:
+    if is_ortho(kind):
+        return ortho_layer_id(kind, campaign)
     return f"OCSGE.{ID_NAMES.get(kind, kind)}.{campaign}"
 
 
@@ -139,11 +157,16 @@ def kind_of_legend_file(name: str) -> str | None:
 
 
 def parse_layer(layer_id: str) -> Layer:
+    known = {c.name for c in CAMPAIGNS}
+    ortho = parse_ortho_id(layer_id)
+    if ortho is not None:
+        if ortho[1] not in known:
+            raise UnknownLayerError(layer_id)
+        return Layer(layer_id, ortho[0], ortho[1], minzoom=ORTHO_MINZOOM, maxzoom=ORTHO_MAXZOOM)
     m = _ID.match(layer_id or "")
     kind = _KIND_OF_NAME.get(m["name"]) if m else None
-    if not m or kind is None:
+    if not m or kind is None or is_ortho(kind):
         raise UnknownLayerError(layer_id)
-    known = {c.name for c in CAMPAIGNS}
     if kind == "DIFFERENCE":
         if not m["c2"] or m["c1"] not in known or m["c2"] not in known or m["c1"] >= m["c2"]:
             raise UnknownLayerError(layer_id)
@@ -155,8 +178,9 @@ def parse_layer(layer_id: str) -> Layer:
 
 def all_layers() -> list[Layer]:
     """Every layer id we could publish (before asking the catalogue which ones have data)."""
-    layers = [Layer(layer_id(kind, c.name), kind, c.name) for kind in KINDS if kind != "DIFFERENCE"
-              for c in CAMPAIGNS]
+    layers = [Layer(layer_id(kind, c.name), kind, c.name) for kind in KINDS
+              if kind != "DIFFERENCE" and not is_ortho(kind) for c in CAMPAIGNS]
+    layers += [parse_layer(layer_id(kind, c.name)) for kind in ORTHO_KINDS for c in CAMPAIGNS]
     for i, earlier in enumerate(CAMPAIGNS):
         for later in CAMPAIGNS[i + 1 :]:
             layers.append(Layer(f"OCSGE.DIFFERENCE.{earlier.name}_{later.name}", "DIFFERENCE", later.name,

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 from ocsge.nomenclature import COUVERTURE, CS_LEAVES, US_LEAVES, USAGE, Kind, palette
 from ocsge.rasters import ENCODINGS
+from services.tiles.ortho import ORTHO_BANDS
 
 RGBA = tuple[int, int, int, int]
 
@@ -92,6 +93,9 @@ def default_legend(kind: str) -> tuple[LegendEntry, ...]:
         return _nomenclature_legend(Kind.USAGE)
     if kind == "confiance":
         return _confidence_legend()
+    if kind.upper() in ORTHO_BANDS:  # orthophotos: no classes, the bands and the colour each is drawn in
+        return tuple(LegendEntry(i, band, shown, colour)
+                     for i, (band, shown, colour) in enumerate(ORTHO_BANDS[kind.upper()], 1))
     return _FIXED[kind]
 
 

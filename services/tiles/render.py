@@ -35,6 +35,7 @@ from services.tiles import tms as tms_registry
 from services.tiles.budget import RenderBudget, check_deadline
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo, pixel_window, projected_bounds
+from services.tiles.ortho import is_ortho, photo_rgba
 from services.tiles.palettes import legend_index
 
 FORMATS: dict[str, tuple[str, str]] = {  # media type → (GDAL driver, extension)
@@ -86,6 +87,8 @@ def blank(media_type: str, width: int, height: int) -> bytes:
 
 def _rgba(img: ImageData, info: LayerInfo) -> np.ndarray:
     """4×H×W uint8: the class band coloured by the legend, alpha 0 where masked or nodata."""
+    if is_ortho(info.layer.kind):  # a photo: its own colours (services/tiles/ortho.py)
+        return photo_rgba(img)
     band = img.array.data[0].astype("uint8")
     rgb, alpha = apply_cmap(band[np.newaxis, ...], info.colormap)
     valid = ~np.ma.getmaskarray(img.array)[0]
