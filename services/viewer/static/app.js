@@ -7,6 +7,8 @@ const KIND_TITLES = {
   COUVERTURE: "Couverture du sol", USAGE: "Usage du sol", ARTIF: "Artificialisation",
   CONSTRUCTION: "Zone construite", PREDICTION: "Prédiction du modèle", DIFFERENCE: "Évolutions",
   TACHE_URBAINE: "Tâche urbaine (raster)", RENATURATION: "Potentiel de renaturation (raster)",
+  // the photos (ORTHOIMAGERY.ORTHOPHOTOS[.IRC].{campaign}): "Comparer (volet)" swipes between two millésimes
+  ORTHO: "Orthophotographie", ORTHO_IRC: "Orthophotographie IRC",
 };
 // the analyses' map layers (source layers of the analyses' PMTiles, /vector/analyses/…), each a check box
 const ANALYSES = {
@@ -45,8 +47,9 @@ function layersFor(dep, kind) {
 function campaignOf(layer) { return layer.previous ? `${layer.previous}_${layer.campaign}` : layer.campaign; }
 
 function selectedLayer(campaign) {
-  const id = campaign.includes("_") ? `OCSGE.DIFFERENCE.${campaign}` : `OCSGE.${$("kind").value}.${campaign}`;
-  return state.layers.find((l) => l.id === id);
+  // by kind and campaign, not by a built id: the photos' ids are not OCSGE.{kind}.{campaign}
+  const kind = campaign.includes("_") ? "DIFFERENCE" : $("kind").value;
+  return state.layers.find((l) => l.kind === kind && campaignOf(l) === campaign);
 }
 
 function vectorDataset(dep, layer) {
