@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,12 +57,19 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from inference_batch.production.components import (
+    BlockRuns,
+    block_components,
+    coarse_window,
+    inside_counts,
+    paint,
+    relabel_runs,
+)
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import code_for_value, raster_value
 from ocsge.progress import progress
 
 BUILT = raster_value("couverture", "CS1.1.1.1")
-CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # 4-connectivity, as rasterio's shapes()
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,14 @@ class RasterBlock:
     height: int
     width: int
     read: Callable[[], np.ndarray]
+    # (row, col, height, width) inside the block → that part only; a map job reads the margins of its
+    # neighbours with it (zone construite). Default: read the block and cut.
+    read_part: Callable[[int, int, int, int], np.ndarray] | None = None
+
+    def read_window(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        if self.read_part is not None:
+            return self.read_part(row, col, height, width)
+        return self.read()[row : row + height, col : col + width]
 
 
 @dataclass
@@ -126,9 +141,15 @@ class Mosaic:
     def from_array(cls, array: np.ndarray, transform: Affine, crs: CRS | str, block_size: int) -> Mosaic:
         h, w = array.shape
         blocks = [
-            RasterBlock(r, c, min(block_size, h - r), min(block_size, w - c),
-                        (lambda r=r, c=c: array[r : r + block_size, c : c + block_size]))
-            for r in range(0, h, block_size) for c in range(0, w, block_size)
+            RasterBlock(
+                r,
+                c,
+                min(block_size, h - r),
+                min(block_size, w - c),
+                (lambda r=r, c=c: array[r : r + block_size, c : c + block_size]),
+            )
+            for r in range(0, h, block_size)
+            for c in range(0, w, block_size)
         ]
         return cls(CRS.from_user_input(crs), transform, w, h, blocks)
 
@@ -143,12 +164,27 @@ class Mosaic:
             def read() -> np.ndarray:
                 with rasterio.open(path) as src:
                     return src.read(1, window=win)
+
             return read
 
+        def part_reader(r: int, c: int) -> Callable[[int, int, int, int], np.ndarray]:
+            def read_part(row: int, col: int, height: int, width: int) -> np.ndarray:
+                with rasterio.open(path) as src:
+                    return src.read(1, window=Window(c + col, r + row, width, height))
+
+            return read_part
+
         blocks = [
-            RasterBlock(r, c, min(block_size, h - r), min(block_size, w - c),
-                        reader(Window(c, r, min(block_size, w - c), min(block_size, h - r))))
-            for r in range(0, h, block_size) for c in range(0, w, block_size)
+            RasterBlock(
+                r,
+                c,
+                min(block_size, h - r),
+                min(block_size, w - c),
+                reader(Window(c, r, min(block_size, w - c), min(block_size, h - r))),
+                part_reader(r, c),
+            )
+            for r in range(0, h, block_size)
+            for c in range(0, w, block_size)
         ]
         return cls(crs, transform, w, h, blocks)
 
@@ -178,7 +214,11 @@ class Mosaic:
                     with rasterio.open(path) as s:
                         return s.read(1)
 
-                blocks.append(RasterBlock(r, c, src.height, src.width, read))
+                def read_part(row: int, col: int, height: int, width: int, path: str = path) -> np.ndarray:
+                    with rasterio.open(path) as s:
+                        return s.read(1, window=Window(col, row, width, height))
+
+                blocks.append(RasterBlock(r, c, src.height, src.width, read, read_part))
         assert grid is not None
         return cls(grid[0], grid[1], grid[2], grid[3], blocks)
 
@@ -186,28 +226,72 @@ class Mosaic:
 # --- pass 0: zone construite -------------------------------------------------------------------------
 
 
+def zc_cell(mosaic: Mosaic, umi: UMI) -> int:
+    """The side (px) of a cell of the coarse zone construite grid."""
+    return max(1, round(umi.zc_res / mosaic.res))
+
+
+def _mark_built(
+    data: np.ndarray, umi: UMI, row_off: int, col_off: int, k: int, out: np.ndarray, out_r0: int, out_c0: int
+) -> None:
+    """OR the coarse cells holding built pixels of ``data`` (at row_off, col_off) into ``out`` (whose first
+    cell is (out_r0, out_c0) on the mosaic's coarse grid)."""
+    built = np.isin(data, umi.built_values)
+    if not built.any():
+        return
+    rs, rc = _coarse_index(row_off, data.shape[0], k)
+    cs, cc = _coarse_index(col_off, data.shape[1], k)
+    part = np.add.reduceat(np.add.reduceat(built, rs, axis=0), cs, axis=1) > 0
+    out[np.ix_(rc - out_r0, cc - out_c0)] |= part
+
+
 def _coarse_index(offset: int, length: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """reduceat starts and coarse cell indices for pixels offset…offset+length on a grid of k-pixel cells."""
-    cells = (np.arange(offset, offset + length) // k)
+    cells = np.arange(offset, offset + length) // k
     starts = np.concatenate([[0], np.nonzero(np.diff(cells))[0] + 1])
     return starts, cells[starts]
 
 
-def zone_construite_mask(mosaic: Mosaic, umi: UMI,
-                         advance: Callable[..., None] | None = None) -> tuple[np.ndarray, int]:
+def zone_construite_mask(
+    mosaic: Mosaic, umi: UMI, advance: Callable[..., None] | None = None
+) -> tuple[np.ndarray, int]:
     """Coarse boolean zone construite (``zc_res`` cells) from the built pixels, and the cell size in pixels."""
-    k = max(1, round(umi.zc_res / mosaic.res))
+    k = zc_cell(mosaic, umi)
     built = np.zeros((math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)), dtype=bool)
     for b in mosaic.blocks:
-        data = np.isin(b.read(), umi.built_values)
-        if data.any():
-            rs, rc = _coarse_index(b.row_off, b.height, k)
-            cs, cc = _coarse_index(b.col_off, b.width, k)
-            part = np.add.reduceat(np.add.reduceat(data, rs, axis=0), cs, axis=1) > 0
-            built[np.ix_(rc, cc)] |= part
+        _mark_built(b.read(), umi, b.row_off, b.col_off, k, built, 0, 0)
         if advance:
             advance(b.height * b.width)
     return envelope(built, k * mosaic.res, umi), k
+
+
+def zc_margin(umi: UMI, cell: float) -> int:
+    """Coarse cells around a block whose built pixels can change its zone construite: the closing reaches
+    ``2 · zc_radius + zc_buffer`` (dilation by radius + buffer, then erosion by radius)."""
+    return math.ceil((2 * umi.zc_radius + umi.zc_buffer) / cell) + 2
+
+
+def zone_construite_window(mosaic: Mosaic, block: RasterBlock, umi: UMI) -> tuple[np.ndarray, int]:
+    """The zone construite of one block's coarse cells, from the built pixels of the block and of a margin
+    around it (``zc_margin``) only — equal to the same cells of :func:`zone_construite_mask`, so that a
+    map job needs no global pass. Returns the coarse cells of ``coarse_window(block)`` and k."""
+    k = zc_cell(mosaic, umi)
+    ch, cw = math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)
+    r0, c0, rows, cols = coarse_window(block.row_off, block.col_off, block.height, block.width, k)
+    m = zc_margin(umi, k * mosaic.res)
+    wr0, wc0 = max(0, r0 - m), max(0, c0 - m)
+    wr1, wc1 = min(ch, r0 + rows + m), min(cw, c0 + cols + m)
+    built = np.zeros((wr1 - wr0, wc1 - wc0), dtype=bool)
+    py0, px0, py1, px1 = wr0 * k, wc0 * k, min(mosaic.height, wr1 * k), min(mosaic.width, wc1 * k)
+    for b in mosaic.blocks:
+        y0, x0 = max(py0, b.row_off), max(px0, b.col_off)
+        y1, x1 = min(py1, b.row_off + b.height), min(px1, b.col_off + b.width)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        data = b.read_window(y0 - b.row_off, x0 - b.col_off, y1 - y0, x1 - x0)
+        _mark_built(data, umi, y0, x0, k, built, wr0, wc0)
+    zone = envelope(built, k * mosaic.res, umi)
+    return zone[r0 - wr0 : r0 - wr0 + rows, c0 - wc0 : c0 - wc0 + cols], k
 
 
 def envelope(built: np.ndarray, cell: float, umi: UMI) -> np.ndarray:
@@ -220,6 +304,8 @@ def envelope(built: np.ndarray, cell: float, umi: UMI) -> np.ndarray:
         return built
     # closing by zc_radius, grown by zc_buffer: dilate by radius + buffer, erode by radius
     dilated = ndimage.distance_transform_edt(~built) <= (umi.zc_radius + umi.zc_buffer) / cell
+    if dilated.all():  # nothing to erode from (scipy's transform has no background to measure to)
+        return dilated
     zone = ndimage.distance_transform_edt(dilated) > umi.zc_radius / cell
     return zone | built
 
@@ -228,8 +314,10 @@ def envelope_polygons(zone: np.ndarray, transform: Affine) -> list[shapely.Geome
     """The coarse envelope as polygons (``transform``: the coarse grid's)."""
     if not zone.any():
         return []
-    found = [shapely.geometry.shape(g) for g, _ in shapes(zone.astype(np.uint8), mask=zone, connectivity=4,
-                                                             transform=transform)]
+    found = [
+        shapely.geometry.shape(g)
+        for g, _ in shapes(zone.astype(np.uint8), mask=zone, connectivity=4, transform=transform)
+    ]
     return list(shapely.get_parts(shapely.union_all(found)))
 
 
@@ -237,7 +325,7 @@ def zc_from_vectors(mosaic: Mosaic, geometries: Sequence[shapely.Geometry], umi:
     """Coarse zone construite rasterised from a given layer (e.g. IGN's ZONE_CONSTRUITE)."""
     from rasterio.features import rasterize
 
-    k = max(1, round(umi.zc_res / mosaic.res))
+    k = zc_cell(mosaic, umi)
     shape = (math.ceil(mosaic.height / k), math.ceil(mosaic.width / k))
     if not len(geometries):
         return np.zeros(shape, dtype=bool), k
@@ -245,29 +333,7 @@ def zc_from_vectors(mosaic: Mosaic, geometries: Sequence[shapely.Geometry], umi:
     return rasterize(((g, 1) for g in geometries), out_shape=shape, transform=t, dtype="uint8").astype(bool), k
 
 
-# --- pass 1: components and their graph -----------------------------------------------------------
-
-
-def label_block(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """4-connected same-class components: labels (1…n, 0 where nodata) and the class of each label."""
-    labels = np.zeros(data.shape, dtype=np.int32)
-    classes = [0]
-    n = 0
-    for value in np.nonzero(np.bincount(data.ravel()))[0]:
-        if value == 0:
-            continue
-        lab, count = ndimage.label(data == value, structure=CROSS)
-        if count:
-            mask = lab > 0
-            labels[mask] = lab[mask] + n
-            n += count
-            classes.extend([int(value)] * count)
-    return labels, np.array(classes, dtype=np.uint16)
-
-
-def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    diff = a != b
-    return a[diff].astype(np.int64), b[diff].astype(np.int64)
+# --- the graph and its sieve --------------------------------------------------------------------------
 
 
 def _edge_keys(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -277,19 +343,27 @@ def _edge_keys(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Graph:
-    """Region adjacency graph: node attributes and undirected edges with shared boundary lengths (px)."""
+    """Region adjacency graph: node attributes and undirected edges with shared boundary lengths (px).
+    ``frozen`` nodes (cut by a block edge, during a block's local sieve) are never merged away, as their
+    area and width are not known yet; they may absorb small neighbours."""
 
     cls: np.ndarray  # uint16 raster values
     area: np.ndarray  # int64, px
     zc: np.ndarray  # float64, px inside the zone construite
-    wide: np.ndarray | None = None  # float64, px: side of the widest square of pixels inside the component
+    wide: np.ndarray | None = None  # float64, px: diameter of the widest disc inside the component
     eu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     elen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    frozen: np.ndarray | None = None  # bool
 
     @property
     def n(self) -> int:
         return len(self.cls)
+
+    def movable(self) -> np.ndarray:
+        """Nodes that may be merged away: data, not frozen."""
+        ok = self.cls != 0
+        return ok if self.frozen is None else ok & ~self.frozen
 
 
 def _aggregate_edges(keys: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -303,105 +377,6 @@ def _aggregate_edges(keys: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray,
     return uk >> 32, uk & 0xFFFFFFFF, np.add.reduceat(lengths, starts)
 
 
-@dataclass
-class _Borders:
-    top: np.ndarray
-    bottom: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-
-
-def _widths(labels: np.ndarray, n: int) -> np.ndarray:
-    """Per label 1…n: the width (px) of the component in this block, the diameter of the widest disc inside
-    it, from the distance transform to its boundary pixels (to a pixel: a strip of w px reads w or w + 1).
-    Block edges are no boundary: a component cut by an edge is measured on each side (the widest counts)."""
-    if n == 0:
-        return np.zeros(0)
-    pad = np.pad(labels, 1, mode="edge")
-    h, w = labels.shape
-    boundary = np.zeros(labels.shape, dtype=bool)
-    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        boundary |= pad[dr:dr + h, dc:dc + w] != labels
-    dist = ndimage.distance_transform_edt(~boundary)  # 0 on the boundary pixels
-    return np.asarray(ndimage.maximum(2 * dist + 2, labels, index=np.arange(1, n + 1)), dtype=float)
-
-
-def build_graph(mosaic: Mosaic, zc: np.ndarray, k: int,
-                advance: Callable[..., None] | None = None) -> tuple[Graph, np.ndarray, np.ndarray]:
-    """Pass 1: the graph of all components (joined across seams), each block's label offset, and the map
-    from a component's global label (block offset + local label − 1) to its graph node."""
-    cls_parts, area_parts, zc_parts, key_parts, len_parts, wide_parts = [], [], [], [], [], []
-    borders: dict[tuple[int, int], _Borders] = {}
-    offsets = np.zeros(len(mosaic.blocks), dtype=np.int64)
-    total = 0
-    for i, b in enumerate(mosaic.blocks):
-        data = b.read()
-        labels, classes = label_block(data)
-        n = len(classes) - 1
-        offsets[i] = total
-        flat = labels.ravel()
-        zc_block = zc[np.ix_(np.arange(b.row_off, b.row_off + b.height) // k,
-                             np.arange(b.col_off, b.col_off + b.width) // k)]
-        area = np.bincount(flat, minlength=n + 1)[1:]
-        inside = np.bincount(flat, weights=zc_block.ravel(), minlength=n + 1)[1:]
-        wide_parts.append(_widths(labels, n))
-        cls_parts.append(classes[1:])
-        area_parts.append(area)
-        zc_parts.append(inside)
-        # adjacency inside the block, on local labels (0 = nodata), then shifted to global ids
-        for a, bb in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-            u, v = _pairs(a, bb)
-            ok = (u > 0) & (v > 0)
-            keys = _edge_keys(u[ok] + (total - 1), v[ok] + (total - 1))
-            if len(keys):
-                uk, counts = np.unique(keys, return_counts=True)
-                key_parts.append(uk)
-                len_parts.append(counts.astype(np.int64))
-
-        def glob(edge: np.ndarray, total: int = total) -> np.ndarray:
-            return np.where(edge > 0, edge.astype(np.int64) + total - 1, -1)
-
-        borders[(b.row_off, b.col_off)] = _Borders(glob(labels[0]), glob(labels[-1]), glob(labels[:, 0]),
-                                                   glob(labels[:, -1]))
-        total += n
-        if advance:
-            advance(b.height * b.width)
-    cls = np.concatenate(cls_parts) if cls_parts else np.zeros(0, np.uint16)
-    area = np.concatenate(area_parts) if area_parts else np.zeros(0, np.int64)
-    inside = np.concatenate(zc_parts) if zc_parts else np.zeros(0)
-    wide = np.concatenate(wide_parts) if wide_parts else np.zeros(0)
-    # seams: pixel pairs across block edges
-    su, sv = [], []
-    for b in mosaic.blocks:
-        this = borders[(b.row_off, b.col_off)]
-        right = borders.get((b.row_off, b.col_off + b.width))
-        below = borders.get((b.row_off + b.height, b.col_off))
-        if right is not None:
-            su.append(this.right)
-            sv.append(right.left)
-        if below is not None:
-            su.append(this.bottom)
-            sv.append(below.top)
-    union_u, union_v = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if su:
-        u, v = np.concatenate(su), np.concatenate(sv)
-        ok = (u >= 0) & (v >= 0)
-        u, v = u[ok], v[ok]
-        same = cls[u] == cls[v]
-        union_u, union_v = u[same], v[same]
-        keys = _edge_keys(u[~same], v[~same])
-        if len(keys):
-            uk, counts = np.unique(keys, return_counts=True)
-            key_parts.append(uk)
-            len_parts.append(counts.astype(np.int64))
-    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
-    lengths = np.concatenate(len_parts) if len_parts else np.zeros(0, np.int64)
-    graph = Graph(cls, area, inside, wide)
-    graph.eu, graph.ev, graph.elen = _aggregate_edges(keys, lengths)
-    mapping = _components(graph.n, union_u, union_v)
-    return contract(graph, mapping, cls_rule="first"), offsets, mapping
-
-
 def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Node → component id (0…m-1) of the graph with edges (u, v)."""
     if n == 0:
@@ -413,8 +388,7 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight: np.ndarray | None = None
-             ) -> Graph:
+def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight: np.ndarray | None = None) -> Graph:
     """The graph whose nodes are the groups of ``mapping``; a group's class is its largest member's (by
     ``weight`` when given, else by area). A group's width is its widest member's."""
     m = int(mapping.max()) + 1 if len(mapping) else 0
@@ -424,6 +398,9 @@ def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weigh
     if graph.wide is not None:
         wide = np.zeros(m)
         np.maximum.at(wide, mapping, graph.wide)
+    frozen = None
+    if graph.frozen is not None:
+        frozen = np.bincount(mapping, weights=graph.frozen, minlength=m) > 0
     cls = np.zeros(m, dtype=np.uint16)
     if cls_rule == "first":
         cls[mapping] = graph.cls
@@ -435,16 +412,12 @@ def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weigh
     u, v = mapping[graph.eu], mapping[graph.ev]
     keep = u != v
     eu, ev, elen = _aggregate_edges(_edge_keys(u[keep], v[keep]), graph.elen[keep])
-    return Graph(cls, area, inside, wide, eu, ev, elen)
-
-
-# --- pass 2: sieve on the graph ---------------------------------------------------------------------------
+    return Graph(cls, area, inside, wide, eu, ev, elen, frozen)
 
 
 def umi_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
     in_zc = graph.zc * 2 > graph.area
-    m2 = np.where(np.isin(graph.cls, umi.built_values), umi.built_min,
-                  np.where(in_zc, umi.inside_zc, umi.outside_zc))
+    m2 = np.where(np.isin(graph.cls, umi.built_values), umi.built_min, np.where(in_zc, umi.inside_zc, umi.outside_zc))
     if umi.exempt_values:
         m2 = np.where(np.isin(graph.cls, umi.exempt_values), 0.0, m2)
     return m2 / pixel_area
@@ -462,8 +435,9 @@ def width_px(graph: Graph, umi: UMI, pixel_area: float) -> np.ndarray:
     return lut[graph.cls] / math.sqrt(pixel_area)
 
 
-def _merge_round(graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray | None = None
-                 ) -> tuple[Graph, np.ndarray] | None:
+def _merge_round(
+    graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray | None = None, avoid_small: bool = True
+) -> tuple[Graph, np.ndarray] | None:
     """Each ``small`` node joins its chosen neighbour (module docstring); None when none can."""
     src = np.concatenate([graph.eu, graph.ev])
     dst = np.concatenate([graph.ev, graph.eu])
@@ -472,9 +446,14 @@ def _merge_round(graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray |
     if not ok.any():
         return None
     src, dst, length = src[ok], dst[ok], length[ok]
-    # per source: a neighbour that is not small itself, a non-network one, the longest shared edge, the largest
+    # per source: (a neighbour that is not small itself,) a non-network one, the longest shared edge, the largest
     network = np.isin(graph.cls[dst], umi.exempt_values) if umi.exempt_values else np.zeros(len(dst), bool)
-    order = np.lexsort((-graph.area[dst], -length, network, small[dst], src))
+    keys = (
+        (-graph.area[dst], -length, network, small[dst], src)
+        if avoid_small
+        else (-graph.area[dst], -length, network, src)
+    )
+    order = np.lexsort(keys)
     src, dst = src[order], dst[order]
     first = np.concatenate([[0], np.nonzero(np.diff(src))[0] + 1])
     groups = _components(graph.n, src[first], dst[first])
@@ -484,34 +463,23 @@ def _merge_round(graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray |
 def sieve_graph(graph: Graph, umi: UMI, pixel_area: float, max_rounds: int = 200) -> tuple[Graph, np.ndarray]:
     """Merge components under their threshold, step by step, then those narrower than their width
     threshold (a narrow one takes the class of the wide neighbour it joins); returns the final graph and
-    node → group."""
+    node → group. Frozen nodes are never merged away."""
     mapping = np.arange(graph.n, dtype=np.int64)
     for step in (*umi.steps, math.inf):
         for _ in range(max_rounds):
             limit = np.minimum(umi_px(graph, umi, pixel_area), step / pixel_area)
-            small = (graph.area < limit) & (graph.cls != 0)
+            small = (graph.area < limit) & graph.movable()
             if not small.any():
                 break
-            # both directions of every edge whose source is small and whose target has data
-            src = np.concatenate([graph.eu, graph.ev])
-            dst = np.concatenate([graph.ev, graph.eu])
-            length = np.concatenate([graph.elen, graph.elen])
-            ok = small[src] & (graph.cls[dst] != 0)
-            if not ok.any():
+            merged = _merge_round(graph, small, umi, avoid_small=False)
+            if merged is None:
                 break
-            src, dst, length = src[ok], dst[ok], length[ok]
-            # per source: a non-network neighbour first, then the longest shared edge, then the largest
-            network = np.isin(graph.cls[dst], umi.exempt_values) if umi.exempt_values else np.zeros(len(dst), bool)
-            order = np.lexsort((-graph.area[dst], -length, network, src))
-            src, dst = src[order], dst[order]
-            first = np.concatenate([[0], np.nonzero(np.diff(src))[0] + 1])
-            groups = _components(graph.n, src[first], dst[first])
-            graph = contract(graph, groups)
+            graph, groups = merged
             mapping = groups[mapping]
     if graph.wide is None or umi.width <= 0:
         return graph, mapping
     for _ in range(max_rounds):
-        narrow = (graph.wide < width_px(graph, umi, pixel_area)) & (graph.cls != 0)
+        narrow = (graph.wide < width_px(graph, umi, pixel_area)) & graph.movable()
         if not narrow.any():
             break
         # the class of a merged group: its largest member that is wide enough
@@ -529,7 +497,151 @@ def regions_of(graph: Graph) -> np.ndarray:
     return _components(graph.n, graph.eu[same], graph.ev[same])
 
 
-# --- pass 3: polygons ---------------------------------------------------------------------------------
+# --- pass 1 (map): components of a block and its local sieve -----------------------------------------
+
+
+@dataclass
+class BlockGraph:
+    """A block after pass 1: its runs relabelled to its groups (1…m, after the local sieve), the graph of
+    its groups (0-based), the groups along its four edges (for the seams), which groups are cut by an edge
+    shared with another block (frozen), and the number of components it had before sieving."""
+
+    row_off: int
+    col_off: int
+    runs: BlockRuns
+    graph: Graph
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    components: int
+    interior: int  # components not cut by a shared block edge
+
+    @property
+    def height(self) -> int:
+        return self.runs.height
+
+    @property
+    def width(self) -> int:
+        return self.runs.width
+
+
+def map_block(mosaic: Mosaic, block: RasterBlock, zc: np.ndarray, k: int, umi: UMI) -> BlockGraph:
+    """Pass 1 on one block: components, widths, zone construite share (``zc``: the coarse cells of
+    ``coarse_window(block)``), then the sieve of the components that lie wholly inside the block.
+
+    A component cut by an edge shared with another block is frozen: its area and width are only known once
+    the seams are joined (:func:`reduce_blocks`), so it is never merged away here — it may absorb small
+    neighbours. Small interior components therefore merge in this block's rounds, before the seam
+    components are sieved in the reduce: near seams only, the order of merges can differ from a sieve of
+    the whole graph at once (a documented difference). What remains — the groups of the block — is a few
+    hundred nodes per block, so the reduce holds a graph bounded by the number of blocks, not of pixels."""
+    data = block.read()
+    bc = block_components(data)
+    r0, c0, _, _ = coarse_window(block.row_off, block.col_off, block.height, block.width, k)
+    inside = inside_counts(bc.runs, bc.n, zc, k, block.row_off - r0 * k, block.col_off - c0 * k)
+    frozen = np.zeros(bc.n + 1, dtype=bool)
+    if block.row_off > 0:
+        frozen[bc.top] = True
+    if block.row_off + block.height < mosaic.height:
+        frozen[bc.bottom] = True
+    if block.col_off > 0:
+        frozen[bc.left] = True
+    if block.col_off + block.width < mosaic.width:
+        frozen[bc.right] = True
+    frozen = frozen[1:]
+    graph = Graph(bc.cls, bc.area, inside, bc.wide, bc.eu - 1, bc.ev - 1, bc.elen, frozen)
+    sieved, groups = sieve_graph(graph, umi, mosaic.res**2)
+    lut = np.concatenate([[0], groups + 1]).astype(np.int32)
+    runs = relabel_runs(bc.runs, lut)
+    return BlockGraph(
+        block.row_off,
+        block.col_off,
+        runs,
+        sieved,
+        lut[bc.top],
+        lut[bc.bottom],
+        lut[bc.left],
+        lut[bc.right],
+        bc.n,
+        int(bc.n - frozen.sum()),
+    )
+
+
+# --- pass 2 (reduce): seams, then the sieve of the whole graph ------------------------------------------
+
+
+@dataclass
+class Sieved:
+    """The outcome of the reduce: for block i, its group g (1…m) is region ``block_region[i][g]`` − 1
+    (0: nodata or a nodata region); each region's class and area (px)."""
+
+    block_region: list[np.ndarray]
+    region_cls: np.ndarray
+    region_area: np.ndarray
+    components: int
+
+
+def _border(edge: np.ndarray, offset: int) -> np.ndarray:
+    return np.where(edge > 0, edge.astype(np.int64) + offset - 1, -1)
+
+
+def reduce_blocks(blocks: Sequence[BlockGraph], umi: UMI, pixel_area: float) -> Sieved:
+    """Join the groups of all blocks across the seams (the same class on both sides of a block edge: one
+    node; otherwise an edge with the seam's length), sieve the whole graph, and form the regions."""
+    offsets = np.cumsum([0] + [b.graph.n for b in blocks])
+    parts = [b.graph for b in blocks]
+    cls = np.concatenate([g.cls for g in parts]) if parts else np.zeros(0, np.uint16)
+    area = np.concatenate([g.area for g in parts]) if parts else np.zeros(0, np.int64)
+    inside = np.concatenate([g.zc for g in parts]) if parts else np.zeros(0)
+    wide = np.concatenate([g.wide for g in parts]) if parts else np.zeros(0)
+    frozen = np.concatenate([g.frozen for g in parts]) if parts else np.zeros(0, bool)
+    key_parts = [_edge_keys(g.eu + o, g.ev + o) for g, o in zip(parts, offsets, strict=False)]
+    len_parts = [g.elen for g in parts]
+    where = {(b.row_off, b.col_off): (b, int(o)) for b, o in zip(blocks, offsets, strict=False)}
+    su, sv = [], []
+    for b, o in zip(blocks, offsets, strict=False):
+        right = where.get((b.row_off, b.col_off + b.width))
+        below = where.get((b.row_off + b.height, b.col_off))
+        if right is not None:
+            su.append(_border(b.right, o))
+            sv.append(_border(right[0].left, right[1]))
+        if below is not None:
+            su.append(_border(b.bottom, o))
+            sv.append(_border(below[0].top, below[1]))
+    union_u, union_v = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if su:
+        u, v = np.concatenate(su), np.concatenate(sv)
+        ok = (u >= 0) & (v >= 0)
+        u, v = u[ok], v[ok]
+        same = cls[u] == cls[v]
+        union_u, union_v = u[same], v[same]
+        keys = _edge_keys(u[~same], v[~same])
+        if len(keys):
+            uk, counts = np.unique(keys, return_counts=True)
+            key_parts.append(uk)
+            len_parts.append(counts.astype(np.int64))
+    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
+    lengths = np.concatenate(len_parts) if len_parts else np.zeros(0, np.int64)
+    graph = Graph(cls, area, inside, wide)
+    graph.eu, graph.ev, graph.elen = _aggregate_edges(keys, lengths)
+    to_node = _components(graph.n, union_u, union_v)
+    # components of the whole raster: those inside a block, and the seam-cut ones once joined
+    components = sum(b.interior for b in blocks) + len(np.unique(to_node[frozen]))
+    sieved, to_group = sieve_graph(contract(graph, to_node, cls_rule="first"), umi, pixel_area)
+    region = regions_of(sieved)
+    n_regions = int(region.max()) + 1 if len(region) else 0
+    region_cls = np.zeros(n_regions, dtype=np.uint16)
+    region_cls[region] = sieved.cls
+    region_area = np.bincount(region, weights=sieved.area, minlength=n_regions)
+    group_region = region[to_group][to_node] + 1
+    block_region = [
+        np.concatenate([[0], group_region[offsets[i] : offsets[i + 1]]]).astype(np.int32) for i in range(len(blocks))
+    ]
+    return Sieved(block_region, region_cls, region_area, components)
+
+
+# --- pass 3 (map): polygons of a block ------------------------------------------------------------------
 
 
 @dataclass
@@ -548,33 +660,33 @@ class VectorizeReport:
         return self.pixels / 1e6 / total if total else 0.0
 
 
-def polygonise(mosaic: Mosaic, offsets: np.ndarray, node_region: np.ndarray, region_cls: np.ndarray,
-               advance: Callable[..., None] | None = None) -> Iterator[tuple[int, shapely.Geometry]]:
-    """Pass 3: (region id, polygon piece) for every piece of every block, in pixel coordinates of the mosaic.
+def block_polygons(
+    runs: BlockRuns, row_off: int, col_off: int, group_region: np.ndarray, region_cls: np.ndarray
+) -> list[tuple[int, shapely.Geometry]]:
+    """Pass 3 on one block: (region id, polygon piece) in pixel coordinates of the mosaic, from the runs
+    painted with the final regions (few regions: GDAL's polygoniser is fast on them).
 
     Pixel coordinates are exact in floating point, and pieces are segmentised to one vertex per pixel
     corner: GDAL's polygoniser puts no vertex at T-junctions, so its output is not a correctly noded
     coverage; with a vertex at every corner, pieces from both sides of a seam and neighbouring polygons
     share their vertices exactly, which coverage union and coverage simplification require."""
-    for i, b in enumerate(mosaic.blocks):
-        labels, _ = label_block(b.read())
-        region = np.zeros(labels.shape, dtype=np.int32)
-        has = labels > 0
-        region[has] = node_region[labels[has].astype(np.int64) + offsets[i] - 1] + 1
-        valid = has & (region_cls[np.maximum(region - 1, 0)] != 0)
-        transform = Affine.translation(b.col_off, b.row_off)
-        found = [(int(value) - 1, shapely.geometry.shape(geom))
-                 for geom, value in shapes(region, mask=valid, connectivity=4, transform=transform)]
-        if found:
-            noded = shapely.segmentize(np.array([g for _, g in found], dtype=object), 1.0)
-            noded = shapely.transform(noded, np.rint)  # segmentize interpolates: 251.00000000000003 → 251
-            yield from zip((r for r, _ in found), noded, strict=True)
-        if advance:
-            advance(b.height * b.width)
+    lut = np.where(region_cls[np.maximum(group_region - 1, 0)] != 0, group_region, 0)
+    region = paint(runs, lut)
+    transform = Affine.translation(col_off, row_off)
+    found = [
+        (int(value) - 1, shapely.geometry.shape(geom))
+        for geom, value in shapes(region, mask=region > 0, connectivity=4, transform=transform)
+    ]
+    if not found:
+        return []
+    noded = shapely.segmentize(np.array([g for _, g in found], dtype=object), 1.0)
+    noded = shapely.transform(noded, np.rint)  # segmentize interpolates: 251.00000000000003 → 251
+    return list(zip((r for r, _ in found), noded, strict=True))
 
 
-def enlarge_built(geoms: list[shapely.Geometry], values: np.ndarray, area_px: np.ndarray, umi: UMI,
-                  px_area: float) -> int:
+def enlarge_built(
+    geoms: list[shapely.Geometry], values: np.ndarray, area_px: np.ndarray, umi: UMI, px_area: float
+) -> int:
     """Built regions of ``built_min`` to ``built`` m² grown to ``built`` m² (the OCS GE capture rule for
     isolated built surfaces of 50–200 m²), in place, on the pixel grid of the polygons (pixel coordinates).
 
@@ -616,23 +728,69 @@ def enlarge_built(geoms: list[shapely.Geometry], values: np.ndarray, area_px: np
         geoms[i] = shapely.transform(shapely.segmentize(grown, 1.0), np.rint)
         for j in np.unique(local.ravel()[take]) - 1:
             lost = (local == j + 1) & (added > 0)
-            lost_poly = shapely.union_all([shapely.geometry.shape(g) for g, _ in
-                                           shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)])
+            lost_poly = shapely.union_all(
+                [
+                    shapely.geometry.shape(g)
+                    for g, _ in shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)
+                ]
+            )
             rest = shapely.difference(geoms[j], lost_poly)
             geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
     return len(small)
 
 
-def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
-                     zone_construite: Sequence[shapely.Geometry] | None = None,
-                     zc_mask: tuple[np.ndarray, int] | None = None,
-                     simplify: float = 0.5) -> tuple[list[shapely.Geometry], np.ndarray, VectorizeReport]:
-    """Polygons and their couverture raster values after sieving, stitching and simplification. The zone
+def assemble(
+    pieces: dict[int, list[shapely.Geometry]],
+    region_cls: np.ndarray,
+    region_area: np.ndarray,
+    umi: UMI,
+    mosaic_transform: Affine,
+    res: float,
+    simplify: float,
+    report: VectorizeReport,
+) -> tuple[list[shapely.Geometry], np.ndarray]:
+    """Pass 4 (reduce): pieces of a region cut by block edges united, small built regions enlarged, the
+    coverage simplified and put in map coordinates."""
+    t = time.perf_counter()
+    ids = sorted(pieces)
+    geoms = [p[0] if len(p) == 1 else shapely.coverage_union_all(p) for p in (pieces[i] for i in ids)]
+    idx = np.array(ids, dtype=np.int64)
+    values = region_cls[idx] if ids else np.zeros(0, np.uint16)
+    report.built_enlarged = enlarge_built(geoms, values, region_area[idx], umi, res**2) if ids else 0
+    empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
+    if empty:
+        keep = np.setdiff1d(np.arange(len(geoms)), empty)
+        geoms, values = [geoms[k] for k in keep], values[keep]
+    report.seconds["stitch"] = time.perf_counter() - t
+    t = time.perf_counter()
+    arr = np.array(geoms, dtype=object)
+    if simplify > 0 and len(arr):
+        arr = shapely.coverage_simplify(arr, simplify / res)
+    a = mosaic_transform
+    arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))
+    bad = ~shapely.is_valid(arr)
+    if bad.any():
+        arr[bad] = shapely.make_valid(arr[bad])
+    report.seconds["simplify"] = time.perf_counter() - t
+    report.polygons = len(arr)
+    return list(arr), values
+
+
+def vectorize_mosaic(
+    mosaic: Mosaic,
+    umi: UMI | None = None,
+    *,
+    zone_construite: Sequence[shapely.Geometry] | None = None,
+    zc_mask: tuple[np.ndarray, int] | None = None,
+    simplify: float = 0.5,
+) -> tuple[list[shapely.Geometry], np.ndarray, VectorizeReport]:
+    """Polygons and their couverture raster values after sieving, stitching and simplification, in one
+    process: the map and reduce steps of :mod:`inference_batch.production.vectorize_stages` run in turn,
+    the blocks' runs kept in memory between them (after the local sieve, a few runs per row). The zone
     construite is derived from the built pixels unless given as polygons or as a coarse mask (``zc_mask``:
     the mask and its cell size in pixels); the one used is in ``report.zone_construite``."""
     umi = umi or UMI()
     report = VectorizeReport(pixels=mosaic.width * mosaic.height)
-    px_area = mosaic.res**2
     total = float(report.pixels)
     t = time.perf_counter()
     with progress("zone construite", total=total / 1e6, unit="Mpx") as advance:
@@ -647,47 +805,30 @@ def vectorize_mosaic(mosaic: Mosaic, umi: UMI | None = None, *,
     report.zone_construite = envelope_polygons(zc, mosaic.transform @ Affine.scale(k))
     report.seconds["zone_construite"] = time.perf_counter() - t
     t = time.perf_counter()
+    blocks = []
     with progress("components", total=total / 1e6, unit="Mpx") as advance:
-        graph, offsets, to_node = build_graph(mosaic, zc, k, lambda n: advance(n / 1e6))
-    report.components = graph.n
+        for b in mosaic.blocks:
+            r0, c0, rows, cols = coarse_window(b.row_off, b.col_off, b.height, b.width, k)
+            blocks.append(map_block(mosaic, b, zc[r0 : r0 + rows, c0 : c0 + cols], k, umi))
+            advance(b.height * b.width / 1e6)
     report.seconds["components"] = time.perf_counter() - t
     t = time.perf_counter()
-    sieved, to_group = sieve_graph(graph, umi, px_area)
-    region = regions_of(sieved)
-    n_regions = int(region.max()) + 1 if len(region) else 0
-    region_cls = np.zeros(n_regions, dtype=np.uint16)
-    region_cls[region] = sieved.cls
-    node_region = region[to_group][to_node]  # local label (global numbering) → region
-    report.after_sieve = n_regions
+    sieved = reduce_blocks(blocks, umi, mosaic.res**2)
+    report.components = sieved.components
+    report.after_sieve = len(sieved.region_cls)
     report.seconds["sieve"] = time.perf_counter() - t
     t = time.perf_counter()
     pieces: dict[int, list[shapely.Geometry]] = {}
     with progress("polygons", total=total / 1e6, unit="Mpx") as advance:
-        for rid, geom in polygonise(mosaic, offsets, node_region, region_cls, lambda n: advance(n / 1e6)):
-            pieces.setdefault(rid, []).append(geom)
-    ids = sorted(pieces)
-    geoms = [p[0] if len(p) == 1 else shapely.coverage_union_all(p) for p in (pieces[i] for i in ids)]
-    values = region_cls[np.array(ids, dtype=np.int64)] if ids else np.zeros(0, np.uint16)
-    region_area = np.bincount(region, weights=sieved.area, minlength=n_regions)
-    report.built_enlarged = enlarge_built(geoms, values, region_area[np.array(ids, dtype=np.int64)], umi, px_area) \
-        if ids else 0
-    empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
-    if empty:
-        keep = np.setdiff1d(np.arange(len(geoms)), empty)
-        geoms, values = [geoms[k] for k in keep], values[keep]
+        for i, b in enumerate(blocks):
+            for rid, geom in block_polygons(b.runs, b.row_off, b.col_off, sieved.block_region[i], sieved.region_cls):
+                pieces.setdefault(rid, []).append(geom)
+            blocks[i] = None  # type: ignore[call-overload]  # its runs are no longer needed
+            advance(b.height * b.width / 1e6)
     report.seconds["polygons"] = time.perf_counter() - t
-    t = time.perf_counter()
-    arr = np.array(geoms, dtype=object)
-    if simplify > 0 and len(arr):
-        arr = shapely.coverage_simplify(arr, simplify / mosaic.res)
-    a = mosaic.transform
-    arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))
-    bad = ~shapely.is_valid(arr)
-    if bad.any():
-        arr[bad] = shapely.make_valid(arr[bad])
-    geoms = list(arr)
-    report.seconds["simplify"] = time.perf_counter() - t
-    report.polygons = len(geoms)
+    geoms, values = assemble(
+        pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report
+    )
     return geoms, values, report
 
 
@@ -725,8 +866,15 @@ def block_provenance(path: str) -> dict[str, str]:
     return {"source": "auto", **prov}
 
 
-def vectorize(storage, departement: str, millesime: int, *, umi: UMI | None = None, simplify: float = 0.5,  # type: ignore[no-untyped-def]
-              zone_construite: Sequence[shapely.Geometry] | None = None):
+def vectorize(
+    storage,
+    departement: str,
+    millesime: int,
+    *,
+    umi: UMI | None = None,
+    simplify: float = 0.5,
+    zone_construite: Sequence[shapely.Geometry] | None = None,
+):  # type: ignore[no-untyped-def]
     """Vectorise the prediction blocks of a département and millésime into ``prediction_vector``."""
     from inference_batch.products.artifacts import write_vector  # geopandas: only where a layer is written
     from ocsge.products import block_prefix, product_key
