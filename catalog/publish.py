@@ -27,8 +27,10 @@ from catalog.collections import BY_ID, COLLECTIONS, CollectionSpec
 from catalog.discover import Artifact, discover
 from catalog.fileinfo import ArtifactInfo, ArtifactReadError, Extent, check_complete, read_artifact
 from catalog.items import build_collection, build_item
+from catalog.national import national_catalogue
 from catalog.validate import validate
 from ocsge.errors import OcsgeError
+from ocsge.national import NATIONAL_PRODUCTS
 from ocsge.products import PRODUCTS
 from ocsge.storage import LocalStorage, Storage, sha256_of
 
@@ -119,6 +121,12 @@ def build(
             items.sort(key=lambda it: it["id"])
             out_collections.append(build_collection(spec, items))
             out_items.extend(items)
+    if any(spec.product in NATIONAL_PRODUCTS for spec in specs):  # the national files, their own collection
+        national, national_items, national_infos = national_catalogue(storage, known)
+        infos.update(national_infos)
+        if national is not None:
+            out_collections.append(national)
+            out_items.extend(national_items)
     new_state = {"files": {key: {"size": info.size, "etag": info.etag, "sha256": info.sha256}
                            for key, info in sorted(infos.items())}}
     return out_collections, out_items, new_state
