@@ -345,6 +345,7 @@ async function openTask(id, { keepMessage = false } = {}) {
   stopDrawing();
   const answer = await api(`${windowPath()}tasks/${encodeURIComponent(id)}`);
   const task = answer.task;
+  const another = !state.task || state.task.id !== task.id;  // a reload after a write keeps the view
   state.task = { ...task.properties, id: task.id };
   sources.polygons.clear();
   sources.previous.clear();
@@ -357,8 +358,10 @@ async function openTask(id, { keepMessage = false } = {}) {
   const p = task.properties;
   $("task-meta").textContent = `état : ${p.status}, version ${p.version}`
     + (p.assignee ? `, ${p.assignee}` : "") + (p.changed_area_m2 ? `, ${Math.round(p.changed_area_m2)} m² changés` : "");
-  const cell = geojson.readFeature(task);
-  map.getView().fit(cell.getGeometry().getExtent(), { padding: [60, 60, 60, 60], maxZoom: 20 });
+  if (another) {
+    const cell = geojson.readFeature(task);
+    map.getView().fit(cell.getGeometry().getExtent(), { padding: [60, 60, 60, 60], maxZoom: 20 });
+  }
   showPolygons();
   showSelection();
   layers.cells.changed();
