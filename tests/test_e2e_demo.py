@@ -125,7 +125,8 @@ def test_only_published_assets_are_reachable_by_url(demo_root: Path) -> None:
     published = catalogued_keys(client, keys)
     served = reachable(client, keys)
     assert published and served["files"] == published
-    restricted = {"fichiers_fonciers", "truth", "synth_manifest", "delivery", "imagery_rgb", "imagery_irc"}
+    # the RGB and IRC photos are published (ORTHOIMAGERY.ORTHOPHOTOS layers); elevation models are not
+    restricted = {"fichiers_fonciers", "truth", "synth_manifest", "delivery", "imagery_dsm", "imagery_dtm"}
     leaked = {k for k in served["files"] | served["downloads"]
               if (p := parse_key(k)) is not None and p.product in restricted}
     assert not leaked

@@ -21,7 +21,7 @@ RESTRICTED = [
     product_key("truth", "S01", 2021),
     product_key("synth_manifest", "S01", 2021),
     product_key("delivery", "S01", 2021),
-    product_key("imagery_rgb", "S01", 2021),
+    product_key("imagery_dtm", "S01", 2021),  # (the RGB and IRC photos are published since issue 17)
     product_key("imagery_dsm", "S01", 2021),
     product_key("bdtopo_batiment", "S01", 2021),
     product_key("products_report", "S01", 2021),
