@@ -209,44 +209,36 @@ def _edges(
 def _widths(data: np.ndarray, row_start: np.ndarray, col: np.ndarray, label: np.ndarray, n: int) -> np.ndarray:
     """Per label 1…n: 2·d + 2 px, d the largest chamfer distance of its pixels to its boundary pixels."""
     h, w = data.shape
-    big = np.int32(1 << 29)
-    dist = np.empty((h, w), np.int32)
+    far = 60000  # uint16 distances (a third of a pixel each): saturate at 20 000 px, far above any width rule
+    # padded by one pixel of ``far`` on each side: no bounds tests in the scans
+    dist = np.full((h + 2, w + 2), far, np.uint16)
     for r in range(h):  # boundary pixels are 0; forward pass
+        up = data[r - 1] if r > 0 else data[r]
+        down = data[r + 1] if r + 1 < h else data[r]
+        row = data[r]
+        here = dist[r + 1]
+        above = dist[r]
         for c in range(w):
-            v = data[r, c]
-            if (
-                (c > 0 and data[r, c - 1] != v)
-                or (c + 1 < w and data[r, c + 1] != v)
-                or (r > 0 and data[r - 1, c] != v)
-                or (r + 1 < h and data[r + 1, c] != v)
-            ):
-                dist[r, c] = 0
-                continue
-            d = big
-            if c > 0:
-                d = min(d, dist[r, c - 1] + CHAMFER_STEP)
-            if r > 0:
-                d = min(d, dist[r - 1, c] + CHAMFER_STEP)
-                if c > 0:
-                    d = min(d, dist[r - 1, c - 1] + CHAMFER_DIAG)
-                if c + 1 < w:
-                    d = min(d, dist[r - 1, c + 1] + CHAMFER_DIAG)
-            dist[r, c] = d
-    for r in range(h - 1, -1, -1):  # backward pass
-        for c in range(w - 1, -1, -1):
-            d = dist[r, c]
-            if d == 0:
-                continue
-            if c + 1 < w:
-                d = min(d, dist[r, c + 1] + CHAMFER_STEP)
-            if r + 1 < h:
-                d = min(d, dist[r + 1, c] + CHAMFER_STEP)
-                if c + 1 < w:
-                    d = min(d, dist[r + 1, c + 1] + CHAMFER_DIAG)
-                if c > 0:
-                    d = min(d, dist[r + 1, c - 1] + CHAMFER_DIAG)
-            dist[r, c] = d
-    best = np.zeros(n + 1, np.int32)
+            v = row[c]
+            left = row[c - 1] if c > 0 else v
+            right = row[c + 1] if c + 1 < w else v
+            if (left != v) | (right != v) | (up[c] != v) | (down[c] != v):
+                here[c + 1] = 0
+            else:
+                d = min(here[c] + CHAMFER_STEP, above[c + 1] + CHAMFER_STEP)
+                d = min(d, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
+                here[c + 1] = min(d, far)
+    for r in range(h, 0, -1):  # backward pass
+        here = dist[r]
+        below = dist[r + 1]
+        for c in range(w, 0, -1):
+            d = here[c]
+            if d:
+                e = min(here[c + 1] + CHAMFER_STEP, below[c] + CHAMFER_STEP)
+                e = min(e, min(below[c + 1] + CHAMFER_DIAG, below[c - 1] + CHAMFER_DIAG))
+                if e < d:
+                    here[c] = e
+    best = np.zeros(n + 1, np.int64)
     for r in range(h):  # the largest distance of each run, then of each component
         end = row_start[r + 1]
         for i in range(row_start[r], end):
@@ -255,9 +247,9 @@ def _widths(data: np.ndarray, row_start: np.ndarray, col: np.ndarray, label: np.
                 continue
             stop = col[i + 1] if i + 1 < end else w
             m = best[lab]
-            for c in range(col[i], stop):
-                if dist[r, c] > m:
-                    m = dist[r, c]
+            for c in range(col[i] + 1, stop + 1):
+                if dist[r + 1, c] > m:
+                    m = dist[r + 1, c]
             best[lab] = m
     out = np.empty(n, np.float64)
     for lab in range(1, n + 1):
@@ -374,7 +366,9 @@ def _paint(row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, lu
         end = row_start[r + 1]
         for i in range(row_start[r], end):
             stop = col[i + 1] if i + 1 < end else w
-            out[r, col[i] : stop] = lut[label[i]]
+            value = lut[label[i]]
+            for c in range(col[i], stop):
+                out[r, c] = value
 
 
 def paint(runs: BlockRuns, lut: np.ndarray, dtype: type = np.int32) -> np.ndarray:
@@ -410,3 +404,42 @@ def relabel_runs(runs: BlockRuns, lut: np.ndarray) -> BlockRuns:
     """The runs with labels ``lut[label]``, consecutive runs of the same new label joined."""
     row_start, col, label = _relabel(runs.row_start, runs.col, runs.label, lut.astype(np.int32))
     return BlockRuns(runs.width, row_start, col, label)
+
+
+@numba.njit(cache=True, nogil=True)
+def _built_cells(
+    data: np.ndarray,
+    is_built: np.ndarray,
+    row_off: int,
+    col_off: int,
+    k: int,
+    out: np.ndarray,
+    out_r0: int,
+    out_c0: int,
+) -> None:
+    h, w = data.shape
+    for r in range(h):
+        cr = (row_off + r) // k - out_r0
+        for c in range(w):
+            v = data[r, c]
+            if v < len(is_built) and is_built[v]:
+                out[cr, (col_off + c) // k - out_c0] = True
+
+
+def mark_built(
+    data: np.ndarray,
+    built_values: tuple[int, ...],
+    row_off: int,
+    col_off: int,
+    k: int,
+    out: np.ndarray,
+    out_r0: int = 0,
+    out_c0: int = 0,
+) -> None:
+    """Set the cells of ``out`` (a coarse grid of k-px cells whose first cell is (out_r0, out_c0)) that
+    hold a pixel of ``built_values`` in ``data`` (placed at row_off, col_off)."""
+    if not built_values:
+        return
+    is_built = np.zeros(max(built_values) + 1, dtype=bool)
+    is_built[list(built_values)] = True
+    _built_cells(np.ascontiguousarray(data), is_built, row_off, col_off, k, out, out_r0, out_c0)

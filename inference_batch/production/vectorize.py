@@ -62,6 +62,7 @@ from inference_batch.production.components import (
     block_components,
     coarse_window,
     inside_counts,
+    mark_built,
     paint,
     relabel_runs,
 )
@@ -231,27 +232,6 @@ def zc_cell(mosaic: Mosaic, umi: UMI) -> int:
     return max(1, round(umi.zc_res / mosaic.res))
 
 
-def _mark_built(
-    data: np.ndarray, umi: UMI, row_off: int, col_off: int, k: int, out: np.ndarray, out_r0: int, out_c0: int
-) -> None:
-    """OR the coarse cells holding built pixels of ``data`` (at row_off, col_off) into ``out`` (whose first
-    cell is (out_r0, out_c0) on the mosaic's coarse grid)."""
-    built = np.isin(data, umi.built_values)
-    if not built.any():
-        return
-    rs, rc = _coarse_index(row_off, data.shape[0], k)
-    cs, cc = _coarse_index(col_off, data.shape[1], k)
-    part = np.add.reduceat(np.add.reduceat(built, rs, axis=0), cs, axis=1) > 0
-    out[np.ix_(rc - out_r0, cc - out_c0)] |= part
-
-
-def _coarse_index(offset: int, length: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """reduceat starts and coarse cell indices for pixels offset…offset+length on a grid of k-pixel cells."""
-    cells = np.arange(offset, offset + length) // k
-    starts = np.concatenate([[0], np.nonzero(np.diff(cells))[0] + 1])
-    return starts, cells[starts]
-
-
 def zone_construite_mask(
     mosaic: Mosaic, umi: UMI, advance: Callable[..., None] | None = None
 ) -> tuple[np.ndarray, int]:
@@ -259,7 +239,7 @@ def zone_construite_mask(
     k = zc_cell(mosaic, umi)
     built = np.zeros((math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)), dtype=bool)
     for b in mosaic.blocks:
-        _mark_built(b.read(), umi, b.row_off, b.col_off, k, built, 0, 0)
+        mark_built(b.read(), umi.built_values, b.row_off, b.col_off, k, built)
         if advance:
             advance(b.height * b.width)
     return envelope(built, k * mosaic.res, umi), k
@@ -289,7 +269,7 @@ def zone_construite_window(mosaic: Mosaic, block: RasterBlock, umi: UMI) -> tupl
         if y0 >= y1 or x0 >= x1:
             continue
         data = b.read_window(y0 - b.row_off, x0 - b.col_off, y1 - y0, x1 - x0)
-        _mark_built(data, umi, y0, x0, k, built, wr0, wc0)
+        mark_built(data, umi.built_values, y0, x0, k, built, wr0, wc0)
     zone = envelope(built, k * mosaic.res, umi)
     return zone[r0 - wr0 : r0 - wr0 + rows, c0 - wc0 : c0 - wc0 + cols], k
 
@@ -703,13 +683,19 @@ def enlarge_built(
         return 0
     tree = shapely.STRtree(np.array(geoms, dtype=object))
     margin = math.ceil(math.sqrt(target)) + 2
+    lost_by: dict[int, list[shapely.Geometry]] = {}  # neighbour → pixels it lost, taken off once at the end
     for i in small:
         x0, y0, x1, y1 = (round(v) for v in shapely.bounds(geoms[i]))
         x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
         near = tree.query(shapely.box(x0, y0, x1, y1))
+        # built regions last: the pixels an enlarged building took read as built, whoever lost them
+        near = near[np.argsort(built[near], kind="stable")]
         shape = (y1 - y0, x1 - x0)
         t = Affine.translation(x0, y0)
-        local = rasterize(((geoms[j], int(j) + 1) for j in near), out_shape=shape, transform=t, dtype="int32")
+        # neighbours clipped to the window first: a large field has one vertex per pixel of its boundary
+        clipped = shapely.clip_by_rect(np.array([geoms[j] for j in near], dtype=object), x0, y0, x1, y1)
+        pairs = [(g, int(j) + 1) for g, j in zip(clipped, near, strict=True) if not g.is_empty]
+        local = rasterize(pairs, out_shape=shape, transform=t, dtype="int32")
         own = local == i + 1
         need = target - int(own.sum())
         if need <= 0:
@@ -728,14 +714,13 @@ def enlarge_built(
         geoms[i] = shapely.transform(shapely.segmentize(grown, 1.0), np.rint)
         for j in np.unique(local.ravel()[take]) - 1:
             lost = (local == j + 1) & (added > 0)
-            lost_poly = shapely.union_all(
-                [
-                    shapely.geometry.shape(g)
-                    for g, _ in shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)
-                ]
+            lost_by.setdefault(int(j), []).extend(
+                shapely.geometry.shape(g)
+                for g, _ in shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)
             )
-            rest = shapely.difference(geoms[j], lost_poly)
-            geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
+    for j, lost_parts in lost_by.items():
+        rest = shapely.difference(geoms[j], shapely.union_all(lost_parts))
+        geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
     return len(small)
 
 

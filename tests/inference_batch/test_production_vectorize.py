@@ -121,12 +121,19 @@ def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
     from support.tiny_scene import write_tiny_scene
 
     scene = write_tiny_scene(tmp_path / "scene", height=300, width=300)
-    spec = ModelSpec(n_classes=14, encoder="t", layers=(1, 1, 1, 1), widths=(8, 8, 8, 16, 16),
-                     decoder_channels=(16, 8, 8, 8, 8))
+    spec = ModelSpec(
+        n_classes=14, encoder="t", layers=(1, 1, 1, 1), widths=(8, 8, 8, 16, 16), decoder_channels=(16, 8, 8, 8, 8)
+    )
     model = save_model(tmp_path / "m.safetensors", build_model(spec), ModelCard(spec=spec, scheme="couverture"))
     storage = LocalStorage(tmp_path / "store")
-    predict(scene.sources, model, storage=storage, departement="S01", millesime=2024,
-            options=PredictOptions(block_size=128, tile=96, margin=16, precision="fp32", num_workers=0))
+    predict(
+        scene.sources,
+        model,
+        storage=storage,
+        departement="S01",
+        millesime=2024,
+        options=PredictOptions(block_size=128, tile=96, margin=16, precision="fp32", num_workers=0),
+    )
     main(["vectorize", "-d", "S01", "-y", "2024", "--root", str(tmp_path / "store"), "--umi-outside", "500"])
     frame = gpd.read_parquet(storage.url(product_key("prediction_vector", "S01", 2024)))
     assert list(frame.columns) == list(schema.OCCUPATION_COLUMNS)
@@ -143,8 +150,10 @@ def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
 
     meta = pq.read_schema(storage.url(product_key("prediction_vector", "S01", 2024))).metadata
     geo = json.loads(meta[b"geo"])
-    assert "covering" in geo["columns"]["geometry"] and "bbox" in pq.read_schema(
-        storage.url(product_key("prediction_vector", "S01", 2024))).names
+    assert (
+        "covering" in geo["columns"]["geometry"]
+        and "bbox" in pq.read_schema(storage.url(product_key("prediction_vector", "S01", 2024))).names
+    )
     block = next(o.key for o in storage.list("prediction/") if o.key.endswith(".tif"))
     with rasterio.open(storage.url(block)) as src:
         model_id = src.tags()["OCSGE_MODEL"]
@@ -186,3 +195,102 @@ def test_width_thresholds() -> None:
         areas = {int(v): sorted(g.area for g, w in zip(geoms, values, strict=True) if w == v) for v in set(values)}
         assert areas[FOREST] == [3000] and areas[ROAD] == [2800]
         assert sum(areas[GRASS]) == 400 * 400 - 3000 - 2800
+
+
+# --- the numba kernels: labelling, graph edges, widths, runs -------------------------------------------
+
+
+def _random_rasters(seed: int = 0):  # type: ignore[no-untyped-def]
+    """Small rasters of 0–3 (0 = nodata): white noise, and blocky ones (long runs, holes, nested shapes)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        if trial % 2:
+            coarse = rng.integers(0, 4, (5, 5)).astype(np.uint8)
+            yield np.ascontiguousarray(ndimage.zoom(coarse, (h / 5, w / 5), order=0))
+        else:
+            yield rng.integers(0, 4, (h, w)).astype(np.uint8)
+
+
+def test_block_labels_are_scipys_per_class_4_connected_components() -> None:
+    from scipy import ndimage
+
+    from inference_batch.production.components import block_components, paint
+
+    for a in _random_rasters():
+        bc = block_components(a)
+        labels = paint(bc.runs, np.arange(bc.n + 1))
+        assert (labels[a == 0] == 0).all() and (labels[a > 0] > 0).all()
+        for value in range(1, 4):
+            theirs, count = ndimage.label(a == value)  # 4-connectivity by default
+            pairs = set(zip(theirs[a == value].tolist(), labels[a == value].tolist(), strict=True))
+            # the same partition: a bijection between their components and ours
+            assert len(pairs) == count == len({ours for _, ours in pairs})
+        assert np.array_equal(bc.area, np.bincount(labels.ravel(), minlength=bc.n + 1)[1:])
+        assert all(set(np.unique(a[labels == i + 1])) == {bc.cls[i]} for i in range(bc.n))
+        # borders of the block, for the seams
+        assert np.array_equal(bc.top, labels[0]) and np.array_equal(bc.bottom, labels[-1])
+        assert np.array_equal(bc.left, labels[:, 0]) and np.array_equal(bc.right, labels[:, -1])
+
+
+def test_block_edges_are_the_brute_force_count_of_pixel_pairs() -> None:
+    from inference_batch.production.components import block_components, paint
+
+    for a in _random_rasters(seed=1):
+        bc = block_components(a)
+        labels = paint(bc.runs, np.arange(bc.n + 1))
+        expected: dict[tuple[int, int], int] = {}
+        for x, y in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+            pair = (x != y) & (x > 0) & (y > 0)
+            for u, v in zip(x[pair].tolist(), y[pair].tolist(), strict=True):
+                key = (min(u, v), max(u, v))
+                expected[key] = expected.get(key, 0) + 1
+        got: dict[tuple[int, int], int] = {}
+        for u, v, n in zip(bc.eu.tolist(), bc.ev.tolist(), bc.elen.tolist(), strict=True):
+            assert u < v
+            got[(u, v)] = got.get((u, v), 0) + n
+        assert got == expected
+
+
+def test_block_widths_follow_the_euclidean_transform_within_the_chamfer_error() -> None:
+    from scipy import ndimage
+
+    from inference_batch.production.components import block_components, paint
+
+    a = np.full((120, 120), GRASS, dtype=np.uint8)
+    a[10:17, :] = FOREST  # a 7 px strip
+    a[40:70, 20:100] = WATER  # 30 px wide
+    yy, xx = np.mgrid[0:120, 0:120]
+    a[(np.abs(yy - xx - 0) < 6) & (yy > 75)] = ROAD  # a diagonal strip, 11 px across the diagonal
+    bc = block_components(a)
+    labels = paint(bc.runs, np.arange(bc.n + 1))
+    pad = np.pad(a, 1, mode="edge")
+    boundary = np.zeros(a.shape, dtype=bool)
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        boundary |= pad[dr : dr + 120, dc : dc + 120] != a
+    exact = np.asarray(
+        ndimage.maximum(2 * ndimage.distance_transform_edt(~boundary) + 2, labels, index=np.arange(1, bc.n + 1))
+    )
+    assert np.all(np.abs(bc.wide - exact) <= 0.09 * exact + 1e-9)
+    strip = labels[12, 60] - 1
+    assert bc.wide[strip] in (7, 8)  # a strip of w px reads w or w + 1
+
+
+def test_runs_relabelled_and_painted_and_zone_construite_share() -> None:
+    from inference_batch.production.components import block_components, inside_counts, paint, relabel_runs
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(1, 3, (30, 50)).astype(np.uint8)
+    bc = block_components(a)
+    groups = rng.integers(1, 4, bc.n + 1).astype(np.int32)
+    groups[0] = 0
+    merged = relabel_runs(bc.runs, groups)
+    assert np.array_equal(paint(merged, np.arange(4)), groups[paint(bc.runs, np.arange(bc.n + 1))])
+    assert len(merged.col) < len(bc.runs.col)  # neighbouring runs of one group are one run
+    zc = rng.random((8, 12)) < 0.5  # coarse cells of 5 px, the block at (3, 7) in the grid
+    labels = paint(bc.runs, np.arange(bc.n + 1))
+    fine = np.kron(zc, np.ones((5, 5), dtype=bool))[3:33, 7:57]
+    expected = np.bincount(labels.ravel(), weights=fine.ravel(), minlength=bc.n + 1)[1:]
+    assert np.array_equal(inside_counts(bc.runs, bc.n, zc, 5, 3, 7), expected)
