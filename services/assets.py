@@ -18,7 +18,8 @@ from typing import Protocol
 from catalog.pmtiles import read_header
 from ocsge.errors import StorageUnavailable
 from ocsge.gdal_env import GDAL_ENV
-from ocsge.products import PRODUCTS, Kind, millesime_token, parse_key
+from ocsge.national import NATIONAL, parse_national_key
+from ocsge.products import PRODUCTS, Kind, ParsedKey, millesime_token, parse_key
 from ocsge.storage import LocalStorage, S3Storage, Storage, open_storage
 
 BBox = tuple[float, float, float, float]
@@ -131,6 +132,14 @@ def gdal_env(path: str | None = None) -> dict[str, object]:
     return {k: v for k, v in GDAL_ENV.items() if k != "GDAL_CACHEMAX" and not (local and k in _REMOTE_ONLY)}
 
 
+def parse_served_key(key: str) -> ParsedKey | None:
+    """A per-département artifact's key, or a national file's (département ``FR``, :mod:`ocsge.national`)."""
+    parsed = parse_key(key)
+    if parsed is None and (national := parse_national_key(key)) is not None:
+        return ParsedKey(national.product, NATIONAL, national.millesime)
+    return parsed
+
+
 @dataclass
 class _Listing:
     at: float
@@ -188,7 +197,7 @@ class StorageAssetFinder:
                 continue
             found: list[AssetRef] = []
             for info in self.storage.list(ps.folder + "/"):
-                parsed = parse_key(info.key)  # only keys the product registry rebuilds exactly
+                parsed = parse_served_key(info.key)  # only keys the product registry rebuilds exactly
                 if parsed is None or parsed.product != product:
                     continue
                 found.append(

@@ -15,10 +15,12 @@ import time
 from typing import Any
 
 from catalog.collections import BY_PRODUCT, COLLECTIONS
+from catalog.national import NATIONAL_COLLECTION
 from catalog.search.backends import open_backend
 from catalog.search.base import CatalogBackend
 from catalog.search.request import SearchRequest
 from ocsge.errors import OcsgeError
+from ocsge.national import NATIONAL, NATIONAL_PRODUCTS, national_key
 from ocsge.products import PRODUCTS, product_key
 from ocsge.storage import Storage, open_storage
 from services.assets import AssetFinder, AssetRef, BBox, filter_assets
@@ -59,7 +61,8 @@ def asset_ref(product: str, item: dict[str, Any], asset_key: str = "data") -> As
     block = props.get("ocsge:block")
     try:
         millesime: Any = (int(before), int(year)) if PRODUCTS[product].pair else int(year)
-        key = product_key(product, dep, millesime, block=block)
+        national = dep == NATIONAL and item.get("collection") == NATIONAL_COLLECTION.id
+        key = national_key(product, millesime) if national else product_key(product, dep, millesime, block=block)
     except (OcsgeError, TypeError, ValueError, KeyError):
         return None
     href = str(asset.get("href", ""))
@@ -126,9 +129,22 @@ class CatalogAssetFinder:
                 token = page.next_token
                 if not token or not page.items:
                     break
+        if product in NATIONAL_PRODUCTS and self.backend.collection(NATIONAL_COLLECTION.id) is not None:
+            found += self._national(product)
         with self._lock:
             self._assets[product] = found
         return found
+
+    def _national(self, product: str) -> list[AssetRef]:
+        """The national files of a product (catalog.national), as assets of the département ``FR``."""
+        found, token = [], None
+        while True:
+            page = self.backend.search(SearchRequest(collections=[NATIONAL_COLLECTION.id], limit=PAGE, token=token))
+            found += [ref for item in page.items if item.get("properties", {}).get("ocsge:product") == product
+                      and (ref := asset_ref(product, item)) is not None]
+            token = page.next_token
+            if not token or not page.items:
+                return found
 
     def find(self, product: str, bbox: BBox | None = None, years: tuple[int, int] | None = None,
              departement: str | None = None) -> list[AssetRef]:

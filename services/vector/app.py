@@ -10,6 +10,10 @@
                                                              source read through this service
     /vector/{kind}/{dep}/{millesime}.pmtiles                 the file itself, with HTTP Range support
 
+``dep`` is a département code, or ``FR`` for the national tileset of occupation and differences (the
+départements' tiles joined, generalised at z6–9: ``inference_batch.products.national_tiles``), served the
+same way with the same style.
+
 A dataset is looked up among the finder's assets (never built from the request into a path). Tiles
 keep their stored gzip encoding for clients that accept it.
 """
@@ -22,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pmtiles.tile import Compression
 
+from ocsge.national import NATIONAL
 from services.assets import AssetFinder, AssetRef
 from services.caching import ETagMiddleware
 from services.catalog_finder import default_finder
@@ -51,7 +56,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
                 millesime: Annotated[str, Path()]) -> AssetRef:
         if kind not in KINDS:
             raise HTTPException(404, f"unknown vector dataset kind {kind!r}: expected {', '.join(KINDS)}")
-        code = dep_code(dep)
+        code = NATIONAL if dep.upper() == NATIONAL else dep_code(dep)  # FR: the national tileset
         for asset in finder.find(KINDS[kind], departement=code):
             if asset.millesime == millesime:
                 return asset
@@ -72,6 +77,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
             for asset in finder.find(product):
                 src = source_of(asset)
                 out.append({"kind": kind, "departement": asset.departement, "millesime": asset.millesime,
+                            "national": asset.departement == NATIONAL,
                             "bounds": list(src.bounds), "minzoom": src.minzoom, "maxzoom": src.maxzoom,
                             "layers": [v.get("id") for v in src.vector_layers()], **links(request, kind, asset)})
         return out
@@ -131,7 +137,7 @@ def create_app(finder: AssetFinder | None = None) -> FastAPI:
         source_layer = layers[0]["id"] if layers else kind
         return maplibre_style(f"OCS GE {kind} {asset.departement} {asset.millesime}",
                               links(request, kind, asset)["tilejson"], source_layer, attribute, src.bounds,
-                              src.minzoom, src.maxzoom)
+                              src.minzoom, src.maxzoom, national=asset.departement == NATIONAL)
 
     @app.api_route("/vector/{kind}/{dep}/{millesime}.pmtiles", methods=["GET", "HEAD"], response_class=Response)
     def raw(request: Request, kind: str, dep: str, millesime: str) -> Response:

@@ -28,13 +28,15 @@ def colour_expression(attribute: str) -> list[Any]:
 
 
 def maplibre_style(name: str, tilejson_url: str, source_layer: str, attribute: str,
-                   bounds: tuple[float, float, float, float], minzoom: int, maxzoom: int) -> dict[str, Any]:
+                   bounds: tuple[float, float, float, float], minzoom: int, maxzoom: int, *,
+                   national: bool = False) -> dict[str, Any]:
+    """The style of one tileset; a national one opens on the whole of its extent (its lowest zoom)."""
     west, south, east, north = bounds
     return {
         "version": 8,
         "name": name,
         "center": [(west + east) / 2, (south + north) / 2],
-        "zoom": max(minzoom, min(maxzoom, 13)),
+        "zoom": minzoom if national else max(minzoom, min(maxzoom, 13)),
         "sources": {"ocsge": {"type": "vector", "url": tilejson_url}},
         "layers": [
             {"id": "background", "type": "background", "paint": {"background-color": "#ffffff"}},
