@@ -1,5 +1,9 @@
 """Opening the catalogue backend the settings name (embedded snapshot or pgstac).
 
+``embedded`` is the snapshot's search index queried in place (:mod:`catalog.search.indexed`); ``memory``,
+the whole snapshot loaded into an in-process index (:mod:`catalog.search.embedded`), is kept as the
+reference the indexed backend is tested against, and for benchmarks; it is chosen explicitly only.
+
 Kept apart from :mod:`catalog.search.base` (the interface) so that the backends can import the
 interface without the interface importing them back.
 """
@@ -28,11 +32,16 @@ def open_backend(
         if settings.pgstac_secret_arn:
             dsn = dsn_with_secret_password(dsn, settings.pgstac_secret_arn)
         return PgstacBackend(dsn)
-    from catalog.search.embedded import EmbeddedBackend
     from ocsge.storage import open_storage
 
-    return EmbeddedBackend(open_storage(root or settings.storage_root),
-                           asset_base_url=asset_base_url or settings.asset_base_url)
+    storage = open_storage(root or settings.storage_root)
+    if kind == "memory":
+        from catalog.search.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(storage, asset_base_url=asset_base_url or settings.asset_base_url)
+    from catalog.search.indexed import IndexedBackend
+
+    return IndexedBackend(storage, asset_base_url=asset_base_url or settings.asset_base_url)
 
 
 def dsn_with_secret_password(dsn: str, secret_arn: str) -> str:

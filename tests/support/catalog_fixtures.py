@@ -54,14 +54,18 @@ def pgstac_dsn(postgres: LocalPostgres, sample_root: str) -> str:
     return dsn
 
 
-@pytest.fixture(params=["embedded", "pgstac"])
+@pytest.fixture(params=["embedded", "memory", "pgstac"])
 def backend(request: pytest.FixtureRequest, sample_root: str) -> Iterator[object]:
-    """Each catalogue backend over the same published samples (the conformance suite runs on both)."""
+    """Each catalogue backend over the same published samples (the conformance suite runs on all three):
+    the embedded index queried in place, the in-memory index it replaced, pgstac."""
     from catalog.search.embedded import EmbeddedBackend
+    from catalog.search.indexed import IndexedBackend
     from catalog.search.pgstac import PgstacBackend
 
     if request.param == "embedded":
-        be: object = EmbeddedBackend(open_storage(sample_root), asset_base_url=Path(sample_root).as_posix())
+        be: object = IndexedBackend(open_storage(sample_root), asset_base_url=Path(sample_root).as_posix())
+    elif request.param == "memory":
+        be = EmbeddedBackend(open_storage(sample_root), asset_base_url=Path(sample_root).as_posix())
     else:
         be = PgstacBackend(request.getfixturevalue("pgstac_dsn"))
     yield be

@@ -1,0 +1,408 @@
+"""The embedded backend: the snapshot's search index (:mod:`catalog.search.item_index`) queried in place with
+DuckDB, nothing loaded at start but the collections and the Parquet footer.
+
+A search runs in three steps. DuckDB selects the candidates from the index's columns: collections, ids, the
+bbox columns against the bbox (or the bounds of ``intersects`` and of top-level ``s_intersects``), the
+datetime interval, the CQL2 filter translated to SQL (:mod:`catalog.search.cql2_sql`), in the requested
+order. Footprints are then tested exactly with shapely where the bbox test is not already exact (an item
+whose footprint is its bbox, or whose bbox lies inside a query bbox). Last, the page's items are read from
+the blobs file (50 small ranges) and rendered as the in-memory index renders them.
+
+When a filter or sort has a part SQL cannot express with the same meaning, the candidates that the rest of
+the request leaves are loaded into an :class:`~catalog.search.embedded.EmbeddedIndex` and the request runs
+there, so both backends share one semantics by construction. Paging tokens are offsets sealed by the
+request, as before. The snapshot etag is polled like the in-memory backend's; a missing or stale index (a
+root published before the index existed, or an index that does not belong to the snapshot) is rebuilt
+into a temporary folder, with a warning that says to publish again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from catalog import snapshot
+from catalog.search import item_index
+from catalog.search.base import SearchPage
+from catalog.search.cql2_sql import Sql, Translator, quote
+from catalog.search.embedded import EmbeddedIndex, _offset
+from catalog.search.request import SearchRequest, UnknownCollection, apply_fields
+from ocsge.storage import LocalStorage, Storage
+
+log = logging.getLogger(__name__)
+
+DUCKDB_THREADS = 1  # one per query: concurrency comes from concurrent requests, each on its own cursor
+RESIDUAL_CHECK_EVERY = 1024  # items loaded between deadline checks when the evaluator takes over
+
+
+class IndexUnavailable(snapshot.SnapshotError):
+    """The snapshot has no usable search index and none could be built."""
+
+
+class IndexedIndex:
+    """One snapshot's index, open. Immutable: a reload opens a new one."""
+
+    def __init__(
+        self, etag: str, collections: list[dict[str, Any]], folder: Path, asset_base: str, *, owned: bool = False
+    ) -> None:
+        import duckdb
+        import pyarrow as pa
+
+        self.etag = etag
+        self.asset_base = asset_base
+        self.folder = folder
+        self.owned = owned  # a temporary folder this index built itself: removed on close
+        self.collections: dict[str, dict[str, Any]] = {c["id"]: c for c in sorted(collections, key=lambda c: c["id"])}
+        parquet = folder / item_index.PARQUET_NAME
+        self.meta = item_index.read_meta(parquet)
+        if self.meta.etag != etag:
+            raise IndexUnavailable(f"search index {parquet} belongs to snapshot {self.meta.etag[:12]}, not {etag[:12]}")
+        self.translator = Translator(self.meta)
+        self._db = duckdb.connect(":memory:", config={"threads": DUCKDB_THREADS})
+        self._db.execute("SET parquet_metadata_cache = true")  # the footer is read once, not per query
+        path = str(parquet).replace("'", "''")
+        self._db.execute(f"CREATE VIEW items AS SELECT * FROM read_parquet('{path}')")
+        self._local = threading.local()
+        self._codec = pa.Codec(item_index.BLOB_CODEC)
+        self._blobs = os.open(folder / item_index.BLOBS_NAME, os.O_RDONLY)
+
+    def _cursor(self) -> Any:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._db.cursor()  # DuckDB connections are not shared across threads
+        return cur
+
+    def close(self) -> None:
+        blobs, self._blobs = self._blobs, -1
+        if blobs >= 0:
+            os.close(blobs)
+            self._db.close()
+            if self.owned:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __del__(self) -> None:  # a replaced index is closed when its last in-flight search lets it go
+        with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to release
+            self.close()
+
+    # --- search -------------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> SearchPage:
+        if req.collections:
+            unknown = [c for c in req.collections if c not in self.collections]
+            if unknown:
+                raise UnknownCollection(f"unknown collection(s): {', '.join(unknown)}")
+        where, exact, residual = self._where(req)
+        order = self._order(req)
+        if order is None:
+            residual = True
+        if residual:
+            return self._with_evaluator(req, where)
+        offset = _offset(req)
+        cur = self._cursor()
+        columns = "row, blob_offset, blob_length, raw_length"
+        if exact is None:
+            rows = cur.execute(
+                f"SELECT {columns}, count(*) OVER () FROM items WHERE {where.text} ORDER BY {order} "
+                f"LIMIT {int(req.limit)} OFFSET {int(offset)}",
+                where.params,
+            ).fetchall()
+            if rows:
+                matched = int(rows[0][4])
+            else:
+                matched = int(cur.execute(f"SELECT count(*) FROM items WHERE {where.text}", where.params).fetchone()[0])
+            page = [(r[1], r[2], r[3]) for r in rows]
+        else:
+            page, matched = self._exact(req, where, order, exact, offset)
+        req.check_deadline()
+        items = [self.render(self._read(*p), req.include, req.exclude) for p in page]
+        next_token = req.seal_token(str(offset + req.limit)) if offset + req.limit < matched else None
+        prev_token = req.seal_token(str(max(0, offset - req.limit))) if offset > 0 else None
+        return SearchPage(items, matched, next_token, prev_token)
+
+    def _where(self, req: SearchRequest) -> tuple[Sql, list[tuple[Any, tuple[float, ...] | None]] | None, bool]:
+        """The WHERE clause; the geometries every footprint must intersect (each with its bbox when it is a
+        plain bbox, whose inner items need no test), or None; whether a residual filter or sort remains."""
+        import shapely
+        import shapely.geometry
+
+        parts: list[str] = []
+        params: list[Any] = []
+        if req.collections:
+            wanted = list(dict.fromkeys(req.collections))
+            parts.append(f"collection IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        if req.ids:
+            wanted = list(dict.fromkeys(req.ids))
+            parts.append(f"id IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        spatial: list[tuple[Any, tuple[float, ...] | None]] = []
+        if req.bbox is not None:
+            spatial.append((shapely.box(*req.bbox), tuple(req.bbox)))
+        elif req.intersects is not None:
+            spatial.append((shapely.geometry.shape(req.intersects), None))
+        if req.datetime is not None:
+            from catalog.search.request import parse_interval
+
+            start, end = parse_interval(req.datetime)
+            if start is not None:
+                parts.append('"end" >= ?')
+                params.append(start)
+            if end is not None:
+                parts.append('"start" <= ?')
+                params.append(end)
+        residual = False
+        if req.filter is not None:
+            conjuncts = (
+                req.filter["args"]
+                if isinstance(req.filter, dict) and str(req.filter.get("op", "")).lower() == "and"
+                else [req.filter]
+            )
+            for node in conjuncts:
+                geom = _s_intersects_literal(node)
+                if geom is not None:
+                    spatial.append((shapely.geometry.shape(geom), None))
+                    continue
+                sql = self.translator.translate(node)
+                if sql is None:
+                    residual = True
+                else:
+                    parts.append(sql.text)
+                    params += sql.params
+        for geom, _ in spatial:
+            w, s, e, n = shapely.bounds(geom).tolist()
+            parts.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
+            params += [w, e, s, n]
+        return Sql(" AND ".join(parts) or "TRUE", params), (spatial or None), residual
+
+    def _order(self, req: SearchRequest) -> str | None:
+        terms = []
+        for name, direction in req.sortby:
+            term = self.translator.sort_key(name, direction)
+            if term is None:
+                return None
+            if term is not False:
+                terms.append(term)
+        return ", ".join([*terms, "rank"])  # type: ignore[list-item]
+
+    def _exact(
+        self,
+        req: SearchRequest,
+        where: Sql,
+        order: str,
+        spatial: list[tuple[Any, tuple[float, ...] | None]],
+        offset: int,
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        """Candidates in order, footprints tested where the bbox test is not exact; the page and the count."""
+        import shapely
+
+        exact_terms, params = [], list(where.params)
+        for _, box in spatial:
+            if box is None:
+                exact_terms.append("TRUE")
+            else:  # a footprint that is its bbox, or whose bbox is inside the query bbox, intersects it
+                exact_terms.append("NOT (geom_is_box OR (xmin >= ? AND xmax <= ? AND ymin >= ? AND ymax <= ?))")
+        select_params = [v for _, box in spatial if box is not None for v in (box[0], box[2], box[1], box[3])]
+        needs = " OR ".join(exact_terms)
+        cur = self._cursor()
+        table = cur.sql(
+            f"SELECT blob_offset, blob_length, raw_length, ({needs}) AS needs, "
+            f"CASE WHEN ({needs}) THEN geometry END AS geometry FROM items WHERE {where.text} ORDER BY {order}",
+            params=select_params + select_params + params,
+        ).to_arrow_table()
+        needs_test = table.column("needs").to_numpy(zero_copy_only=False).astype(bool)
+        keep = np.ones(needs_test.size, dtype=bool)
+        if needs_test.any():
+            idx = np.nonzero(needs_test)[0]
+            wkb = table.column("geometry").take(idx).to_numpy(zero_copy_only=False)
+            geoms = shapely.from_wkb(wkb)
+            hit = np.ones(idx.size, dtype=bool)
+            for geom, _ in spatial:
+                hit &= shapely.intersects(geoms, geom)
+            keep[idx] = hit
+        kept = np.nonzero(keep)[0]
+        chosen = kept[offset : offset + req.limit].tolist()
+        offsets, lengths, raw = (table.column(c).to_numpy() for c in ("blob_offset", "blob_length", "raw_length"))
+        page = [(int(offsets[i]), int(lengths[i]), int(raw[i])) for i in chosen]
+        return page, int(kept.size)
+
+    def _with_evaluator(self, req: SearchRequest, where: Sql) -> SearchPage:
+        """The in-memory evaluator over the candidates the SQL part leaves (a superset of the answer)."""
+        rows = (
+            self._cursor()
+            .execute(f"SELECT blob_offset, blob_length, raw_length FROM items WHERE {where.text}", where.params)
+            .fetchall()
+        )
+        lines = []
+        for k, row in enumerate(rows):
+            if k % RESIDUAL_CHECK_EVERY == 0:
+                req.check_deadline()
+            lines.append(self._read(*row))
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            mini = EmbeddedIndex(
+                snapshot.Snapshot(self.etag, list(self.collections.values()), b"\n".join(lines)), self.asset_base
+            )
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return mini.search(req)
+
+    # --- output -------------------------------------------------------------------------------
+    def _read(self, offset: int, length: int, raw_length: int) -> bytes:
+        packed = os.pread(self._blobs, int(length), int(offset))
+        return self._codec.decompress(packed, decompressed_size=int(raw_length), asbytes=True)  # type: ignore[no-any-return]
+
+    def render(self, raw: bytes, include: set[str] | None = None, exclude: set[str] | None = None) -> dict[str, Any]:
+        item = orjson.loads(raw)
+        for asset in item.get("assets", {}).values():
+            key = snapshot.resolve_key(snapshot.PREFIX, asset.get("href", ""))
+            if key is not None:
+                asset["href"] = self.asset_base + key
+        item["links"] = []
+        return apply_fields(item, include or set(), exclude or set())
+
+    def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        row = (
+            self._cursor()
+            .execute(
+                "SELECT blob_offset, blob_length, raw_length FROM items WHERE collection = ? "
+                "AND id = ? ORDER BY rank LIMIT 1",
+                [collection_id, item_id],
+            )
+            .fetchone()
+        )
+        return self.render(self._read(*row)) if row else None
+
+
+def _s_intersects_literal(node: Any) -> dict[str, Any] | None:
+    """The GeoJSON literal of ``s_intersects(geometry, <literal>)`` (either order), else None."""
+    if not isinstance(node, dict) or str(node.get("op", "")).lower() != "s_intersects":
+        return None
+    args = node.get("args") or []
+    if len(args) != 2:
+        return None
+    for a, b in (args, args[::-1]):
+        if (
+            isinstance(a, dict)
+            and a.get("property") in ("geometry", "properties.geometry")
+            and isinstance(b, dict)
+            and "type" in b
+        ):
+            return b
+    return None
+
+
+class IndexedBackend:
+    """:class:`CatalogBackend` over the snapshot's search index under a storage root, reopened when the
+    snapshot changes (its etag is polled every ``reload_interval_s``)."""
+
+    def __init__(self, storage: Storage, *, asset_base_url: str | None = None, reload_interval_s: float = 10.0) -> None:
+        self.storage = storage
+        self.asset_base = (asset_base_url or storage.url("x")[:-1]).rstrip("/") + "/"
+        self.reload_interval_s = reload_interval_s
+        self._lock = threading.Lock()
+        self._index: IndexedIndex | None = None
+        self._checked = 0.0
+        self.loads = 0
+        self.rebuilds = 0
+        self.last_load_s = 0.0
+
+    def index(self) -> IndexedIndex:
+        idx = self._index
+        if idx is not None and time.monotonic() - self._checked < self.reload_interval_s:
+            return idx
+        with self._lock:
+            if self._index is not None and time.monotonic() - self._checked < self.reload_interval_s:
+                return self._index
+            etag = snapshot.read_etag(self.storage)
+            if self._index is None or etag != self._index.etag:
+                started = time.perf_counter()
+                # the previous index is not closed here: searches in flight on it finish, then it is collected
+                self._index = self._open()
+                self.last_load_s = time.perf_counter() - started
+                self.loads += 1
+            self._checked = time.monotonic()
+            return self._index
+
+    def _open(self) -> IndexedIndex:
+        try:
+            doc = json.loads(self.storage.get_bytes(snapshot.INDEX_KEY))
+            etag = str(doc["etag"])
+        except Exception as exc:  # read_etag just succeeded: a concurrent rewrite, or a damaged index
+            raise snapshot.SnapshotError(f"cannot read {snapshot.INDEX_KEY} under {self.storage.root}: {exc}") from exc
+        collections = json.loads(self.storage.get_bytes(doc["collections"]["key"]))
+        entry = doc.get("search_index") or {}
+        prefix = entry.get("prefix")
+        if prefix and entry.get("format") == item_index.FORMAT:
+            try:
+                folder, owned = self._local_folder(prefix)
+                return IndexedIndex(etag, collections, folder, self.asset_base, owned=owned)
+            except (OSError, ValueError, snapshot.SnapshotError) as exc:
+                reason = f"the search index {prefix} is unusable ({exc})"
+        else:
+            reason = "the snapshot has no search index (published by an older version)"
+        # rebuilt for this process from the snapshot's items: correct, but slow at a national size
+        started = time.perf_counter()
+        snap = snapshot.read(self.storage)
+        folder, _ = item_index.build_in_temp(list(snapshot.iter_items(snap.items_ndjson)), snap.etag)
+        log.warning(
+            "%s under %s: rebuilt in %.1f s into %s; run `ocsge publish` to build it once for every server",
+            reason,
+            self.storage.root,
+            time.perf_counter() - started,
+            folder,
+        )
+        self.rebuilds += 1
+        return IndexedIndex(snap.etag, snap.collections, folder, self.asset_base, owned=True)
+
+    def _local_folder(self, prefix: str) -> tuple[Path, bool]:
+        """The index folder on this machine: in place on local storage, else downloaded once."""
+        if isinstance(self.storage, LocalStorage):
+            folder = Path(self.storage.url(prefix + item_index.PARQUET_NAME)).parent
+            if not (folder / item_index.PARQUET_NAME).is_file() or not (folder / item_index.BLOBS_NAME).is_file():
+                raise snapshot.SnapshotError(f"missing {prefix}{item_index.PARQUET_NAME} or {item_index.BLOBS_NAME}")
+            return folder, False
+        folder = Path(tempfile.mkdtemp(prefix="ocsge-index-"))
+        try:
+            for name in (item_index.BLOBS_NAME, item_index.PARQUET_NAME):
+                (folder / name).write_bytes(self.storage.get_bytes(prefix + name))
+        except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise snapshot.SnapshotError(f"cannot download {prefix}: {exc}") from exc
+        return folder, True
+
+    def collections(self) -> list[dict[str, Any]]:
+        return list(self.index().collections.values())
+
+    def collection(self, collection_id: str) -> dict[str, Any] | None:
+        return self.index().collections.get(collection_id)
+
+    def search(self, request: SearchRequest) -> SearchPage:
+        return self.index().search(request)
+
+    def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        return self.index().item(collection_id, item_id)
+
+    def version(self) -> str:
+        return self.index().etag
+
+    def close(self) -> None:
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+
+__all__ = ["IndexUnavailable", "IndexedBackend", "IndexedIndex", "quote"]
