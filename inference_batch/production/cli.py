@@ -118,10 +118,22 @@ def predict(departement: str, millesime: int, root: str | None, model: str | Non
 @click.option("--simplify", default=0.5, show_default=True, help="Coverage simplification tolerance (m); 0 = none.")
 @click.option("--zone-construite", "zc_path", default=None,
               help="Zone construite layer (any vector file); default: derived from the predicted buildings.")
+@click.option("--map-block", "map_part", default=None, metavar="I/N",
+              help="Map job I of N (from 0; I from AWS_BATCH_JOB_ARRAY_INDEX when given as '/N'): components and "
+                   "local sieve of every N-th block, written under vectorize-work/.")
+@click.option("--reduce", "reduce_", is_flag=True, help="Reduce job: join the seams and sieve the whole graph.")
+@click.option("--polygons-block", "polygons_part", default=None, metavar="I/N",
+              help="Map job I of N of the polygons (after --reduce).")
+@click.option("--assemble", is_flag=True,
+              help="Last reduce job: stitch the pieces, simplify, write the layer, remove vectorize-work/.")
 @force_option
 def vectorize(departement: str, millesime: int, root: str | None, umi_built: float, umi_inside: float,
-              umi_outside: float, simplify: float, zc_path: str | None, force: bool) -> None:
-    """Vectorise the prediction blocks: stepwise sieve to the UMIs, polygons stitched across blocks, simplified."""
+              umi_outside: float, simplify: float, zc_path: str | None, map_part: str | None, reduce_: bool,
+              polygons_part: str | None, assemble: bool, force: bool) -> None:
+    """Vectorise the prediction blocks: stepwise sieve to the UMIs, polygons stitched across blocks, simplified.
+
+    Without a stage option, in one process. At département scale, as four jobs: --map-block I/N (array),
+    --reduce, --polygons-block I/N (array), --assemble — the same polygons."""
     from inference_batch.production.vectorize import UMI
     from inference_batch.production.vectorize import vectorize as run_vectorize
 
@@ -135,8 +147,15 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
     output = product_key("prediction_vector", departement, millesime)
     digest = fingerprint(storage, [], [block_prefix("prediction", departement, millesime)],
                          {"umi": [umi_built, umi_inside, umi_outside], "simplify": simplify, "zc": zc_path})
+    stages = [s for s in (map_part, polygons_part) if s is not None] + [s for s in (reduce_, assemble) if s]
+    if len(stages) > 1:
+        raise click.UsageError("give one of --map-block, --reduce, --polygons-block, --assemble")
     if not force and zc_path is None and is_up_to_date(storage, output, digest):
         done(f"vectorize {departement} {millesime}: up to date ({output})")
+        return
+    if stages:
+        _vectorize_stage(storage, departement, millesime, umi, simplify, zone, map_part, reduce_, polygons_part,
+                         digest)
         return
     step(f"vectorize {departement} {millesime}")
     key, _frame, report = run_vectorize(storage, departement, millesime, umi=umi, simplify=simplify,
@@ -144,6 +163,48 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
     mark_done(storage, key, digest)
     done(f"{report.components} components → {report.polygons} polygons in {sum(report.seconds.values()):.1f} s "
          f"({report.mpx_per_s:.1f} Mpx/s) → {key}")
+
+
+def _part(text: str) -> tuple[int, int]:
+    """``I/N``, or ``/N`` with I from the AWS Batch array index."""
+    from inference_batch.production.predict import array_index_from_env
+    from inference_batch.production.vectorize_stages import parse_part
+    from ocsge.errors import OcsgeError
+
+    if text.startswith("/"):
+        index = array_index_from_env()
+        if index is None:
+            raise OcsgeError(f"part {text!r} takes I from AWS_BATCH_JOB_ARRAY_INDEX, which is not set")
+        text = f"{index}{text}"
+    return parse_part(text)
+
+
+def _vectorize_stage(storage, departement: str, millesime: int, umi, simplify: float, zone,  # type: ignore[no-untyped-def]
+                     map_part: str | None, reduce_: bool, polygons_part: str | None, digest: str) -> None:
+    from inference_batch.production import vectorize_stages as stages
+    from inference_batch.production.vectorize import prediction_mosaic, write_prediction_vector
+
+    mosaic, first = prediction_mosaic(storage, departement, millesime)
+    prefix = stages.work_prefix(departement, millesime, digest)
+    if map_part is not None:
+        step(f"vectorize {departement} {millesime}: map {map_part}")
+        ran = stages.map_components(storage, mosaic, prefix, _part(map_part), umi, zone)
+        done(f"{len(ran)} block(s) → {prefix}components/")
+    elif reduce_:
+        step(f"vectorize {departement} {millesime}: reduce (seams and sieve)")
+        sieved = stages.reduce_sieve(storage, mosaic, prefix, umi)
+        done(f"{sieved.components} components → {len(sieved.region_cls)} regions → {prefix}sieve.npz")
+    elif polygons_part is not None:
+        step(f"vectorize {departement} {millesime}: polygons {polygons_part}")
+        ran = stages.map_polygons(storage, mosaic, prefix, _part(polygons_part))
+        done(f"{len(ran)} block(s) → {prefix}pieces/")
+    else:
+        step(f"vectorize {departement} {millesime}: assemble")
+        geoms, values, report = stages.reduce_assemble(storage, mosaic, prefix, umi, simplify)
+        key, _frame = write_prediction_vector(storage, departement, millesime, mosaic, geoms, values, first)
+        mark_done(storage, key, digest)
+        stages.clear_work(storage, stages.work_root(departement, millesime))  # this run's and any stale one's
+        done(f"{report.polygons} polygons → {key}")
 
 
 @click.command("rules")

@@ -313,6 +313,21 @@ def zc_from_vectors(mosaic: Mosaic, geometries: Sequence[shapely.Geometry], umi:
     return rasterize(((g, 1) for g in geometries), out_shape=shape, transform=t, dtype="uint8").astype(bool), k
 
 
+def zc_from_vectors_window(
+    mosaic: Mosaic, block: RasterBlock, geometries: Sequence[shapely.Geometry], umi: UMI
+) -> tuple[np.ndarray, int]:
+    """The cells of ``coarse_window(block)`` of :func:`zc_from_vectors` (a map job rasterises its part only)."""
+    from rasterio.features import rasterize
+
+    k = zc_cell(mosaic, umi)
+    r0, c0, rows, cols = coarse_window(block.row_off, block.col_off, block.height, block.width, k)
+    if not len(geometries):
+        return np.zeros((rows, cols), dtype=bool), k
+    t = mosaic.transform @ Affine.scale(k) @ Affine.translation(c0, r0)
+    burnt = rasterize(((g, 1) for g in geometries), out_shape=(rows, cols), transform=t, dtype="uint8")
+    return burnt.astype(bool), k
+
+
 # --- the graph and its sieve --------------------------------------------------------------------------
 
 
@@ -851,7 +866,37 @@ def block_provenance(path: str) -> dict[str, str]:
     return {"source": "auto", **prov}
 
 
-def vectorize(
+def prediction_mosaic(storage, departement: str, millesime: int) -> tuple[Mosaic, str]:  # type: ignore[no-untyped-def]
+    """The prediction blocks of a département and millésime as a mosaic, and the path of the first block."""
+    from ocsge.products import block_prefix
+
+    keys = [i.key for i in storage.list(block_prefix("prediction", departement, millesime)) if i.key.endswith(".tif")]
+    if not keys:
+        raise OcsgeError(f"no prediction blocks for {departement} {millesime} under {storage.root}: run ocsge predict")
+    paths = [storage.gdal_path(k) for k in sorted(keys)]
+    return Mosaic.from_block_files(paths), paths[0]
+
+
+def write_prediction_vector(
+    storage,
+    departement: str,
+    millesime: int,
+    mosaic: Mosaic,  # type: ignore[no-untyped-def]
+    geoms: Sequence[shapely.Geometry],
+    values: np.ndarray,
+    first_block: str,
+):
+    """Write ``prediction_vector`` (canonical GeoParquet, provenance of the blocks); returns key and frame."""
+    from inference_batch.products.artifacts import write_vector  # geopandas: only where a layer is written
+    from ocsge.products import product_key
+
+    frame = to_frame(geoms, values, mosaic.crs, departement, millesime)
+    key = product_key("prediction_vector", departement, millesime)
+    write_vector(storage, key, frame, provenance=block_provenance(first_block))
+    return key, frame
+
+
+def vectorize(  # type: ignore[no-untyped-def]
     storage,
     departement: str,
     millesime: int,
@@ -859,17 +904,10 @@ def vectorize(
     umi: UMI | None = None,
     simplify: float = 0.5,
     zone_construite: Sequence[shapely.Geometry] | None = None,
-):  # type: ignore[no-untyped-def]
-    """Vectorise the prediction blocks of a département and millésime into ``prediction_vector``."""
-    from inference_batch.products.artifacts import write_vector  # geopandas: only where a layer is written
-    from ocsge.products import block_prefix, product_key
-
-    keys = [i.key for i in storage.list(block_prefix("prediction", departement, millesime)) if i.key.endswith(".tif")]
-    if not keys:
-        raise OcsgeError(f"no prediction blocks for {departement} {millesime} under {storage.root}: run ocsge predict")
-    mosaic = Mosaic.from_block_files([storage.gdal_path(k) for k in keys])
+):
+    """Vectorise the prediction blocks of a département and millésime into ``prediction_vector``, in one
+    process (the map/reduce split for AWS Batch: :mod:`inference_batch.production.vectorize_stages`)."""
+    mosaic, first = prediction_mosaic(storage, departement, millesime)
     geoms, values, report = vectorize_mosaic(mosaic, umi, zone_construite=zone_construite, simplify=simplify)
-    frame = to_frame(geoms, values, mosaic.crs, departement, millesime)
-    key = product_key("prediction_vector", departement, millesime)
-    write_vector(storage, key, frame, provenance=block_provenance(storage.gdal_path(keys[0])))
+    key, frame = write_prediction_vector(storage, departement, millesime, mosaic, geoms, values, first)
     return key, frame, report

@@ -136,6 +136,37 @@ def test_prediction_blocks_to_canonical_geoparquet(tmp_path: Path) -> None:
     )
     main(["vectorize", "-d", "S01", "-y", "2024", "--root", str(tmp_path / "store"), "--umi-outside", "500"])
     frame = gpd.read_parquet(storage.url(product_key("prediction_vector", "S01", 2024)))
+    # the same layer from the map/reduce jobs of AWS Batch (array index from the environment for one of them)
+    args = [
+        "vectorize",
+        "-d",
+        "S01",
+        "-y",
+        "2024",
+        "--root",
+        str(tmp_path / "store"),
+        "--umi-outside",
+        "500",
+        "--force",
+    ]
+    main([*args, "--map-block", "1/2"])
+    with pytest.raises(SystemExit):  # the reduce refuses to run before every map job has
+        main([*args, "--reduce"])
+    main([*args, "--map-block", "0/2"])
+    main([*args, "--reduce"])
+    import os
+
+    for index in ("0", "1"):
+        os.environ["AWS_BATCH_JOB_ARRAY_INDEX"] = index
+        try:
+            main([*args, "--polygons-block", "/2"])
+        finally:
+            del os.environ["AWS_BATCH_JOB_ARRAY_INDEX"]
+    main([*args, "--assemble"])
+    staged = gpd.read_parquet(storage.url(product_key("prediction_vector", "S01", 2024)))
+    assert list(staged[schema.CODE_CS]) == list(frame[schema.CODE_CS])
+    assert all(a.equals(b) for a, b in zip(staged.geometry, frame.geometry, strict=True))
+    assert not list(storage.list("vectorize-work/"))  # the work keys are removed by the last job
     assert list(frame.columns) == list(schema.OCCUPATION_COLUMNS)
     assert frame.crs.to_epsg() == 2154
     assert (frame[schema.SOURCE] == "auto:model").all() and frame[schema.CODE_US].isna().all()
@@ -294,3 +325,62 @@ def test_runs_relabelled_and_painted_and_zone_construite_share() -> None:
     fine = np.kron(zc, np.ones((5, 5), dtype=bool))[3:33, 7:57]
     expected = np.bincount(labels.ravel(), weights=fine.ravel(), minlength=bc.n + 1)[1:]
     assert np.array_equal(inside_counts(bc.runs, bc.n, zc, 5, 3, 7), expected)
+
+
+def test_map_reduce_jobs_give_the_one_process_polygons(tmp_path: Path) -> None:
+    """Components, sieve, polygons and assembly as separate jobs over parts of the blocks (through storage)
+    equal the one-process run: same zone construite per block (from a margin of its neighbours), same
+    graph, same polygons."""
+    from inference_batch.production import vectorize_stages as stages
+    from ocsge.storage import LocalStorage
+
+    a = _speckled((260, 310), seed=5)
+    for y, x in ((30, 40), (30, 75), (150, 200), (220, 20)):  # buildings: a zone construite across blocks
+        a[y : y + 13, x : x + 16] = BUILT
+    a[100:110, 0:310] = ROAD
+    mosaic = Mosaic.from_array(a, ONE_M, "EPSG:2154", 100)
+    umi = UMI()
+    whole, values, report = vectorize_mosaic(mosaic, umi)
+    storage = LocalStorage(tmp_path)
+    prefix = stages.work_prefix("S01", 2024)
+    for i in (2, 0, 1):
+        stages.map_components(storage, mosaic, prefix, (i, 3), umi)
+    assert stages.map_components(storage, mosaic, prefix, (0, 3), umi) == []  # a rerun skips what is there
+    sieved = stages.reduce_sieve(storage, mosaic, prefix, umi)
+    assert sieved.components == report.components
+    for i in range(2):
+        stages.map_polygons(storage, mosaic, prefix, (i, 2))
+    geoms, staged_values, staged = stages.reduce_assemble(storage, mosaic, prefix, umi, 0.5)
+    assert staged.polygons == report.polygons and list(staged_values) == list(values)
+    assert all(g.equals(h) for g, h in zip(geoms, whole, strict=True))
+    stages.clear_work(storage, prefix)
+    assert not list(storage.list(prefix))
+
+
+def test_a_block_zone_construite_from_its_margin_equals_the_whole_one() -> None:
+    from inference_batch.production.vectorize import coarse_window, zone_construite_mask, zone_construite_window
+
+    rng = np.random.default_rng(2)
+    a = np.full((600, 700), GRASS, dtype=np.uint8)
+    for _ in range(40):
+        y, x = rng.integers(0, 590), rng.integers(0, 690)
+        a[y : y + 10, x : x + 10] = BUILT
+    mosaic = Mosaic.from_array(a, Affine(0.5, 0, 700000, 0, -0.5, 6600000), "EPSG:2154", 150)
+    whole, k = zone_construite_mask(mosaic, UMI())
+    assert whole.any() and not whole.all()
+    for b in mosaic.blocks:
+        part, k2 = zone_construite_window(mosaic, b, UMI())
+        r0, c0, rows, cols = coarse_window(b.row_off, b.col_off, b.height, b.width, k)
+        assert k2 == k and np.array_equal(part, whole[r0 : r0 + rows, c0 : c0 + cols])
+
+
+def test_parts_of_the_blocks() -> None:
+    from inference_batch.production.vectorize_stages import blocks_of_part, parse_part
+    from ocsge.errors import OcsgeError
+
+    mosaic = Mosaic.from_array(np.ones((50, 50), np.uint8), ONE_M, "EPSG:2154", 20)  # 9 blocks
+    parts = [blocks_of_part(mosaic, parse_part(f"{i}/4")) for i in range(4)]
+    assert sorted(j for p in parts for j in p) == list(range(9)) and parts[0] == [0, 4, 8]
+    for bad in ("4/4", "1", "a/b", "0/0"):
+        with pytest.raises(OcsgeError):
+            parse_part(bad)
