@@ -54,6 +54,12 @@ def _services(ctx: AppContext) -> ASGIApp:
     return create_services_app(CatalogAssetFinder(ctx.backend, ctx.storage))
 
 
+def _consolidation(ctx: AppContext) -> ASGIApp:
+    from services.consolidation.app import create_app_for_storage
+
+    return create_app_for_storage(ctx.storage)
+
+
 @dataclass(frozen=True)
 class Mount:
     path: str
@@ -62,6 +68,7 @@ class Mount:
 
 MOUNTS: tuple[Mount, ...] = (
     Mount("/stac", _stac),
+    Mount("/consolidation", _consolidation),  # the write side: photo-interpretation, contributions
     Mount("", _services),  # tiles, WMTS/WMS, vector, downloads, stats, and the viewer at / (last: catch-all)
 )
 
