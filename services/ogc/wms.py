@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
+from ocsge.errors import UnknownDepartementError
 from services.assets import intersects
 from services.ogc.documents import render
 from services.ogc.featureinfo import check_format, feature_info_response
@@ -99,11 +100,14 @@ class MapRequest:
             raise OgcError("InvalidParameterValue", f"{layers_param} names {len(names)} layers: at most "
                            f"{limits.MAX_WMS_LAYERS}", locator=layers_param)
         self.layers: list[LayerInfo] = []
+        departement = q.get("DEPARTEMENT")  # vendor parameter: one département's data only
         for name in names:
             try:
-                self.layers.append(renderer.resolve(name))
+                self.layers.append(renderer.resolve(name, departement))
             except (UnknownLayerError, LayerNotPublished) as exc:
                 raise OgcError("LayerNotDefined", str(exc), locator=layers_param) from None
+            except UnknownDepartementError as exc:
+                raise OgcError("InvalidParameterValue", str(exc), locator="DEPARTEMENT") from None
         styles = q.get("STYLES") or q.get("STYLE") or ""
         style_list = styles.split(",") if styles else []
         if style_list and len(style_list) != len(names):

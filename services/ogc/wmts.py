@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from morecantile import Tile, TileMatrixSet
 
+from ocsge.errors import UnknownDepartementError
 from services.ogc.documents import render
 from services.ogc.featureinfo import check_format, feature_info_response
 from services.ogc.kvp import Kvp, OgcError, ows_exception
@@ -109,11 +110,14 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
                 cache[key] = body
         return Response(body, media_type="application/xml")
 
-    def resolve(layer_id: str, style: str | None, tms_name: str) -> tuple[LayerInfo, tms_registry.TmsRef]:
+    def resolve(layer_id: str, style: str | None, tms_name: str, departement: str | None = None
+                ) -> tuple[LayerInfo, tms_registry.TmsRef]:
         try:
-            info = renderer.resolve(layer_id)
+            info = renderer.resolve(layer_id, departement)
         except (UnknownLayerError, LayerNotPublished) as exc:
             raise OgcError("InvalidParameterValue", str(exc), locator="LAYER") from None
+        except UnknownDepartementError as exc:
+            raise OgcError("InvalidParameterValue", str(exc), locator="DEPARTEMENT") from None
         if style is not None and style not in STYLES:
             raise OgcError("InvalidParameterValue", f"unknown STYLE {style!r}: this layer has {STYLE!r}",
                            locator="STYLE")
@@ -179,7 +183,7 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
             if req.lower() not in ("gettile", "getfeatureinfo"):
                 raise OgcError("OperationNotSupported", f"REQUEST={req!r} is not supported", locator="REQUEST")
             tms_name = q.require("TILEMATRIXSET")
-            layer, ref = resolve(q.require("LAYER"), q.get("STYLE"), tms_name)
+            layer, ref = resolve(q.require("LAYER"), q.get("STYLE"), tms_name, q.get("DEPARTEMENT"))
             z = q.integer("TILEMATRIX", 0)
             row = q.integer("TILEROW", 0)
             col = q.integer("TILECOL", 0)
@@ -207,9 +211,10 @@ def wmts_router(renderer: Renderer, base_url: Callable[[Request], str]) -> APIRo
 
     @router.get("/wmts/1.0.0/{layer}/{style}/{tms}/{z}/{row}/{col}.{ext}", response_class=Response,
                 summary="WMTS RESTful GetTile")
-    async def wmts_rest_tile(layer: str, style: str, tms: str, z: str, row: str, col: str, ext: str) -> Response:
+    async def wmts_rest_tile(layer: str, style: str, tms: str, z: str, row: str, col: str, ext: str,
+                             departement: str | None = None) -> Response:
         try:
-            resolved, ref = resolve(layer, style, tms)
+            resolved, ref = resolve(layer, style, tms, departement)
             n = _ints(TILEMATRIX=z, TILEROW=row, TILECOL=col)
             return await get_tile(resolved, ref, n["TILEMATRIX"], n["TILEROW"], n["TILECOL"], tile_format(ext))
         except OgcError as exc:

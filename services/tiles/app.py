@@ -25,6 +25,7 @@ from titiler.core.errors import BadRequestError, TileNotFoundError
 from titiler.core.factory import TilerFactory, TMSFactory
 from titiler.mosaic.factory import MosaicTilerFactory
 
+from ocsge.errors import UnknownDepartementError
 from services.assets import AssetFinder
 from services.caching import ETagMiddleware
 from services.catalog_finder import default_finder
@@ -35,6 +36,7 @@ from services.tiles import tms as tms_registry
 from services.tiles.budget import RenderBudget, RenderTimeout
 from services.tiles.layers import Layer, UnknownLayerError
 from services.tiles.limits import MAX_TILESIZE, guard
+from services.tiles.overviews import NATIVE_ZOOM as NATIONAL_MAXZOOM
 from services.tiles.palettes import legend_png
 from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
 
@@ -134,13 +136,15 @@ def create_app(finder: AssetFinder | None = None, budget: RenderBudget | None = 
         info = renderer.catalog.info(layer)
         return Response(legend_png(info.layer.title, info.legend), media_type="image/png")
 
-    async def xyz_tile(layer: str, tms: str, z: str, x: str, y: str, ext: str | None, tilesize: int | None
-                       ) -> Response:
+    async def xyz_tile(layer: str, tms: str, z: str, x: str, y: str, ext: str | None, tilesize: int | None,
+                       departement: str | None = None) -> Response:
         """The XYZ tile, through the same renderer as WMTS and WMS (resolved and checked once)."""
         try:
-            info = renderer.resolve(layer)
+            info = renderer.resolve(layer, departement)
         except (UnknownLayerError, LayerNotPublished) as exc:
             raise HTTPException(404, str(exc)) from None
+        except UnknownDepartementError as exc:
+            raise HTTPException(400, f"departement: {exc}") from None
         if tms not in tms_registry.SUPPORTED.list():
             raise HTTPException(400, f"unknown tile matrix set {tms!r}: expected one of "
                                      f"{', '.join(tms_registry.SUPPORTED.list())}")
@@ -161,18 +165,20 @@ def create_app(finder: AssetFinder | None = None, budget: RenderBudget | None = 
         return Response(body, media_type=media)
 
     TileSize = Annotated[int | None, Query(ge=64, le=MAX_TILESIZE, description="Tile size in pixels (256 or 512)")]
+    Departement = Annotated[str | None, Query(max_length=8, description="Only this département's data (e.g. 77); "
+                                                                        "default: all of France")]
 
     @app.get("/tiles/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", response_class=Response,
              tags=["Mosaic layers"], summary="XYZ tile of a layer (transparent where there is no data)")
     async def xyz_tile_ext(layer: str, tileMatrixSetId: str, z: str, x: str, y: str, format: str,
-                           tilesize: TileSize = None) -> Response:
-        return await xyz_tile(layer, tileMatrixSetId, z, x, y, format, tilesize)
+                           tilesize: TileSize = None, departement: Departement = None) -> Response:
+        return await xyz_tile(layer, tileMatrixSetId, z, x, y, format, tilesize, departement)
 
     @app.get("/tiles/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}", response_class=Response,
              tags=["Mosaic layers"], summary="XYZ tile of a layer, PNG")
     async def xyz_tile_png(layer: str, tileMatrixSetId: str, z: str, x: str, y: str,
-                           tilesize: TileSize = None) -> Response:
-        return await xyz_tile(layer, tileMatrixSetId, z, x, y, None, tilesize)
+                           tilesize: TileSize = None, departement: Departement = None) -> Response:
+        return await xyz_tile(layer, tileMatrixSetId, z, x, y, None, tilesize, departement)
 
     mosaic = MosaicTilerFactory(
         backend=renderer.backend,
@@ -212,10 +218,13 @@ def layer_summary(layer: Layer, renderer: Renderer, base: str) -> dict[str, Any]
         "departements": list(info.departements),
         "minzoom": layer.minzoom,
         "maxzoom": layer.maxzoom,
+        # zooms read from the national overview slabs (services/tiles/overviews.py); None: per département
+        "national_maxzoom": NATIONAL_MAXZOOM if renderer.overviews.slabs_for(info) else None,
         "tiles": f"{base}/tiles/{layer.id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png",
         "wmts": (f"{base}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer.id}&STYLE=normal"
                  "&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}"),
         "tilejson": f"{base}/tiles/{layer.id}/WebMercatorQuad/tilejson.json",
         "legend": f"{base}/tiles/{layer.id}/legend.png",
         "legend_json": f"{base}/tiles/{layer.id}/legend.json",
+        "departement_filter": "departement",  # ?departement=77 on tiles, DEPARTEMENT=77 on WMTS and WMS
     }

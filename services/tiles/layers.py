@@ -132,7 +132,8 @@ class Layer:
                             "prioritaires",
             **ORTHO_ABSTRACTS,
         }[self.kind]
-        return f"{what}, mosaïque nationale des départements de la campagne {self.campaign}."
+        return (f"{what}, mosaïque nationale des départements de la campagne {self.campaign}. Un seul "
+                f"département : paramètre DEPARTEMENT (par ex. DEPARTEMENT=77).")
 
 
 def layer_id(kind: str, campaign: str) -> str:

@@ -284,14 +284,16 @@ class LayerInfo:
     departements: tuple[str, ...]
     legend: tuple[LegendEntry, ...]
     colormap: dict[int, tuple[int, int, int, int]]
+    departement: str | None = None  # the layer restricted to one département (a ``departement`` filter)
 
     @property
     def available(self) -> bool:
         return bool(self.assets)
 
 
-def layer_assets(finder: AssetFinder, layer: Layer, bbox: BBox | None = None) -> list[AssetRef]:
-    assets = finder.find(layer.product, bbox=bbox, years=layer.years)
+def layer_assets(finder: AssetFinder, layer: Layer, bbox: BBox | None = None,
+                 departement: str | None = None) -> list[AssetRef]:
+    assets = finder.find(layer.product, bbox=bbox, years=layer.years, departement=departement)
     previous = layer.previous_years
     if previous is not None:
         assets = [a for a in assets if len(a.years) == 2 and previous[0] <= a.years[0] <= previous[1]]
@@ -307,17 +309,19 @@ class LayerCatalog:
         self._cache: dict[str, LayerInfo] = {}
         self._version: str | None = None
 
-    def info(self, layer: Layer | str) -> LayerInfo:
+    def info(self, layer: Layer | str, departement: str | None = None) -> LayerInfo:
+        """The layer's metadata; with ``departement`` (a normalised code), the layer restricted to it."""
         layer = parse_layer(layer) if isinstance(layer, str) else layer
         version = self.finder.version()
+        cache_key = layer.id if departement is None else f"{layer.id}|{departement}"
         with self._lock:
             if version != self._version:
                 self._cache.clear()
                 self._version = version
-            cached = self._cache.get(layer.id)
+            cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        assets = tuple(layer_assets(self.finder, layer))
+        assets = tuple(layer_assets(self.finder, layer, departement=departement))
         boxes = [a.bbox for a in assets if a.bbox is not None]
         bounds = (
             (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
@@ -326,10 +330,12 @@ class LayerCatalog:
         )
         legend = self._legend(layer, assets)
         info = LayerInfo(layer, assets, bounds, tuple(sorted({a.departement for a in assets})), legend,
-                         colormap_of(legend))
+                         colormap_of(legend), departement)
         with self._lock:
             if self._version == version:
-                self._cache[layer.id] = info
+                if len(self._cache) > 4096:  # filtered variants: bounded by départements × layers anyway
+                    self._cache.clear()
+                self._cache[cache_key] = info
         return info
 
     def _legend(self, layer: Layer, assets: tuple[AssetRef, ...]) -> tuple[LegendEntry, ...]:
@@ -400,22 +406,27 @@ class CatalogBackend(BaseBackend):
         check_deadline()
         return [a.key for a in assets]
 
+    @property
+    def departement(self) -> str | None:
+        return self.layer_info.departement if self.layer_info is not None else None
+
     def assets_for_tile(self, x: int, y: int, z: int, **kwargs: Any) -> list[str]:
-        return self._keys(layer_assets(self.finder, self.layer, tile_bbox_wgs84(self.tms, x, y, z)))
+        return self._keys(layer_assets(self.finder, self.layer, tile_bbox_wgs84(self.tms, x, y, z),
+                                       self.departement))
 
     def assets_for_point(self, lng: float, lat: float, coord_crs: CRS | None = None, **kwargs: Any) -> list[str]:
         lng, lat = check_point("lon,lat", lng, lat, coord_crs or WGS84_CRS, "coord_crs")  # before PROJ sees it
         if coord_crs is not None and coord_crs != WGS84_CRS:
             xmin, ymin, _, _ = transform_bounds(coord_crs, WGS84_CRS, lng, lat, lng, lat)
             lng, lat = xmin, ymin
-        return self._keys(layer_assets(self.finder, self.layer, (lng, lat, lng, lat)))
+        return self._keys(layer_assets(self.finder, self.layer, (lng, lat, lng, lat), self.departement))
 
     def assets_for_bbox(self, xmin: float, ymin: float, xmax: float, ymax: float, coord_crs: CRS | None = None,
                         **kwargs: Any) -> list[str]:
         xmin, ymin, xmax, ymax = check_bbox("bbox", (xmin, ymin, xmax, ymax), coord_crs or WGS84_CRS, "coord_crs")
         if coord_crs is not None and coord_crs != WGS84_CRS:
             xmin, ymin, xmax, ymax = transform_bounds(coord_crs, WGS84_CRS, xmin, ymin, xmax, ymax, densify_pts=11)
-        return self._keys(layer_assets(self.finder, self.layer, (xmin, ymin, xmax, ymax)))
+        return self._keys(layer_assets(self.finder, self.layer, (xmin, ymin, xmax, ymax), self.departement))
 
     def asset_name(self, asset: Any) -> str:
         return str(asset).rsplit("/", 1)[-1]

@@ -36,6 +36,7 @@ from services.tiles.budget import RenderBudget, check_deadline
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo, pixel_window, projected_bounds
 from services.tiles.ortho import is_ortho, photo_rgba
+from services.tiles.overviews import Overviews, Slab, merge_first
 from services.tiles.palettes import legend_index
 
 FORMATS: dict[str, tuple[str, str]] = {  # media type → (GDAL driver, extension)
@@ -51,11 +52,18 @@ class OutOfRange(ValueError):
 
 
 class LayerNotPublished(OcsgeError, LookupError):
-    """A well-formed layer id with no data in the catalogue."""
+    """A well-formed layer id with no data in the catalogue (or none for the département asked for)."""
 
-    def __init__(self, layer: str) -> None:
-        super().__init__(f"layer {layer!r} has no published data")
+    def __init__(self, layer: str, message: str | None = None) -> None:
+        super().__init__(message or f"layer {layer!r} has no published data")
         self.layer = layer
+
+
+def departement_code(value: str) -> str:
+    """A ``departement`` filter as a normalised code; raises UnknownDepartementError for anything else."""
+    from ocsge.territory import departement
+
+    return departement(value).code
 
 
 _NO_DATA = (NoAssetFoundError, TileOutsideBounds, EmptyMosaicError)
@@ -116,15 +124,26 @@ class Renderer:
         self.catalog = catalog or LayerCatalog(finder)
         self.backend = CatalogBackend.bind(finder, self.catalog)
         self.budget = budget or RenderBudget.from_settings()  # every protocol renders through it
+        self.overviews = Overviews(finder.storage)  # the national path of the low zooms
+
+    def _slabs(self, slabs: tuple[Slab, ...], read: Callable[[Any], ImageData],
+               tms: Any = tms_registry.WEB_MERCATOR) -> ImageData | None:
+        """``read`` on each national slab (their keys are the manifest's, never a client's), merged."""
+        readers = [lambda key=s.key: read(self.backend.key_reader(key, tms=tms)) for s in slabs]
+        return merge_first(readers)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn`` on a render worker within the request's time budget (:mod:`services.tiles.budget`)."""
         return await self.budget.run(fn, *args, **kwargs)
 
-    def resolve(self, layer_id: str) -> LayerInfo:
-        """Parse a layer id and look it up in the catalogue (raises UnknownLayerError, LayerNotPublished)."""
-        info = self.catalog.info(parse_layer(layer_id))
+    def resolve(self, layer_id: str, departement: str | None = None) -> LayerInfo:
+        """Parse a layer id and look it up in the catalogue (raises UnknownLayerError, LayerNotPublished);
+        with ``departement``, the layer restricted to that département (raises UnknownDepartement)."""
+        code = None if departement in (None, "") else departement_code(departement)
+        info = self.catalog.info(parse_layer(layer_id), code)
         if not info.available:
+            if code is not None and self.catalog.info(info.layer).available:
+                raise LayerNotPublished(layer_id, f"layer {layer_id!r} has no published data for département {code}")
             raise LayerNotPublished(layer_id)
         return info
 
@@ -143,6 +162,13 @@ class Renderer:
              tilesize: int = 256) -> bytes:
         """One tile, already checked with :meth:`check_tile`; an empty one is transparent (module doc)."""
         tms = tms_registry.get(tms_name)
+        b = tms.xy_bounds(x, y, z)
+        slabs = self.overviews.for_read(info, (b.left, b.bottom, b.right, b.top), tms.crs.srs, tilesize)
+        if slabs is not None:  # the national path (services/tiles/overviews.py)
+            img = self._slabs(slabs, lambda r: r.tile(x, y, z, tilesize=tilesize), tms)
+            if img is None:
+                return blank(media_type, tilesize, tilesize)
+            return encode_rgba(_rgba(img, info), media_type)
         try:
             with self.backend(info.layer.id, tms=tms, layer_info=info) as src:
                 img, _ = src.tile(x, y, z, tilesize=tilesize, threads=0)
@@ -171,6 +197,15 @@ class Renderer:
             part = (minx + col0 * resx, maxy - row1 * resy, minx + col1 * resx, maxy - row0 * resy)
             if window == (0, 0, width, height):
                 part = bbox  # the very same request as before clipping existed
+            slabs = self.overviews.for_read(info, part, crs.to_string(), col1 - col0)
+            if slabs is not None:  # the national path (services/tiles/overviews.py)
+                img = self._slabs(slabs, lambda r, part=part, w=col1 - col0, h=row1 - row0: r.part(
+                    part, dst_crs=crs, bounds_crs=crs, width=w, height=h, max_size=None))
+                if img is not None:
+                    rgba = _rgba(img, info)
+                    region = canvas[:, row0:row1, col0:col1]
+                    canvas[:, row0:row1, col0:col1] = np.where(rgba[3:4] > 0, rgba, region)
+                continue
             try:
                 with self.backend(info.layer.id, tms=tms_registry.WEB_MERCATOR, layer_info=info) as src:
                     img, _ = src.part(part, dst_crs=crs, bounds_crs=crs, width=col1 - col0, height=row1 - row0,

@@ -1,0 +1,399 @@
+"""The national rehearsal: N synthetic départements (default 96) laid on the footprints of the real
+metropolitan départements, taken through the public verbs, then raster tiles measured over all of France.
+
+    python benchmarks/bench_national.py [--departements 96] [--polygons 2000] [--jobs 2]
+
+Build (each département in its own processes, ``--jobs`` at a time):
+
+1. ``ocsge synth --vector-only --footprint <real code> -d S<nn> --polygons P`` — a small pair laid on the
+   approximate Lambert-93 bounding box of a real département (``inference_batch/synth/footprints.py``): the
+   geometry of France is real (sizes, neighbours, the overlap of bounding boxes), the content is not;
+2. *delivery* — this script writes both millésimes as IGN-shaped folders (OCCUPATION_SOL, ZONE_CONSTRUITE);
+3. ``ocsge ingest`` of each millésime, then ``ocsge render --layers couverture,usage --resolution R``
+   (``--full-products``: ``ocsge products``, every product, ≈ 3× slower): class COGs at ``R`` m, default
+   25 m, so that 96 départements build in about 20 minutes on 2 idle cores — the per-département COG count
+   and layout, which is what a low-zoom tile pays for, are real; their pixel count is not;
+
+then ``ocsge publish`` once and ``ocsge overviews`` (the national overview slabs of every raster layer).
+
+Measure: a uvicorn server (one worker) over the root; per zoom 6–18, random tiles whose centre falls in
+a département's footprint (anywhere in France), each requested as WMTS KVP GetTile (PM), XYZ
+(``/tiles/…/WebMercatorQuad``) and WMS GetMap (256×256, EPSG:3857, the tile's bbox); one warm-up pass,
+then concurrency 1 and 4. ``--compare`` measures the same tiles once more with the national path off
+(``OCSGE_NATIONAL=off`` in the server), the per-département mosaic at every zoom.
+
+Results: ``benchmarks/out/bench_national.json`` and Markdown tables on stdout (RESULTS_national.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_tiles import free_port, http_client, run_load, start  # noqa: E402
+
+OUT = REPO / "benchmarks" / "out"
+YEARS = (2021, 2024)
+LAYER = "OCSGE.COUVERTURE.2021-2023"
+ZOOMS = list(range(6, 19))
+KINDS = ("wmts", "xyz", "wms")
+
+
+# --- build -------------------------------------------------------------------------------------------
+
+
+def synthetic_code(i: int) -> str:
+    return f"S{i + 1:02d}"
+
+
+def write_deliveries(root: str, dep_code: str, folder: Path) -> None:
+    """Both millésimes of a generated pair as IGN-shaped folder deliveries (run in a child process)."""
+    import geopandas as gpd
+
+    from inference_batch.synth import delivery
+    from inference_batch.synth.truth import zone_construite
+    from ocsge.products import product_key
+    from ocsge.storage import open_storage
+    from ocsge.territory import departement
+
+    store = open_storage(root)
+    dep = departement(dep_code)
+    for year in YEARS:
+        with store.local_copy(product_key("truth", dep.code, year)) as path:
+            truth = gpd.read_parquet(path)
+        data = folder / str(year) / "OCS-GE" / f"1_DONNEES_LIVRAISON_{delivery.DELIVERY_TAG}"
+        data = data / delivery.inner_folder(dep.code, year)
+        data.mkdir(parents=True, exist_ok=True)
+        desc = f"national rehearsal {dep.code}, millésime {year}"
+        delivery._write_gpkg(
+            delivery.ign_occupation(truth, year),
+            data / "OCCUPATION_SOL.gpkg",
+            "OCCUPATION_SOL",
+            f"OCCUPATION_SOL — {desc}",
+        )
+        zc = zone_construite(truth, dep.code, year, dep.crs, tuple(truth.total_bounds))
+        delivery._write_gpkg(
+            delivery.ign_zone_construite(zc, year),
+            data / "ZONE_CONSTRUITE.gpkg",
+            "ZONE_CONSTRUITE",
+            f"ZONE_CONSTRUITE — {desc}",
+        )
+
+
+def run(args: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(args)}\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return time.perf_counter() - t0
+
+
+def build_departement(
+    i: int, real: str, root: Path, tmp: Path, opts: argparse.Namespace, env: dict[str, str]
+) -> dict[str, object]:
+    ocsge = str(Path(sys.executable).with_name("ocsge"))
+    code = synthetic_code(i)
+    common = ["--root", str(root)]
+    t0 = time.perf_counter()
+    run(
+        [
+            ocsge,
+            "synth",
+            *common,
+            "--vector-only",
+            "--departement",
+            code,
+            "--footprint",
+            real,
+            "--polygons",
+            str(opts.polygons),
+            "--seed",
+            str(opts.seed + i),
+        ],
+        env,
+    )
+    folder = tmp / f"delivery-{code}"
+    shutil.rmtree(folder, ignore_errors=True)
+    run([sys.executable, __file__, "--child-deliveries", str(root), code, str(folder)], env)
+    for year in YEARS:
+        run([ocsge, "ingest", str(folder / str(year)), "-d", code, "-m", str(year), *common], env)
+    if opts.full_products:
+        products = [ocsge, "products", "-d", code, "--resolution", str(opts.resolution), *common]
+    else:  # the class COGs the measured layers read, through the standalone verb
+        products = [
+            ocsge,
+            "render",
+            "-d",
+            code,
+            "--layers",
+            "couverture,usage",
+            "--resolution",
+            str(opts.resolution),
+            *common,
+        ]
+    run(products + ([] if opts.pmtiles else ["--no-tiles"]), env)
+    shutil.rmtree(folder, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    print(f"  {code} on the footprint of {real:<3} {wall:6.1f} s", flush=True)
+    return {"departement": code, "footprint": real, "wall_s": round(wall, 1)}
+
+
+def built_departements(root: Path) -> list[dict[str, object]]:
+    """The synthetic départements with both couverture COGs under ``root``, and their footprints."""
+    from inference_batch.synth.footprints import metropolitan_codes
+    from ocsge.products import product_key
+
+    reals = metropolitan_codes()
+    return [
+        {"departement": synthetic_code(i), "footprint": real}
+        for i, real in enumerate(reals)
+        if all((root / product_key("couverture_cog", synthetic_code(i), y)).exists() for y in YEARS)
+    ]
+
+
+def build(root: Path, tmp: Path, opts: argparse.Namespace, env: dict[str, str]) -> dict[str, object]:
+    from inference_batch.synth.footprints import metropolitan_codes
+
+    reals = metropolitan_codes()[: opts.departements]
+    ocsge = str(Path(sys.executable).with_name("ocsge"))
+    done_file = root / "bench_national_chain.json"
+    if opts.skip_chain:  # what an earlier (maybe interrupted) run built
+        chained = json.loads(done_file.read_text()) if done_file.exists() else {}
+        deps, chain = chained.get("per_departement") or built_departements(root), chained.get("chain_s", 0.0)
+    else:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+            deps = list(pool.map(lambda a: build_departement(a[0], a[1], root, tmp, opts, env), enumerate(reals)))
+        chain = time.perf_counter() - t0
+        done_file.write_text(
+            json.dumps({"per_departement": deps, "chain_s": chain, "load_average": os.getloadavg()[0]})
+        )
+        print(
+            f"chain of {len(deps)} départements: {chain / 60:.1f} min (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    if opts.chain_only:
+        return {"departements": len(deps), "chain_wall_min": round(chain / 60, 1), "per_departement": deps}
+    publish = run([ocsge, "publish", "--root", str(root)], env)
+    national = run([ocsge, "overviews", "--root", str(root)], env)
+    # one département republished: what a publish costs the national path
+    first = synthetic_code(0)
+    republish = run([ocsge, "overviews", "--root", str(root), "-d", first], env)
+    summary = {
+        "departements": len(deps),
+        "chain_wall_min": round(chain / 60, 1),
+        "publish_s": round(publish, 1),
+        "national_full_s": round(national, 1),
+        "national_one_departement_s": round(republish, 1),
+        "per_departement": deps,
+    }
+    print(
+        f"built {len(deps)} départements in {chain / 60:.1f} min (jobs {opts.jobs}); publish {publish:.1f} s; "
+        f"national overviews {national:.1f} s (all), {republish:.1f} s (one département)",
+        flush=True,
+    )
+    return summary
+
+
+# --- measure -----------------------------------------------------------------------------------------
+
+
+def france_tiles(root: Path, zooms: list[int], per_zoom: int, seed: int) -> list[tuple[int, int, int]]:
+    """Random tiles per zoom whose centre lies in the footprint of a built département (anywhere in France)."""
+    import morecantile
+    from pyproj import Transformer
+
+    from inference_batch.synth.footprints import footprint
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    to_ll = Transformer.from_crs(2154, 4326, always_xy=True)
+    boxes = [footprint(str(d["footprint"])) for d in built_departements(root)]
+    rng = random.Random(seed)
+    tiles = []
+    for z in zooms:
+        for _ in range(per_zoom):
+            x0, y0, x1, y1 = rng.choice(boxes)
+            lon, lat = to_ll.transform(rng.uniform(x0, x1), rng.uniform(y0, y1))
+            t = tms.tile(lon, lat, z)
+            tiles.append((t.z, t.x, t.y))
+    return tiles
+
+
+def fetchers(base: str) -> dict[str, object]:
+    import morecantile
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+
+    def wmts(client, tile):  # type: ignore[no-untyped-def]
+        z, x, y = tile
+        return client.get(
+            f"{base}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={LAYER}&STYLE=normal"
+            f"&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}"
+        ).status_code
+
+    def xyz(client, tile):  # type: ignore[no-untyped-def]
+        z, x, y = tile
+        return client.get(f"{base}/tiles/{LAYER}/tiles/WebMercatorQuad/{z}/{x}/{y}.png").status_code
+
+    def wms(client, tile):  # type: ignore[no-untyped-def]
+        z, x, y = tile
+        b = tms.xy_bounds(morecantile.Tile(x, y, z))
+        return client.get(
+            f"{base}/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS={LAYER}&STYLES="
+            f"&CRS=EPSG:3857&BBOX={b.left},{b.bottom},{b.right},{b.top}&WIDTH=256&HEIGHT=256"
+            "&FORMAT=image/png&TRANSPARENT=TRUE"
+        ).status_code
+
+    return {"wmts": wmts, "xyz": xyz, "wms": wms}
+
+
+def serve(root: str, port: int) -> None:
+    """Run by the server subprocess: the services app over the benchmark root, one uvicorn worker."""
+    import uvicorn
+
+    from services.assets import StorageAssetFinder
+    from services.site import create_services_app
+
+    uvicorn.run(
+        create_services_app(StorageAssetFinder(root, ttl_s=3600)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def measure(root: Path, opts: argparse.Namespace, national: bool) -> list[dict[str, object]]:
+    port = free_port()
+    env = {"OCSGE_NATIONAL": "on" if national else "off", "PYTHONPATH": str(REPO)}
+    proc = start([sys.executable, __file__, "--child-serve", str(root), str(port)], port, env)
+    base = f"http://127.0.0.1:{port}"
+    rows: list[dict[str, object]] = []
+    try:
+        tiles = france_tiles(root, ZOOMS, opts.tiles, opts.seed)
+        by_zoom = {z: [t for t in tiles if t[0] == z] for z in ZOOMS}
+        for kind, fetch in fetchers(base).items():
+            run_load(fetch, http_client, tiles, 4)  # warm-up: datasets opened, pages cached
+            for z in ZOOMS:
+                for c in (1, 4):
+                    row = {
+                        "path": "national" if national else "per-département",
+                        "kind": kind,
+                        "zoom": z,
+                        **run_load(fetch, http_client, by_zoom[z], c),
+                    }
+                    rows.append(row)
+                    print(
+                        f"  {row['path']:<15} {kind:<4} z{z:<2} c={c} {row['tiles_per_s']:>7} tiles/s  "
+                        f"p50 {row['median_ms']:>7} ms  p95 {row['p95_ms']:>7} ms  errors {row['errors']}",
+                        flush=True,
+                    )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return rows
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| path | kind | zoom | p50 ms (c=1) | p95 ms (c=1) | tiles/s (c=1) | p50 ms (c=4) | p95 ms (c=4) "
+        "| tiles/s (c=4) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keyed = {(r["path"], r["kind"], r["zoom"], r["concurrency"]): r for r in rows}
+    for path, kind, z in sorted(
+        {(r["path"], r["kind"], r["zoom"]) for r in rows}, key=lambda k: (k[0], KINDS.index(str(k[1])), k[2])
+    ):
+        a, b = keyed[(path, kind, z, 1)], keyed[(path, kind, z, 4)]
+        lines.append(
+            f"| {path} | {kind} | {z} | {a['median_ms']} | {a['p95_ms']} | {a['tiles_per_s']} | "
+            f"{b['median_ms']} | {b['p95_ms']} | {b['tiles_per_s']} | {a['errors'] + b['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--departements", type=int, default=96, help="how many (1–96), in INSEE order")
+    parser.add_argument("--polygons", type=int, default=2000, help="polygons per département and millésime")
+    parser.add_argument("--resolution", type=float, default=25.0, help="pixel size of the class COGs (m)")
+    parser.add_argument("--pmtiles", action="store_true", help="also build the per-département PMTiles")
+    parser.add_argument(
+        "--full-products",
+        action="store_true",
+        help="`ocsge products` (every product) instead of `ocsge render` of the couverture and "
+        "usage COGs (≈ 3× the chain's time)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="départements built at once")
+    parser.add_argument("--tiles", type=int, default=60, help="tiles per zoom and kind")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--root", default="", help="storage folder, kept (default: a temporary one, removed)")
+    parser.add_argument("--skip-build", action="store_true", help="measure an already built --root")
+    parser.add_argument(
+        "--skip-chain",
+        action="store_true",
+        help="reuse the départements a previous run built under --root (publish, national, measure)",
+    )
+    parser.add_argument("--chain-only", action="store_true", help="build the départements only (no publish)")
+    parser.add_argument("--compare", action="store_true", help="also measure with the national path off")
+    parser.add_argument("--child-deliveries", nargs=3, metavar=("ROOT", "DEP", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.child_deliveries:
+        root, dep, folder = opts.child_deliveries
+        write_deliveries(root, dep, Path(folder))
+        return
+    if opts.child_serve:
+        serve(opts.child_serve[0], int(opts.child_serve[1]))
+        return
+    if not 1 <= opts.departements <= 96:
+        parser.error("--departements: between 1 and 96")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-national-"))
+    root = Path(opts.root) if opts.root else tmp / "store"
+    env = {**os.environ, "OCSGE_QUIET": "1", "PYTHONPATH": str(REPO)}
+    result: dict[str, object] = {"load_average_start": os.getloadavg()[0], "options": vars(opts)}
+    print(
+        f"national rehearsal: {opts.departements} départements × {opts.polygons} polygons under {root} "
+        f"(load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+    try:
+        if not opts.skip_build:
+            root.mkdir(parents=True, exist_ok=True)
+            result["build"] = build(root, tmp, opts, env)
+            if opts.chain_only:
+                print(json.dumps(result["build"], indent=1))
+                return
+        result["load_average_measure"] = os.getloadavg()[0]
+        rows = measure(root, opts, national=True)
+        if opts.compare:
+            rows += measure(root, opts, national=False)
+        result["rows"] = rows
+        result["load_average_end"] = os.getloadavg()[0]
+    finally:
+        if not opts.root:
+            shutil.rmtree(tmp, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_national.json").write_text(json.dumps(result, indent=1))
+    print()
+    print(table(result["rows"]))  # type: ignore[arg-type]
+    print(
+        f"\nload average: start {result['load_average_start']:.1f}, measure {result['load_average_measure']:.1f}, "
+        f"end {result['load_average_end']:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
