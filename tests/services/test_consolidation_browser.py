@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "build" / "test-artifacts"
 DEP, BEFORE, AFTER = "77", 2021, 2024
-ADMIN, INTERPRETER, OTHER = "admin", "marie", "paul"
+ADMIN, INTERPRETER, OTHER, CONTRIBUTOR = "admin", "marie", "paul", "claire"
 PASSWORD = "photo-interpretation-2026"
 NEW_CODES = ("CS1.1.1.2", "US5")  # what the interpreter sets: a road surface, residential use
 
@@ -127,6 +127,7 @@ def window(server) -> dict:
     _accounts(root, "create", ADMIN, "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
     for name in (INTERPRETER, OTHER):
         _accounts(root, "create", name, "--role", "interpreter", "--password-stdin", stdin=PASSWORD + "\n")
+    _accounts(root, "create", CONTRIBUTOR, "--role", "contributor", "--password-stdin", stdin=PASSWORD + "\n")
     token = _accounts(root, "token", ADMIN).strip().splitlines()[-1]
     answer = httpx.post(
         f"{server.url}/consolidation/windows",
@@ -297,3 +298,118 @@ def test_interpreter_corrects_a_polygon_and_marks_the_cell_done(server, window, 
     progress = httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/progress").json()
     assert progress["by_status"]["done"] == 1
     assert progress["tasks"] == window["tasks"]
+
+
+def _open_page(browser: Browser, url: str, username: str) -> None:
+    browser.call("Page.enable")
+    browser.call("Page.addScriptToEvaluateOnNewDocument", source=CSP_PROBE)
+    browser.call("Page.navigate", url=url)
+    assert browser.wait_for("document.body && document.body.dataset.ready === '1'"), "page did not start"
+    browser.evaluate(
+        f"document.getElementById('username').value = {username!r};"
+        f"document.getElementById('password').value = {PASSWORD!r};"
+        "document.getElementById('login').click()"
+    )
+    assert browser.wait_for(f"document.body.dataset.user === {username!r}", 30), browser.evaluate(
+        "document.getElementById('message').textContent"
+    )
+
+
+def _thin_polygon_cell(server) -> tuple[str, dict]:
+    """A todo cell and a polygon of it less than 45 m tall centred near the cell's centre: a north–south line
+    drawn in the cell's view crosses it whole."""
+    cells = httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/tasks?status=todo").json()["features"]
+    for cell in cells:
+        area = shapely.geometry.shape(cell["geometry"])
+        cy = area.centroid.y
+        detail = httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/tasks/{cell['id']}").json()
+        for f in detail["polygons"]["features"]:
+            g = shapely.geometry.shape(f["geometry"])
+            x0, y0, x1, y1 = g.bounds
+            height_m = (y1 - y0) * 111_320
+            if height_m < 45 and abs((y0 + y1) / 2 - cy) * 111_320 < 12 and x0 < area.centroid.x < x1:
+                return cell["id"], f
+    raise AssertionError("no cell with a thin polygon across it")
+
+
+def test_split_along_a_drawn_line_and_a_contribution(server, window, tmp_path):
+    """An interpreter splits a polygon along a line drawn on the map (the west part gets the first codes); a
+    contributor, who cannot edit, files a located report with proposed codes and a comment."""
+    task_id, polygon = _thin_polygon_cell(server)
+    pid = polygon["properties"]["id"]
+    g = shapely.geometry.shape(polygon["geometry"])
+    cell = shapely.geometry.shape(
+        httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/tasks/{task_id}").json()["task"]["geometry"]
+    )
+    # a quarter of the cell east of its centre: clear of the swipe's divider, which starts in the middle
+    lon = cell.centroid.x + (cell.bounds[2] - cell.bounds[0]) / 4
+    south, north = g.bounds[1] - 4e-5, g.bounds[3] + 4e-5  # about 4 m beyond the polygon on each side
+    page = f"{server.url}/consolidation.html?window={window['id']}"
+    with Browser(CHROMIUM, tmp_path / "profile", "about:blank") as browser:
+        _open_page(browser, page, OTHER)
+        browser.evaluate(f"document.querySelector('#task-list li[data-task=\"{task_id}\"]').click()")
+        assert browser.wait_for(f"document.body.dataset.task === {task_id!r}", 30)
+        browser.wait_for("false", 1.5)
+        inside = shapely.Point(lon, (g.bounds[1] + g.bounds[3]) / 2)
+        assert g.contains(inside)
+        _click(browser, *browser.evaluate(f"window.consolidation.pixelOf({inside.x}, {inside.y})"))
+        assert browser.wait_for(f"document.body.dataset.selected === {pid!r}", 10), _body(browser, "selected")
+        browser.evaluate(
+            "document.getElementById('code-cs').value = 'CS1.1.1.1'; document.getElementById('code-us').value = 'US5';"
+            "document.getElementById('code-cs-right').value = 'CS2.2.1';"
+            "document.getElementById('code-us-right').value = 'US1.1';"
+            "document.getElementById('split').click()"
+        )
+        assert browser.wait_for("document.body.dataset.drawing === 'LineString'", 10)
+        start = browser.evaluate(f"window.consolidation.pixelOf({lon}, {south})")
+        end = browser.evaluate(f"window.consolidation.pixelOf({lon}, {north})")
+        for point in (start, end, end):  # a second click on the last vertex ends the line
+            _click(browser, *point)
+            browser.wait_for("false", 0.4)
+        assert browser.wait_for("document.getElementById('message').textContent.includes('découpé')", 30), (
+            browser.evaluate("document.getElementById('message').textContent")
+        )
+        assert browser.evaluate("window.__csp") == []
+
+    detail = httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/tasks/{task_id}").json()
+    parts = {
+        f["properties"]["id"]: f for f in detail["polygons"]["features"] if f["properties"]["id"].startswith(pid + ".")
+    }
+    assert set(parts) == {f"{pid}.1", f"{pid}.2"}
+    west, east = parts[f"{pid}.1"], parts[f"{pid}.2"]
+    assert (west["properties"]["code_cs"], west["properties"]["code_us"]) == ("CS1.1.1.1", "US5")
+    assert (east["properties"]["code_cs"], east["properties"]["code_us"]) == ("CS2.2.1", "US1.1")
+    assert (
+        shapely.geometry.shape(west["geometry"]).centroid.x < lon < shapely.geometry.shape(east["geometry"]).centroid.x
+    )
+    assert pid not in {f["properties"]["id"] for f in detail["polygons"]["features"]}  # the parent is retired
+
+    # a contributor: no edit tools, a report placed on the map
+    report = shapely.Point(lon, cell.centroid.y)
+    with Browser(CHROMIUM, tmp_path / "profile2", "about:blank") as browser:
+        _open_page(browser, page, CONTRIBUTOR)
+        assert browser.evaluate("document.getElementById('reclassify').disabled") is True
+        assert browser.evaluate("!document.getElementById('contribution-box').classList.contains('hidden')")
+        browser.evaluate(f"document.querySelector('#task-list li[data-task=\"{task_id}\"]').click()")
+        assert browser.wait_for(f"document.body.dataset.task === {task_id!r}", 30)
+        browser.wait_for("false", 1.5)
+        browser.evaluate("document.getElementById('contribution-draw').click()")
+        assert browser.wait_for("document.body.dataset.drawing === 'Point'", 10)
+        _click(browser, *browser.evaluate(f"window.consolidation.pixelOf({report.x}, {report.y})"))
+        browser.evaluate(
+            "document.getElementById('contribution-cs').value = 'CS2.1.1.1';"
+            "document.getElementById('contribution-us').value = 'US1.2';"
+            "document.getElementById('contribution-comment').value = 'Bois oublié en 2021';"
+            "document.getElementById('contribution-send').click()"
+        )
+        assert browser.wait_for("Boolean(document.body.dataset.contribution)", 30), browser.evaluate(
+            "document.getElementById('message').textContent"
+        )
+        assert browser.evaluate("window.__csp") == []
+    filed = httpx.get(f"{server.url}/consolidation/{DEP}/{AFTER}/contributions").json()["features"]
+    mine = [f for f in filed if f["properties"]["author"] == CONTRIBUTOR]
+    assert len(mine) == 1
+    props = mine[0]["properties"]
+    assert (props["status"], props["code_cs"], props["code_us"]) == ("submitted", "CS2.1.1.1", "US1.2")
+    assert props["comment"] == "Bois oublié en 2021"
+    assert shapely.geometry.shape(mine[0]["geometry"]).distance(report) < 2e-5  # where it was clicked (≈ 2 m)
