@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from inference_batch.products.artifacts import (
     write_table,
 )
 from inference_batch.products.inputs import layer_key, open_source
-from inference_batch.products.spatial import SpatialSource, overlay_chunks
+from inference_batch.products.spatial import SpatialSource, overlay_chunks, overlay_identical_first
 from ocsge import schema
 from ocsge.nomenclature import CS_LEAVES, US_LEAVES
 from ocsge.progress import done, progress, step
@@ -92,6 +93,14 @@ class DifferenceResult:
     flows_us: pd.DataFrame
 
 
+def _changes(pieces: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which pieces changed couverture or usage (``US235`` ≡ its parts), and which changed artificialisation."""
+    changed = ((pieces.code_cs_a.fillna(EMPTY) != pieces.code_cs_b.fillna(EMPTY)).to_numpy()
+               | ~same_usage(pieces.code_us_a, pieces.code_us_b))
+    flip = (pieces.artif_a == "artif").to_numpy() != (pieces.artif_b == "artif").to_numpy()
+    return changed, flip
+
+
 def compute_difference(before: SpatialSource, after: SpatialSource, difference_path: Path | None,
                        artif_path: Path | None, *, target: int = 20_000, id_prefix: str = "DIFF",
                        quiet: bool = False, years: tuple[int, int] | None = None) -> DifferenceResult:
@@ -113,30 +122,45 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
     if artif_path is not None:
         art_out = GeoParquetAppender(artif_path, art_template)
     totals = Counter()
-    covered_a = np.zeros(before.n)
-    area_a = np.zeros(before.n)
     n_diff = n_art = 0
-    chunks = 0
+
+    def written(pieces: pd.DataFrame) -> np.ndarray:
+        """The pieces that go to an output layer: only they need a geometry."""
+        changed, flip = _changes(pieces)
+        return (changed & (diff_out is not None)) | (flip & (art_out is not None))
+
+    matched = overlay_identical_first(before, after, target=target, needs_geometry=written)
+    if matched is not None:
+        frames, chunks = matched.frames, matched.blocks
+    else:  # mostly different layers: the plain chunked overlay, measuring A as it goes
+        area_a = np.zeros(before.n)
+
+        def overlaid() -> Iterator[pd.DataFrame]:
+            for chunk in overlay_chunks(before, after, target=target):
+                area_a[chunk.a.index.to_numpy()] = chunk.a.geometry.area.to_numpy()
+                yield chunk.frame(cols, cols)
+
+        frames, chunks = overlaid(), 0
     ctx = progress("difference by chunks", None, unit="") if not quiet else contextlib.nullcontext(lambda *a, **k: None)
     with ctx as advance:
-        for chunk in overlay_chunks(before, after, target=target):
-            chunks += 1
-            area_a[chunk.a.index.to_numpy()] = chunk.a.geometry.area.to_numpy()
-            np.add.at(covered_a, chunk.ia, chunk.area)
-            pieces = chunk.frame(cols, cols)
+        for pieces in frames:
+            if matched is None:
+                chunks += 1
             flows.add(pieces)
-            totals["compared"] += float(pieces["area"].sum())
-            changed = ((pieces.code_cs_a.fillna(EMPTY) != pieces.code_cs_b.fillna(EMPTY)).to_numpy()
-                       | ~same_usage(pieces.code_us_a, pieces.code_us_b))
-            totals["generation"] += float(pieces["area"].to_numpy()[
-                generation_only(pieces.code_us_a, pieces.code_us_b)].sum())
+            area = pieces["area"].to_numpy()
+            totals["compared"] += float(area.sum())
+            changed, flip = _changes(pieces)
+            totals["generation"] += float(area[generation_only(pieces.code_us_a, pieces.code_us_b)].sum())
             artif_a = (pieces.artif_a == "artif").to_numpy()
             artif_b = (pieces.artif_b == "artif").to_numpy()
-            totals["changed"] += float(pieces["area"].to_numpy()[changed].sum())
-            totals["artif_plus"] += float(pieces["area"].to_numpy()[~artif_a & artif_b].sum())
-            totals["artif_minus"] += float(pieces["area"].to_numpy()[artif_a & ~artif_b].sum())
-            totals["artif_before"] += float(pieces["area"].to_numpy()[artif_a].sum())
-            totals["artif_after"] += float(pieces["area"].to_numpy()[artif_b].sum())
+            totals["changed"] += float(area[changed].sum())
+            totals["artif_plus"] += float(area[~artif_a & artif_b].sum())
+            totals["artif_minus"] += float(area[artif_a & ~artif_b].sum())
+            totals["artif_before"] += float(area[artif_a].sum())
+            totals["artif_after"] += float(area[artif_b].sum())
+            if not (changed.any() or flip.any()):
+                advance(1, info=f"{n_diff} changed pieces")
+                continue
             renamed = pieces.rename(columns={"code_cs_a": schema.CS_AVANT, "code_us_a": schema.US_AVANT,
                                              "code_cs_b": schema.CS_APRES, "code_us_b": schema.US_APRES})
             if diff_out is not None and changed.any():
@@ -144,7 +168,6 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
                 part[schema.ID] = [f"{id_prefix}_{n_diff + i:08d}" for i in range(len(part))]
                 n_diff += len(part)
                 diff_out.append(part[DIFF_COLUMNS])
-            flip = artif_a != artif_b
             if art_out is not None and flip.any():
                 part = renamed.loc[flip].copy()
                 part["artificialisation"] = np.where(artif_b[flip], 1, -1).astype("int8")
@@ -161,8 +184,8 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
     for out in (diff_out, art_out):
         if out is not None:
             out.close()
-    total_a = float(area_a.sum())
-    total_b = after.total_area()
+    total_a = matched.area_a if matched is not None else float(area_a.sum())
+    total_b = matched.area_b if matched is not None else after.total_area()
     report = {
         "polygons_before": before.n,
         "polygons_after": after.n,
@@ -182,6 +205,9 @@ def compute_difference(before: SpatialSource, after: SpatialSource, difference_p
         "artif_before_ha": round(totals["artif_before"] / 1e4, 4),
         "artif_after_ha": round(totals["artif_after"] / 1e4, 4),
         "artif_pieces": n_art,
+        # polygons paired with an identical one of the other millésime, never intersected (None: the
+        # layers differ too much for that, the plain chunked overlay ran)
+        "identical_pairs": matched.identical if matched is not None else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return DifferenceResult(report, FlowAccumulator.matrix(flows.cs, CS_LEAVES, "cs"),

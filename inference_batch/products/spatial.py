@@ -30,11 +30,13 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 from shapely import STRtree
 
 from inference_batch.products.artifacts import hilbert_index
+from inference_batch.products.wkb_digest import MISSING, OK, digest
 
 MIN_PIECE_AREA = 0.01  # m²: intersections smaller than this are numerical slivers
 
@@ -223,6 +225,34 @@ class SpatialSource:
     def total_area(self) -> float:
         return float(sum(chunk.geometry.area.sum() for chunk in self.iter_chunks()))
 
+    def wkb_blocks(self, rows: int) -> Iterator[tuple[int, pa.Array]]:
+        """``(first row, WKB column)`` of the layer, ``rows`` rows at a time (within a Parquet row group),
+        read without building any geometry."""
+        if self._frame is not None:
+            geoms = self._frame.geometry.to_numpy()
+            for start in range(0, self.n, rows):
+                yield start, pa.array(shapely.to_wkb(geoms[start:start + rows]), type=pa.binary())
+            return
+        for g in range(len(self.offsets) - 1):
+            column = self._file.read_row_group(g, columns=[self.geometry_column]).column(0).combine_chunks()
+            for start in range(0, len(column), rows):
+                yield int(self.offsets[g]) + start, column.slice(start, rows)
+
+    def attributes(self) -> pd.DataFrame:
+        """The ``columns`` of every row, without geometry; a ``derive`` is applied to the distinct value
+        combinations of its ``read_columns`` only (it is a function of each row's values)."""
+        if self._frame is not None:
+            return pd.DataFrame(self._frame.drop(columns=self._frame.geometry.name)).reset_index(drop=True)
+        names = self._file.schema_arrow.names
+        read = self.read_columns if self.read_columns is not None else [
+            c for c in names if c not in (self.geometry_column, "bbox")]
+        frame = self._file.read(columns=read).to_pandas()
+        if self.derive is not None:
+            combos = frame.drop_duplicates().reset_index(drop=True)
+            derived = pd.DataFrame(self.derive(combos))
+            frame = frame.merge(derived, on=list(read), how="left", sort=False)
+        return frame if self.columns is None else frame[self.columns]
+
 
 FINE = 64  # grid cells per chunk on average: chunks are built from runs of cells along a Hilbert curve
 
@@ -394,3 +424,154 @@ def overlay_chunks(a: SpatialSource, b: SpatialSource, *, target: int = 20_000,
         if on_chunk is not None:
             on_chunk(k + 1, total)
         yield Chunk(ia, ib, shapely.area(geom) if len(geom) else np.zeros(0), geom, fa, fb_all)
+
+
+@dataclass
+class MatchedOverlay:
+    """The overlay of two layers with identical geometries matched first (:func:`overlay_identical_first`).
+
+    ``frames`` yields the pieces as frames of ``<column>_a``, ``<column>_b``, ``area`` and ``geometry``:
+    first, the identical pairs whose attributes agree, summed by combination of attributes (no
+    geometry: nothing of them is written, only counted); then the identical pairs whose attributes
+    differ (their geometry is the polygon's own); then the pieces of the remaining polygons, overlaid
+    chunk by chunk."""
+
+    frames: Iterator[pd.DataFrame]
+    area_a: float  # total area of each layer
+    area_b: float
+    blocks: int  # blocks of ``target`` polygons of A read
+    identical: int  # pairs matched by fingerprint, without any geometric operation
+    unmatched_a: int  # polygons left to the geometric overlay
+    unmatched_b: int
+
+
+def _areas_of_others(column: pa.Array, status: np.ndarray, area: np.ndarray) -> None:
+    """Area by GEOS of the rows the digest could not read (3D, big-endian, other types)."""
+    other = np.flatnonzero(status > 1)
+    if len(other):
+        geoms = shapely.from_wkb(column.take(pa.array(other)).to_numpy(zero_copy_only=False))
+        area[other] = shapely.area(polygonal(geoms))
+
+
+def _suffixed(columns: dict[str, np.ndarray], rows: np.ndarray, suffix: str) -> dict[str, np.ndarray]:
+    return {f"{c}{suffix}": values[rows] for c, values in columns.items()}
+
+
+def overlay_identical_first(a: SpatialSource, b: SpatialSource, *, target: int = 20_000,
+                            min_area: float = MIN_PIECE_AREA,
+                            needs_geometry: Callable[[pd.DataFrame], np.ndarray] | None = None,
+                            max_unmatched: float = 0.3) -> MatchedOverlay | None:
+    """Every piece ``a ∩ b`` of positive area, for two layers that are partitions (as OCS GE layers are),
+    with the polygons that are identical in both (same WKB: most of them between two millésimes) paired
+    by a fingerprint of their WKB (:mod:`.wkb_digest`) and never parsed, measured by GEOS nor
+    intersected; only the others go through :func:`overlay_chunks`. ``needs_geometry`` says, on a frame
+    of attributes ``<column>_a``/``<column>_b``, which identical pairs need their geometry (those that
+    will be written); None: all of them. Memory: a fingerprint, an area and the attributes per polygon,
+    one block of WKB, and the polygons that are not identical. Returns None, having read A, when more
+    than ``max_unmatched`` of A is not identical to B: then :func:`overlay_chunks` is the better tool.
+
+    For a partition, a polygon identical to one of the other layer overlaps nothing else there, so the
+    pairs found are exactly the pieces the full overlay gives for those polygons. A geometry repeated
+    within a layer is never paired (it goes to the geometric overlay)."""
+    attrs_a, attrs_b = ({c: f[c].to_numpy(dtype=object) for c in f.columns} for f in (a.attributes(), b.attributes()))
+    # B: fingerprints and areas, one block at a time
+    parts = []
+    for _, column in b.wkb_blocks(max(target, 1)):
+        h1, h2, area, status = digest(column)
+        _areas_of_others(column, status, area)
+        parts.append((h1, h2, area, status))
+    if not parts:
+        parts = [(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0), np.zeros(0, np.int8))]
+    hb1, hb2, area_b, status_b = (np.concatenate(p) for p in zip(*parts, strict=True))
+    del parts
+    ok_b = np.flatnonzero(status_b == OK)
+    keys, first, counts = np.unique(hb1[ok_b], return_index=True, return_counts=True)
+    keys, rows_of_key = keys[counts == 1], ok_b[first[counts == 1]]
+    claimed = np.zeros(b.n, dtype=bool)
+    # A: fingerprints, pairing, and the WKB of what needs geometry, one block at a time
+    area_a = np.zeros(a.n)
+    pair_a: list[np.ndarray] = []
+    pair_b: list[np.ndarray] = []
+    keep_pairs: list[tuple[np.ndarray, np.ndarray, pa.Array]] = []  # identical, attributes differ
+    keep_a: list[tuple[np.ndarray, pa.Array]] = []  # not identical
+    unmatched = 0
+    blocks = 0
+    for start, column in a.wkb_blocks(max(target, 1)):
+        blocks += 1
+        h1, h2, area, status = digest(column)
+        _areas_of_others(column, status, area)
+        area_a[start:start + len(column)] = area
+        pos = np.searchsorted(keys, h1)
+        pos[pos >= len(keys)] = 0
+        rb = rows_of_key[pos] if len(keys) else np.zeros(len(h1), np.int64)
+        match = (status == OK) & (len(keys) > 0)
+        if len(keys):
+            match &= (keys[pos] == h1) & (hb2[rb] == h2)
+        local = np.flatnonzero(match)
+        local = local[~claimed[rb[local]]]
+        local = local[np.unique(rb[local], return_index=True)[1]] if len(local) else local  # first claim wins
+        claimed[rb[local]] = True
+        ia, ib = start + local, rb[local]
+        if len(local):
+            mask = np.ones(len(local), bool) if needs_geometry is None else np.asarray(needs_geometry(
+                pd.DataFrame({**_suffixed(attrs_a, ia, "_a"), **_suffixed(attrs_b, ib, "_b")})), dtype=bool)
+            if mask.any():
+                keep_pairs.append((ia[mask], ib[mask], column.take(pa.array(local[mask]))))
+            pair_a.append(ia[~mask])
+            pair_b.append(ib[~mask])
+        rest = np.ones(len(column), bool)
+        rest[local] = False
+        rest &= status != MISSING  # null or empty: no piece
+        if rest.any():
+            keep_a.append((start + np.flatnonzero(rest), column.filter(pa.array(rest))))
+            unmatched += int(rest.sum())
+            if unmatched > max_unmatched * max(a.n, 1) and unmatched > target:
+                return None
+    # B again: the WKB of the polygons no polygon of A claimed
+    rest_b = ~claimed & (status_b != MISSING)
+    keep_b: list[tuple[np.ndarray, pa.Array]] = []
+    if rest_b.any():
+        for start, column in b.wkb_blocks(max(target, 1)):
+            sel = rest_b[start:start + len(column)]
+            if sel.any():
+                keep_b.append((start + np.flatnonzero(sel), column.filter(pa.array(sel))))
+    identical = int(sum(len(p) for p in pair_a)) + int(sum(len(p[0]) for p in keep_pairs))
+
+    def frames() -> Iterator[pd.DataFrame]:
+        ia = np.concatenate(pair_a) if pair_a else np.zeros(0, np.int64)
+        ib = np.concatenate(pair_b) if pair_b else np.zeros(0, np.int64)
+        if len(ia):  # summed by combination of attributes: the bulk of the layer in a few rows
+            both = pd.DataFrame({**_suffixed(attrs_a, ia, "_a"), **_suffixed(attrs_b, ib, "_b")})
+            both["area"] = area_a[ia]
+            yield both.groupby(list(both.columns[:-1]), dropna=False, sort=False, observed=True)["area"].sum() \
+                .reset_index()
+        for ia_k, ib_k, wkb in keep_pairs:
+            data = {**_suffixed(attrs_a, ia_k, "_a"), **_suffixed(attrs_b, ib_k, "_b"), "area": area_a[ia_k]}
+            geometry = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+            yield gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geometry, crs=a.crs), crs=a.crs)
+        rest_frames = [_frame_of(keep_a, attrs_a, a.crs), _frame_of(keep_b, attrs_b, b.crs)]
+        keep_a.clear()
+        keep_b.clear()
+        if not len(rest_frames[0]) or not len(rest_frames[1]):
+            return
+        rows_a, rows_b = (f.index.to_numpy() for f in rest_frames)
+        for chunk in overlay_chunks(SpatialSource(rest_frames[0]), SpatialSource(rest_frames[1]), target=target,
+                                    min_area=min_area):
+            piece = chunk.frame(list(attrs_a), list(attrs_b))
+            piece["ia"], piece["ib"] = rows_a[piece["ia"].to_numpy()], rows_b[piece["ib"].to_numpy()]
+            yield piece
+
+    return MatchedOverlay(frames(), float(area_a.sum()), float(area_b.sum()), blocks, identical,
+                          int(sum(len(k[0]) for k in keep_a)), int(rest_b.sum()))
+
+
+def _frame_of(parts: list[tuple[np.ndarray, pa.Array]], attrs: dict[str, np.ndarray], crs: object
+              ) -> gpd.GeoDataFrame:
+    """Rows (global numbers as index) with their attributes and geometries parsed from kept WKB."""
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    wkb = np.concatenate([p[1].to_numpy(zero_copy_only=False) for p in parts]) if parts else np.zeros(0, object)
+    geometry = shapely.from_wkb(wkb) if len(wkb) else np.zeros(0, object)
+    frame = gpd.GeoDataFrame({c: values[rows] for c, values in attrs.items()},
+                             geometry=gpd.GeoSeries(geometry, crs=crs), crs=crs)
+    frame.index = rows
+    return frame

@@ -387,3 +387,149 @@ def test_qa_against_ign_artif_difference(tmp_path: Path) -> None:
     assert (report["only_ours_ha"], report["only_ign_ha"]) == (pytest.approx(0.5), pytest.approx(0.5))
     assert report["agreement"]["artificialisation_iou"] == pytest.approx(0.25)
     assert report["agreement"]["desartificialisation_iou"] == 0
+
+
+# --- identical polygons first (overlay_identical_first, wkb_digest) ---------------------------------------
+
+
+def wiggly_scene() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Two millésimes of a 3 × 2 block of 100 m plots sharing wiggly boundaries: a field holding a pond
+    (a hole and its island), a wood, houses… Later: the houses' neighbour changes class only, the
+    boundary between the wood and the meadow moves, the pond is filled (the hole goes), and a plot is
+    split in two, half of it built."""
+    x0, y0 = 700_000.0, 6_600_000.0
+    wiggle = [(x0 + 100 + 6 * np.sin(t / 3), y0 + t) for t in np.linspace(0, 100, 30)][1:-1]
+    moved = [(x0 + 100 - 9 * np.sin(t / 5), y0 + t) for t in np.linspace(0, 100, 30)][1:-1]
+
+    def left_right(edge: list[tuple[float, float]]) -> tuple[shapely.Polygon, shapely.Polygon]:
+        wood = shapely.Polygon([(x0, y0), (x0 + 100, y0), *edge, (x0 + 100, y0 + 100), (x0, y0 + 100)])
+        meadow = shapely.Polygon([(x0 + 100, y0), (x0 + 200, y0), (x0 + 200, y0 + 100), (x0 + 100, y0 + 100),
+                                  *edge[::-1]])
+        return wood, meadow
+
+    wood, meadow = left_right(wiggle)
+    wood2, meadow2 = left_right(moved)
+    pond = shapely.Point(x0 + 250, y0 + 50).buffer(20, 8)
+    field = shapely.box(x0 + 200, y0, x0 + 300, y0 + 100)
+    houses = shapely.box(x0, y0 + 100, x0 + 100, y0 + 200)
+    garden = shapely.box(x0 + 100, y0 + 100, x0 + 200, y0 + 200)
+    plot = shapely.box(x0 + 200, y0 + 100, x0 + 300, y0 + 200)
+    half_a, half_b = shapely.box(x0 + 200, y0 + 100, x0 + 250, y0 + 200), shapely.box(x0 + 250, y0 + 100, x0 + 300,
+                                                                                      y0 + 200)
+
+    def frame(rows: list[tuple[str, str, str, shapely.Geometry]], year: int) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame({"id": [r[0] for r in rows], "code_cs": [r[1] for r in rows],
+                                 "code_us": [r[2] for r in rows], "millesime": year},
+                                geometry=[r[3] for r in rows], crs=2154)
+
+    before = frame([("wood", "CS2.1.1.1", "US1.2", wood), ("meadow", "CS2.2.1", "US1.1", meadow),
+                    ("field", "CS2.2.1", "US1.1", field.difference(pond)), ("pond", "CS1.2.2", "US6.3", pond),
+                    ("houses", "CS1.1.1.1", "US5", houses), ("garden", "CS2.2.1", "US5", garden),
+                    ("plot", "CS2.2.1", "US1.1", plot)], 2021)
+    after = frame([("wood", "CS2.1.1.1", "US1.2", wood2), ("meadow", "CS2.2.1", "US1.1", meadow2),
+                   ("field", "CS2.2.1", "US1.1", field), ("houses", "CS1.1.1.1", "US5", houses),
+                   ("garden", "CS1.1.1.1", "US5", garden), ("plot_a", "CS2.2.1", "US1.1", half_a),
+                   ("plot_b", "CS1.1.1.1", "US5", half_b)], 2024)
+    return before, after
+
+
+def brute_force(before: gpd.GeoDataFrame, after: gpd.GeoDataFrame) -> pd.DataFrame:
+    """geopandas.overlay of the two layers: area of the pieces by the four codes."""
+    cols = ["code_cs", "code_us"]
+    ref = gpd.overlay(before[[*cols, "geometry"]], after[[*cols, "geometry"]], how="intersection", keep_geom_type=True)
+    ref = ref[ref.area >= 0.01]
+    return ref.assign(area=ref.area).groupby(["code_cs_1", "code_us_1", "code_cs_2", "code_us_2"])["area"].sum()
+
+
+def by_codes(frames: list[pd.DataFrame]) -> pd.Series:
+    pieces = pd.concat(frames, ignore_index=True)
+    return pieces.groupby(["code_cs_a", "code_us_a", "code_cs_b", "code_us_b"])["area"].sum()
+
+
+@pytest.fixture(scope="module")
+def realistic_pair() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    from inference_batch.synth.vector_scale import build_vector_pair
+
+    pair = build_vector_pair(1_500, seed=5, departement="S02", vertices=(20, 120))
+    return pair["truth"][2021], pair["truth"][2024]
+
+
+@pytest.mark.parametrize("scene", ["wiggly", "realistic"])
+def test_identical_first_equals_brute_force_overlay(scene: str, realistic_pair: tuple[gpd.GeoDataFrame,
+                                                                                      gpd.GeoDataFrame]) -> None:
+    from inference_batch.products.spatial import overlay_identical_first
+
+    before, after = wiggly_scene() if scene == "wiggly" else realistic_pair
+    cols = ["code_cs", "code_us"]
+    matched = overlay_identical_first(SpatialSource(before, columns=cols), SpatialSource(after, columns=cols),
+                                      target=200)
+    assert matched is not None
+    frames = list(matched.frames)
+    ours, ref = by_codes(frames), brute_force(before, after)
+    assert ours.index.tolist() == ref.index.tolist()
+    assert ours.to_numpy() == pytest.approx(ref.to_numpy(), rel=1e-9)
+    assert matched.area_a == pytest.approx(before.area.sum(), rel=1e-12)
+    assert matched.area_b == pytest.approx(after.area.sum(), rel=1e-12)
+    # only what is not identical went through GEOS: identical polygons are paired by fingerprint
+    same = set(shapely.to_wkb(before.geometry.to_numpy())) & set(shapely.to_wkb(after.geometry.to_numpy()))
+    assert matched.identical == len(same) and matched.unmatched_a == len(before) - len(same)
+    if scene == "wiggly":  # houses, garden (class only), field's pond filled: its hole and island differ
+        assert matched.identical == 2 and matched.unmatched_b == len(after) - 2
+
+
+def test_difference_of_wiggly_scene_writes_what_changed(tmp_path: Path) -> None:
+    before, after = wiggly_scene()
+    store = LocalStorage(tmp_path)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", before)
+    write_vector(store, "occupation/D077/2024/occupation_D077_2024.parquet", after)
+    keys = run_difference(store, "77", 2021, 2024)
+    evo = read_vector(store, keys["difference"])
+    report = read_json(store, keys["difference_report"])
+    assert report["identical_pairs"] == 2
+    ref = brute_force(before, after).reset_index()
+    ref = ref[(ref.code_cs_1 != ref.code_cs_2) | (ref.code_us_1 != ref.code_us_2)]
+    got = evo.assign(area=evo.area).groupby(["cs_avant", "us_avant", "cs_apres", "us_apres"])["area"].sum()
+    assert got.to_numpy() == pytest.approx(ref["area"].to_numpy(), rel=1e-9)
+    # the garden changed class only: its piece is the polygon itself, untouched by any intersection
+    garden = evo[(evo.cs_avant == "CS2.2.1") & (evo.us_avant == "US5")]
+    assert len(garden) == 1 and garden.geometry.iloc[0].equals_exact(before.geometry[5], 0)
+    pond = evo[evo.cs_avant == "CS1.2.2"]  # the filled pond: its island became field
+    assert pond.area.sum() == pytest.approx(before.geometry[3].area, rel=1e-9)
+    assert report["changed_ha"] == pytest.approx(got.sum() / 1e4, abs=1e-4)
+
+
+def test_too_different_layers_take_the_chunked_overlay(pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]) -> None:
+    from inference_batch.products.difference import compute_difference
+    from inference_batch.products.spatial import overlay_identical_first
+
+    before = pair[0]
+    other = partition(3_000, BOUNDS, millesime=2024, seed=99)  # nothing in common with ``before``
+    cols = ["code_cs", "code_us", "artif"]
+    a = SpatialSource(before.assign(artif="non artif"), columns=cols)
+    b = SpatialSource(other.assign(artif="artif"), columns=cols)
+    assert overlay_identical_first(a, b, target=100) is None
+    result = compute_difference(a, b, None, None, target=500, quiet=True)
+    assert result.report["identical_pairs"] is None
+    assert result.report["artificialisation_ha"] == pytest.approx(before.area.sum() / 1e4, rel=1e-9)
+
+
+def test_wkb_digest_fingerprints_and_areas() -> None:
+    import pyarrow as pa
+
+    from inference_batch.products.wkb_digest import MISSING, OK, OTHER, digest
+
+    before, after = wiggly_scene()
+    geoms = np.concatenate([before.geometry.to_numpy(), after.geometry.to_numpy(),
+                            [shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 0, 3, 2)]),
+                             shapely.Polygon(), None, shapely.Point(1, 2),
+                             shapely.Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 1)])]])
+    wkb = shapely.to_wkb(geoms)
+    h1, h2, area, status = digest(pa.array(wkb, type=pa.binary()).slice(0))
+    assert status.tolist() == [OK] * (len(geoms) - 4) + [MISSING, MISSING, OTHER, OTHER]
+    ok = status == OK
+    assert area[ok] == pytest.approx(shapely.area(geoms[ok]), rel=1e-12)
+    same_bytes = np.array([[x == y for y in wkb[ok]] for x in wkb[ok]])
+    same_print = (h1[ok][:, None] == h1[ok][None, :]) & (h2[ok][:, None] == h2[ok][None, :])
+    assert (same_bytes == same_print).all() and same_bytes.sum() > ok.sum()  # some geometries repeat
+    sliced = digest(pa.array(wkb, type=pa.large_binary()).slice(3, 4))
+    assert sliced[0].tolist() == h1[3:7].tolist()
