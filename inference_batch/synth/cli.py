@@ -33,10 +33,17 @@ def _millesimes(value: str) -> tuple[int, int]:
 @click.option("--vector-only", is_flag=True, help="Département-sized pair of truths (no imagery, no ancillary).")
 @click.option("--polygons", type=int, default=200_000, show_default=True,
               help="With --vector-only: polygons per millésime.")
+@click.option("--realistic", is_flag=True,
+              help="With --vector-only: realistic geometry — tens to hundreds of vertices a polygon (--vertices), "
+                   "wiggly boundaries shared exactly by neighbours, islands, and an update with splits, merges "
+                   "and moved boundaries (inference_batch/synth/vector_realistic.py).")
+@click.option("--vertices", default=None,
+              help="With --vector-only: range of vertices per polygon of the realistic geometry, e.g. 20-200 "
+                   "(implies --realistic; default 20-200).")
 @click.option("--force", is_flag=True, help="Regenerate even if the same territory is already there.")
 def synth(root: str | None, departement: str | None, width_m: float, height_m: float, seed: int | None,
           millesimes: str, resolution: float, no_imagery: bool, vector_only: bool, polygons: int,
-          force: bool) -> None:
+          realistic: bool, vertices: str | None, force: bool) -> None:
     """Generate a seeded synthetic territory: truth, ancillary, imagery COGs, IGN-like deliveries."""
     from ocsge.storage import open_storage
     from ocsge.territory import departement as get_departement
@@ -49,10 +56,17 @@ def synth(root: str | None, departement: str | None, width_m: float, height_m: f
     years = _millesimes(millesimes)
     seed = get_settings().seed if seed is None else seed
     storage = open_storage(root)
+    if (realistic or vertices) and not vector_only:
+        raise OcsgeError("--realistic and --vertices shape a --vector-only pair: add --vector-only")
+    if realistic and vertices is None:
+        from inference_batch.synth.vector_realistic import DEFAULT_VERTICES
+
+        vertices = DEFAULT_VERTICES
     if vector_only:
         from inference_batch.synth.vector_scale import generate_vector_pair
 
-        generate_vector_pair(storage, dep.code, n_polygons=polygons, seed=seed, millesimes=years, force=force)
+        generate_vector_pair(storage, dep.code, n_polygons=polygons, seed=seed, millesimes=years, force=force,
+                             vertices=vertices)
         return
     from inference_batch.synth.generate import generate
 

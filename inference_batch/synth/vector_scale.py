@@ -180,8 +180,11 @@ def _classes(cx: np.ndarray, cy: np.ndarray, bounds: tuple[float, float, float, 
 
 def build_vector_pair(n_polygons: int, seed: int = 42, departement: str = "S01",
                       millesimes: tuple[int, int] = (2021, 2024),
-                      origin: tuple[float, float] = (700000.0, 6600000.0)) -> dict[str, Any]:
-    """The pair in memory: ``{"truth": {year: GeoDataFrame}, "communes": GeoDataFrame, "summary": dict}``."""
+                      origin: tuple[float, float] = (700000.0, 6600000.0),
+                      *, vertices: str | tuple[int, int] | None = None) -> dict[str, Any]:
+    """The pair in memory: ``{"truth": {year: GeoDataFrame}, "communes": GeoDataFrame, "summary": dict}``.
+    With ``vertices`` (a range of vertices per polygon such as ``"20-200"``), realistic geometry: wiggly
+    shared boundaries, islands, a realistic update (:mod:`.vector_realistic`)."""
     if n_polygons < 1000:
         raise OcsgeError(f"--polygons {n_polygons}: the vector-only mode needs at least 1 000 polygons")
     if n_polygons > 5_000_000:
@@ -190,6 +193,10 @@ def build_vector_pair(n_polygons: int, seed: int = 42, departement: str = "S01",
     if not dep.synthetic:
         raise OcsgeError(f"département {departement!r} is a real one: synthetic territories use S01…S99")
     years = check_millesimes(millesimes)
+    if vertices is not None:
+        from inference_batch.synth.vector_realistic import build_realistic_pair, parse_vertices
+
+        return build_realistic_pair(n_polygons, seed, dep.code, dep.crs, years, origin, parse_vertices(vertices))
     rng = np.random.default_rng([seed, 1789])
     nx = max(2, round(math.sqrt(n_polygons * 1.25)))
     ny = max(2, n_polygons // nx)
@@ -301,6 +308,7 @@ def generate_vector_pair(
     seed: int = 42,
     millesimes: tuple[int, int] = (2021, 2024),
     force: bool = False,
+    vertices: str | tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Write a département-sized pair: ``truth`` and ``communes`` for both millésimes, and a manifest
     (``synth_manifest`` of the first millésime, ``mode: vector_pair``). Returns the manifest."""
@@ -311,6 +319,11 @@ def generate_vector_pair(
     years = check_millesimes(millesimes)
     params = {"mode": "vector_pair", "version": VECTOR_PAIR_VERSION, "departement": dep.code,
               "n_polygons": int(n_polygons), "seed": int(seed), "millesimes": list(years)}
+    if vertices is not None:  # only then: the parameters of a parcel pair stay as they were
+        from inference_batch.synth.vector_realistic import parse_vertices
+
+        vertices = parse_vertices(vertices)
+        params["vertices"] = list(vertices)
     manifest_key = product_key("synth_manifest", dep.code, years[0])
     if not force and store.exists(manifest_key):
         try:
@@ -323,7 +336,7 @@ def generate_vector_pair(
             return old
     store.check_writable()
     step(f"vector-only pair {dep.code}: {n_polygons:,} polygons per millésime (seed {seed})")
-    pair = build_vector_pair(n_polygons, seed, dep.code, years)
+    pair = build_vector_pair(n_polygons, seed, dep.code, years, vertices=vertices)
     keys: dict[str, dict[str, str]] = {}
     with progress(f"writing vector pair {dep.code}", total=4) as advance:
         for year in years:
