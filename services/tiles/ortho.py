@@ -83,3 +83,16 @@ def photo_rgba(img: ImageData) -> np.ndarray:
     masked = np.ma.getmaskarray(img.array)[: min(3, data.shape[0])].any(axis=0)
     alpha = np.where(masked, 0, 255).astype("uint8")
     return np.concatenate([rgb, alpha[np.newaxis, ...]], axis=0)
+
+
+def photo_pixel(kind: str, values: np.ndarray) -> tuple[str, str, str]:
+    """(code, label, colour) of a photo's pixel for GetFeatureInfo: the bands' names and raw values (as the
+    Géoplateforme answers for its image pyramids), and the colour drawn there."""
+    bands = ORTHO_BANDS[kind]
+    raw = [int(v) for v in values[: len(bands)]]
+    drawn = [min(max(v, 0), 255) for v in raw] + [0] * (3 - len(raw))
+    return (
+        "-".join(b for b, _, _ in bands),
+        ", ".join(f"{b} {v}" for (b, _, _), v in zip(bands, raw, strict=False)),
+        "#{:02X}{:02X}{:02X}".format(*drawn[:3]),
+    )

@@ -35,7 +35,7 @@ from services.tiles import tms as tms_registry
 from services.tiles.budget import RenderBudget, check_deadline
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.mosaic import CatalogBackend, LayerCatalog, LayerInfo, pixel_window, projected_bounds
-from services.tiles.ortho import is_ortho, photo_rgba
+from services.tiles.ortho import is_ortho, photo_pixel, photo_rgba
 from services.tiles.overviews import Overviews, Slab, merge_first
 from services.tiles.palettes import legend_index
 
@@ -232,6 +232,10 @@ class Renderer:
                 continue
             value = int(pt.array.data[0])
             asset = by_name.get(name)
+            if asset is not None and is_ortho(info.layer.kind):  # a photo: its band values, no class
+                code, label, colour = photo_pixel(info.layer.kind, pt.array.data)
+                return PixelInfo(info.layer.id, value, code, label, colour, asset.departement, asset.millesime,
+                                 asset.name)
             if not value or asset is None:
                 continue
             entry = legend.get(value)

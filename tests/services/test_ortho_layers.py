@@ -249,3 +249,22 @@ def test_published_catalogue_has_the_photos(root: Path, tmp_path: Path) -> None:
     finder = CatalogAssetFinder(open_backend(root=str(copy)), LocalStorage(copy))
     listed = {layer["id"] for layer in TestClient(create_app(finder)).get("/tiles/layers").json()}
     assert {RGB_2021, IRC_2021, RGB_2024} <= listed
+
+
+def test_feature_info_gives_the_band_values(client: TestClient) -> None:
+    """GetFeatureInfo on a photo answers the bands' raw values there (as the Géoplateforme does for its image
+    pyramids), not a class."""
+    photo, transform, _ = _photo("test_data_irc.tif")
+    lon, lat = Transformer.from_crs(2154, 4326, always_xy=True).transform(*CENTRE_L93)
+    d = 1e-6
+    r = client.get(
+        f"/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetFeatureInfo&LAYERS={IRC_2021}&QUERY_LAYERS={IRC_2021}"
+        f"&STYLES=&CRS=CRS:84&BBOX={lon - d},{lat - d},{lon + d},{lat + d}&WIDTH=3&HEIGHT=3&I=1&J=1"
+        "&FORMAT=image/png&INFO_FORMAT=application/json"
+    )
+    assert r.status_code == 200, r.text
+    props = r.json()["features"][0]["properties"]
+    assert props["code"] == "PIR-R-V"
+    values = tuple(int(part.split()[1]) for part in props["label"].split(", "))
+    assert values in _neighbourhood(photo, transform, *CENTRE_L93)
+    assert props["departement"] == DEP and props["millesime"] == "2021"
