@@ -2,7 +2,10 @@
 one job definition per pipeline step, all running the batch image (entrypoint ``ocsge``).
 
 ``predict`` runs as an array job over a département's blocks: Batch sets ``AWS_BATCH_JOB_ARRAY_INDEX``
-in each child and ``ocsge predict`` picks that block. Every step is idempotent (it rewrites the same
+in each child and ``ocsge predict`` picks that block. ``vectorize`` runs as map/reduce jobs on the same
+job definition (the state machine adds the stage's options): an array job of components per block, one
+reduce of the seams and the sieve, an array job of polygons per block, one assembly — so that no job's
+cost grows with the size of the département's raster. Every step is idempotent (it rewrites the same
 keys), so Batch retries an attempt lost to a spot reclaim or a failed image pull, and the state
 machine may resume any step; a usage error (``ocsge`` exits 2) is not retried.
 """
@@ -30,6 +33,19 @@ USAGE_ERROR_EXIT_CODE = "2"  # ocsge.cli: an OcsgeError (bad input) exits 2: ret
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """One job of a step split into map and reduce jobs (``ocsge vectorize``): its state name suffix, the
+    options added to the step's command, whether it is an array job (one child per block), and its
+    resources when they differ from the step's (a map job holds one block, not the graph)."""
+
+    name: str
+    options: tuple[str, ...]
+    array: bool
+    vcpus: int | None = None
+    memory_gib: int | None = None
+
+
+@dataclass(frozen=True)
 class StepSpec:
     name: str  # state name, job-definition suffix and ``ocsge`` verb
     command: tuple[str, ...]  # after the ``ocsge`` entrypoint; Ref::x are Batch parameters
@@ -39,6 +55,8 @@ class StepSpec:
     timeout_h: int  # per attempt (per block for predict)
     publishes: bool = False  # writes the catalogue ({storage root}/stac/, and pgstac with that profile)
     array: bool = False  # one child job per block
+    # with more than one block, the step runs as these jobs in turn (map/reduce) instead of one job
+    stages: tuple[StageSpec, ...] = ()
 
 
 # Every verb takes --departement/--millesime (publish takes its root and pgstac DSN from the environment).
@@ -46,7 +64,13 @@ _PRODUCTION_ARGS = ("--departement", "Ref::departement", "--millesime", "Ref::mi
 _PRODUCTS_ARGS = _PRODUCTION_ARGS
 STEPS: tuple[StepSpec, ...] = (
     StepSpec("predict", ("predict", *_PRODUCTION_ARGS), gpu=True, vcpus=4, memory_gib=14, timeout_h=3, array=True),
-    StepSpec("vectorize", ("vectorize", *_PRODUCTION_ARGS), gpu=False, vcpus=8, memory_gib=30, timeout_h=8),
+    StepSpec("vectorize", ("vectorize", *_PRODUCTION_ARGS), gpu=False, vcpus=8, memory_gib=30, timeout_h=8,
+             stages=(
+                 StageSpec("Map", ("--map-block", "each"), array=True, vcpus=1, memory_gib=4),
+                 StageSpec("Reduce", ("--reduce",), array=False),
+                 StageSpec("Polygons", ("--polygons-block", "each"), array=True, vcpus=1, memory_gib=4),
+                 StageSpec("Assemble", ("--assemble",), array=False),
+             )),
     StepSpec("rules", ("rules", *_PRODUCTION_ARGS), gpu=False, vcpus=8, memory_gib=60, timeout_h=8),
     StepSpec("products", ("products", *_PRODUCTS_ARGS), gpu=False, vcpus=8, memory_gib=60, timeout_h=8),
     StepSpec("publish", ("publish",), gpu=False, vcpus=2, memory_gib=7, timeout_h=2, publishes=True),

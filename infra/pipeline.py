@@ -3,6 +3,8 @@
     start_at? ─► predict (array job over the blocks) ─► vectorize ─► rules ─► products ─► publish ─► done
                     └────────── any step fails after its retries ──► notify (SNS) ─► Fail
 
+    vectorize, with more than one block: map (array) ─► reduce ─► polygons (array) ─► assemble
+
 Input: ``{"millesime": 2024, "blocks": 120, "start_at": "predict"}``. ``blocks`` is the number of
 inference blocks of the département (the array size; 1 runs a single job), ``start_at`` (default
 ``predict``) resumes a failed execution at the step that failed: every step is idempotent and the
@@ -13,7 +15,7 @@ failed submissions, then catches everything into the failure path.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -22,7 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.batch import STEPS, BatchStack, StepSpec
+from infra.batch import STEPS, BatchStack, StageSpec, StepSpec
 from infra.config import STEP_NAMES, InfraConfig
 
 # State machines per stack: each definition is ~10 kB of template, and a template must stay under 1 MB
@@ -117,7 +119,14 @@ class PipelineStack(Stack):
         for step in reversed(STEPS):
             on_failure = sfn.Pass(scope, f"{step.name.title()}Failed", result=sfn.Result.from_string(step.name),
                                   result_path="$.failed_step").next(notify)
-            if step.array:
+            if step.stages:
+                entries[step.name] = (
+                    sfn.Choice(scope, f"{step.name.title()}Blocks")
+                    .when(sfn.Condition.number_greater_than("$.blocks", 1),
+                          self._stages(scope, token, step, successor, on_failure))
+                    .otherwise(self._job(scope, token, step, successor, on_failure, array=False))
+                )
+            elif step.array:
                 array_job = self._job(scope, token, step, successor, on_failure, array=True)
                 one_job = self._job(scope, token, step, successor, on_failure, array=False)
                 entries[step.name] = (
@@ -173,13 +182,31 @@ class PipelineStack(Stack):
             .otherwise(default_start)
         )
 
+    def _stages(self, scope: Construct, token: str, step: StepSpec, successor: sfn.IChainable,
+                on_failure: sfn.IChainable) -> sfn.IChainable:
+        """The map/reduce jobs of a step, chained in order; the first one."""
+        for stage in reversed(step.stages):
+            successor = self._job(scope, token, step, successor, on_failure, array=stage.array, stage=stage)
+        return successor
+
     def _job(self, scope: Construct, token: str, step: StepSpec, successor: sfn.IChainable,
-             on_failure: sfn.IChainable, *, array: bool) -> tasks.BatchSubmitJob:
+             on_failure: sfn.IChainable, *, array: bool, stage: StageSpec | None = None) -> tasks.BatchSubmitJob:
         state = step.name.title() + ("Blocks" if array else "") + "Job"
+        state_name = step.name.title() if not step.array else f"{step.name.title()}{'Array' if array else 'One'}"
+        overrides = None
+        command = step.command
+        if stage is not None:
+            state = state_name = f"{step.name.title()}{stage.name}"
+            command = (*step.command, *stage.options)
+            overrides = tasks.BatchContainerOverrides(
+                command=list(command),
+                vcpus=stage.vcpus,
+                memory=Size.gibibytes(stage.memory_gib) if stage.memory_gib else None,
+            )
         job = tasks.BatchSubmitJob(
             scope,
             state,
-            state_name=step.name.title() if not step.array else f"{step.name.title()}{'Array' if array else 'One'}",
+            state_name=state_name,
             job_name=f"{token}-{step.name}",
             job_queue_arn=self.batch.queue_for(step).job_queue_arn,
             job_definition_arn=self.batch.job_definitions[step.name].job_definition_arn,
@@ -188,9 +215,10 @@ class PipelineStack(Stack):
                 "departement": sfn.JsonPath.string_at("$.departement"),
                 "millesime": sfn.JsonPath.string_at("$.millesime"),
             }),
+            container_overrides=overrides,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
-            comment=f"ocsge {' '.join(step.command)}",
+            comment=f"ocsge {' '.join(command)}",
         )
         job.add_retry(errors=STEP_RETRY_ERRORS, max_attempts=4, interval=Duration.seconds(30), backoff_rate=2)
         job.add_retry(errors=["States.TaskFailed"], max_attempts=1, interval=Duration.minutes(2))

@@ -119,8 +119,9 @@ def predict(departement: str, millesime: int, root: str | None, model: str | Non
 @click.option("--zone-construite", "zc_path", default=None,
               help="Zone construite layer (any vector file); default: derived from the predicted buildings.")
 @click.option("--map-block", "map_part", default=None, metavar="I/N",
-              help="Map job I of N (from 0; I from AWS_BATCH_JOB_ARRAY_INDEX when given as '/N'): components and "
-                   "local sieve of every N-th block, written under vectorize-work/.")
+              help="Map job I of N (from 0): components and local sieve of every N-th block, written under "
+                   "vectorize-work/. '/N': I from AWS_BATCH_JOB_ARRAY_INDEX; 'each': that block alone (an array "
+                   "job of one child per block).")
 @click.option("--reduce", "reduce_", is_flag=True, help="Reduce job: join the seams and sieve the whole graph.")
 @click.option("--polygons-block", "polygons_part", default=None, metavar="I/N",
               help="Map job I of N of the polygons (after --reduce).")
@@ -165,12 +166,14 @@ def vectorize(departement: str, millesime: int, root: str | None, umi_built: flo
          f"({report.mpx_per_s:.1f} Mpx/s) → {key}")
 
 
-def _part(text: str) -> tuple[int, int]:
-    """``I/N``, or ``/N`` with I from the AWS Batch array index."""
+def _part(text: str, blocks: int) -> tuple[int, int]:
+    """``I/N``; ``/N`` with I from the AWS Batch array index; ``each``: block I of the ``blocks``."""
     from inference_batch.production.predict import array_index_from_env
     from inference_batch.production.vectorize_stages import parse_part
     from ocsge.errors import OcsgeError
 
+    if text == "each":
+        text = f"/{blocks}"
     if text.startswith("/"):
         index = array_index_from_env()
         if index is None:
@@ -188,7 +191,7 @@ def _vectorize_stage(storage, departement: str, millesime: int, umi, simplify: f
     prefix = stages.work_prefix(departement, millesime, digest)
     if map_part is not None:
         step(f"vectorize {departement} {millesime}: map {map_part}")
-        ran = stages.map_components(storage, mosaic, prefix, _part(map_part), umi, zone)
+        ran = stages.map_components(storage, mosaic, prefix, _part(map_part, len(mosaic.blocks)), umi, zone)
         done(f"{len(ran)} block(s) → {prefix}components/")
     elif reduce_:
         step(f"vectorize {departement} {millesime}: reduce (seams and sieve)")
@@ -196,7 +199,7 @@ def _vectorize_stage(storage, departement: str, millesime: int, umi, simplify: f
         done(f"{sieved.components} components → {len(sieved.region_cls)} regions → {prefix}sieve.npz")
     elif polygons_part is not None:
         step(f"vectorize {departement} {millesime}: polygons {polygons_part}")
-        ran = stages.map_polygons(storage, mosaic, prefix, _part(polygons_part))
+        ran = stages.map_polygons(storage, mosaic, prefix, _part(polygons_part, len(mosaic.blocks)))
         done(f"{len(ran)} block(s) → {prefix}pieces/")
     else:
         step(f"vectorize {departement} {millesime}: assemble")

@@ -267,7 +267,8 @@ def test_state_machine_has_the_five_steps_with_retries(synthesised: Synthesised)
     for name, definition in _definitions(synthesised).items():
         states = definition["States"]
         tasks = {k: v for k, v in states.items() if v["Type"] == "Task" and "batch:submitJob" in v["Resource"]}
-        assert {k for k in tasks} == {"PredictArray", "PredictOne", "Vectorize", "Rules", "Products", "Publish"}
+        assert {k for k in tasks} == {"PredictArray", "PredictOne", "Vectorize", "VectorizeMap", "VectorizeReduce",
+                                      "VectorizePolygons", "VectorizeAssemble", "Rules", "Products", "Publish"}
         for state in tasks.values():
             assert state["Resource"].endswith("batch:submitJob.sync")  # waits for the job
             errors = {e for retry in state["Retry"] for e in retry["ErrorEquals"]}
@@ -277,10 +278,16 @@ def test_state_machine_has_the_five_steps_with_retries(synthesised: Synthesised)
             assert states[failed["Next"]]["Resource"].endswith("sns:publish")  # notify, then Fail
             assert states[states[failed["Next"]]["Next"]]["Type"] == "Fail"
         # Order: predict → vectorize → rules → products → publish → done
-        assert tasks["PredictArray"]["Next"] == tasks["PredictOne"]["Next"] == "Vectorize"
+        assert tasks["PredictArray"]["Next"] == tasks["PredictOne"]["Next"] == "VectorizeBlocks"
         assert [tasks[s]["Next"] for s in ("Vectorize", "Rules", "Products", "Publish")] == [
             "Rules", "Products", "Publish", "Done"
         ]
+        # vectorize: one job for one block, else map (array) → reduce → polygons (array) → assemble → rules
+        choice = states["VectorizeBlocks"]
+        assert choice["Choices"][0]["NumericGreaterThan"] == 1
+        assert (choice["Choices"][0]["Next"], choice["Default"]) == ("VectorizeMap", "Vectorize")
+        chain = ["VectorizeMap", "VectorizeReduce", "VectorizePolygons", "VectorizeAssemble", "Rules"]
+        assert [tasks[s]["Next"] for s in chain[:-1]] == chain[1:]
         assert tasks["PredictArray"]["Parameters"]["ArrayProperties"] == {"Size.$": "$.blocks"}
         assert "ArrayProperties" not in tasks["PredictOne"]["Parameters"]
         departement = states["Arguments"]["Parameters"]["departement"]
@@ -291,13 +298,39 @@ def test_state_machine_resumes_at_any_step(synthesised: Synthesised) -> None:
     definition = next(iter(_definitions(synthesised).values()))
     resume = definition["States"]["StartAt"]
     assert {c["StringEquals"]: c["Next"] for c in resume["Choices"]} == {
-        "predict": "PredictBlocks", "vectorize": "Vectorize", "rules": "Rules", "products": "Products",
+        "predict": "PredictBlocks", "vectorize": "VectorizeBlocks", "rules": "Rules", "products": "Products",
         "publish": "Publish",
     }
     assert definition["States"][resume["Default"]]["Type"] == "Fail"
     # start_at defaults to predict, blocks to 1
     assert definition["States"]["DefaultStartAt"]["Result"] == "predict"
     assert definition["States"]["DefaultBlocks"]["Result"] == 1
+
+
+def test_vectorize_map_reduce_jobs_run_the_stage_options(synthesised: Synthesised) -> None:
+    """The four vectorise jobs share the step's job definition; each adds its stage's options, the map
+    jobs are arrays over the blocks (one child per block: ``each``) with a one-block memory."""
+    definition = next(iter(_definitions(synthesised).values()))
+    states = definition["States"]
+    base = ["vectorize", "--departement", "Ref::departement", "--millesime", "Ref::millesime"]
+    expected = {
+        "VectorizeMap": ["--map-block", "each"],
+        "VectorizeReduce": ["--reduce"],
+        "VectorizePolygons": ["--polygons-block", "each"],
+        "VectorizeAssemble": ["--assemble"],
+    }
+    definition_arn = states["Vectorize"]["Parameters"]["JobDefinition"]
+    for name, options in expected.items():
+        params = states[name]["Parameters"]
+        assert params["JobDefinition"] == definition_arn
+        assert params["ContainerOverrides"]["Command"] == base + options
+        array = name in ("VectorizeMap", "VectorizePolygons")
+        assert ("ArrayProperties" in params) == array
+        if array:
+            assert params["ArrayProperties"] == {"Size.$": "$.blocks"}
+            resources = {r["Type"]: r["Value"] for r in params["ContainerOverrides"]["ResourceRequirements"]}
+            assert resources == {"VCPU": "1", "MEMORY": "4096"}
+    assert "ContainerOverrides" not in states["Vectorize"]["Parameters"]  # one block: the one-process verb
 
 
 def test_a_full_pipeline_stack_fits_in_a_template(synthesised: Synthesised) -> None:
