@@ -2,15 +2,23 @@
 
 Rasterised window by window (one window in memory at a time) into a tiled GeoTIFF in a per-run
 scratch folder (removed on any exit, SIGTERM included, and swept at the next run), then copied by the
-one COG writer (:mod:`inference_batch.writers.cog`) with NEAREST overviews. uint8, value 0 = nodata
-(outside the département and wherever no polygon lies), the official palette embedded as a GDAL
-colour table so that any viewer (QGIS, TiTiler) shows the IGN colours.
+one COG writer (:mod:`inference_batch.writers.cog`). uint8, value 0 = nodata (outside the département
+and wherever no polygon lies), the official palette embedded as a GDAL colour table so that any viewer
+(QGIS, TiTiler) shows the IGN colours.
 
-Overviews: GDAL's MODE pass over the full-resolution raster took 12 minutes per raster at 10⁶
-polygons; NEAREST is a decimation (one read per output pixel, no histogram per block) and, on a
-partition into polygons far larger than a pixel, picks the class at the pixel's centre — what
-rasterising each overview level from the vectors would burn (``all_touched=False`` burns by pixel
-centre). It invents no class, as the raster contract asks (``mode``/``nearest``).
+Pixel size (``DEFAULT_RESOLUTION``, 1.5 m): what is served decides it. The Géoplateforme publishes OCS GE
+in ``PM_6_16`` (geoplateforme-rok4.md), our tile layers serve zooms 5–18 (``services/tiles/layers.py``),
+and zoom 16's ground pixel at mainland France's mean latitude is 1.64 m (1.59 m in LAMB93's ladder):
+1.5 m is the clean half-metre just below, so zoom 16 tiles are never upsampled, and 17–18 oversample a
+class map whose exact boundaries the PMTiles give at every zoom. OCS GE's smallest units (50 m²
+buildings) still cover ≥ 20 pixels. The former 0.5 m cost 9× the pixels (57 Gpx per raster for a
+14 000 km² département, against 6.4 Gpx). ``--resolution`` still chooses another size.
+
+Overviews: NEAREST, never GDAL's ``mode`` (12 minutes per raster at 10⁶ polygons) nor any pass over the
+full-resolution raster: each window is decimated into every overview level while still in memory, and
+the COG driver copies the levels as given. On a partition into polygons far larger than a pixel,
+NEAREST picks a class of the pixel's footprint — what rasterising each overview level from the vectors
+would burn — and invents no class, as the raster contract asks (``mode``/``nearest``).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 import geopandas as gpd
 import numpy as np
 import rasterio
+import rasterio.shutil
 import shapely
 from affine import Affine
 from rasterio.features import rasterize
@@ -59,6 +69,8 @@ NATIVE_ZOOM = 16
 # département, against 6.4 Gpx at 1.5 m. ``--resolution`` still chooses another size.
 DEFAULT_RESOLUTION = math.floor(resolution_for_zoom(NATIVE_ZOOM) * 2) / 2
 WINDOW = 4096
+COG_BLOCK = 512
+RENDER_CACHE_BYTES = 512 * 2**20
 
 ARTIF_PALETTE = rasters.palette("artif")
 CONSTRUCTION_PALETTE = rasters.palette("construction")
@@ -136,19 +148,77 @@ def _burn_over(out: np.ndarray, burn: Burn, idx: np.ndarray, transform: Affine) 
     vals = burn.values(frame)
     keep = _burnable(frame) & (vals != NODATA)
     if keep.any():
-        rasterize(zip(frame.geometry.to_numpy()[keep], vals[keep].astype(int), strict=True), out=out,
-                  transform=transform, dtype=np.uint8)
+        rasterize(
+            zip(frame.geometry.to_numpy()[keep], vals[keep].astype(int), strict=True),
+            out=out,
+            transform=transform,
+            dtype=np.uint8,
+        )
 
 
-def rasterise(base: SpatialSource, outputs: list[Raster], *, resolution: float,
-              bounds: tuple[float, float, float, float] | None = None, window: int = WINDOW,
-              description: str = "", quiet: bool = False) -> None:
+def overview_factors(width: int, height: int, blocksize: int = COG_BLOCK, window: int = WINDOW) -> list[int]:
+    """Decimation factors of the overview levels: halve until the level fits one ``blocksize`` block, as
+    GDAL's COG driver would (rio-cogeo wants overviews down to 512 px). Capped at ``window`` so that every
+    level is a whole stride of each streamed window (never reached by a département: 4096 × 512 px)."""
+    factors: list[int] = []
+    f = 1
+    while (math.ceil(width / f) > blocksize or math.ceil(height / f) > blocksize) and f * 2 <= window:
+        f *= 2
+        factors.append(f)
+    return factors
+
+
+def decimate(block: np.ndarray, factor: int) -> np.ndarray:
+    """NEAREST reduction of a window whose offsets are multiples of ``factor``: the top-left pixel of each
+    ``factor``² cell, the pixel GDAL's NEAREST overviews pick when the size is a multiple of the factor
+    (``int(0.5 + i·W/Wₖ)`` = ``i·factor``), and a pixel of the cell's own footprint otherwise. A view: free."""
+    return block[::factor, ::factor]
+
+
+def _level_profile(profile: dict, factor: int) -> dict:
+    width, height = math.ceil(profile["width"] / factor), math.ceil(profile["height"] / factor)
+    level = {**profile, "width": width, "height": height, "transform": profile["transform"] @ Affine.scale(factor)}
+    if min(width, height) < COG_BLOCK:  # a tile larger than the image: plain strips instead
+        level.update(tiled=False)
+        level.pop("blockxsize"), level.pop("blockysize")
+    return level
+
+
+def _vrt_with_overviews(raw: Path, levels: list[Path], vrt: Path) -> None:
+    """A VRT of ``raw`` whose overviews are ``levels`` (GDAL's ``<Overview>`` elements), so that the COG
+    driver copies them as they are (``OVERVIEWS=FORCE_USE_EXISTING``) instead of computing them."""
+    rasterio.shutil.copy(raw, vrt, driver="VRT")
+    tree = ElementTree.parse(vrt)
+    band = tree.getroot().find("VRTRasterBand")
+    assert band is not None
+    for level in levels:
+        ovr = ElementTree.SubElement(band, "Overview")
+        ElementTree.SubElement(ovr, "SourceFilename", relativeToVRT="0").text = str(level)
+        ElementTree.SubElement(ovr, "SourceBand").text = "1"
+    tree.write(vrt)
+
+
+def rasterise(
+    base: SpatialSource,
+    outputs: list[Raster],
+    *,
+    resolution: float,
+    bounds: tuple[float, float, float, float] | None = None,
+    window: int = WINDOW,
+    description: str = "",
+    quiet: bool = False,
+) -> None:
     """Render ``outputs`` (COGs on one grid) in one pass over ``base``.
 
     Each window burns the *position* of every base polygon once (an int32 raster), and each output is a
     lookup of its values by position: the four class COGs of a millésime cost one rasterisation, not four
     (rasterio's per-geometry GeoJSON conversion dominates ``rasterize``). Burn order is the layer order,
-    later polygons over earlier ones, as ``rasterize`` itself does. Scratch rasters are ZSTD level 1:
+    later polygons over earlier ones, as ``rasterize`` itself does.
+
+    Overviews come from the same pass: each window, still in memory, is decimated into every overview level
+    (:func:`decimate`, windows aligned on every factor), so no pass over the full-resolution raster follows
+    — GDAL's overview pass took four fifths of the COG copy (15 s of 18 s per 640 Mpx raster). The COG
+    driver then only copies and compresses the levels it is given. Scratch rasters are ZSTD level 1:
     written once and read once by the COG copy, compression ratio matters less than speed there.
     """
     if bounds is None:
@@ -159,24 +229,56 @@ def rasterise(base: SpatialSource, outputs: list[Raster], *, resolution: float,
     width = max(1, round((xmax - xmin) / resolution))
     height = max(1, round((ymax - ymin) / resolution))
     transform = from_origin(xmin, ymax, resolution, resolution)
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
-               "crs": base.crs, "transform": transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
-               "blockysize": 512, "compress": "zstd", "zstd_level": 1, "BIGTIFF": "IF_SAFER"}
-    windows = [Window(c, r, min(window, width - c), min(window, height - r))
-               for r in range(0, height, window) for c in range(0, width, window)]
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": base.crs,
+        "transform": transform,
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": COG_BLOCK,
+        "blockysize": COG_BLOCK,
+        "compress": "zstd",
+        "zstd_level": 1,
+        "BIGTIFF": "IF_SAFER",
+    }
+    factors = overview_factors(width, height, window=window)
+    windows = [
+        Window(c, r, min(window, width - c), min(window, height - r))
+        for r in range(0, height, window)
+        for c in range(0, width, window)
+    ]
     size_m = window * resolution
     base_buckets = window_buckets(base.bounds, xmin, ymax, size_m)
-    overlay_buckets = {id(b.source): window_buckets(b.source.bounds, xmin, ymax, size_m)
-                       for r in outputs for b in r.overlays}
+    overlay_buckets = {
+        id(b.source): window_buckets(b.source.bounds, xmin, ymax, size_m) for r in outputs for b in r.overlays
+    }
     none = np.zeros(0, np.int64)
-    with scratch("render") as tmp, contextlib.ExitStack() as stack:
+    # The block cache holds the overview levels' partly written blocks until a window row completes them.
+    # rasterio.Env takes GDAL_CACHEMAX in *bytes* (GDALSetCacheMax64): 512 there would be 512 bytes, and
+    # rasterize, which burns in chunks of the cache's size, then took 20× longer.
+    with scratch("render") as tmp, contextlib.ExitStack() as stack, rasterio.Env(GDAL_CACHEMAX=RENDER_CACHE_BYTES):
         raws = [tmp / f"raw{i}.tif" for i in range(len(outputs))]
+        level_paths = [[tmp / f"raw{i}-ovr{f}.tif" for f in factors] for i in range(len(outputs))]
         dsts = [stack.enter_context(rasterio.open(raw, "w", **profile)) for raw in raws]
+        level_dsts = [
+            [
+                stack.enter_context(rasterio.open(p, "w", **_level_profile(profile, f)))
+                for p, f in zip(paths, factors, strict=True)
+            ]
+            for paths in level_paths
+        ]
         for dst, r in zip(dsts, outputs, strict=True):
             dst.write_colormap(1, r.colormap)
             dst.update_tags(OVERVIEW_RESAMPLING="NEAREST", **r.tags)
-        advance = stack.enter_context(progress(f"rasterise {description}", len(windows))) if not quiet \
+        advance = (
+            stack.enter_context(progress(f"rasterise {description}", len(windows)))
+            if not quiet
             else (lambda *a, **k: None)
+        )
         for w in windows:
             wt = rasterio.windows.transform(w, transform)
             cell = (int(w.col_off) // window, int(w.row_off) // window)
@@ -185,9 +287,13 @@ def rasterise(base: SpatialSource, outputs: list[Raster], *, resolution: float,
             frame = base.take(idx)
             keep = _burnable(frame)
             if keep.any():
-                rasterize(zip(frame.geometry.to_numpy()[keep], np.flatnonzero(keep) + 1, strict=True),
-                          out=position, transform=wt, dtype=np.int32)
-            for dst, r in zip(dsts, outputs, strict=True):
+                rasterize(
+                    zip(frame.geometry.to_numpy()[keep], np.flatnonzero(keep) + 1, strict=True),
+                    out=position,
+                    transform=wt,
+                    dtype=np.int32,
+                )
+            for dst, levels, r in zip(dsts, level_dsts, outputs, strict=True):
                 lut = np.zeros(len(idx) + 1, np.uint8)
                 lut[1:] = r.values(frame)
                 out = lut[position]
@@ -196,11 +302,17 @@ def rasterise(base: SpatialSource, outputs: list[Raster], *, resolution: float,
                     if len(over):
                         _burn_over(out, burn, over, wt)
                 dst.write(out, 1, window=w)
+                for level, f in zip(levels, factors, strict=True):
+                    small = decimate(out, f)
+                    level.write(small, 1, window=Window(w.col_off // f, w.row_off // f, small.shape[1], small.shape[0]))
             advance(1)
-        for dst in dsts:
-            dst.close()
-        for raw, r in zip(raws, outputs, strict=True):  # the COG driver compresses on every core already
-            copy_to_cog(raw, r.path, resampling="NEAREST")
+        for ds in [*dsts, *(d for levels in level_dsts for d in levels)]:
+            ds.close()
+        for raw, paths, r in zip(raws, level_paths, outputs, strict=True):
+            # the COG driver compresses on every core already; it copies the levels given, computes none
+            vrt = raw.with_suffix(".vrt")
+            _vrt_with_overviews(raw, paths, vrt)
+            copy_to_cog(vrt, r.path, resampling="NEAREST", OVERVIEWS="FORCE_USE_EXISTING" if paths else "NONE")
 
 
 def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]:
@@ -222,8 +334,12 @@ def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]
 
 
 LAYERS = ("couverture", "usage", "artif", "construction")
-COG_PRODUCT = {"couverture": "couverture_cog", "usage": "usage_cog", "artif": "artif_cog",
-               "construction": "construction_cog"}
+COG_PRODUCT = {
+    "couverture": "couverture_cog",
+    "usage": "usage_cog",
+    "artif": "artif_cog",
+    "construction": "construction_cog",
+}
 
 
 def input_label(storage: Storage, dep: object, millesime: int) -> str:
@@ -234,8 +350,16 @@ def input_label(storage: Storage, dep: object, millesime: int) -> str:
         return key("occupation", dep, millesime)
 
 
-def run_render(storage: Storage, dep: object, millesime: int, *, resolution: float = DEFAULT_RESOLUTION,
-               layers: tuple[str, ...] = LAYERS, force: bool = False, window: int = WINDOW) -> dict[str, str]:
+def run_render(
+    storage: Storage,
+    dep: object,
+    millesime: int,
+    *,
+    resolution: float = DEFAULT_RESOLUTION,
+    layers: tuple[str, ...] = LAYERS,
+    force: bool = False,
+    window: int = WINDOW,
+) -> dict[str, str]:
     """Step: the class COGs of one département × millésime, written together once all are rendered
     (a transaction: a failure leaves every previous COG as it was)."""
     label = f"render {dep} {millesime} (input {input_label(storage, dep, millesime)})"
@@ -243,14 +367,28 @@ def run_render(storage: Storage, dep: object, millesime: int, *, resolution: flo
         return _render(staged, dep, millesime, resolution=resolution, layers=layers, force=force, window=window)
 
 
-def _render(storage: Storage, dep: object, millesime: int, *, resolution: float, layers: tuple[str, ...],
-            force: bool, window: int) -> dict[str, str]:
+def _render(
+    storage: Storage,
+    dep: object,
+    millesime: int,
+    *,
+    resolution: float,
+    layers: tuple[str, ...],
+    force: bool,
+    window: int,
+) -> dict[str, str]:
     keys = {layer: key(COG_PRODUCT[layer], dep, millesime) for layer in layers}
     occ_key = layer_key(storage, dep, millesime)
     zc_key = key("zone_construite", dep, millesime)
     occ_source = key("occupation", dep, millesime)  # the source tags come from the occupation layer
-    digests = {layer: fingerprint(storage, [occ_key, occ_source, *([zc_key] if layer == "construction" else [])],
-                                  params={"resolution": resolution}) for layer in layers}
+    digests = {
+        layer: fingerprint(
+            storage,
+            [occ_key, occ_source, *([zc_key] if layer == "construction" else [])],
+            params={"resolution": resolution},
+        )
+        for layer in layers
+    }
     todo = [layer for layer in layers if force or not is_up_to_date(storage, keys[layer], digests[layer])]
     if not todo:
         done(f"render {dep} {millesime}: already done")
@@ -273,8 +411,12 @@ def _render(storage: Storage, dep: object, millesime: int, *, resolution: float,
             "artif": lambda f: np.array([rasters.value_of("artif", a) for a in f[schema.ARTIF]], np.uint8),
             "construction": lambda f: np.full(len(f), OUTSIDE_ZC, np.uint8),
         }
-        colormaps = {"couverture": palette(Kind.COUVERTURE), "usage": palette(Kind.USAGE), "artif": ARTIF_PALETTE,
-                     "construction": CONSTRUCTION_PALETTE}
+        colormaps = {
+            "couverture": palette(Kind.COUVERTURE),
+            "usage": palette(Kind.USAGE),
+            "artif": ARTIF_PALETTE,
+            "construction": CONSTRUCTION_PALETTE,
+        }
         overlays: dict[str, tuple[Burn, ...]] = {}
         if "construction" in todo:
             zc = SpatialSource(path=stack.enter_context(storage.local_copy(zc_key)), columns=[])
@@ -287,11 +429,23 @@ def _render(storage: Storage, dep: object, millesime: int, *, resolution: float,
             targets = []
             for layer in todo:
                 writers.enter_context(refreshing(storage, keys[layer], digests[layer]))
-                targets.append(Raster(writers.enter_context(storage.writer(keys[layer])), colormaps[layer],
-                                      values[layer], overlays.get(layer, ()),
-                                      {"OCSGE_PRODUCT": COG_PRODUCT[layer], **tags}))
-            rasterise(occ, targets, resolution=resolution, bounds=occ.total_bounds, window=window,
-                      description=f"{', '.join(todo)} {millesime}")
+                targets.append(
+                    Raster(
+                        writers.enter_context(storage.writer(keys[layer])),
+                        colormaps[layer],
+                        values[layer],
+                        overlays.get(layer, ()),
+                        {"OCSGE_PRODUCT": COG_PRODUCT[layer], **tags},
+                    )
+                )
+            rasterise(
+                occ,
+                targets,
+                resolution=resolution,
+                bounds=occ.total_bounds,
+                window=window,
+                description=f"{', '.join(todo)} {millesime}",
+            )
     done(f"render {dep} {millesime}: {', '.join(todo)}")
     return keys
 
@@ -300,21 +454,36 @@ def _change_values(frame: gpd.GeoDataFrame) -> np.ndarray:
     """Difference class of each evolution polygon: couverture, usage, or both changed (ocsge.rasters)."""
     cs = (frame[schema.CS_AVANT] != frame[schema.CS_APRES]).to_numpy()
     us = (frame[schema.US_AVANT] != frame[schema.US_APRES]).to_numpy()
-    return np.select([cs & us, cs, us], [rasters.value_of("difference", "couverture et usage"),
-                                         rasters.value_of("difference", "couverture"),
-                                         rasters.value_of("difference", "usage")], NODATA).astype(np.uint8)
+    return np.select(
+        [cs & us, cs, us],
+        [
+            rasters.value_of("difference", "couverture et usage"),
+            rasters.value_of("difference", "couverture"),
+            rasters.value_of("difference", "usage"),
+        ],
+        NODATA,
+    ).astype(np.uint8)
 
 
 def _artif_change_values(frame: gpd.GeoDataFrame) -> np.ndarray:
     flow = frame["artificialisation"].to_numpy()
-    return np.select([flow > 0, flow < 0], [rasters.value_of("difference", "artificialisation"),
-                                            rasters.value_of("difference", "désartificialisation")],
-                     NODATA).astype(np.uint8)
+    return np.select(
+        [flow > 0, flow < 0],
+        [rasters.value_of("difference", "artificialisation"), rasters.value_of("difference", "désartificialisation")],
+        NODATA,
+    ).astype(np.uint8)
 
 
-def run_render_difference(storage: Storage, dep: object, before: int, after: int, *,
-                          resolution: float = DEFAULT_RESOLUTION, force: bool = False,
-                          window: int = WINDOW) -> dict[str, str]:
+def run_render_difference(
+    storage: Storage,
+    dep: object,
+    before: int,
+    after: int,
+    *,
+    resolution: float = DEFAULT_RESOLUTION,
+    force: bool = False,
+    window: int = WINDOW,
+) -> dict[str, str]:
     """Step: the class COG of the changes between two millésimes, on the grid of the later one's COGs.
     Artificialisation flows (±1) are burnt over the couverture/usage changes: they are what users map."""
     label = f"render {dep} {before}-{after} difference (input {key('difference', dep, (before, after))})"
@@ -322,8 +491,9 @@ def run_render_difference(storage: Storage, dep: object, before: int, after: int
         return _render_difference(staged, dep, before, after, resolution=resolution, force=force, window=window)
 
 
-def _render_difference(storage: Storage, dep: object, before: int, after: int, *, resolution: float,
-                       force: bool, window: int) -> dict[str, str]:
+def _render_difference(
+    storage: Storage, dep: object, before: int, after: int, *, resolution: float, force: bool, window: int
+) -> dict[str, str]:
     pair = (before, after)
     out = key("difference_cog", dep, pair)
     diff_key, artif_key = key("difference", dep, pair), key("artif_difference", dep, pair)
@@ -336,18 +506,30 @@ def _render_difference(storage: Storage, dep: object, before: int, after: int, *
         if not storage.exists(needed):
             raise StepError(f"render {dep} {before}-{after}: no {needed} (run `ocsge diff` first)")
     with contextlib.ExitStack() as stack:
-        later = SpatialSource(path=stack.enter_context(storage.local_copy(later_key)),
-                              columns=[])
-        changes = SpatialSource(path=stack.enter_context(storage.local_copy(diff_key)),
-                                columns=[schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES])
+        later = SpatialSource(path=stack.enter_context(storage.local_copy(later_key)), columns=[])
+        changes = SpatialSource(
+            path=stack.enter_context(storage.local_copy(diff_key)),
+            columns=[schema.CS_AVANT, schema.US_AVANT, schema.CS_APRES, schema.US_APRES],
+        )
         flows = SpatialSource(path=stack.enter_context(storage.local_copy(artif_key)), columns=["artificialisation"])
         step(f"render {dep} {before}-{after} difference at {resolution:g} m")
         with refreshing(storage, out, digest), step_outputs(storage) as outputs, outputs.writer(out) as tmp:
-            tags = {"OCSGE_PRODUCT": "difference_cog", "OCSGE_MILLESIME": f"{before}-{after}",
-                    **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()}}
-            rasterise(changes, [Raster(tmp, rasters.palette("difference"), _change_values,
-                                       (Burn(flows, _artif_change_values),), tags)],
-                      resolution=resolution, bounds=later.total_bounds, window=window,
-                      description=f"difference {before}-{after}")
+            tags = {
+                "OCSGE_PRODUCT": "difference_cog",
+                "OCSGE_MILLESIME": f"{before}-{after}",
+                **{f"CLASS_{v}": label for v, label in rasters.labels("difference").items()},
+            }
+            rasterise(
+                changes,
+                [
+                    Raster(
+                        tmp, rasters.palette("difference"), _change_values, (Burn(flows, _artif_change_values),), tags
+                    )
+                ],
+                resolution=resolution,
+                bounds=later.total_bounds,
+                window=window,
+                description=f"difference {before}-{after}",
+            )
     done(f"render {dep} {before}-{after}: difference")
     return {"difference_cog": out}

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 
@@ -86,8 +87,7 @@ def test_a_killed_runs_folder_is_swept_by_the_next_run(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The four class COGs come from one rasterisation of the polygons' positions per window; each must
     equal a direct burn of its own values over the whole layer (the zone construite burnt over the
     construction layer), across window seams, and the polygons are rasterised once per window, not once
@@ -105,9 +105,14 @@ def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path,
     bounds = (700_000, 6_600_000, 701_000, 6_600_700)
     occ = partition(300, bounds, millesime=2021, seed=9)
     write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", occ)
-    zc = gpd.GeoDataFrame({schema.ID: ["zc1", "zc2"]}, geometry=[shapely.box(700_100, 6_600_100, 700_420, 6_600_350),
-                                                                  shapely.box(700_600, 6_600_400, 700_990, 6_600_690)],
-                          crs=occ.crs)
+    zc = gpd.GeoDataFrame(
+        {schema.ID: ["zc1", "zc2"]},
+        geometry=[
+            shapely.box(700_100, 6_600_100, 700_420, 6_600_350),
+            shapely.box(700_600, 6_600_400, 700_990, 6_600_690),
+        ],
+        crs=occ.crs,
+    )
     write_vector(store, "zone_construite/D077/2021/zone_construite_D077_2021.parquet", zc)
     calls = []
     real = render.rasterize
@@ -124,8 +129,9 @@ def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path,
     expected = {
         "couverture": [(g, cs(c)) for g, c in zip(framed.geometry, framed[schema.CODE_CS], strict=True)],
         "usage": [(g, us(c)) for g, c in zip(framed.geometry, framed[schema.CODE_US], strict=True)],
-        "artif": [(g, rasters.value_of("artif", a))
-                  for g, a in zip(framed.geometry, framed[schema.ARTIF], strict=True)],
+        "artif": [
+            (g, rasters.value_of("artif", a)) for g, a in zip(framed.geometry, framed[schema.ARTIF], strict=True)
+        ],
         "construction": [(g, render.OUTSIDE_ZC) for g in framed.geometry]
         + [(g, render.INSIDE_ZC) for g in zc.geometry],
     }
@@ -135,3 +141,89 @@ def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path,
             got = src.read(1)
         assert np.unique(want).size > 1
         assert np.array_equal(got, want), f"{layer}: {int((got != want).sum())} pixels differ"
+
+
+def test_pixel_size_comes_from_the_served_zooms() -> None:
+    """The class COGs' pixel is the finest zoom the Géoplateforme publishes OCS GE at (PM 6–16), a zoom our
+    tile layers serve, rounded down to a clean half-metre: no coarser than that zoom's ground pixel (so
+    its tiles are never upsampled), and not as fine as the next zoom's (which would cost 4× the pixels)."""
+    from inference_batch.products.render import NATIVE_ZOOM
+    from services.tiles.layers import DEFAULT_MAXZOOM, DEFAULT_MINZOOM
+
+    assert DEFAULT_MINZOOM <= NATIVE_ZOOM <= DEFAULT_MAXZOOM
+    assert resolution_for_zoom(NATIVE_ZOOM + 1) < DEFAULT_RESOLUTION <= resolution_for_zoom(NATIVE_ZOOM)
+    assert (DEFAULT_RESOLUTION * 2) == int(DEFAULT_RESOLUTION * 2)
+
+
+@pytest.mark.parametrize(("width", "height"), [(5000, 300), (513, 513), (512, 100), (80_000, 60_000)])
+def test_overview_factors_are_those_gdal_would_make(width: int, height: int) -> None:
+    from inference_batch.products.render import overview_factors
+
+    factors = overview_factors(width, height)
+    assert factors == [2**k for k in range(1, len(factors) + 1)]
+    last = factors[-1] if factors else 1
+    assert max(-(-width // last), -(-height // last)) <= 512  # the smallest level fits one block
+    if factors:
+        assert max(-(-width // (last // 2)), -(-height // (last // 2))) > 512  # and no level more
+
+
+def _render_small(tmp_path: Path, bounds: tuple[float, float, float, float], resolution: float, window: int) -> Path:
+    from inference_batch.products.render import Raster, code_values, rasterise
+    from inference_batch.products.spatial import SpatialSource
+    from ocsge import schema
+
+    store = LocalStorage(tmp_path / "root")
+    occ = partition(400, bounds, millesime=2021, seed=5)
+    write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", occ)
+    cs = code_values(Kind.COUVERTURE)
+    out = tmp_path / "couverture.tif"
+    with store.local_copy("occupation/D077/2021/occupation_D077_2021.parquet") as path:
+        source = SpatialSource(path=path, columns=[schema.CODE_CS])
+        rasterise(
+            source,
+            [Raster(out, palette(Kind.COUVERTURE), lambda f: np.array([cs(c) for c in f[schema.CODE_CS]], np.uint8))],
+            resolution=resolution,
+            bounds=bounds,
+            window=window,
+            quiet=True,
+        )
+    return out
+
+
+def test_overviews_from_the_stream_equal_gdals_nearest_and_the_cog_validates(tmp_path: Path) -> None:
+    """Overview levels decimated from each window while it is in memory (window seams included) are, on a
+    grid whose size is a multiple of the factors, exactly GDAL's NEAREST overviews of the full-resolution
+    raster; the COG driver copies them as given, and the COG validates."""
+    from rio_cogeo.cogeo import cog_validate
+
+    out = _render_small(tmp_path, (700_000, 6_600_000, 702_048, 6_601_024), 1.0, window=256)
+    assert cog_validate(str(out), quiet=True)[0]
+    with rasterio.open(out) as src:
+        assert src.shape == (1024, 2048) and src.overviews(1) == [2, 4]
+        full = src.read(1)
+        ours = [
+            src.read(1, out_shape=(1024 // f, 2048 // f), resampling=rasterio.enums.Resampling.nearest) for f in (2, 4)
+        ]
+    reference = tmp_path / "reference.tif"
+    with rasterio.open(reference, "w", driver="GTiff", width=2048, height=1024, count=1, dtype="uint8") as dst:
+        dst.write(full, 1)
+    with rasterio.open(reference, "r+") as dst:
+        dst.build_overviews([2, 4], rasterio.enums.Resampling.nearest)
+    for level, (f, got) in enumerate(zip((2, 4), ours, strict=True)):
+        with rasterio.open(reference, overview_level=level) as ref:
+            want = ref.read(1)
+        assert np.unique(want).size > 3
+        assert np.array_equal(got, want), f"level {f}: {int((got != want).sum())} pixels differ"
+
+
+def test_overviews_of_a_ragged_grid_pick_a_pixel_of_their_own_footprint(tmp_path: Path) -> None:
+    """Where the size is not a multiple of a factor, each overview pixel is still one pixel of the full
+    raster inside its footprint (a class the map has there, never an invented one), the last partial
+    row and column included."""
+    out = _render_small(tmp_path, (700_000, 6_600_000, 701_037, 6_600_611), 1.0, window=256)
+    with rasterio.open(out) as src:
+        full = src.read(1)
+        assert src.overviews(1) == [2, 4]
+        levels = {f: src.read(1, out_shape=(-(-611 // f), -(-1037 // f))) for f in (2, 4)}
+    for f, got in levels.items():
+        assert np.array_equal(got, full[::f, ::f])
