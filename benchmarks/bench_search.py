@@ -1,18 +1,25 @@
-"""Catalogue search latency: embedded index vs pgstac, same catalogue, same queries, same HTTP client.
+"""Catalogue search at national size: the embedded index queried in place, the previous in-memory index,
+pgstac behind our STAC app and behind stac-fastapi-pgstac's own app — same catalogue, same queries, same
+HTTP client.
 
-Generates N items (default 100 000, prediction-block-like: footprint, datetime, ocsge: properties, a COG
-asset with file/raster/classification fields), writes the snapshot and loads pgstac (a throwaway local
-PostgreSQL + PostGIS), then serves each backend through the real STAC app (uvicorn on 127.0.0.1) and
-measures the latency of a mix of searches at 1, 8 and 32 concurrent clients. Also the snapshot load time.
+Generates about N items at the national layout (101 départements × 3 millésimes × 30 product items plus
+prediction blocks on a grid over each département: ≈ 2 000 per département and millésime at 6·10⁵), writes
+the snapshot and its search index as ``ocsge publish`` does, loads pgstac (a throwaway local PostgreSQL +
+PostGIS), then serves each backend in its own process and measures two mixes of POST /search at 1, 8 and 32
+concurrent clients (p50, p95, req/s, ratios to the embedded backend), the cold start of each backend in a
+fresh interpreter (process start → first answer, and backend open → first answer) and resident memory.
 
     python benchmarks/bench_search.py                  # 100 000 items, writes benchmarks/RESULTS_catalog.md
+    python benchmarks/bench_search.py --items 500000   # national size
     python benchmarks/bench_search.py --items 5000 --requests 60 --no-write   # quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -30,117 +37,261 @@ from typing import Any
 import httpx
 
 from catalog import snapshot, stac
-from catalog.collections import BY_ID, class_list
+from catalog.collections import BY_ID, COLLECTIONS, class_list
 from catalog.items import build_collection
+from ocsge.errors import OcsgeError
 from ocsge.nomenclature import Kind
-from ocsge.territory import all_departements
+from ocsge.storage import open_storage
 
 COLLECTION = "ocsge-prediction"
-YEARS = (2018, 2019, 2020, 2021, 2022, 2023, 2024)
+MILLESIMES = 3  # per département: one per campaign (2017-2020, 2021-2023, 2024-2026)
+PRODUCTS_PER_SLOT = 30  # product items per département and millésime (one per collection)
 CLASSES = class_list(Kind.COUVERTURE)
+# approximate lon/lat boxes of the overseas départements (the metropolitan ones come from real footprints)
+OVERSEAS = {"971": (-61.8, 15.8, -61.0, 16.5), "972": (-61.25, 14.4, -60.8, 14.9), "973": (-54.6, 2.1, -51.6, 5.8),
+            "974": (55.2, -21.4, 55.85, -20.85), "976": (45.0, -13.0, 45.3, -12.6)}
 
 
-def make_items(n: int, seed: int = 42) -> list[dict[str, Any]]:
-    """n block items spread over metropolitan France (lon -4.5…8, lat 42.5…51)."""
-    rng = random.Random(seed)
-    deps = [d for d in all_departements() if len(d.code) == 2]
-    items = []
-    for i in range(n):
-        dep = deps[i % len(deps)]
-        year = YEARS[(i // len(deps)) % len(YEARS)]
-        lon, lat = rng.uniform(-4.5, 7.9), rng.uniform(42.5, 50.9)
-        size = 0.02
-        ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
-        block = f"r{i // 1000:03d}c{i % 1000:03d}"
-        items.append({
-            "type": "Feature", "stac_version": stac.STAC_VERSION,
-            "stac_extensions": sorted([stac.FILE, stac.PROJECTION, stac.RASTER, stac.CLASSIFICATION]),
-            "id": f"prediction_D0{dep.code}_{year}_{block}", "collection": COLLECTION,
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "bbox": [lon, lat, lon + size, lat + size],
-            "properties": {
-                "datetime": f"{year}-01-01T00:00:00Z", "start_datetime": f"{year}-01-01T00:00:00Z",
-                "end_datetime": f"{year}-12-31T23:59:59Z", "ocsge:departement": dep.code,
-                "ocsge:millesime": year, "ocsge:source": "auto", "ocsge:block": block,
-                "ocsge:product": "prediction", "proj:code": "EPSG:2154", "proj:shape": [2048, 2048],
-            },
-            "links": [],
-            "assets": {"data": {
-                "href": f"../../prediction/D0{dep.code}/{year}/blocks/prediction_D0{dep.code}_{year}_{block}.tif",
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data", "visual"],
-                "file:size": 1_000_000 + i, "file:checksum": "1220" + f"{i:064x}",
-                "raster:bands": [{"data_type": "uint8", "nodata": 0, "spatial_resolution": 1.0}],
-                "classification:classes": CLASSES,
-            }},
-        })
+def departement_boxes() -> dict[str, tuple[float, float, float, float]]:
+    """lon/lat bounding box of each of the 101 départements."""
+    from pyproj import Transformer
+
+    from inference_batch.synth.footprints import footprint, metropolitan_codes
+
+    to_wgs84 = Transformer.from_crs(2154, 4326, always_xy=True)
+    boxes = {code: to_wgs84.transform_bounds(*footprint(code)) for code in metropolitan_codes()}
+    return {**boxes, **OVERSEAS}
+
+
+def _years(k: int) -> list[int]:
+    return [2018 + k % 3, 2021 + k % 3, 2024 + k % 3][:MILLESIMES]
+
+
+def _item(cid: str, product: str, dep: str, year: int, key: str, ring: list[list[float]], n: int,
+          block: str | None = None) -> dict[str, Any]:
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    props: dict[str, Any] = {
+        "datetime": f"{year}-01-01T00:00:00Z", "start_datetime": f"{year}-01-01T00:00:00Z",
+        "end_datetime": f"{year}-12-31T23:59:59Z", "ocsge:departement": dep, "ocsge:millesime": year,
+        "ocsge:source": "auto" if block else "official", "ocsge:product": product, "proj:code": "EPSG:2154",
+        "proj:shape": [8192, 8192],
+    }
+    if block:
+        props["ocsge:block"] = block
+    return {
+        "type": "Feature", "stac_version": stac.STAC_VERSION,
+        "stac_extensions": sorted([stac.FILE, stac.PROJECTION, stac.RASTER, stac.CLASSIFICATION]),
+        "id": key, "collection": cid, "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [min(xs), min(ys), max(xs), max(ys)], "properties": props, "links": [],
+        "assets": {"data": {
+            "href": f"../../{product}/D{dep.zfill(3)}/{year}/{key}.tif",
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data", "visual"],
+            "file:size": 1_000_000 + n, "file:checksum": "1220" + f"{n:064x}",
+            "raster:bands": [{"data_type": "uint8", "nodata": 0, "spatial_resolution": 0.2}],
+            "classification:classes": CLASSES,
+        }},
+    }
+
+
+def make_items(n: int) -> list[dict[str, Any]]:
+    """About ``n`` items at the national layout: 101 départements × 3 millésimes × (30 product items on the
+    département's footprint + prediction blocks on a grid over it, as many as ``n`` asks: ≈ 2 000 per
+    département and millésime at 6·10⁵). Blocks are squares in Lambert-93 reprojected to lon/lat (not
+    axis-aligned there: the exact footprint test runs, as on real data)."""
+    from pyproj import Transformer
+
+    from inference_batch.synth.footprints import footprint
+
+    to_wgs84 = Transformer.from_crs(2154, 4326, always_xy=True)
+    boxes = departement_boxes()
+    products = [c.id for c in COLLECTIONS if c.id != COLLECTION][:PRODUCTS_PER_SLOT]
+    slots = len(boxes) * MILLESIMES
+    blocks = max(0, round(n / slots) - len(products))
+    items: list[dict[str, Any]] = []
+    for k, (dep, (w, s, e, nn)) in enumerate(boxes.items()):
+        ring = [[w, s], [e, s], [e, nn], [w, nn], [w, s]]
+        try:
+            x0, y0, x1, y1 = footprint(dep)
+        except OcsgeError:  # overseas: blocks laid in lon/lat directly
+            x0, y0, x1, y1 = w, s, e, nn
+            project = None
+        else:
+            project = to_wgs84
+        cols = max(1, math.ceil(math.sqrt(blocks * (x1 - x0) / (y1 - y0)))) if blocks else 1
+        rows = math.ceil(blocks / cols) if blocks else 0
+        dx, dy = (x1 - x0) / cols, (y1 - y0) / max(rows, 1)
+        corners = []
+        for b in range(blocks):
+            r, c = divmod(b, cols)
+            bx, by = x0 + c * dx, y0 + r * dy
+            corners.append([(bx, by), (bx + dx, by), (bx + dx, by + dy), (bx, by + dy)])
+        flat = [pt for quad in corners for pt in quad]
+        if project is not None and flat:
+            lons, lats = project.transform([p[0] for p in flat], [p[1] for p in flat])
+            flat = list(zip(lons, lats, strict=True))
+        for year in _years(k):
+            for cid in products:
+                product = BY_ID[cid].product
+                items.append(_item(cid, product, dep, year, f"{product}_D{dep.zfill(3)}_{year}", ring, len(items)))
+            for b in range(blocks):
+                quad = [[round(x, 7), round(y, 7)] for x, y in flat[4 * b: 4 * b + 4]]
+                block = f"r{b // cols:03d}c{b % cols:03d}"
+                items.append(_item(COLLECTION, "prediction", dep, year, f"prediction_D{dep.zfill(3)}_{year}_{block}",
+                                   [*quad, quad[0]], len(items), block))
     return items
 
 
-def queries(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
-    """The mix: bbox of ~a département, a département × millésime filter, bbox + datetime, ids."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    deps = [d.code for d in all_departements() if len(d.code) == 2]
+def target_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float, float]]) -> list[dict[str, Any]]:
+    """The target search: prediction blocks in a bbox of ~25 × 35 km inside a département, one year."""
+    out = []
     for _ in range(400):
-        lon, lat = rng.uniform(-4, 7), rng.uniform(43, 50)
-        kind = rng.randrange(4)
+        k, (w, s, e, n) = rng.choice(list(enumerate(boxes.values())))
+        lon, lat = rng.uniform(w, max(w, e - 0.3)), rng.uniform(s, max(s, n - 0.3))
+        year = rng.choice(_years(k))
+        out.append({"collections": [COLLECTION], "bbox": [lon, lat, lon + 0.3, lat + 0.3], "limit": 50,
+                    "datetime": f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"})
+    return out
+
+
+def mixed_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float, float]],
+                  ids: list[str]) -> list[dict[str, Any]]:
+    """The mix: a département's bbox over every collection; a département × millésime CQL2 filter; bbox +
+    datetime over every collection; 5 ids; and the target search."""
+    out: list[dict[str, Any]] = []
+    deps = list(boxes)
+    targets = target_queries(rng, boxes)
+    for i in range(400):
+        k = rng.randrange(len(deps))
+        w, s, e, n = boxes[deps[k]]
+        year = rng.choice(_years(k))
+        kind = i % 5
         if kind == 0:
-            out.append(("bbox", {"collections": [COLLECTION], "bbox": [lon, lat, lon + 1, lat + 0.7], "limit": 50}))
+            out.append({"bbox": [w, s, e, n], "limit": 50})
         elif kind == 1:
-            out.append(("filter", {"collections": [COLLECTION], "limit": 50, "filter-lang": "cql2-json",
-                                   "filter": {"op": "and", "args": [
-                                       {"op": "=", "args": [{"property": "ocsge:departement"}, rng.choice(deps)]},
-                                       {"op": "=", "args": [{"property": "ocsge:millesime"}, rng.choice(YEARS)]}]}}))
+            out.append({"collections": [COLLECTION], "limit": 50, "filter-lang": "cql2-json", "filter": {
+                "op": "and", "args": [{"op": "=", "args": [{"property": "ocsge:departement"}, deps[k]]},
+                                      {"op": "=", "args": [{"property": "ocsge:millesime"}, year]}]}})
         elif kind == 2:
-            year = rng.choice(YEARS)
-            out.append(("bbox+datetime", {"bbox": [lon, lat, lon + 1, lat + 0.7], "limit": 50,
-                                          "datetime": f"{year}-03-01T00:00:00Z/{year}-09-30T00:00:00Z"}))
+            out.append({"bbox": [w, s, (w + e) / 2, (s + n) / 2], "limit": 50,
+                        "datetime": f"{year}-03-01T00:00:00Z/{year}-09-30T00:00:00Z"})
+        elif kind == 3:
+            out.append({"ids": rng.sample(ids, 5), "limit": 50})
         else:
-            out.append(("ids", {"ids": [f"prediction_D0{rng.choice(deps)}_{rng.choice(YEARS)}_r000c00{k}"
-                                        for k in range(5)], "limit": 50}))
+            out.append(targets[i])
     return out
 
 
 class Server:
-    """``ocsge serve`` in its own process, as in production: clients never share its interpreter (GIL)."""
+    """A STAC server in its own process, as in production: clients never share its interpreter (GIL)."""
 
-    def __init__(self, root: str, *extra: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.cmd = [sys.executable, "-m", "ocsge.cli", "serve", "--root", root, "--port", str(self.port), *extra]
+    def __init__(self, cmd: list[str], health: str, prefix: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.cmd = [c.replace("{port}", str(self.port)) for c in cmd]
+        self.health, self.prefix, self.env = health, prefix, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> Server:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, "OCSGE_QUIET": "1"})
-        deadline = time.monotonic() + 300
+                                     env={**os.environ, "OCSGE_QUIET": "1", **self.env})
+        deadline = time.monotonic() + 600
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{self.port}{self.health}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             time.sleep(0.2)
-        return f"http://127.0.0.1:{self.port}/stac"
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current, peak) resident memory of the server process."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+                      if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
-def measure(url: str, mix: list[tuple[str, dict[str, Any]]], clients: int, requests: int) -> dict[str, Any]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_memory(root: str, port: int) -> None:
+    """The previous embedded backend (whole snapshot in memory) behind the same STAC app, for comparison:
+    ``ocsge serve`` only opens the current one."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    from catalog.search.backends import open_backend
+    from services.stac.app import create_stac_app
+
+    backend = open_backend("memory", root=root, asset_base_url=f"http://127.0.0.1:{port}/files")
+    backend.version()  # loaded before the first request, as ocsge serve does
+    app = Starlette(routes=[Route("/healthz", lambda request: PlainTextResponse("ok")),
+                           Mount("/stac", app=create_stac_app(backend))])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+COLD_START_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+from catalog.search.backends import open_backend
+from catalog.search.request import SearchRequest
+kind, root, dsn, body = sys.argv[1], sys.argv[2], sys.argv[3] or None, json.loads(sys.argv[4])
+t1, c1 = time.perf_counter(), cpu()
+backend = open_backend(kind, root=root, dsn=dsn)
+page = backend.search(SearchRequest(collections=body["collections"], bbox=tuple(body["bbox"]),
+                                    datetime=body["datetime"], limit=body["limit"]))
+t2, c2 = time.perf_counter(), cpu()
+rss = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0] / 1024
+print(json.dumps({"import_s": t1 - t0, "open_to_first_s": t2 - t1, "open_to_first_cpu_s": c2 - c1,
+                  "process_cpu_s": c2, "returned": len(page.items), "rss_mb": rss}))
+"""
+
+
+def cold_start(kind: str, root: str, body: dict[str, Any], dsn: str = "") -> dict[str, Any]:
+    """A fresh interpreter: process start → first answer (the target search, in process), and the part from
+    opening the backend to the first answer; the resident memory after it."""
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", COLD_START_CHILD, kind, root, dsn, json.dumps(body)],
+                         capture_output=True, text=True, env={**os.environ, "OCSGE_QUIET": "1"})
+    if out.returncode:
+        raise RuntimeError(f"cold start of {kind} failed: {out.stderr[-2000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_to_first_s"] = time.perf_counter() - started
+    return result
+
+
+def measure(url: str, mix: list[dict[str, Any]], clients: int, requests: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     work = [mix[i % len(mix)] for i in range(requests)]
 
-    def run(chunk: list[tuple[str, dict[str, Any]]]) -> None:
+    def run(chunk: list[dict[str, Any]]) -> None:
         nonlocal errors
-        with httpx.Client(timeout=60) as http:
-            for _, body in chunk:
+        with httpx.Client(timeout=120) as http:
+            for body in chunk:
                 started = time.perf_counter()
                 resp = http.post(f"{url}/search", json=body)
                 elapsed = time.perf_counter() - started
@@ -159,90 +310,183 @@ def measure(url: str, mix: list[tuple[str, dict[str, Any]]], clients: int, reque
             "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000, "throughput_rps": len(latencies) / wall}
 
 
+def check_same_answers(urls: dict[str, str], mix: list[dict[str, Any]]) -> dict[str, int]:
+    """Every server answers the first queries of the mix with the same ids in the same order (and the same
+    count where it counts): the comparison is between equals."""
+    differences = {name: 0 for name in urls}
+    with httpx.Client(timeout=120) as http:
+        for body in mix[:40]:
+            answers = {name: http.post(f"{url}/search", json=body).json() for name, url in urls.items()}
+            reference = [f["id"] for f in answers["embedded"]["features"]]
+            for name, answer in answers.items():
+                differences[name] += [f["id"] for f in answer.get("features", [])] != reference
+    return differences
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=240, help="requests per mix and concurrency level")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--no-pgstac", action="store_true")
+    parser.add_argument("--backends", default="embedded,memory,pgstac,stac-fastapi-pgstac",
+                        help="servers to measure (embedded: the index in place; memory: the previous in-memory "
+                             "index; pgstac: our STAC app over pgstac; stac-fastapi-pgstac: its own app)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS_catalog.md")
+    parser.add_argument("--serve-memory", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_memory:
+        serve_memory(args.serve_memory[0], int(args.serve_memory[1]))
+        return
     levels = [int(c) for c in args.clients.split(",")]
+    wanted = args.backends.split(",")
 
-    from catalog.search.embedded import EmbeddedBackend
-    from ocsge.storage import open_storage
-
-    results: dict[str, Any] = {"items": args.items, "machine": f"{platform.machine()}, "
-                               f"{__import__('os').cpu_count()} CPUs, Python {platform.python_version()}"}
+    results: dict[str, Any] = {"items": args.items, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                               f"Python {platform.python_version()}", "loadavg_start": _loadavg()}
     t = time.perf_counter()
     items = make_items(args.items)
+    results["items"] = len(items)
     results["generate_s"] = time.perf_counter() - t
-    collection = build_collection(BY_ID[COLLECTION], items[:1000])
-    mix = queries(random.Random(7))
+    by_collection: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_collection.setdefault(item["collection"], []).append(item)
+    collections = [build_collection(BY_ID[cid], its[:1000]) for cid, its in sorted(by_collection.items())]
+    boxes = departement_boxes()
+    rng = random.Random(7)
+    mixes = {"target": target_queries(rng, boxes),
+             "mix": mixed_queries(rng, boxes, [it["id"] for it in items[:: max(1, len(items) // 5000)]])}
+    results["collections"] = len(collections)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    rss: dict[str, tuple[float, float]] = {}
+    cold: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
         storage = open_storage(tmp)
         t = time.perf_counter()
-        snapshot.write(storage, [collection], items)
+        snapshot.write(storage, collections, items)
         results["snapshot_write_s"] = time.perf_counter() - t
         results["snapshot_mb"] = (Path(tmp) / snapshot.ITEMS_KEY).stat().st_size / 1e6
-        backend = EmbeddedBackend(storage)
-        t = time.perf_counter()
-        backend.index()
-        results["snapshot_load_s"] = time.perf_counter() - t
-        runs: dict[str, list[dict[str, Any]]] = {}
-        with Server(tmp) as url:
-            httpx.post(f"{url}/search", json={"limit": 1}).raise_for_status()
-            runs["embedded"] = [measure(url, mix, c, args.requests) for c in levels]
-            print("embedded", json.dumps(runs["embedded"], indent=1))
-        if not args.no_pgstac:
+        index_dir = next((Path(tmp) / snapshot.PREFIX).glob("index-*"))
+        results["index_mb"] = {p.name: p.stat().st_size / 1e6 for p in index_dir.iterdir()}
+        del items
+        first = mixes["target"][0]
+        for kind in ("embedded", "memory"):
+            if kind in wanted:
+                cold[kind] = cold_start(kind, tmp, first)
+                print(kind, "cold start", cold[kind], flush=True)
+        servers: dict[str, Server] = {}
+        if "embedded" in wanted:
+            servers["embedded"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
+                                          "{port}"], "/healthz", "/stac")
+        if "memory" in wanted:
+            servers["memory"] = Server([sys.executable, __file__, "--serve-memory", tmp, "{port}"], "/healthz", "/stac")
+        pg = None
+        if {"pgstac", "stac-fastapi-pgstac"} & set(wanted):
             from catalog.pglocal import LocalPostgres, pgstac_database
             from catalog.publish import with_hrefs
             from catalog.search.pgstac import load
 
-            with LocalPostgres() as pg:
-                dsn = pgstac_database(pg)
-                t = time.perf_counter()
-                load(dsn, [collection], [with_hrefs(it, "s3://bucket/root/stac/snapshot/") for it in items])
-                results["pgstac_load_s"] = time.perf_counter() - t
-                with Server(tmp, "--backend", "pgstac", "--pgstac-dsn", dsn) as url:
-                    httpx.post(f"{url}/search", json={"limit": 1}).raise_for_status()
-                    runs["pgstac"] = [measure(url, mix, c, args.requests) for c in levels]
-                    print("pgstac", json.dumps(runs["pgstac"], indent=1))
-    results["runs"] = runs
+            pg = LocalPostgres().start()
+            dsn = pgstac_database(pg)
+            snap = snapshot.read(storage)
+            t = time.perf_counter()
+            load(dsn, snap.collections, [with_hrefs(json.loads(line), "s3://bucket/root/stac/snapshot/")
+                                         for line in snapshot.iter_items(snap.items_ndjson)])
+            results["pgstac_load_s"] = time.perf_counter() - t
+            del snap
+            if "pgstac" in wanted:
+                cold["pgstac"] = cold_start("pgstac", tmp, first, dsn)
+                servers["pgstac"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
+                                            "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn], "/healthz", "/stac")
+            if "stac-fastapi-pgstac" in wanted:
+                servers["stac-fastapi-pgstac"] = Server(
+                    [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
+                     "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"], "/_mgmt/ping", "",
+                    env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
+                         "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"})
+        try:
+            if len(servers) > 1 and "embedded" in servers:
+                with contextlib.ExitStack() as stack:
+                    urls = {name: stack.enter_context(server).url for name, server in servers.items()}
+                    results["answer_differences"] = check_same_answers(urls, mixes["target"])
+            for name, server in servers.items():
+                with server:
+                    httpx.post(f"{server.url}/search", json={"limit": 1}, timeout=120).raise_for_status()
+                    runs[name] = {mix: [measure(server.url, queries, c, args.requests) for c in levels]
+                                  for mix, queries in mixes.items()}
+                    rss[name] = server.rss_mb()
+                print(name, json.dumps(runs[name]), flush=True)
+        finally:
+            if pg is not None:
+                pg.stop()
+    results.update(runs=runs, rss_mb=rss, cold=cold, loadavg_end=_loadavg())
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / "bench_search.json").write_text(json.dumps(results, indent=1))
-    table = render(results)
+    table = render(results, " ".join(sys.argv[1:]))
     print(table)
     if not args.no_write:
-        (Path(__file__).parent / "RESULTS_catalog.md").write_text(table)
+        path = Path(__file__).parent / "RESULTS_catalog.md"
+        previous = path.read_text() if path.exists() else ""
+        path.write_text(table + ("\n" + previous.split("\n", 1)[1] if previous.startswith("# ") else previous))
 
 
-def render(r: dict[str, Any]) -> str:
+def _loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split(" 1/")[0].rsplit(" ", 2)[0] if Path("/proc/loadavg").exists() \
+        else "n/a"
+
+
+def render(r: dict[str, Any], argv: str) -> str:
+    runs = r["runs"]
     lines = [
-        "# Catalogue search: embedded index vs pgstac",
+        f"# Catalogue search at {r['items']:,} items: embedded index in place vs in memory vs pgstac",
         "",
-        f"`python benchmarks/bench_search.py` — {r['items']:,} generated prediction-block items, one collection; "
-        f"{r['machine']}; `ocsge serve` (uvicorn, one worker) in its own process, clients (httpx, one thread "
-        "each) on the same machine over 127.0.0.1.",
+        f"`python benchmarks/bench_search.py {argv}`".replace(" `", "`") + f" — {r['items']:,} generated items in "
+        f"{r['collections']} collections (101 départements × {MILLESIMES} millésimes × ({PRODUCTS_PER_SLOT} product "
+        f"items + prediction blocks)); {r['machine']}; load average {r['loadavg_start']} at start, "
+        f"{r['loadavg_end']} at the end (the machine is shared). Each server in its own process (uvicorn, one "
+        "worker); clients (httpx, one thread each) on the same machine over 127.0.0.1; POST /search, limit 50.",
         "",
-        "Query mix (POST /stac/search, limit 50, rotating): bbox of about a département; CQL2-JSON filter "
-        "`ocsge:departement = X AND ocsge:millesime = Y`; bbox + datetime interval; 5 ids.",
+        "Mixes: **target** = prediction blocks, bbox ≈ 25 × 33 km inside a département, one year "
+        "(bbox + collection + datetime); **mix** = a département's bbox over every collection, "
+        "`ocsge:departement = X AND ocsge:millesime = Y` (CQL2 JSON), bbox + datetime over every collection, "
+        "5 ids, the target search.",
         "",
-        "| backend | clients | requests | errors | median (ms) | p95 (ms) | throughput (req/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | mix | clients | requests | errors | p50 (ms) | p95 (ms) | req/s | p95 / embedded | "
+        "req/s / embedded |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for backend, runs in r["runs"].items():
-        for run in runs:
-            lines.append(f"| {backend} | {run['clients']} | {run['requests']} | {run['errors']} | "
-                         f"{run['median_ms']:.1f} | {run['p95_ms']:.1f} | {run['throughput_rps']:.1f} |")
+    base = runs.get("embedded", {})
+    for backend, by_mix in runs.items():
+        for mix, levels in by_mix.items():
+            for k, run in enumerate(levels):
+                ref = base.get(mix, [None] * (k + 1))[k]
+                ratio_p95 = f"{run['p95_ms'] / ref['p95_ms']:.2f}" if ref else "—"
+                ratio_rps = f"{run['throughput_rps'] / ref['throughput_rps']:.2f}" if ref else "—"
+                lines.append(f"| {backend} | {mix} | {run['clients']} | {run['requests']} | {run['errors']} | "
+                             f"{run['median_ms']:.1f} | {run['p95_ms']:.1f} | {run['throughput_rps']:.1f} | "
+                             f"{ratio_p95} | {ratio_rps} |")
+    lines += ["", "Cold start, in a fresh interpreter (the target search, in process): wall time, and CPU time in "
+              "brackets (what the wall time would be on an idle machine, less I/O).", "",
+              "| backend | process start → first answer (s) | backend open → first answer (s) | "
+              "RSS after it (MB) | server RSS after the runs (MB) | server peak RSS (MB) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for backend in sorted(runs.keys() | r["cold"].keys()):
+        c = r["cold"].get(backend)
+        mem = r["rss_mb"].get(backend)
+        lines.append(f"| {backend} | {c['process_to_first_s']:.2f} ({c['process_cpu_s']:.2f}) | "
+                     f"{c['open_to_first_s']:.2f} ({c['open_to_first_cpu_s']:.2f}) | {c['rss_mb']:.0f} | "
+                     if c else f"| {backend} | — | — | — | ")
+        lines[-1] += f"{mem[0]:.0f} | {mem[1]:.0f} |" if mem else "— | — |"
+    index = ", ".join(f"{name} {mb:.1f} MB" for name, mb in sorted(r["index_mb"].items()))
     lines += [
         "",
-        f"- Snapshot: {r['snapshot_mb']:.1f} MB gzip ndjson, written in {r['snapshot_write_s']:.1f} s; "
-        f"**loaded into the embedded index in {r['snapshot_load_s']:.2f} s** (read, gunzip, parse, STRtree).",
+        f"- Snapshot {r['snapshot_mb']:.1f} MB (gzip ndjson) and search index ({index}) written in "
+        f"{r['snapshot_write_s']:.1f} s (what `ocsge publish` adds).",
     ]
     if "pgstac_load_s" in r:
-        lines.append(f"- pgstac: {r['items']:,} items loaded with pypgstac (upsert) in {r['pgstac_load_s']:.1f} s.")
+        lines.append(f"- pgstac: loaded with pypgstac (upsert) in {r['pgstac_load_s']:.1f} s.")
+    if "answer_differences" in r:
+        lines.append("- Same answers: of the first 40 target searches, pages whose ids differ from the embedded "
+                     f"backend's: {r['answer_differences']}.")
     lines.append("")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,6 @@ class IndexedIndex:
         self, etag: str, collections: list[dict[str, Any]], folder: Path, asset_base: str, *, owned: bool = False
     ) -> None:
         import duckdb
-        import pyarrow as pa
 
         self.etag = etag
         self.asset_base = asset_base
@@ -66,17 +66,17 @@ class IndexedIndex:
         self.owned = owned  # a temporary folder this index built itself: removed on close
         self.collections: dict[str, dict[str, Any]] = {c["id"]: c for c in sorted(collections, key=lambda c: c["id"])}
         parquet = folder / item_index.PARQUET_NAME
-        self.meta = item_index.read_meta(parquet)
+        self._db = duckdb.connect(":memory:", config={"threads": DUCKDB_THREADS})
+        self._db.execute("SET parquet_metadata_cache = true")  # the footer is read once, not per query
+        self.meta = item_index.read_meta(parquet, self._db)
         if self.meta.etag != etag:
             raise IndexUnavailable(f"search index {parquet} belongs to snapshot {self.meta.etag[:12]}, not {etag[:12]}")
         self.translator = Translator(self.meta)
-        self._db = duckdb.connect(":memory:", config={"threads": DUCKDB_THREADS})
-        self._db.execute("SET parquet_metadata_cache = true")  # the footer is read once, not per query
         path = str(parquet).replace("'", "''")
         self._db.execute(f"CREATE VIEW items AS SELECT * FROM read_parquet('{path}')")
         self._local = threading.local()
-        self._codec = pa.Codec(item_index.BLOB_CODEC)
         self._blobs = os.open(folder / item_index.BLOBS_NAME, os.O_RDONLY)
+        self._zdict = os.pread(self._blobs, self.meta.zdict_length, 0)
 
     def _cursor(self) -> Any:
         cur = getattr(self._local, "cursor", None)
@@ -215,24 +215,24 @@ class IndexedIndex:
         select_params = [v for _, box in spatial if box is not None for v in (box[0], box[2], box[1], box[3])]
         needs = " OR ".join(exact_terms)
         cur = self._cursor()
-        table = cur.sql(
+        table = cur.execute(
             f"SELECT blob_offset, blob_length, raw_length, ({needs}) AS needs, "
-            f"CASE WHEN ({needs}) THEN geometry END AS geometry FROM items WHERE {where.text} ORDER BY {order}",
-            params=select_params + select_params + params,
-        ).to_arrow_table()
-        needs_test = table.column("needs").to_numpy(zero_copy_only=False).astype(bool)
+            f"CASE WHEN ({needs}) THEN CAST(geometry AS BLOB) ELSE ''::BLOB END AS wkb FROM items WHERE {where.text} "
+            f"ORDER BY {order}",
+            select_params + select_params + params,
+        ).fetchnumpy()  # numpy, not Arrow: pyarrow's conversions import pandas (2 s of a cold start)
+        needs_test = np.asarray(table["needs"], dtype=bool)
         keep = np.ones(needs_test.size, dtype=bool)
         if needs_test.any():
             idx = np.nonzero(needs_test)[0]
-            wkb = table.column("geometry").take(idx).to_numpy(zero_copy_only=False)
-            geoms = shapely.from_wkb(wkb)
+            geoms = shapely.from_wkb([bytes(table["wkb"][i]) for i in idx.tolist()])
             hit = np.ones(idx.size, dtype=bool)
             for geom, _ in spatial:
                 hit &= shapely.intersects(geoms, geom)
             keep[idx] = hit
         kept = np.nonzero(keep)[0]
         chosen = kept[offset : offset + req.limit].tolist()
-        offsets, lengths, raw = (table.column(c).to_numpy() for c in ("blob_offset", "blob_length", "raw_length"))
+        offsets, lengths, raw = (np.asarray(table[c]) for c in ("blob_offset", "blob_length", "raw_length"))
         page = [(int(offsets[i]), int(lengths[i]), int(raw[i])) for i in chosen]
         return page, int(kept.size)
 
@@ -262,7 +262,7 @@ class IndexedIndex:
     # --- output -------------------------------------------------------------------------------
     def _read(self, offset: int, length: int, raw_length: int) -> bytes:
         packed = os.pread(self._blobs, int(length), int(offset))
-        return self._codec.decompress(packed, decompressed_size=int(raw_length), asbytes=True)  # type: ignore[no-any-return]
+        return zlib.decompressobj(zdict=self._zdict).decompress(packed, int(raw_length))
 
     def render(self, raw: bytes, include: set[str] | None = None, exclude: set[str] | None = None) -> dict[str, Any]:
         item = orjson.loads(raw)

@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ FORMAT = 1
 PARQUET_NAME = "items.parquet"
 BLOBS_NAME = "items.blobs"
 ROW_GROUP_ROWS = 4096  # ≈ 120 row groups at 5·10⁵ items: fine pruning, small footers
-BLOB_CODEC = "zstd"
+ZDICT_BYTES = 32 * 1024  # zlib's window: a preset dictionary of typical items (one per collection)
 META_KEY = b"ocsge:index"
 HILBERT_ORDER = 16
 
@@ -53,6 +54,7 @@ class IndexMeta:
     typed: dict[str, str]  # property name → "string" | "boolean" | "integer" | "number"
     epochs: frozenset[str]  # properties with an e:<name> column
     mixed: frozenset[str]  # properties some item has, without a typed column (several JSON types, lists…)
+    zdict_length: int  # the blobs file starts with the zlib dictionary its items were compressed with
 
     @property
     def known(self) -> frozenset[str]:
@@ -175,17 +177,19 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     coll_codes = {c: k for k, c in enumerate(sorted(set(colls)))}
     order = np.lexsort((rank, h, np.array([coll_codes[c] for c in colls], dtype=np.int64)))
 
-    # blobs in physical order
-    codec = pa.Codec(BLOB_CODEC)
+    # blobs in physical order, after the shared dictionary
+    zdict = _dictionary(lines, colls)
     offsets = np.zeros(n, dtype=np.int64)
     lengths = np.zeros(n, dtype=np.int32)
     raw_lengths = np.zeros(n, dtype=np.int32)
     folder.mkdir(parents=True, exist_ok=True)
     blobs_tmp = folder / f".{BLOBS_NAME}.tmp"
     with blobs_tmp.open("wb") as out:
-        pos = 0
+        out.write(zdict)
+        pos = len(zdict)
         for k, i in enumerate(order.tolist()):
-            packed = codec.compress(lines[i], asbytes=True)
+            packer = zlib.compressobj(9, zdict=zdict)
+            packed = packer.compress(lines[i]) + packer.flush()
             out.write(packed)
             offsets[k], lengths[k], raw_lengths[k] = pos, len(packed), len(lines[i])
             pos += len(packed)
@@ -245,7 +249,7 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
             **columns,
         }
     )
-    meta = IndexMeta(etag, n, typed, frozenset(epoch_names), frozenset(mixed))
+    meta = IndexMeta(etag, n, typed, frozenset(epoch_names), frozenset(mixed), len(zdict))
     extent = [float(np.nanmin(bounds[:, k])) if has_bounds.any() else 0.0 for k in range(2)] + [
         float(np.nanmax(bounds[:, k])) if has_bounds.any() else 0.0 for k in range(2, 4)
     ]
@@ -272,6 +276,7 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
                     "typed": typed,
                     "epochs": sorted(epoch_names),
                     "mixed": sorted(mixed),
+                    "zdict_length": len(zdict),
                 }
             ).encode(),
         }
@@ -283,19 +288,48 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     return meta
 
 
-def read_meta(parquet_path: str | Path) -> IndexMeta:
-    """The index's own description (raises ``ValueError`` when the file is not an index of this format)."""
-    import pyarrow.parquet as pq
+def read_meta(parquet_path: str | Path, connection: Any = None) -> IndexMeta:
+    """The index's own description, read with DuckDB (no pyarrow at serving time); ``ValueError`` when the
+    file is not an index of this format."""
+    import duckdb
 
-    raw = (pq.read_schema(parquet_path).metadata or {}).get(META_KEY)
-    if raw is None:
+    con = connection or duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT value FROM parquet_kv_metadata(?) WHERE key = ?", [str(parquet_path), META_KEY]
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise ValueError(f"{parquet_path} cannot be read as Parquet: {exc}") from None
+    if not rows:
         raise ValueError(f"{parquet_path} is not a catalogue search index (no {META_KEY.decode()} metadata)")
-    doc = json.loads(raw)
+    doc = json.loads(rows[0][0])
     if doc.get("format") != FORMAT:
         raise ValueError(f"{parquet_path} has index format {doc.get('format')}, this version reads {FORMAT}")
     return IndexMeta(
-        str(doc["etag"]), int(doc["count"]), dict(doc["typed"]), frozenset(doc["epochs"]), frozenset(doc["mixed"])
+        str(doc["etag"]),
+        int(doc["count"]),
+        dict(doc["typed"]),
+        frozenset(doc["epochs"]),
+        frozenset(doc["mixed"]),
+        int(doc["zdict_length"]),
     )
+
+
+def _dictionary(lines: Sequence[bytes], collections: list[str]) -> bytes:
+    """A zlib preset dictionary: one item of each collection, the most numerous last (zlib favours the end),
+    within :data:`ZDICT_BYTES`. Items of one collection share most of their bytes (assets, classes, links)."""
+    first: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for i, c in enumerate(collections):
+        first.setdefault(c, i)
+        counts[c] = counts.get(c, 0) + 1
+    out = b""
+    for c in sorted(counts, key=lambda c: (-counts[c], c)):
+        sample = lines[first[c]]
+        if len(out) + len(sample) > ZDICT_BYTES:
+            break
+        out = sample + out
+    return out
 
 
 def build_in_temp(lines: Sequence[bytes], etag: str) -> tuple[Path, IndexMeta]:
