@@ -424,6 +424,9 @@ def normalise_occupation(gdf: gpd.GeoDataFrame, dep: Departement, millesime: int
         schema.MILLESIME: np.int16(millesime),
         schema.SOURCE: source,
     }, geometry=gdf.geometry.to_numpy(), crs=gdf.crs)
+    provenance = _column(gdf, "provenance")  # a consolidated millésime says where each polygon comes from
+    if role == "occupation" and provenance is not None:
+        out["provenance"] = gdf[provenance].astype(str).to_numpy()
     return out.rename_geometry(schema.GEOMETRY) if out.geometry.name != schema.GEOMETRY else out
 
 

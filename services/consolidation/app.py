@@ -37,7 +37,6 @@ from ocsge.consolidation.model import (
     NotFound,
     Polygon,
     PreviousPolygon,
-    Provenance,
     Role,
     Task,
     TaskStatus,
@@ -45,10 +44,11 @@ from ocsge.consolidation.model import (
     Window,
 )
 from ocsge.consolidation.store import ConsolidationStore, now, window_id
+from ocsge.consolidation.windows import open_window
 from ocsge.errors import OcsgeError
 from ocsge.storage import Storage
 from ocsge.territory import departement
-from services.consolidation import bodies, sources
+from services.consolidation import bodies
 from services.consolidation.auth import Authenticator, Principal
 from services.consolidation.geojson import collection, parse_geometry, split_polygon, to_feature
 from services.consolidation.limits import RateLimiter, parse_json, read_body
@@ -241,50 +241,6 @@ def _bbox(geom: shapely.Geometry) -> tuple[float, float, float, float]:
     return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
 
 
-# --- window opening ----------------------------------------------------------------------------------
-
-
-def open_window(store: ConsolidationStore, storage: Storage, body: bodies.OpenWindow, actor: str) -> Window:
-    try:
-        dep = departement(body.departement)
-    except OcsgeError as exc:
-        raise InvalidInput("departement", str(exc)) from None
-    if body.closes < datetime.now(UTC).date():
-        raise InvalidInput("closes", "the window would be closed already")
-    found = sources.find_sources(storage, dep.code, body.millesime, body.previous_millesime)
-    cells = sources.flagged_cells(storage, found.grid_key)
-    auto, territory = sources.features_in(storage, found.auto_key, cells)
-    previous, _ = sources.features_in(storage, found.previous_key, cells)
-    wid = window_id(dep.code, body.millesime)
-    bounds: dict[bytes, tuple[float, float, float, float]] = {}
-
-    def wkb(geom: shapely.Geometry) -> bytes:
-        data = shapely.to_wkb(geom)
-        bounds[data] = _bbox(geom)
-        return data
-
-    tasks = [Task(wid, c.id, wkb(c.geometry), TaskStatus.TODO, 1, c.changed_area_m2) for c in cells]
-    polygons = [Polygon(wid, f.id, f.code_cs, f.code_us, wkb(f.geometry), 1, Provenance.AUTO) for f in auto]
-    prev = [PreviousPolygon(wid, f.id, f.code_cs, f.code_us, wkb(f.geometry)) for f in previous]
-    if not all(math.isfinite(v) for v in territory):
-        raise NotFound(f"the layer {found.auto_key} is empty")
-    window = Window(
-        wid,
-        dep.code,
-        body.millesime,
-        body.previous_millesime,
-        now(),
-        body.closes.isoformat(),
-        dep.epsg,
-        territory,
-        found.grid_key,
-        found.auto_key,
-        found.previous_key,
-        actor,
-    )
-    return store.open_window(window, tasks, polygons, prev, bounds)
-
-
 # --- the app -----------------------------------------------------------------------------------------
 
 
@@ -372,7 +328,17 @@ def create_consolidation_app(
     @app.post("/windows", status_code=201)
     async def create_window(request: Request) -> dict[str, Any]:
         who, body = await guard.write(request, Role.ADMIN, bodies.OpenWindow)
-        window = await run(open_window, store, storage, body, who.username)
+        assert body is not None
+        window = await run(
+            open_window,
+            store,
+            storage,
+            body.departement,
+            body.millesime,
+            body.previous_millesime,
+            body.closes,
+            who.username,
+        )
         return window_json(window)
 
     @app.get("/windows")

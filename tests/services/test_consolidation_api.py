@@ -8,71 +8,30 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from ocsge.consolidation.model import Conflict, Role
+from ocsge.consolidation.model import Conflict
 from ocsge.consolidation.store import ConsolidationStore
 from ocsge.storage import open_storage
-from services.consolidation.app import create_consolidation_app
-from services.consolidation.auth import Authenticator, hash_password
-from services.consolidation.settings import ConsolidationSettings
 from support.catalog_fixtures import postgres  # noqa: F401  (the PostgreSQL of the session)
-from support.consolidation import DEP, FLAGGED, NEW, PREVIOUS, build_territory, lonlat, store  # noqa: F401
-
-BASE = f"/consolidation/{DEP}/{NEW}"
-PEOPLE = {
-    "admin": Role.ADMIN,
-    "alice": Role.INTERPRETER,
-    "bob": Role.INTERPRETER,
-    "rita": Role.REVIEWER,
-    "carl": Role.CONTRIBUTOR,
-}
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Api:
-    client: TestClient
-    store: ConsolidationStore
-    auth: Authenticator
-    tokens: dict[str, str]
-    root: Path
-
-    def bearer(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-    def post(self, path: str, who: str | None, body: Any, **kw: Any) -> Any:
-        headers = self.bearer(who) if who else {}
-        return self.client.post(path, json=body, headers=headers | kw.pop("headers", {}), **kw)
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        r = self.client.get(f"{BASE}/tasks/{task_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def polygon(self, task_id: str, polygon_id: str) -> dict[str, Any]:
-        return next(f["properties"] for f in self.task(task_id)["polygons"]["features"] if f["id"] == polygon_id)
-
-
-def make_api(db: ConsolidationStore, root: Path, **settings: Any) -> Api:
-    storage = open_storage(root)
-    config = ConsolidationSettings(**settings)
-    app = create_consolidation_app(db, storage, config)
-    client = TestClient(Starlette(routes=[Mount("/consolidation", app=app)]))
-    auth: Authenticator = app.state.guard.auth
-    tokens = {}
-    for name, role in PEOPLE.items():
-        account = db.get_account(name) or db.create_account(name, hash_password(PASSWORD), role, "test")
-        tokens[name] = auth.issue(account)[0]
-    return Api(client, db, auth, tokens, root)
+from support.consolidation import (  # noqa: F401  (store: the fixture over both engines)
+    BASE,
+    DEP,
+    FLAGGED,
+    NEW,
+    PASSWORD,
+    PREVIOUS,
+    Api,
+    build_territory,
+    lonlat,
+    make_api,
+    store,
+)
 
 
 @pytest.fixture

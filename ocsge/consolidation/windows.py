@@ -1,4 +1,4 @@
-"""What a consolidation window is made of, read from the stored products (pyarrow + shapely: no pandas in
+"""Opening a consolidation window: what it is made of, read from the stored products (pyarrow + shapely: no pandas in
 a service): the flagged cells of the 65 m change grid, and the polygons of both millésimes in them.
 
 The grid of the new millésime's automatic map against the previous millésime (``change_grid_auto``) is
@@ -10,16 +10,30 @@ the polygons meeting a flagged cell are kept, so memory follows the window, not 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow.parquet as pq
 import shapely
 
-from ocsge.consolidation.model import InvalidInput, NotFound
+from ocsge.consolidation.model import (
+    InvalidInput,
+    NotFound,
+    Polygon,
+    PreviousPolygon,
+    Provenance,
+    Task,
+    TaskStatus,
+    Window,
+)
+from ocsge.consolidation.store import ConsolidationStore, now, window_id
+from ocsge.errors import OcsgeError
 from ocsge.products import product_key
 from ocsge.storage import Storage
+from ocsge.territory import departement
 
 BATCH_ROWS = 50_000
 
@@ -126,3 +140,59 @@ def features_in(
         for i in hit:
             kept.append(Feature(str(data["id"][i]), str(data["code_cs"][i]), str(data["code_us"][i]), geoms[i]))
     return kept, (float(bounds[0]), float(bounds[1]), float(bounds[2]), float(bounds[3]))
+
+
+def _bbox(geom: shapely.Geometry) -> tuple[float, float, float, float]:
+    b = geom.bounds
+    return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+
+
+def open_window(
+    store: ConsolidationStore,
+    storage: Storage,
+    departement_code: object,
+    millesime: int,
+    previous_millesime: int,
+    closes: date,
+    actor: str,
+) -> Window:
+    """Open the consolidation window of a département's new millésime: one task per flagged cell of the
+    change grid, and snapshots of both millésimes' polygons in those cells (all or nothing)."""
+    try:
+        dep = departement(departement_code)
+    except OcsgeError as exc:
+        raise InvalidInput("departement", str(exc)) from None
+    if closes < datetime.now(UTC).date():
+        raise InvalidInput("closes", "the window would be closed already")
+    found = find_sources(storage, dep.code, millesime, previous_millesime)
+    cells = flagged_cells(storage, found.grid_key)
+    auto, territory = features_in(storage, found.auto_key, cells)
+    previous, _ = features_in(storage, found.previous_key, cells)
+    if not all(math.isfinite(v) for v in territory):
+        raise NotFound(f"the layer {found.auto_key} is empty")
+    wid = window_id(dep.code, millesime)
+    bounds: dict[bytes, tuple[float, float, float, float]] = {}
+
+    def wkb(geom: shapely.Geometry) -> bytes:
+        data = shapely.to_wkb(geom)
+        bounds[data] = _bbox(geom)
+        return data
+
+    tasks = [Task(wid, c.id, wkb(c.geometry), TaskStatus.TODO, 1, c.changed_area_m2) for c in cells]
+    polygons = [Polygon(wid, f.id, f.code_cs, f.code_us, wkb(f.geometry), 1, Provenance.AUTO) for f in auto]
+    prev = [PreviousPolygon(wid, f.id, f.code_cs, f.code_us, wkb(f.geometry)) for f in previous]
+    window = Window(
+        wid,
+        dep.code,
+        millesime,
+        previous_millesime,
+        now(),
+        closes.isoformat(),
+        dep.epsg,
+        territory,
+        found.grid_key,
+        found.auto_key,
+        found.previous_key,
+        actor,
+    )
+    return store.open_window(window, tasks, polygons, prev, bounds)
