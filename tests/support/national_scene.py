@@ -80,8 +80,57 @@ def write_departement(root: Path, dep: str, code: str | None = None, millesime: 
     return key
 
 
-def build_scene(root: Path, deps: tuple[str, ...] = ("S01", "S02", "S03")) -> LocalStorage:
+def write_couverture_cog(root: Path, dep: str, millesime: int = MILLESIME, pixel: float = 100.0) -> str:
+    """A couverture class COG (Lambert-93, official palette, ``mode`` overviews) over the département's
+    square, every pixel of its code: the raster layer OCSGE.COUVERTURE of the viewer's tests."""
+    import numpy as np
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    from ocsge.nomenclature import Kind, palette, raster_value
+
+    west, south, east, north = transform_bounds("EPSG:4326", "EPSG:2154", *bounds_of(dep))
+    width, height = int((east - west) // pixel), int((north - south) // pixel)
+    data = np.full((height, width), raster_value(Kind.COUVERTURE, CODES[dep]), dtype="uint8")
+    profile = {
+        "driver": "GTiff",
+        "dtype": "uint8",
+        "count": 1,
+        "height": height,
+        "width": width,
+        "crs": "EPSG:2154",
+        "transform": from_origin(west, north, pixel, pixel),
+        "nodata": 0,
+    }
+    key = product_key("couverture_cog", dep, millesime)
+    with LocalStorage(root).writer(key) as tmp, MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data, 1)
+            dst.write_colormap(1, palette(Kind.COUVERTURE))
+        with mem.open() as src:
+            cog_translate(
+                src,
+                str(tmp),
+                cog_profiles.get("deflate"),
+                overview_resampling="mode",
+                overview_level=3,
+                quiet=True,
+                in_memory=True,
+            )
+    with rasterio.open(root / key) as check:
+        assert check.colormap(1)
+    return key
+
+
+def build_scene(root: Path, deps: tuple[str, ...] = ("S01", "S02", "S03"), *, rasters: bool = False) -> LocalStorage:
+    """The départements' vector tiles (and their couverture COGs with ``rasters``)."""
     root.mkdir(parents=True, exist_ok=True)
     for dep in deps:
         write_departement(root, dep)
+        if rasters:
+            write_couverture_cog(root, dep)
     return LocalStorage(root)

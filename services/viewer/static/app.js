@@ -1,6 +1,8 @@
 // OCS GE viewer: MapLibre GL (ES module) + pmtiles, both vendored by services/viewer/build.sh.
 // Every URL is relative to this page, so the viewer works under any prefix (local server or CloudFront).
 import * as maplibregl from "./vendor/maplibre-gl.mjs";
+import { FRANCE, NATIONAL, departementOptions, departementParameter, layersUnder, showPlace, vectorSource,
+         vectorTileset } from "./national.js";
 
 const BASE = location.origin + location.pathname.replace(/[^/]*$/, "");
 const KIND_TITLES = {
@@ -40,9 +42,7 @@ function fill(select, entries, keep) {
   if (previous && entries.some(([v]) => v === previous)) select.value = previous;
 }
 
-function layersFor(dep, kind) {
-  return state.layers.filter((l) => l.kind === kind && l.departements.includes(dep));
-}
+function layersFor(dep, kind) { return layersUnder(state.layers, dep, kind); }
 
 function campaignOf(layer) { return layer.previous ? `${layer.previous}_${layer.campaign}` : layer.campaign; }
 
@@ -52,16 +52,11 @@ function selectedLayer(campaign) {
   return state.layers.find((l) => l.kind === kind && campaignOf(l) === campaign);
 }
 
-function vectorDataset(dep, layer) {
-  if (!layer || !["COUVERTURE", "USAGE"].includes(layer.kind)) return null;
-  const [first, last] = layer.campaign.split("-").map(Number);
-  return state.datasets.find((d) => d.kind === "occupation" && d.departement === dep
-    && Number(d.millesime) >= first && Number(d.millesime) <= last) || null;
-}
+function vectorDataset(dep, layer) { return vectorTileset(state.datasets, dep, layer); }
 
-function rasterSource(layer) {
+function rasterSource(layer, dep) {
   const tiles = `${BASE}wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=${layer.id}&STYLE=normal`
-    + "&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}";
+    + "&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}" + departementParameter(layer, dep);
   return { type: "raster", tiles: [tiles], tileSize: 256, bounds: layer.bounds,
            minzoom: layer.minzoom, maxzoom: layer.maxzoom, attribution: "OCS GE — IGN / OCS GE cloud" };
 }
@@ -91,10 +86,10 @@ async function styleFor(layer, dep) {
   if (dataset) {
     const attribute = layer.kind === "USAGE" ? "code_us" : "code_cs";
     const vstyle = await getJSON(`vector/occupation/${dataset.departement}/${dataset.millesime}/style.json?attribute=${attribute}`);
-    style.sources.ocsge = { type: "vector", url: "pmtiles://" + dataset.pmtiles };
+    style.sources.ocsge = vectorSource(dataset);
     for (const l of vstyle.layers) if (l.type !== "background") style.layers.push({ ...l, source: "ocsge" });
   } else {
-    style.sources.ocsge = rasterSource(layer);
+    style.sources.ocsge = rasterSource(layer, dep);
     style.layers.push({ id: "raster", type: "raster", source: "ocsge", paint: { "raster-resampling": "nearest" } });
   }
   return addAnalyses(style);
@@ -251,6 +246,11 @@ async function showLinks(dep, layer) {
     add(`${BASE}wmts?SERVICE=WMTS&REQUEST=GetCapabilities`, "WMTS GetCapabilities");
     add(`${BASE}wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetCapabilities`, "WMS GetCapabilities");
   }
+  if (dep === NATIONAL) {
+    const national = vectorDataset(dep, layer);
+    if (national) add(national.pmtiles, `Tuiles vectorielles France ${national.millesime} (PMTiles)`);
+    return;
+  }
   add(`${BASE}stats/${dep}`, "Statistiques par commune");
   if (state.analyses.some((d) => d.departement === dep)) {
     add(`${BASE}stats/${dep}/analyses`, "Analyses : tableaux, portraits, tuiles");
@@ -300,7 +300,7 @@ async function showInfo(map, event, layer) {
 
 function makeMap(container) {
   const map = new maplibregl.Map({ container, style: { version: 8, sources: {}, layers: [] },
-                                   center: [2.35, 46.6], zoom: 5, attributionControl: { compact: true },
+                                   center: FRANCE.center, zoom: FRANCE.zoom, attributionControl: { compact: true },
                                    preserveDrawingBuffer: true });
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   return map;
@@ -326,7 +326,7 @@ function applySwipe() {
   if (on) state.maps[1].resize();
 }
 
-let fitted = false;
+let placed = null;  // the filter's value the view was last placed for
 async function refresh() {
   const dep = $("dep").value;
   const kind = $("kind").value;
@@ -344,10 +344,9 @@ async function refresh() {
     status(layer || analyses ? "" : "Pas de données pour cette couche dans ce département.");
     state.maps[0].setStyle(await styleFor(layer, dep));
     state.maps[1].setStyle(await styleFor(other, dep));
-    const bounds = layer ? layer.bounds : analyses && analyses.bounds;
-    if (bounds && !fitted) {
-      state.maps[0].fitBounds(bounds, { padding: 20, animate: false, maxZoom: 15 });
-      fitted = true;
+    if (placed !== dep) {
+      await showPlace(state.maps[0], dep, state.datasets, getJSON, layer ? layer.bounds : analyses && analyses.bounds);
+      placed = dep;
     }
     await showLegend(layer);
     showAnalysisLegend();
@@ -373,9 +372,7 @@ async function main() {
     return;
   }
   state.analyses = state.datasets.filter((d) => d.kind === "analyses");
-  const deps = [...new Set([...state.layers.flatMap((l) => l.departements),
-                            ...state.analyses.map((d) => d.departement)])].sort();
-  fill($("dep"), deps.map((d) => [d, d]));
+  fill($("dep"), departementOptions(state.layers, state.datasets));
   const kinds = Object.keys(KIND_TITLES).filter((k) => state.layers.some((l) => l.kind === k));
   fill($("kind"), kinds.map((k) => [k, KIND_TITLES[k]]));
   const params = new URLSearchParams(location.search);
