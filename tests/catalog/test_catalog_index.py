@@ -1,0 +1,437 @@
+"""The search index queried in place (embedded backend) against the in-memory index it replaced, on random
+requests over a small catalogue built to exercise every path: typed, mixed-type and missing properties,
+timestamps and intervals, footprints that are and are not their bbox, several collections. Then the life of
+the index: built by publish atomically and once, kept for the previous snapshot, rebuilt with a warning
+when it is missing, stale or damaged. Last, stac-fastapi-pgstac's own app over the test pgstac."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import snapshot
+from catalog.search import item_index
+from catalog.search.embedded import EmbeddedBackend
+from catalog.search.indexed import IndexedBackend
+from catalog.search.request import InvalidSearch, SearchRequest, parse_filter
+from ocsge.storage import open_storage
+
+COLLECTIONS = ["alpha", "beta", "gamma"]
+BASE = "/assets"
+
+
+def _collection(cid: str) -> dict[str, Any]:
+    return {
+        "type": "Collection",
+        "id": cid,
+        "stac_version": "1.1.0",
+        "description": cid,
+        "license": "etalab-2.0",
+        "links": [],
+        "extent": {"spatial": {"bbox": [[-5, 41, 10, 52]]}, "temporal": {"interval": [["2015-01-01T00:00:00Z", None]]}},
+    }
+
+
+def _items(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        lon, lat = rng.uniform(-4, 8), rng.uniform(42, 51)
+        size = rng.choice([0.05, 0.2, 1.0])
+        if i % 3 == 0:  # a tilted square: the bbox test is not exact
+            ring = [
+                [lon, lat],
+                [lon + size, lat + size / 2],
+                [lon + size / 2, lat + 1.5 * size],
+                [lon - size / 2, lat + size],
+                [lon, lat],
+            ]
+        else:
+            ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
+        year = rng.choice([2017, 2019, 2021, 2023])
+        props: dict[str, Any] = {"ocsge:millesime": year, "ocsge:departement": rng.choice(["01", "2A", "77", "974"])}
+        if i % 4:
+            props["datetime"] = f"{year}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T00:00:00Z"
+        else:  # an interval item (datetime null)
+            props.update(
+                datetime=None, start_datetime=f"{year}-01-01T00:00:00Z", end_datetime=f"{year + 2}-12-31T23:59:59Z"
+            )
+        if i % 5:
+            props["score"] = rng.choice([1, 2.5, 3, 7, 10])  # ints and floats: one numeric column
+        if i % 2:
+            props["title"] = rng.choice(["Bloc nord", "bloc sud", "Zone_A", "100%", "Est"])
+        props["flag"] = rng.choice([True, False])
+        props["mixed"] = rng.choice([1, "1", "x", None, 2])  # several JSON types: the evaluator's job
+        if i % 7 == 0:
+            props["updated"] = f"20{rng.randint(10, 24)}-06-01T12:00:00Z"
+        out.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "stac_extensions": [],
+                "id": f"item-{i:03d}",
+                "collection": COLLECTIONS[i % 3],
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "bbox": [
+                    min(p[0] for p in ring),
+                    min(p[1] for p in ring),
+                    max(p[0] for p in ring),
+                    max(p[1] for p in ring),
+                ],
+                "properties": props,
+                "links": [],
+                "assets": {"data": {"href": f"../../data/{i}.tif", "type": "image/tiff"}},
+            }
+        )
+    out.append({**out[0], "id": "no-geometry", "geometry": None, "bbox": None})
+    out.append({**out[1], "id": "item-001", "collection": "beta"})  # the same id in two collections
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[IndexedBackend, EmbeddedBackend, list[str]]:
+    root = tmp_path_factory.mktemp("index-root")
+    storage = open_storage(root)
+    items = _items(240)
+    snapshot.write(storage, [_collection(c) for c in COLLECTIONS], items)
+    return (
+        IndexedBackend(storage, asset_base_url=BASE),
+        EmbeddedBackend(storage, asset_base_url=BASE),
+        [it["id"] for it in items],
+    )
+
+
+def _random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.3:
+        op = rng.choice(["and", "or", "not"])
+        if op == "not":
+            return {"op": "not", "args": [_random_filter(rng, depth + 1)]}
+        return {"op": op, "args": [_random_filter(rng, depth + 1) for _ in range(rng.randint(2, 3))]}
+    prop = rng.choice(
+        [
+            "ocsge:millesime",
+            "ocsge:departement",
+            "score",
+            "title",
+            "flag",
+            "mixed",
+            "nothere",
+            "datetime",
+            "updated",
+            "id",
+            "collection",
+            "properties.score",
+        ]
+    )
+    literal = rng.choice([2019, 2021, 3, 2.5, "77", "2A", "Bloc nord", True, 1, "1"])
+    choice = rng.randrange(11)
+    if choice == 0:
+        return {"op": rng.choice(["=", "<>", "<", "<=", ">", ">="]), "args": [{"property": prop}, literal]}
+    if choice == 1:
+        return {"op": rng.choice(["=", "<", ">="]), "args": [literal, {"property": prop}]}  # literal first
+    if choice == 2:
+        values = rng.sample([2019, 2021, 3, "77", "01", "x", 1, 2.5], rng.randint(1, 3))
+        return {"op": "in", "args": [{"property": prop}, values]}
+    if choice == 3:
+        return {"op": "between", "args": [{"property": prop}, rng.choice([0, 2, 2018]), rng.choice([5, 2021])]}
+    if choice == 4:
+        pattern = rng.choice(["Bloc%", "%sud", "%o%", "Zone_A", "Zone\\_A", "100\\%", "b%", "%"])
+        return {"op": "like", "args": [{"property": rng.choice(["title", "id", "score", "nothere"])}, pattern]}
+    if choice == 5:
+        return {"op": "isNull", "args": [{"property": prop}]}
+    if choice == 6:
+        stamp = rng.choice(["2019-05-01T00:00:00Z", "2021-01-01T00:00:00Z", "2016-01-01T00:00:00Z"])
+        return {
+            "op": rng.choice(["<", ">=", "="]),
+            "args": [{"property": rng.choice(["datetime", "updated", "title"])}, {"timestamp": stamp}],
+        }
+    if choice == 7:
+        lon, lat = rng.uniform(-3, 7), rng.uniform(43, 50)
+        return {
+            "op": "s_intersects",
+            "args": [
+                {"property": "geometry"},
+                {"type": "Polygon", "coordinates": [[[lon, lat], [lon + 2, lat], [lon + 1, lat + 2], [lon, lat]]]},
+            ],
+        }
+    if choice == 8:  # a temporal operator: not translated, the evaluator runs it
+        return {"op": "t_intersects", "args": [{"property": "datetime"}, {"interval": ["2019-01-01", "2020-01-01"]}]}
+    if choice == 9:
+        return {
+            "op": "=",
+            "args": [{"op": "casei", "args": [{"property": "title"}]}, {"op": "casei", "args": ["bloc sud"]}],
+        }
+    return {"op": "=", "args": [{"property": "ocsge:millesime"}, {"property": "ocsge:millesime"}]}
+
+
+def _random_request(rng: random.Random, ids: list[str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"limit": rng.choice([1, 5, 20, 500])}
+    if rng.random() < 0.4:
+        kwargs["collections"] = rng.sample(COLLECTIONS, rng.randint(1, 2))
+    if rng.random() < 0.1:
+        kwargs["ids"] = [*rng.sample(ids, 8), "unknown"]
+    spatial = rng.random()
+    lon, lat = rng.uniform(-4, 7), rng.uniform(42, 50)
+    if spatial < 0.35:
+        kwargs["bbox"] = (lon, lat, lon + rng.choice([0.3, 2, 6]), lat + rng.choice([0.3, 2, 5]))
+    elif spatial < 0.5:
+        kwargs["intersects"] = {
+            "type": "Polygon",
+            "coordinates": [[[lon, lat], [lon + 3, lat + 1], [lon + 1, lat + 3], [lon, lat]]],
+        }
+    if rng.random() < 0.4:
+        kwargs["datetime"] = rng.choice(
+            [
+                "2019-06-01T00:00:00Z",
+                "2020-01-01T00:00:00Z/..",
+                "../2018-12-31T00:00:00Z",
+                "2018-01-01T00:00:00Z/2021-12-31T00:00:00Z",
+            ]
+        )
+    if rng.random() < 0.6:
+        kwargs["filter"] = parse_filter(_random_filter(rng))
+    if rng.random() < 0.4:
+        kwargs["sortby"] = [
+            (
+                rng.choice(
+                    [
+                        "score",
+                        "title",
+                        "ocsge:millesime",
+                        "id",
+                        "datetime",
+                        "flag",
+                        "nothere",
+                        "mixed",
+                        "properties.ocsge:departement",
+                    ]
+                ),
+                rng.choice(["asc", "desc"]),
+            )
+            for _ in range(rng.randint(1, 2))
+        ]
+    return kwargs
+
+
+def test_random_requests_answer_as_the_in_memory_index(catalogue) -> None:  # type: ignore[no-untyped-def]
+    indexed, memory, ids = catalogue
+    rng = random.Random(11)
+    nonempty = 0
+    for _ in range(400):
+        kwargs = _random_request(rng, ids)
+        token = None
+        for _page in range(3):  # the first pages, following the sealed tokens
+            req_a, req_b = SearchRequest(**kwargs, token=token), SearchRequest(**kwargs, token=token)
+            try:
+                expected = memory.search(req_b)
+            except InvalidSearch as exc:
+                with pytest.raises(InvalidSearch):
+                    indexed.search(req_a)
+                assert str(exc)
+                break
+            got = indexed.search(req_a)
+            assert got.matched == expected.matched, kwargs
+            assert [i["id"] for i in got.items] == [i["id"] for i in expected.items], kwargs
+            assert got.items == expected.items, kwargs  # the same documents, hrefs resolved alike
+            assert (got.next_token, got.prev_token) == (expected.next_token, expected.prev_token)
+            nonempty += bool(got.items)
+            token = got.next_token
+            if token is None:
+                break
+    assert nonempty > 150  # the requests are not all empty: the comparison says something
+
+
+@pytest.mark.parametrize(
+    "cql2",
+    [
+        "title LIKE 'b%'",
+        "title LIKE 'Bloc%'",
+        "title LIKE '%o%' AND NOT (title LIKE '%sud')",
+        "title LIKE 'Zone_A'",
+        "title LIKE '100\\%'",
+        "score LIKE '%'",
+        "nothere LIKE '%'",
+        "id LIKE 'item-00%'",
+        "score = 3",
+        "score = 2.5",
+        "score < 3",
+        "score <> 'x'",
+        "title <> 3",
+        "title = 'Est'",
+        "title > 'Bloc'",
+        "score IN (3, 10, 'x')",
+        "title IN ('Est', 1)",
+        "score BETWEEN 2 AND 7",
+        "title BETWEEN 1 AND 5",
+        "flag = true",
+        "flag <> false",
+        "flag = 1",
+        "mixed = 1",
+        "mixed = '1'",
+        "mixed IS NULL",
+        "nothere IS NULL",
+        "score IS NULL OR title IS NULL",
+        'NOT ("ocsge:millesime" IN (2019, 2021))',
+        "nothere = 1",
+        "nothere <> 1",
+        "datetime < TIMESTAMP('2020-01-01T00:00:00Z')",
+        "updated >= DATE('2018-01-01')",
+        "title = TIMESTAMP('2020-01-01T00:00:00Z')",
+        "collection = 'beta' AND \"ocsge:departement\" = '2A'",
+        "datetime IS NULL",
+        "datetime = '2019-01-01T00:00:00Z'",
+    ],
+)
+def test_each_translated_predicate_answers_as_the_evaluator(catalogue, cql2: str) -> None:  # type: ignore[no-untyped-def]
+    indexed, memory, _ = catalogue
+    req = {"filter": parse_filter(cql2), "limit": 500}
+    expected = [i["id"] for i in memory.search(SearchRequest(**req)).items]  # type: ignore[arg-type]
+    assert [i["id"] for i in indexed.search(SearchRequest(**req)).items] == expected  # type: ignore[arg-type]
+
+
+def test_fields_and_items(catalogue) -> None:  # type: ignore[no-untyped-def]
+    indexed, memory, _ = catalogue
+    req = {"include": {"id", "properties.score"}, "exclude": {"assets"}, "limit": 30}
+    assert indexed.search(SearchRequest(**req)).items == memory.search(SearchRequest(**req)).items
+    for cid, iid in (("beta", "item-001"), ("alpha", "item-000"), ("alpha", "item-001"), ("gamma", "none")):
+        assert indexed.item(cid, iid) == memory.item(cid, iid)
+    found = indexed.item("beta", "item-001")
+    assert found is not None and found["assets"]["data"]["href"] == f"{BASE}/data/1.tif"
+
+
+def _index_files(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in (root / "stac/snapshot").rglob("*") if p.is_file()
+    }
+
+
+def test_publish_builds_the_index_once_and_keeps_the_previous_one(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    collections = [_collection(c) for c in COLLECTIONS]
+    first = snapshot.write(storage, collections, _items(30))
+    files = _index_files(tmp_path)
+    assert f"stac/snapshot/index-{first[:16]}/items.parquet" in files
+    assert not [f for f in files if ".tmp" in f]
+    assert snapshot.write(storage, collections, _items(30)) == first
+    assert _index_files(tmp_path) == files  # unchanged: nothing rewritten
+    second = snapshot.write(storage, collections, _items(31))
+    third = snapshot.write(storage, collections, _items(32))
+    folders = {f.split("/")[2] for f in _index_files(tmp_path) if "/index-" in f}
+    # the current index and the previous one (servers may still read it); older ones are removed
+    assert folders == {f"index-{second[:16]}", f"index-{third[:16]}"}
+    assert json.loads(storage.get_bytes(snapshot.INDEX_KEY))["search_index"]["prefix"].endswith(f"index-{third[:16]}/")
+    backend = IndexedBackend(storage, reload_interval_s=0)
+    assert backend.search(SearchRequest(limit=100)).matched == 34  # 32 items + the two extra ones
+    assert backend.rebuilds == 0
+
+
+def test_an_index_that_was_deleted_is_rebuilt_on_a_publish_rerun(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    etag = snapshot.write(storage, [_collection(c) for c in COLLECTIONS], _items(20))
+    prefix = f"stac/snapshot/index-{etag[:16]}/"
+    storage.delete(prefix + item_index.PARQUET_NAME)
+    assert snapshot.write(storage, [_collection(c) for c in COLLECTIONS], _items(20)) == etag
+    assert storage.exists(prefix + item_index.PARQUET_NAME)
+
+
+@pytest.mark.parametrize("damage", ["missing", "stale", "garbage", "old-snapshot"])
+def test_a_missing_stale_or_damaged_index_is_rebuilt_with_a_warning(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = open_storage(tmp_path)
+    collections = [_collection(c) for c in COLLECTIONS]
+    etag = snapshot.write(storage, collections, _items(25))
+    folder = tmp_path / f"stac/snapshot/index-{etag[:16]}"
+    if damage == "missing":
+        (folder / item_index.PARQUET_NAME).unlink()
+    elif damage == "stale":  # an index built for other items under this snapshot's name
+        item_index.build([json.dumps(it).encode() for it in _items(5)], "0" * 64, folder)
+    elif damage == "garbage":
+        (folder / item_index.PARQUET_NAME).write_bytes(b"not parquet at all")
+    else:  # published by a version without the index
+        doc = json.loads(storage.get_bytes(snapshot.INDEX_KEY))
+        del doc["search_index"]
+        storage.put_bytes(snapshot.INDEX_KEY, json.dumps(doc).encode())
+    backend = IndexedBackend(storage)
+    reference = EmbeddedBackend(storage)
+    with caplog.at_level(logging.WARNING, logger="catalog.search.indexed"):
+        got = backend.search(SearchRequest(limit=100))
+    assert backend.rebuilds == 1
+    assert "ocsge publish" in caplog.text
+    assert [i["id"] for i in got.items] == [i["id"] for i in reference.search(SearchRequest(limit=100)).items]
+    rebuilt = backend.index().folder
+    backend.close()
+    assert not rebuilt.exists()  # a folder the backend built for itself goes with it
+
+
+def test_no_snapshot_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(snapshot.SnapshotError, match="ocsge publish"):
+        IndexedBackend(open_storage(tmp_path)).search(SearchRequest())
+
+
+def test_the_index_is_geoparquet_sorted_in_row_groups_with_statistics(catalogue) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    indexed, _, _ = catalogue
+    path = indexed.index().folder / item_index.PARQUET_NAME
+    parquet = pq.ParquetFile(path)
+    geo = json.loads(parquet.schema_arrow.metadata[b"geo"])
+    assert geo["primary_column"] == "geometry" and geo["columns"]["geometry"]["encoding"] == "WKB"
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    table = parquet.read(columns=["collection", "row", "xmin"])
+    collections = table.column("collection").to_pylist()
+    assert collections == sorted(collections)  # collection first, then the Hilbert order
+    assert table.column("row").to_pylist() == list(range(table.num_rows))
+    stats = parquet.metadata.row_group(0).column(parquet.schema_arrow.get_field_index("xmin")).statistics
+    assert stats is not None and stats.has_min_max
+
+
+def test_stac_fastapi_pgstac_app_serves_the_test_pgstac(
+    pgstac_dsn: str, sample_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stac-fastapi-pgstac's own application (as benchmarks/bench_search.py serves it) over the pgstac the
+    conformance suite uses: it answers the same ids as our app's pgstac backend and as the embedded index."""
+    from fastapi.testclient import TestClient
+    from psycopg.conninfo import conninfo_to_dict
+
+    from catalog.search.pgstac import PgstacBackend
+
+    parts = conninfo_to_dict(pgstac_dsn)
+    for name, value in (
+        ("PGUSER", parts.get("user", "postgres")),
+        ("PGPASSWORD", parts.get("password", "")),
+        ("PGHOST", parts["host"]),
+        ("PGPORT", str(parts["port"])),
+        ("PGDATABASE", parts["dbname"]),
+    ):
+        monkeypatch.setenv(name, str(value))
+    from stac_fastapi.pgstac.app import create_app
+
+    body = {
+        "collections": ["ocsge-couverture", "ocsge-prediction"],
+        "limit": 100,
+        "filter-lang": "cql2-json",
+        "filter": {"op": ">=", "args": [{"property": "ocsge:millesime"}, 2019]},
+    }
+    with TestClient(create_app()) as client:
+        answer = client.post("/search", json=body)
+        assert answer.status_code == 200, answer.text
+        theirs = [f["id"] for f in answer.json()["features"]]
+        assert client.get("/collections/ocsge-couverture").status_code == 200
+    request = SearchRequest(
+        collections=body["collections"],
+        limit=100,  # type: ignore[arg-type]
+        filter=parse_filter(body["filter"]),
+    )
+    pg = PgstacBackend(pgstac_dsn)
+    try:
+        ours = [i["id"] for i in pg.search(request).items]
+    finally:
+        pg.close()
+    embedded = [i["id"] for i in IndexedBackend(open_storage(sample_root)).search(request).items]
+    assert theirs and theirs == ours == embedded
