@@ -72,6 +72,20 @@ def _analyses(cfg: DemoConfig) -> None:
     run_verb("analyse", ["tout", *cfg.dep_args, "--demo-inputs"])
 
 
+def _consolidation(cfg: DemoConfig) -> None:
+    """A consolidation window on the flagged change cells, open for six months (as IGN's call for reports);
+    accounts are created with ``ocsge accounts create``."""
+    import datetime
+    import os
+
+    if "://" in cfg.root and not os.environ.get("OCSGE_CONSOLIDATION_DSN"):
+        console.print("no consolidation window: an object-storage root needs OCSGE_CONSOLIDATION_DSN (PostgreSQL)")
+        return
+    closes = datetime.date.today() + datetime.timedelta(days=182)
+    run_verb("consolidation", ["open", *cfg.dep_args, "--millesime", str(cfg.millesimes[-1]),
+                               "--previous", str(cfg.millesimes[0]), "--closes", closes.isoformat()])
+
+
 def _publish(cfg: DemoConfig) -> None:
     run_verb("publish", ["--root", cfg.root])
 
@@ -82,6 +96,7 @@ STEPS: list[tuple[str, Callable[[DemoConfig], None]]] = [
     ("derive the per-département products", _products),
     ("produce OCS GE auto with the shipped model", _production),
     ("run the analyses for planners", _analyses),
+    ("open a consolidation window on the change cells", _consolidation),
     ("publish the STAC catalogue", _publish),
 ]
 

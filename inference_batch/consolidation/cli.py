@@ -55,10 +55,19 @@ def open_cmd(
     departement: str, millesime: int, previous: int, closes: object, root: str | None, dsn: str | None
 ) -> None:
     """Open a window: one task per flagged 65 m cell of the change grid (admin's verb, as POST /windows)."""
+    from ocsge.consolidation.model import NotFound
+    from ocsge.consolidation.store import window_id
     from ocsge.consolidation.windows import open_window
+    from ocsge.territory import departement as find_departement
 
     storage, store = _open(root, dsn)
     day: date = closes.date()  # type: ignore[attr-defined]
+    try:  # a rerun finds the window open and leaves it as it is (its tasks may be under way)
+        window = store.get_window(window_id(find_departement(departement).code, millesime))
+        console.print(f"window {window.id} is already open until {window.closes}: {window.tasks} tasks")
+        return
+    except NotFound:
+        pass
     window = open_window(store, storage, departement, millesime, previous, day, "cli")
     console.print(
         f"window {window.id} open until {window.closes}: {window.tasks} tasks, {window.polygons} "

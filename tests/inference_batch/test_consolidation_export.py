@@ -213,3 +213,29 @@ def test_corrections_reads_the_exported_gpkg(
     layer = read_vector(storage, key("corrections", DEP, (PREVIOUS, NEW)))
     assert layer[["code_us", "us_corr"]].values.tolist() == [["US1.1", "US1.3"]]
     assert layer.geometry.area.sum() == pytest.approx(130 * 130, rel=1e-6)
+
+
+def test_open_verb_opens_the_window_once(store: ConsolidationStore, tmp_path: Path) -> None:  # noqa: F811
+    """``ocsge consolidation open`` (the demo's step) opens the window; a rerun leaves it as it is."""
+    build_territory(open_storage(tmp_path))
+    args = [
+        "open",
+        "-d",
+        DEP,
+        "-m",
+        str(NEW),
+        "--previous",
+        str(PREVIOUS),
+        "--closes",
+        "2099-06-30",
+        "--root",
+        str(tmp_path),
+        *dsn_args(store),
+    ]
+    first = CliRunner().invoke(consolidation, args, catch_exceptions=False)
+    assert first.exit_code == 0 and "2 tasks" in first.output, first.output
+    store.mark_done(f"{DEP}-{NEW}", FLAGGED[0], 1, "alice")
+    again = CliRunner().invoke(consolidation, args, catch_exceptions=False)
+    assert again.exit_code == 0 and "already open" in again.output, again.output
+    assert [t.status.value for t in store.list_tasks(f"{DEP}-{NEW}")] == ["done", "todo"]
+    assert store.get_window(f"{DEP}-{NEW}").closes == "2099-06-30"
