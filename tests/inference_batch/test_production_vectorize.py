@@ -388,3 +388,28 @@ def test_parts_of_the_blocks() -> None:
     for bad in ("4/4", "1", "a/b", "0/0"):
         with pytest.raises(OcsgeError):
             parse_part(bad)
+
+
+def test_traced_polygons_are_gdals_polygons_with_a_vertex_at_every_corner() -> None:
+    """The boundary tracer gives the pieces ``rasterio.features.shapes`` gives (4-connectivity), valid
+    (a ring through a corner twice is cut into a shell and the hole touching it), offset to the block."""
+    from rasterio.features import shapes
+
+    from inference_batch.production.components import block_components, trace_polygons
+
+    pinched = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], dtype=np.uint8)
+    for a in [pinched, *_random_rasters(seed=2)]:
+        bc = block_components(a)
+        polygons, values = trace_polygons(bc.runs, np.concatenate([[0], bc.cls]).astype(np.int32), 3, 5)
+        assert shapely.is_valid(polygons).all()
+        theirs = [
+            (shapely.affinity.translate(shapely.geometry.shape(g), 5, 3), int(v))
+            for g, v in shapes(a, mask=a > 0, connectivity=4)
+        ]
+        assert len(theirs) == len(polygons)
+        key = lambda t: (t[1], t[0].area, t[0].bounds)  # noqa: E731
+        for (g, v), (h, w) in zip(
+            sorted(zip(polygons, values, strict=True), key=key), sorted(theirs, key=key), strict=True
+        ):
+            assert v == w and g.equals(h)
+            assert shapely.get_num_coordinates(g) == shapely.get_num_coordinates(shapely.segmentize(h, 1.0))
