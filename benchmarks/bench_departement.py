@@ -54,6 +54,7 @@ class StepRun:
     cpu_s: float
     peak_rss_mb: float
     vector_chain: bool
+    load_1m_end: float = 0.0  # other work on the machine: wall time inflates with it, CPU time does not
 
 
 def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, str]) -> StepRun:
@@ -71,8 +72,9 @@ def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, s
             tail = log.read().decode(errors="replace")[-4000:]
             raise SystemExit(f"step {name!r} failed (exit {proc.returncode}): {' '.join(args)}\n{tail}")
     run = StepRun(name, round(wall, 1), round(usage.ru_utime + usage.ru_stime, 1), round(usage.ru_maxrss / 1024),
-                  vector_chain)
-    print(f"  {name:<34} {run.wall_s:>8.1f} s  {run.cpu_s:>8.1f} CPU s  {run.peak_rss_mb:>6.0f} MB", flush=True)
+                  vector_chain, round(os.getloadavg()[0], 1))
+    print(f"  {name:<34} {run.wall_s:>8.1f} s  {run.cpu_s:>8.1f} CPU s  {run.peak_rss_mb:>6.0f} MB"
+          f"  load {run.load_1m_end:.1f}", flush=True)
     return run
 
 
