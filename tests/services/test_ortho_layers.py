@@ -268,3 +268,65 @@ def test_feature_info_gives_the_band_values(client: TestClient) -> None:
     values = tuple(int(part.split()[1]) for part in props["label"].split(", "))
     assert values in _neighbourhood(photo, transform, *CENTRE_L93)
     assert props["departement"] == DEP and props["millesime"] == "2021"
+
+
+@pytest.mark.browser
+def test_viewer_swipes_between_the_two_millesimes_photos(root: Path, tmp_path: Path) -> None:
+    """The web viewer (headless Chromium) on the published photos: 'Orthophotographie' with a comparison draws
+    both campaigns' photos (their WMTS tiles are fetched) and the swipe's vertical divider, dragged, moves the
+    cut between the two maps."""
+    import subprocess
+
+    from headless import Browser
+
+    from catalog.publish import publish
+    from ocsge.storage import LocalStorage
+    from services.app import AppContext, create_app
+    from services.viewer.app import built
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("headless Chromium not installed (scripts/setup.sh installs it)")
+    if not built():
+        subprocess.run(["bash", str(Path(__file__).resolve().parents[2] / "services/viewer/build.sh")], check=True)
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    publish(LocalStorage(copy))
+    with LiveServer(create_app(AppContext(root=str(copy)))) as live:
+        url = f"{live.url}/?dep={DEP}&kind=ORTHO&campaign=2021-2023&compare=2024-2026"
+        with Browser(chromium, tmp_path / "profile", url) as browser:
+            assert browser.wait_for("document.body && document.body.dataset.ready === '1'", 60)
+            fetched = (
+                "performance.getEntriesByType('resource').map((e) => decodeURIComponent(e.name))"
+                ".filter((n) => n.includes('REQUEST=GetTile')).join(' ')"
+            )
+            assert browser.wait_for(
+                f"(({fetched}).includes('LAYER={RGB_2021}') && ({fetched}).includes('LAYER={RGB_2024}'))", 60
+            ), browser.evaluate(fetched)
+            # ?compare= turns the swipe on after the first layout: its divider shows then
+            assert browser.wait_for("!document.getElementById('swipe-divider').classList.contains('hidden')", 30)
+            box = browser.evaluate(
+                "(() => { const r = document.getElementById('maps').getBoundingClientRect();"
+                " return [r.left, r.top, r.width, r.height]; })()"
+            )
+            start = (box[0] + box[2] / 2, box[1] + box[3] / 2)  # the divider starts in the middle
+            end = (box[0] + box[2] / 4, start[1])
+            browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=start[0], y=start[1])
+            browser.call(
+                "Input.dispatchMouseEvent",
+                type="mousePressed",
+                x=start[0],
+                y=start[1],
+                button="left",
+                clickCount=1,
+                buttons=1,
+            )
+            for k in range(1, 6):
+                x = start[0] + (end[0] - start[0]) * k / 5
+                browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=start[1], button="left", buttons=1)
+            browser.call(
+                "Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1
+            )
+            assert abs(float(browser.evaluate("document.getElementById('slider').value")) - 25) < 2
+            clip = browser.evaluate("document.getElementById('map2').style.clipPath")
+            assert clip.startswith("inset(0px 0px 0px 2"), clip
