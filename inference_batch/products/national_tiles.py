@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import subprocess
 import time
 from collections import defaultdict
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import shapely
 from pmtiles.tile import Compression, TileType, deserialize_directory, deserialize_header, tileid_to_zxy, zxy_to_tileid
 from pmtiles.writer import Writer
 
@@ -201,6 +203,40 @@ def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[s
 # --- the per-département low zooms ------------------------------------------------------------------
 
 
+def _tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """A Web Mercator tile as (west, south, east, north) in degrees: a rectangle in longitude and latitude."""
+    n = 1 << z
+
+    def lat(row: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+
+    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
+
+
+def _clip_to_tiles(decoded: Path, out: Path) -> int:
+    """The features of ``tippecanoe-decode``'s output (one collection per tile) clipped to their own tile, as
+    GeoJSONSeq: a tile's features reach into its neighbours' by tippecanoe's buffer, and the overlaps would
+    be drawn twice (darker seams under a translucent fill) once re-tiled."""
+    doc = json.loads(decoded.read_bytes() or b"{}")
+    n = 0
+    with out.open("w", encoding="utf-8") as f:
+        for tile in doc.get("features", []):
+            where = tile.get("properties", {})
+            box = _tile_bounds(where["zoom"], where["x"], where["y"])
+            features = [feat for layer in tile.get("features", []) for feat in layer.get("features", [])]
+            if not features:
+                continue
+            geoms = shapely.from_geojson([json.dumps(feat["geometry"]) for feat in features])
+            clipped = shapely.clip_by_rect(geoms, *box)
+            for feat, geom in zip(features, clipped, strict=True):
+                if geom is None or geom.is_empty:
+                    continue
+                props = json.dumps(feat.get("properties", {}), ensure_ascii=False)
+                f.write(f'{{"type":"Feature","properties":{props},"geometry":{shapely.to_geojson(geom)}}}\n')
+                n += 1
+    return n
+
+
 def _low_zoom_part(src: Path, out: Path, tmp: Path) -> None:
     """Re-tile a département's z9 tiles at z6–9 under the per-zoom byte budgets, into one PMTiles."""
     archive = _open_archive(src)
@@ -209,8 +245,8 @@ def _low_zoom_part(src: Path, out: Path, tmp: Path) -> None:
     decode = str(Path(tippecanoe_binary()).with_name("tippecanoe-decode"))
     inputs = []
     for layer in layers:
-        seq = tmp / f"{layer}.json"
-        with seq.open("wb") as f:
+        decoded, seq = tmp / f"{layer}.json", tmp / f"{layer}.geojsons"
+        with decoded.open("wb") as f:
             proc = subprocess.run(
                 [decode, "-Z", str(source_zoom), "-z", str(source_zoom), "-l", layer, str(src)],
                 stdout=f,
@@ -219,6 +255,7 @@ def _low_zoom_part(src: Path, out: Path, tmp: Path) -> None:
             )
         if proc.returncode != 0:
             raise StepError(f"tippecanoe-decode failed on {src.name}: {proc.stderr.decode()[-1000:]}")
+        _clip_to_tiles(decoded, seq)
         inputs += ["-L", f"{layer}:{seq.name}"]
     zoom_files = []
     for z, budget in LOW_ZOOM_BYTES.items():

@@ -148,3 +148,51 @@ def test_merge_remaps_keys_and_values():
     }
     with pytest.raises(MVTError):
         merge_tiles([b"\x1a\x05\x0a"])  # a layer cut short
+
+
+def test_decoded_features_are_clipped_to_their_tile(tmp_path):
+    """A decoded tile's features reach into the neighbours by the buffer: the low-zoom parts keep only what
+    lies in the tile itself, so that no polygon is drawn twice once re-tiled."""
+    import json
+
+    from inference_batch.products.national_tiles import _clip_to_tiles, _tile_bounds
+
+    west, south, east, north = _tile_bounds(9, 258, 176)
+    square = [
+        [west - 0.01, south - 0.01],
+        [east + 0.01, south - 0.01],
+        [east + 0.01, north + 0.01],
+        [west - 0.01, north + 0.01],
+        [west - 0.01, south - 0.01],
+    ]
+    decoded = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "FeatureCollection",
+                "properties": {"zoom": 9, "x": 258, "y": 176},
+                "features": [
+                    {
+                        "type": "FeatureCollection",
+                        "properties": {"layer": "occupation"},
+                        "features": [
+                            {
+                                "type": "Feature",
+                                "properties": {"code_cs": "CS2.2.1"},
+                                "geometry": {"type": "Polygon", "coordinates": [square]},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "in.json").write_text(json.dumps(decoded))
+    assert _clip_to_tiles(tmp_path / "in.json", tmp_path / "out.geojsons") == 1
+    feature = json.loads((tmp_path / "out.geojsons").read_text())
+    lons = [p[0] for p in feature["geometry"]["coordinates"][0]]
+    lats = [p[1] for p in feature["geometry"]["coordinates"][0]]
+    assert (min(lons), max(lons)) == pytest.approx((west, east)) and (min(lats), max(lats)) == pytest.approx(
+        (south, north)
+    )
+    assert feature["properties"] == {"code_cs": "CS2.2.1"}
