@@ -5,6 +5,7 @@ Stacks, in deployment order (each named ``Ocsge-{env_name}-{part}``):
 - ``Network``: the VPC (batch, and the database with the pgstac profile);
 - ``Pgstac`` (only with ``-c pgstac=on``): RDS PostgreSQL, RDS Proxy, secrets, pgstac migration;
 - ``Services``: one Lambda per HTTP service, the HTTP API;
+- ``Auth``: the Cognito user pool, app client and role groups of the consolidation API (``infra/auth.py``);
 - ``Storage``: the buckets and the CloudFront distribution in front of buckets and services;
 - ``Batch``: compute environments, queues, one job definition per pipeline step;
 - ``Pipeline`` (``Pipeline1``… beyond 40 départements): one Step Functions state machine per département.
@@ -33,6 +34,7 @@ from infra.config import CONTEXT_KEYS, InfraConfig, InfraConfigError, load
 
 def build(app: cdk.App, config: InfraConfig) -> dict[str, cdk.Stack]:
     """Add every stack of ``config`` to ``app``; returns them by part name."""
+    from infra.auth import AuthStack
     from infra.batch import BatchStack
     from infra.network import NetworkStack
     from infra.pgstac import PgstacStack
@@ -59,6 +61,8 @@ def build(app: cdk.App, config: InfraConfig) -> dict[str, cdk.Stack]:
     services = ServicesStack(app, config.stack_name("Services"), config=config, network=network.network,
                              pgstac=database, description="OCS GE: service Lambdas and HTTP API", **common)
     stacks["Services"] = services
+    stacks["Auth"] = AuthStack(app, config.stack_name("Auth"), config=config,
+                               description="OCS GE: Cognito users and role groups of the consolidation API", **common)
     stacks["Storage"] = StorageStack(app, config.stack_name("Storage"), config=config,
                                      api_domain=services.api_domain,
                                      description="OCS GE: S3 buckets and CloudFront", **common)

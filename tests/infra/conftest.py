@@ -25,7 +25,7 @@ CONTEXT: dict[str, Any] = {
     "notify_email": "ops@example.org",
     "public_url": "https://ocsge.example.org",
 }
-PARTS = ("Network", "Pgstac", "Services", "Storage", "Batch", "Pipeline")
+PARTS = ("Network", "Pgstac", "Services", "Auth", "Storage", "Batch", "Pipeline")
 
 
 @dataclass
