@@ -1,38 +1,51 @@
 """Vectorisation of a class raster: sieve to the OCS GE minimum mapping units, polygonise, stitch, simplify.
 
 The raster (the prediction blocks of a département, or any class raster) is streamed block by block —
-never whole in memory — in three passes:
+never whole in memory. Passes 1 and 3 work per block and pass 2 on a graph of a few hundred nodes per
+block, so that they run as map and reduce jobs (:mod:`inference_batch.production.vectorize_stages`,
+``ocsge vectorize --map-block/--reduce/--polygons-block/--assemble``) as well as in one process
+(:func:`vectorize_mosaic`), with the same polygons:
 
 0. **zone construite**: built pixels are marked on a coarse grid (``zc_res``, 5 m), closed by
    ``zc_radius`` (25 m: buildings less than 50 m apart are joined) and grown by ``zc_buffer`` (10 m) —
    our approximation of IGN's built-up envelope (:func:`envelope`), unless a zone construite is given —
-   to decide which UMI applies where (a component is inside when most of its pixels are);
-1. **components**: 4-connected same-class components are labelled per block, with their area, class,
+   to decide which UMI applies where (a component is inside when most of its pixels are). A map job
+   computes its block's part from a margin of its neighbours (:func:`zone_construite_window`, equal);
+1. **components** (map, per block; numba kernels of :mod:`inference_batch.production.components`, one
+   pass over the pixels): 4-connected same-class components as runs, with their area, class, width,
    share inside the zone construite and the length of the boundary they share with each neighbour;
-   components that continue across a block edge are joined (union of the pixel pairs on the seam).
-   The result is a region adjacency graph of the whole raster;
-2. **sieving on the graph**, stepwise: thresholds 10 → 50 → 200 → 500 → 2 500 m², each capped at the
-   component's own UMI — 50 m² for built (CS1.1.1.1: built surfaces are captured from 50 m², and
-   those under 200 m² are enlarged to 200 m² in pass 3), 500 m² inside the zone construite, 2 500 m²
-   outside. A component under its threshold joins the neighbour it shares the longest boundary with
-   (ties: the larger one; network corridors, which are exempt from the area units, only when there is
-   no other neighbour); all small components of a round merge at once and a merged group takes the
-   class of its largest member; rounds repeat until no component is under its threshold. Then the
-   **width thresholds** of the capture rules: a component narrower than its width everywhere (the
-   diameter of the widest disc inside it, from the distance transform; 10 m, 20 m under sylviculture
-   usage, 5 m for sealed surfaces — roads; none for built surfaces and exempt networks) joins its
-   neighbour the same way, and takes that neighbour's class (a hedge joins its field).
+   then the **sieve of the block's own components** (below). A component cut by an edge shared with
+   another block is frozen there — never merged away, as its area and width are only known once the
+   seams are joined — and may absorb small neighbours. The block keeps its runs relabelled to its
+   groups (a few runs per row), the graph of its groups and the groups along its edges;
+2. **sieving on the graph** (reduce): the groups of all blocks, joined across the seams (same class on
+   both sides: one node), sieved again as a whole. The sieve, stepwise: thresholds 10 → 50 → 200 → 500
+   → 2 500 m², each capped at the component's own UMI — 50 m² for built (CS1.1.1.1: built surfaces are
+   captured from 50 m², and those under 200 m² are enlarged to 200 m² in pass 3), 500 m² inside the
+   zone construite, 2 500 m² outside. A component under its threshold joins the neighbour it shares the
+   longest boundary with (ties: the larger one; network corridors, which are exempt from the area units,
+   only when there is no other neighbour); all small components of a round merge at once and a merged
+   group takes the class of its largest member; rounds repeat until no component is under its
+   threshold. Then the **width thresholds** of the capture rules: a component narrower than its width
+   everywhere (the diameter of the widest disc inside it, from a chamfer distance transform; 10 m, 20 m
+   under sylviculture usage, 5 m for sealed surfaces — roads; none for built surfaces and exempt
+   networks) joins its neighbour the same way, and takes that neighbour's class (a hedge joins its
+   field). Documented difference from one sieve of the whole raster's graph: near seams only, small
+   components inside a block merge in its rounds before the seam-cut ones are sieved, so the order of
+   merges there can differ (the result depends on the block size near block edges, nowhere else).
    Why not GDAL's sieve in one pass (ml-anchors §4.5): GDAL merges a small polygon only into a neighbour
    that is already above the threshold, so clusters of small polygons (a mosaic of 300 m² patches) are
    left as they are — 30 k polygons remained at 2 500 m² on 1 km² of real FLAIR output. Merging on the
    graph has no such dead end, and the increasing thresholds make specks join their immediate
    surroundings first (a hedge pixel joins the hedge, not the field beyond it). Class-specific UMIs are
    impossible with GDAL's class-agnostic sieve;
-3. **polygons**: each block is relabelled (deterministically, as in pass 1) to final region ids and
-   polygonised with ``rasterio.features.shapes``; pieces of a region cut by block edges are united
-   (``coverage_union_all``) so that no polygon is cut by a block edge; built regions of 50–200 m² take
-   the nearest non-built pixels around them up to 200 m² (:func:`enlarge_built`); the whole coverage is
-   then simplified with ``shapely.coverage_simplify`` (shared edges simplified once: no gaps, no overlaps).
+3. **polygons** (map, per block): the block's runs relabelled to the final regions and their boundaries
+   traced (:func:`~inference_batch.production.components.trace_polygons`: the pieces GDAL's polygoniser
+   gives, with a vertex at every pixel corner), without reading the raster again;
+4. **assembly** (reduce): pieces of a region cut by block edges are united (``coverage_union_all``) so
+   that no polygon is cut by a block edge; built regions of 50–200 m² take the nearest non-built pixels
+   around them up to 200 m² (:func:`enlarge_built`); the whole coverage is then simplified with
+   ``shapely.coverage_simplify`` (shared edges simplified once: no gaps, no overlaps).
 
 Nodata (0) is never sieved and never absorbs anything; a small component surrounded only by nodata is
 kept. Output: canonical GeoParquet (``id, code_cs, code_us, millesime, source, geometry``), ``source``
