@@ -56,10 +56,11 @@ from services.consolidation.settings import ConsolidationSettings, get_consolida
 from services.errors import add_error_handlers
 
 # path parameters (module level: the routes' annotations are resolved from here)
-Dep = Annotated[str, PathParam(min_length=1, max_length=8)]
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"  # ids in a URL: no NUL (PostgreSQL text refuses it), no control character
+Dep = Annotated[str, PathParam(min_length=1, max_length=8, pattern=_NO_CONTROL)]
 Year = Annotated[int, PathParam(ge=2016, le=2026)]
-TaskId = Annotated[str, PathParam(min_length=1, max_length=64)]
-ItemId = Annotated[str, PathParam(min_length=1, max_length=64)]
+TaskId = Annotated[str, PathParam(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+ItemId = Annotated[str, PathParam(min_length=1, max_length=64, pattern=_NO_CONTROL)]
 
 COOKIE = "ocsge_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -32,11 +32,21 @@ def _year(value: int) -> int:
         raise ValueError(str(exc)) from None
 
 
+def _printable(value: str) -> str:
+    # control characters (NUL above all: PostgreSQL's text refuses it) have no place in a name or a comment
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Printable = AfterValidator(_printable)
 CodeCS = Annotated[str, Field(max_length=32), _leaf(Kind.COUVERTURE)]
 CodeUS = Annotated[str, Field(max_length=32), _leaf(Kind.USAGE)]
 Year = Annotated[int, AfterValidator(_year)]
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(max_length=2000)]
+Id = Annotated[str, Field(min_length=1, max_length=200), Printable]
+Text = Annotated[str, Field(max_length=2000), Printable]
+# a version as the store keeps it (a 64-bit integer on both engines)
+Version = Annotated[int, Field(ge=0, le=2**62)]
 
 
 class Body(BaseModel):
@@ -44,12 +54,12 @@ class Body(BaseModel):
 
 
 class Login(Body):
-    username: Annotated[str, Field(min_length=1, max_length=100)]
+    username: Annotated[str, Field(min_length=1, max_length=100), Printable]
     password: Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class OpenWindow(Body):
-    departement: Annotated[str, Field(min_length=1, max_length=8)]
+    departement: Annotated[str, Field(min_length=1, max_length=8), Printable]
     millesime: Year
     previous_millesime: Year
     closes: date
@@ -63,7 +73,7 @@ class Codes(Body):
 class Reclassify(Body):
     action: Literal["reclassify"]
     polygon_id: Id
-    version: int
+    version: Version
     code_cs: CodeCS
     code_us: CodeUS
 
@@ -71,7 +81,7 @@ class Reclassify(Body):
 class Split(Body):
     action: Literal["split"]
     polygon_id: Id
-    version: int
+    version: Version
     line: dict[str, Any]
     codes: Annotated[list[Codes], Field(min_length=2, max_length=2)]
 
@@ -81,11 +91,11 @@ class Edit(RootModel[Annotated[Reclassify | Split, Field(discriminator="action")
 
 
 class Versioned(Body):
-    version: int
+    version: Version
 
 
 class Check(Body):
-    version: int
+    version: Version
     agree: bool
     comment: Text | None = None
 
@@ -93,7 +103,7 @@ class Check(Body):
 class Sample(Body):
     count: Annotated[int | None, Field(ge=1, le=100_000)] = None
     rate: Annotated[float | None, Field(gt=0, le=1)] = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, le=2**62)] | None = None
 
 
 class NewContribution(Body):
@@ -106,4 +116,4 @@ class NewContribution(Body):
 class Review(Body):
     status: Literal["accepted", "rejected"]
     reason: Text = ""
-    version: int | None = None
+    version: Version | None = None

@@ -473,3 +473,91 @@ def test_rs256_tokens_of_the_oidc_issuer_are_checked_against_its_jwks(
         == 201
     )
     assert api.store.audit_log()[-1]["actor"] == "olga"
+
+
+def test_hostile_inputs_get_4xx_never_500(api: Api) -> None:
+    """Inputs a careless or hostile client sends: each answered 4xx, never 500, on both engines."""
+    point = {"type": "Point", "coordinates": list(lonlat(30, 30))}
+    contribution = {"geometry": point, "code_cs": "CS2.2.1", "code_us": "US1.1"}
+    edits = f"{BASE}/tasks/{FLAGGED[0]}/edits"
+    posts: list[tuple[str, str | None, Any]] = [
+        (edits, "alice", reclassify("N_A1", 10**30)),
+        (edits, "alice", reclassify("N_A1", -1)),
+        (edits, "alice", reclassify("N\x00A1", 1)),
+        (
+            edits,
+            "alice",
+            {
+                "action": "split",
+                "polygon_id": "N_A1",
+                "version": 1,
+                "line": {"type": "LineString", "coordinates": [lonlat(0, 0)]},
+                "codes": [{"code_cs": "CS2.2.1", "code_us": "US1.1"}] * 2,
+            },
+        ),
+        (
+            edits,
+            "alice",
+            {
+                "action": "split",
+                "polygon_id": "N_A1",
+                "version": 1,
+                "line": {"type": "LineString", "coordinates": [[1e308, 1e308], [-1e308, 0]]},
+                "codes": [{"code_cs": "CS2.2.1", "code_us": "US1.1"}] * 2,
+            },
+        ),
+        (edits, "alice", [1, 2, 3]),
+        (edits, "alice", "reclassify"),
+        (f"{BASE}/contributions", "carl", contribution | {"comment": "nul \x00 byte"}),
+        (f"{BASE}/contributions", "carl", contribution | {"geometry": {"type": "Polygon", "coordinates": [[[0, 0]]]}}),
+        (f"{BASE}/contributions", "carl", contribution | {"geometry": {"type": "Polygon", "coordinates": 5}}),
+        (f"{BASE}/contributions", "carl", contribution | {"geometry": {"type": "Point", "coordinates": [[[[[1]]]]]}}),
+        (f"{BASE}/contributions", "carl", contribution | {"code_cs": "x" * 5000}),
+        (f"{BASE}/contributions/nope/review", "rita", {"status": "accepted"}),
+        (f"{BASE}/contributions/nope/review", "rita", {"status": "submitted"}),
+        (f"{BASE}/recette/sample", "rita", {"count": 10**12}),
+        (f"{BASE}/recette/sample", "rita", {"rate": 2, "seed": -5}),
+        (f"{BASE}/tasks/{FLAGGED[0]}/check", "bob", {"version": 1, "agree": True}),
+        (
+            "/consolidation/windows",
+            "admin",
+            {"departement": "\x00", "millesime": 2024, "previous_millesime": 2021, "closes": "2099-01-01"},
+        ),
+        (
+            "/consolidation/windows",
+            "admin",
+            {"departement": "77", "millesime": 2024, "previous_millesime": 2021, "closes": "2099-01-01"},
+        ),
+        (
+            "/consolidation/windows",
+            "admin",
+            {"departement": DEP, "millesime": 2021, "previous_millesime": 2024, "closes": "2099-01-01"},
+        ),
+        (
+            "/consolidation/windows",
+            "admin",
+            {"departement": DEP, "millesime": 2099, "previous_millesime": 2021, "closes": "2000-01-01"},
+        ),
+        ("/consolidation/auth/login", None, {"username": "a\x00b", "password": "x"}),
+        ("/consolidation/auth/login", None, {"username": "alice"}),
+    ]
+    for path, who, body in posts:
+        r = api.post(path, who, body)
+        assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+    gets = [
+        f"{BASE}/tasks/a%00b",
+        f"{BASE}/tasks/{'x' * 500}",
+        "/consolidation/%00/2024/tasks",
+        "/consolidation/S01/99999999999999999999/tasks",
+        f"{BASE}/contributions?status=%00",
+        "/consolidation/../../etc/passwd",
+        f"{BASE}/tasks?status=todo&status=done",
+    ]
+    for path in gets:
+        r = api.client.get(path)
+        assert r.status_code < 500, (path, r.status_code, r.text)
+    for header in ("Bearer", "Bearer ", "Bearer a.b.c", "Bearer " + "A" * 10000, "Basic YWxpY2U6eA=="):
+        r = api.client.get("/consolidation/me", headers={"Authorization": header})
+        assert r.status_code == 401, (header[:20], r.text)
+    r = api.client.get("/consolidation/me", cookies={"ocsge_session": "\x7fgarbage"})
+    assert r.status_code == 401
