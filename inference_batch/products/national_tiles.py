@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import click
 import shapely
 from pmtiles.tile import Compression, TileType, deserialize_directory, deserialize_header, tileid_to_zxy, zxy_to_tileid
 from pmtiles.writer import Writer
@@ -359,3 +360,47 @@ def _national_tiles(
         f"{'rejoined' if result.rewritten else 'already up to date'} in {sum(result.timings.values()):.1f} s"
     )
     return result
+
+
+# --- ocsge national-tiles ----------------------------------------------------------------------------
+
+
+def published_millesimes(storage: Storage, product: str) -> list[int | tuple[int, int]]:
+    """The millésimes (pairs for differences) of which at least one département has a tileset."""
+    found = {
+        parsed.millesime
+        for info in storage.list(PRODUCTS[product].folder + "/")
+        if (parsed := parse_key(info.key)) is not None and parsed.product == product
+    }
+    return sorted(found, key=lambda m: m if isinstance(m, tuple) else (m,))
+
+
+@click.command("national-tiles")
+@click.option(
+    "--kind", type=click.Choice(["occupation", "difference"]), multiple=True, help="Tilesets to join (default: both)."
+)
+@click.option(
+    "-m",
+    "--millesime",
+    "millesimes",
+    multiple=True,
+    help="Millésime (YYYY, or YYYY-YYYY for differences); default: every one with a tileset.",
+)
+@click.option("--root", default=None, help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")
+@click.option("--force", is_flag=True, help="Re-tile every département's low zooms and rejoin.")
+def national_tiles(kind: tuple[str, ...], millesimes: tuple[str, ...], root: str | None, force: bool) -> None:
+    """National vector tiles: the départements' PMTiles joined into one per millésime (z6–9 generalised),
+    re-tiling only the départements republished since the last run; then `ocsge publish` catalogues them."""
+    from inference_batch.writers.transaction import batch_run
+    from ocsge.storage import open_storage
+
+    storage = open_storage(root)
+    with batch_run():
+        for name in kind or ("occupation", "difference"):
+            product = f"{name}_pmtiles"
+            wanted = [tuple(int(y) for y in m.split("-")) if "-" in m else int(m) for m in millesimes]
+            for millesime in wanted or published_millesimes(storage, product):
+                if not departement_tilesets(storage, product, millesime):
+                    continue
+                result = run_national_tiles(storage, product, millesime, force=force)
+                click.echo(f"{product}\t{result.key}")

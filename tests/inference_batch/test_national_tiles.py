@@ -196,3 +196,17 @@ def test_decoded_features_are_clipped_to_their_tile(tmp_path):
         (south, north)
     )
     assert feature["properties"] == {"code_cs": "CS2.2.1"}
+
+
+def test_verb_joins_every_millesime_with_tilesets(scene, tmp_path):
+    from click.testing import CliRunner
+
+    from inference_batch.products.national_tiles import national_tiles
+
+    root = tmp_path / "root"
+    shutil.copytree(scene, root)
+    (root / NATIONAL).unlink()
+    result = CliRunner().invoke(national_tiles, ["--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"occupation_pmtiles\t{NATIONAL}" in result.output and "difference_pmtiles" not in result.output
+    assert codes(tile_at(root / NATIONAL, border_lon("S01"), bounds_of("S01")[1] + 0.15, 6)) >= set(CODES.values())
