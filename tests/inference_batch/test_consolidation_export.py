@@ -239,3 +239,54 @@ def test_open_verb_opens_the_window_once(store: ConsolidationStore, tmp_path: Pa
     assert again.exit_code == 0 and "already open" in again.output, again.output
     assert [t.status.value for t in store.list_tasks(f"{DEP}-{NEW}")] == ["done", "todo"]
     assert store.get_window(f"{DEP}-{NEW}").closes == "2099-06-30"
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the store's part runs on both engines above
+def test_corrected_millesime_is_published_and_served(
+    api: Api,
+    store: ConsolidationStore,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Export → ``ocsge products`` → ``ocsge publish``: the corrected 2024 and its corrections are catalogued
+    and served by the all-in-one server, the polygons with their provenance."""
+    import io
+
+    import pyarrow.parquet as pq
+    from fastapi.testclient import TestClient
+
+    from services.app import AppContext, create_app
+
+    contribute(api, square(150, 20, 200, 60), "CS2.2.1", "US1.1", "accepted")
+    assert (
+        api.post(
+            f"{BASE}/tasks/{FLAGGED[0]}/edits",
+            "alice",
+            {
+                "action": "reclassify",
+                "polygon_id": "N_A1",
+                "version": 1,
+                "code_cs": "CS1.1.1.2",
+                "code_us": "US5",
+            },
+        ).status_code
+        == 200
+    )
+    runner = CliRunner()
+    out = runner.invoke(
+        consolidation, ["export", "-d", DEP, "-m", str(NEW), "--root", str(tmp_path)], catch_exceptions=False
+    )
+    assert out.exit_code == 0, out.output
+    run_verb("products", ["--root", str(tmp_path), "--departement", DEP])
+    run_verb("publish", ["--root", str(tmp_path)])
+    client = TestClient(create_app(AppContext(root=str(tmp_path))))
+    found = client.get("/stac/search", params={"collections": "ocsge-occupation", "limit": 10}).json()["features"]
+    item = next(f for f in found if f["properties"]["ocsge:millesime"] == NEW)
+    served = client.get(f"/files/{key('occupation', DEP, NEW)}")
+    assert served.status_code == 200
+    table = pq.read_table(io.BytesIO(served.content), columns=["id", "code_cs", "provenance"]).to_pylist()
+    by_id = {row["id"]: row for row in table}
+    assert by_id["N_A1"] == {"id": "N_A1", "code_cs": "CS1.1.1.2", "provenance": "pi"}
+    assert by_id["N_B.c"]["provenance"] == "contribution" and by_id["N_A2"]["provenance"] == "auto"
+    assert item["assets"]["data"]["href"].endswith(key("occupation", DEP, NEW))
+    corrections = client.get("/stac/search", params={"collections": "ocsge-corrections", "limit": 10})
+    assert corrections.status_code == 200 and corrections.json()["features"], corrections.text[:300]
