@@ -19,6 +19,25 @@ def _millesimes(value: str) -> tuple[int, int]:
     return years  # type: ignore[return-value]
 
 
+def _placement(footprint: str | None, bounds: str | None) -> tuple[float, float, float, float] | None:
+    """The Lambert-93 box asked for by ``--footprint`` or ``--bounds`` (not both), else None."""
+    if footprint is not None and bounds is not None:
+        raise OcsgeError("--footprint and --bounds both place the pair: give one of them")
+    if footprint is not None:
+        from inference_batch.synth.footprints import footprint as footprint_of
+
+        return footprint_of(footprint)
+    if bounds is None:
+        return None
+    try:
+        box = tuple(float(v) for v in bounds.replace(" ", "").split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        raise OcsgeError(f"--bounds {bounds!r}: expected xmin,ymin,xmax,ymax in Lambert-93 metres, min < max")
+    return box  # type: ignore[return-value]
+
+
 @click.command("synth")
 @click.option("--root", default=None, help="Storage root (folder or s3://bucket/prefix); default OCSGE_STORAGE_ROOT.")
 @click.option("--departement", default=None,
@@ -33,6 +52,11 @@ def _millesimes(value: str) -> tuple[int, int]:
 @click.option("--vector-only", is_flag=True, help="Département-sized pair of truths (no imagery, no ancillary).")
 @click.option("--polygons", type=int, default=200_000, show_default=True,
               help="With --vector-only: polygons per millésime.")
+@click.option("--footprint", default=None,
+              help="With --vector-only: lay the pair on the (approximate) bounding box of this real metropolitan "
+                   "département, e.g. 77 (inference_batch/synth/footprints.py).")
+@click.option("--bounds", default=None,
+              help="With --vector-only: lay the pair on this Lambert-93 box, 'xmin,ymin,xmax,ymax' in metres.")
 @click.option("--realistic", is_flag=True,
               help="With --vector-only: realistic geometry — tens to hundreds of vertices a polygon (--vertices), "
                    "wiggly boundaries shared exactly by neighbours, islands, and an update with splits, merges "
@@ -43,7 +67,8 @@ def _millesimes(value: str) -> tuple[int, int]:
 @click.option("--force", is_flag=True, help="Regenerate even if the same territory is already there.")
 def synth(root: str | None, departement: str | None, width_m: float, height_m: float, seed: int | None,
           millesimes: str, resolution: float, no_imagery: bool, vector_only: bool, polygons: int,
-          realistic: bool, vertices: str | None, force: bool) -> None:
+          footprint: str | None, bounds: str | None, realistic: bool, vertices: str | None,
+          force: bool) -> None:
     """Generate a seeded synthetic territory: truth, ancillary, imagery COGs, IGN-like deliveries."""
     from ocsge.storage import open_storage
     from ocsge.territory import departement as get_departement
@@ -56,6 +81,9 @@ def synth(root: str | None, departement: str | None, width_m: float, height_m: f
     years = _millesimes(millesimes)
     seed = get_settings().seed if seed is None else seed
     storage = open_storage(root)
+    box = _placement(footprint, bounds)
+    if box is not None and not vector_only:
+        raise OcsgeError("--footprint and --bounds place a --vector-only pair: add --vector-only")
     if (realistic or vertices) and not vector_only:
         raise OcsgeError("--realistic and --vertices shape a --vector-only pair: add --vector-only")
     if realistic and vertices is None:
@@ -66,7 +94,7 @@ def synth(root: str | None, departement: str | None, width_m: float, height_m: f
         from inference_batch.synth.vector_scale import generate_vector_pair
 
         generate_vector_pair(storage, dep.code, n_polygons=polygons, seed=seed, millesimes=years, force=force,
-                             vertices=vertices)
+                             bounds=box, vertices=vertices)
         return
     from inference_batch.synth.generate import generate
 

@@ -71,16 +71,17 @@ TRANSITIONS: dict[int, tuple[tuple[int, float], ...]] = {
 }
 
 
-def _grid(nx: int, ny: int, x0: float, y0: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex coordinates (ny+1, nx+1) of a jittered grid with uneven rows and columns; border vertices
-    stay on the rectangle."""
+def _grid(nx: int, ny: int, x0: float, y0: float, rng: np.random.Generator, cell_x: float = CELL_M,
+          cell_y: float = CELL_M) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex coordinates (ny+1, nx+1) of a jittered grid with uneven rows and columns of mean size
+    ``cell_x`` × ``cell_y``; border vertices stay on the rectangle."""
     dx = rng.uniform(0.6, 1.4, nx)
     dy = rng.uniform(0.6, 1.4, ny)
-    xs = x0 + np.r_[0, np.cumsum(dx)] / dx.sum() * nx * CELL_M
-    ys = y0 + np.r_[0, np.cumsum(dy)] / dy.sum() * ny * CELL_M
+    xs = x0 + np.r_[0, np.cumsum(dx)] / dx.sum() * nx * cell_x
+    ys = y0 + np.r_[0, np.cumsum(dy)] / dy.sum() * ny * cell_y
     gx, gy = np.meshgrid(xs, ys)
-    jx = rng.uniform(-0.3, 0.3, gx.shape) * CELL_M * 0.6
-    jy = rng.uniform(-0.3, 0.3, gy.shape) * CELL_M * 0.6
+    jx = rng.uniform(-0.3, 0.3, gx.shape) * cell_x * 0.6
+    jy = rng.uniform(-0.3, 0.3, gy.shape) * cell_y * 0.6
     jx[:, 0] = jx[:, -1] = 0
     jy[0, :] = jy[-1, :] = 0
     return np.round(gx + jx, 2), np.round(gy + jy, 2)
@@ -181,10 +182,15 @@ def _classes(cx: np.ndarray, cy: np.ndarray, bounds: tuple[float, float, float, 
 def build_vector_pair(n_polygons: int, seed: int = 42, departement: str = "S01",
                       millesimes: tuple[int, int] = (2021, 2024),
                       origin: tuple[float, float] = (700000.0, 6600000.0),
+                      bounds: tuple[float, float, float, float] | None = None,
                       *, vertices: str | tuple[int, int] | None = None) -> dict[str, Any]:
     """The pair in memory: ``{"truth": {year: GeoDataFrame}, "communes": GeoDataFrame, "summary": dict}``.
     With ``vertices`` (a range of vertices per polygon such as ``"20-200"``), realistic geometry: wiggly
-    shared boundaries, islands, a realistic update (:mod:`.vector_realistic`)."""
+    shared boundaries, islands, a realistic update (:mod:`.vector_realistic`).
+
+    By default the parcels have their natural size (:data:`CELL_M`) from ``origin`` (south-west corner);
+    with ``bounds`` (Lambert-93 xmin, ymin, xmax, ymax) the ``n_polygons`` parcels fill exactly that box,
+    however large: a small pair laid on a real département's footprint (:mod:`.footprints`)."""
     if n_polygons < 1000:
         raise OcsgeError(f"--polygons {n_polygons}: the vector-only mode needs at least 1 000 polygons")
     if n_polygons > 5_000_000:
@@ -196,12 +202,22 @@ def build_vector_pair(n_polygons: int, seed: int = 42, departement: str = "S01",
     if vertices is not None:
         from inference_batch.synth.vector_realistic import build_realistic_pair, parse_vertices
 
+        if bounds is not None:
+            raise OcsgeError("realistic geometry (--realistic/--vertices) is laid from the origin, not on --bounds")
         return build_realistic_pair(n_polygons, seed, dep.code, dep.crs, years, origin, parse_vertices(vertices))
     rng = np.random.default_rng([seed, 1789])
-    nx = max(2, round(math.sqrt(n_polygons * 1.25)))
-    ny = max(2, n_polygons // nx)
-    x0, y0 = map(float, origin)
-    gx, gy = _grid(nx, ny, x0, y0, rng)
+    if bounds is None:
+        nx = max(2, round(math.sqrt(n_polygons * 1.25)))
+        ny = max(2, n_polygons // nx)
+        x0, y0 = map(float, origin)
+        gx, gy = _grid(nx, ny, x0, y0, rng)
+    else:
+        x0, y0, x1, y1 = map(float, bounds)
+        if not (x1 > x0 and y1 > y0):
+            raise OcsgeError(f"bounds {bounds!r}: expected xmin, ymin, xmax, ymax with xmin < xmax and ymin < ymax")
+        nx = max(2, round(math.sqrt(n_polygons * (x1 - x0) / (y1 - y0))))
+        ny = max(2, n_polygons // nx)
+        gx, gy = _grid(nx, ny, x0, y0, rng, (x1 - x0) / nx, (y1 - y0) / ny)
     bounds = (x0, y0, float(gx[0, -1]), float(gy[-1, 0]))
     rings = _quads(gx, gy)
     # exactly n_polygons in the first millésime: split a few cells in two
@@ -309,9 +325,11 @@ def generate_vector_pair(
     millesimes: tuple[int, int] = (2021, 2024),
     force: bool = False,
     vertices: str | tuple[int, int] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
 ) -> dict[str, Any]:
     """Write a département-sized pair: ``truth`` and ``communes`` for both millésimes, and a manifest
-    (``synth_manifest`` of the first millésime, ``mode: vector_pair``). Returns the manifest."""
+    (``synth_manifest`` of the first millésime, ``mode: vector_pair``). Returns the manifest. ``bounds``
+    places it on a given Lambert-93 box (:func:`build_vector_pair`)."""
     store = storage if storage is not None and not isinstance(storage, str) else open_storage(storage)
     dep = get_departement(departement)
     if not dep.synthetic:
@@ -319,6 +337,8 @@ def generate_vector_pair(
     years = check_millesimes(millesimes)
     params = {"mode": "vector_pair", "version": VECTOR_PAIR_VERSION, "departement": dep.code,
               "n_polygons": int(n_polygons), "seed": int(seed), "millesimes": list(years)}
+    if bounds is not None:  # only then: the parameters of a pair at the default place stay as they were
+        params["bounds"] = [float(v) for v in bounds]
     if vertices is not None:  # only then: the parameters of a parcel pair stay as they were
         from inference_batch.synth.vector_realistic import parse_vertices
 
@@ -336,7 +356,7 @@ def generate_vector_pair(
             return old
     store.check_writable()
     step(f"vector-only pair {dep.code}: {n_polygons:,} polygons per millésime (seed {seed})")
-    pair = build_vector_pair(n_polygons, seed, dep.code, years, vertices=vertices)
+    pair = build_vector_pair(n_polygons, seed, dep.code, years, vertices=vertices, bounds=bounds)
     keys: dict[str, dict[str, str]] = {}
     with progress(f"writing vector pair {dep.code}", total=4) as advance:
         for year in years:
