@@ -52,9 +52,9 @@ from ocsge.territory import departement
 
 MIN_ZOOM = 6
 SPLIT_ZOOM = 10  # from here up, the départements' own tiles
-# bytes per département and tile (gzip) at the low zooms: ~30 départements share a z6 tile, ~8 a z7, ~3 a
-# z8, 1–2 a z9 (a département is ~100 km across), so a joined tile stays well under tippecanoe's 500 kB
-LOW_ZOOM_BYTES = {6: 12_000, 7: 40_000, 8: 120_000, 9: 250_000}
+# bytes per département and tile (gzip) at the low zooms: up to ~30 départements share a z6 tile, ~8 a z7,
+# 3–4 a z8, 2–3 a z9 (a département is ~100 km across), so that a joined tile stays near tippecanoe's 500 kB
+LOW_ZOOM_BYTES = {6: 12_000, 7: 40_000, 8: 100_000, 9: 160_000}
 LOW_ZOOM_FLAGS = ("--coalesce-densest-as-needed", "--drop-densest-as-needed", "--force", "--quiet")
 
 
@@ -66,7 +66,7 @@ class NationalTilesResult:
     parts_removed: list[str] = field(default_factory=list)
     rewritten: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def departement_tilesets(storage: Storage, product: str, millesime: int | tuple[int, int]) -> dict[str, str]:
@@ -148,12 +148,12 @@ def _vector_layers(archives: Iterable[_Archive]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[str, Any]) -> dict[str, int]:
+def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """Write one PMTiles at ``out`` with the tiles of every (file, zooms taken from it): a tile found in one
     source is copied as stored, a tile found in several is merged (:func:`mvt.merge_tiles`). Tiles are
     written in tile-id order (a clustered archive), gzip-compressed like tippecanoe's."""
     archives = [_open_archive(path) for path, _zooms in sources]
-    stats = {"tiles": 0, "merged": 0, "bytes": 0, "max_tile_bytes": 0}
+    stats: dict[str, Any] = {"tiles": 0, "merged": 0, "bytes": 0, "max_tile_bytes": 0, "max_bytes_by_zoom": {}}
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(path.open("rb")) for path, _zooms in sources]
         by_tile: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
@@ -169,6 +169,7 @@ def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[s
 
         with out.open("wb") as f:
             writer = Writer(f)
+            z, first_of_zoom = 0, [zxy_to_tileid(k, 0, 0) for k in range(28)]
             for tile_id in sorted(by_tile):
                 found = by_tile[tile_id]
                 if len(found) == 1 and archives[found[0][0]].header["tile_compression"] == Compression.GZIP:
@@ -181,6 +182,9 @@ def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[s
                 stats["tiles"] += 1
                 stats["bytes"] += len(data)
                 stats["max_tile_bytes"] = max(stats["max_tile_bytes"], len(data))
+                while tile_id >= first_of_zoom[z + 1]:  # tile ids run zoom by zoom, in order here
+                    z += 1
+                stats["max_bytes_by_zoom"][z] = max(stats["max_bytes_by_zoom"].get(z, 0), len(data))
             west = min(a.header["min_lon_e7"] for a in archives)
             south = min(a.header["min_lat_e7"] for a in archives)
             east = max(a.header["max_lon_e7"] for a in archives)
