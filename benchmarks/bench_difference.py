@@ -1,13 +1,19 @@
-"""Difference between two millésimes: spatial chunks (ours) vs. one plain ``geopandas.overlay``.
+"""Difference between two millésimes: ours (identical polygons paired first, the rest by spatial chunks)
+vs. one plain ``geopandas.overlay``.
 
-Both methods run on the same generated pair (≥ 200 000 polygons each), each in its own subprocess
-that reports its wall time and its peak RSS (``getrusage``), and produce the same outputs: the
-evolution layer (changed parts, GeoParquet), the artificialisation ±1 parts and the CS×CS / US×US
-flows. The run checks that both agree on the changed area and on every flow, then prints a JSON
-summary (and appends it to ``benchmarks/out/bench_difference.jsonl``). PMTiles timings are in
+Both methods run on the same generated pair, each in its own subprocess that reports its wall time and
+its peak RSS (``VmHWM``), and produce the same outputs: the evolution layer (changed parts,
+GeoParquet), the artificialisation ±1 parts and the CS×CS / US×US flows. The run checks that both
+agree on the changed area, the net artificialisation and every cell of the CS×CS flows, then prints a
+JSON summary (and appends it to ``benchmarks/out/bench_difference.jsonl``). ``--scaling`` adds ours
+alone at other sizes (the anchor too at sizes up to ``--anchor-max``). PMTiles timings are in
 ``bench_pmtiles.py``.
 
-    python benchmarks/bench_difference.py --polygons 200000
+The default generator is the realistic one (``ocsge synth --vector-only --realistic``: 20–200 vertices
+a polygon, wiggly boundaries shared exactly, islands; the update keeps most polygons identical and
+recodes, splits, merges and reshapes a few %):
+
+    python benchmarks/bench_difference.py --polygons 200000 --scaling 50000,500000,1000000
 """
 
 from __future__ import annotations
@@ -27,15 +33,26 @@ from measure import peak_rss_mb
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def generate(folder: Path, polygons: int, densify: float, seed: int, generator: str = "synth") -> tuple[Path, Path]:
-    """The pair, written as our canonical GeoParquet: by default the project's vector-only synthetic
-    generator (``inference_batch.synth.vector_scale``: jittered parcels, ~2 % changes incl. splits);
-    ``samples``: Voronoi partitions of ``inference_batch.synth.partitions`` (~4 % code changes, 3 % splits)."""
+def generate(folder: Path, polygons: int, densify: float, seed: int, generator: str = "realistic",
+             vertices: str = "20-200") -> tuple[Path, Path]:
+    """The pair, written as our canonical GeoParquet: by default the realistic generator
+    (``inference_batch.synth.vector_realistic``); ``synth``: the 4-vertex jittered parcels of
+    ``inference_batch.synth.vector_scale`` (~2 % changes incl. splits); ``samples``: Voronoi partitions
+    of ``inference_batch.synth.partitions`` (~4 % code changes, 3 % splits)."""
     import numpy as np
     import shapely
 
     from inference_batch.products.artifacts import to_geoparquet
 
+    if generator == "realistic":
+        from inference_batch.synth.vector_scale import build_vector_pair
+
+        pair = build_vector_pair(polygons, seed=seed, vertices=vertices)
+        a, b = folder / "before.parquet", folder / "after.parquet"
+        years = sorted(pair["truth"])
+        for year, path in zip(years, (a, b), strict=True):  # one layer at a time: 10⁶ polygons fit
+            write_by_row_groups(pair["truth"].pop(year), path)
+        return a, b
     if generator == "synth":
         from inference_batch.synth.vector_scale import build_vector_pair
 
@@ -57,6 +74,34 @@ def generate(folder: Path, polygons: int, densify: float, seed: int, generator: 
     return a, b
 
 
+def write_by_row_groups(frame: object, path: Path) -> None:
+    """``to_geoparquet`` (Hilbert order, bbox covering, row groups of 10 000) converted one row group at
+    a time, so that the WKB of a 10⁶-polygon layer is never all in memory."""
+    import json
+
+    import pyarrow.parquet as pq
+    from geopandas.io.arrow import _geopandas_to_arrow
+
+    from inference_batch.products.artifacts import ROW_GROUP_SIZE, hilbert_sorted
+
+    frame = hilbert_sorted(frame)
+    writer = None
+    types: set[str] = set()
+    for start in range(0, len(frame), ROW_GROUP_SIZE):
+        part = frame.iloc[start:start + ROW_GROUP_SIZE].reset_index(drop=True)
+        table = _geopandas_to_arrow(part, index=False, write_covering_bbox=True)
+        geo = json.loads(table.schema.metadata[b"geo"])
+        types.update(geo["columns"]["geometry"]["geometry_types"])
+        if writer is None:
+            schema = table.schema
+            writer = pq.ParquetWriter(path, schema.remove_metadata(), compression="zstd", store_schema=False)
+        writer.write_table(table.replace_schema_metadata(None).cast(writer.schema))
+    geo["columns"]["geometry"]["geometry_types"] = sorted(types)
+    geo["columns"]["geometry"]["bbox"] = [float(v) for v in frame.total_bounds]
+    writer.add_key_value_metadata({"geo": json.dumps(geo)})
+    writer.close()
+
+
 def run_chunked(a: Path, b: Path, out: Path, target: int) -> dict[str, float]:
     from inference_batch.products.difference import compute_difference
     from inference_batch.products.inputs import open_source
@@ -71,7 +116,7 @@ def run_chunked(a: Path, b: Path, out: Path, target: int) -> dict[str, float]:
     flows = result.flows_cs.set_index("cs_avant")
     return {"changed_ha": result.report["changed_ha"], "artif_net_ha": result.report["artif_net_ha"],
             "flows_cs_total_ha": float(flows.to_numpy().sum()), "flows_cs_json": flows.round(3).to_json(),
-            "chunks": result.report["chunks"]}
+            "chunks": result.report["chunks"], "identical_pairs": result.report["identical_pairs"]}
 
 
 def run_overlay(a: Path, b: Path, out: Path) -> dict[str, float]:
@@ -130,7 +175,11 @@ def measure(method: str, a: Path, b: Path, out: Path, target: int) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--polygons", type=int, default=200_000)
-    parser.add_argument("--generator", choices=["synth", "samples"], default="synth")
+    parser.add_argument("--generator", choices=["realistic", "synth", "samples"], default="realistic")
+    parser.add_argument("--vertices", default="20-200", help="with --generator realistic: vertices per polygon")
+    parser.add_argument("--anchor-max", type=int, default=200_000,
+                        help="in --scaling, run geopandas.overlay too up to this size (above: ours only; the "
+                        "overlay of 200 000 realistic polygons already holds ~5.6 GB)")
     parser.add_argument("--densify", type=float, default=0.0,
                         help="max segment length of the polygons (m; 0: as generated)")
     parser.add_argument("--target", type=int, default=20_000, help="polygons per chunk")
@@ -147,18 +196,28 @@ def main() -> None:
         child(args)
         return
     OUT.mkdir(parents=True, exist_ok=True)
+    # numba compiles the WKB digest once and caches it beside the module (in a container image, at build
+    # time): warm the cache here, so that the children measure the difference, not the compiler
+    import pyarrow as pa
+
+    from inference_batch.products.wkb_digest import digest
+
+    digest(pa.array([], type=pa.binary()))
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
-        a, b = generate(folder, args.polygons, args.densify, args.seed, args.generator)
+        a, b = generate(folder, args.polygons, args.densify, args.seed, args.generator, args.vertices)
         import pyarrow.parquet as pq
 
         summary: dict[str, object] = {
             "polygons_before": pq.read_metadata(a).num_rows, "polygons_after": pq.read_metadata(b).num_rows,
-            "generator": args.generator, "densify_m": args.densify, "target": args.target,
+            "generator": args.generator, "vertices": args.vertices if args.generator == "realistic" else None,
+            "densify_m": args.densify, "target": args.target,
             "generate_s": round(time.perf_counter() - t0, 1)}
         chunked = measure("chunked", a, b, folder, args.target)
         summary["chunked"] = {k: v for k, v in chunked.items() if k != "flows_cs_json"}
+        print(f"ours: {chunked['wall_s']:.1f} s, {chunked['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
         if not args.skip_overlay:
             overlay = measure("overlay", a, b, folder, args.target)
             summary["overlay"] = {k: v for k, v in overlay.items() if k != "flows_cs_json"}
@@ -175,11 +234,24 @@ def main() -> None:
             for n in (int(v) for v in args.scaling.split(",") if v.strip()):
                 sub = folder / f"n{n}"
                 sub.mkdir()
-                sa, sb = generate(sub, n, args.densify, args.seed, args.generator)
+                sa, sb = generate(sub, n, args.densify, args.seed, args.generator, args.vertices)
                 run = measure("chunked", sa, sb, sub, args.target)
-                summary["scaling"].append({"polygons": n, "wall_s": round(run["wall_s"], 2),
-                                           "peak_rss_mb": round(run["peak_rss_mb"])})
-    summary["load_average_1m"] = os.getloadavg()[0]
+                row = {"polygons": n, "wall_s": round(run["wall_s"], 2), "peak_rss_mb": round(run["peak_rss_mb"])}
+                if n <= args.anchor_max and n != args.polygons:
+                    anchor = measure("overlay", sa, sb, sub, args.target)
+                    row.update(overlay_wall_s=round(anchor["wall_s"], 2),
+                               overlay_peak_rss_mb=round(anchor["peak_rss_mb"]),
+                               agree=abs(anchor["changed_ha"] - run["changed_ha"]) < 0.01)
+                elif n == args.polygons and "overlay" in summary:
+                    row.update(overlay_wall_s=round(overlay["wall_s"], 2),
+                               overlay_peak_rss_mb=round(overlay["peak_rss_mb"]))
+                else:
+                    row["overlay"] = f"skipped above --anchor-max {args.anchor_max}"
+                summary["scaling"].append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                for path in sub.iterdir():
+                    path.unlink()
+    summary["load_average_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
     print(json.dumps(summary, indent=2))
     with (OUT / "bench_difference.jsonl").open("a") as f:
         f.write(json.dumps(summary) + "\n")

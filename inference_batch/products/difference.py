@@ -10,10 +10,14 @@ delivered, so that their rows and columns are the stocks of each millésime: the
 ``US2``/``US3``/``US5`` cells are a change of nomenclature generation, reported apart
 (``usage_generation_only_ha``), not a change of usage.
 
-The overlay is :func:`~inference_batch.products.spatial.overlay_chunks`: one chunk of the earlier
-layer at a time against the window of the later one, identical polygons matched by hash, pieces
-streamed to GeoParquet as they come. Memory holds the bounding boxes of both layers, one chunk and
-a few cached row groups — not the layers.
+The overlay is :func:`~inference_batch.products.spatial.overlay_identical_first`: the polygons that
+are identical in both millésimes (the vast majority) are paired by a fingerprint of their WKB, read
+straight from the GeoParquet buffers, and never parsed nor intersected; they only add their area to the
+flows, and those whose codes changed are written as they are. The few others are overlaid chunk by
+chunk (:func:`~inference_batch.products.spatial.overlay_chunks`), pieces streamed to GeoParquet as
+they come. Memory holds a fingerprint, an area and the codes per polygon, one block of WKB and the
+polygons that changed — not the layers. Two layers with little in common (not two millésimes) go
+through the chunked overlay alone.
 """
 
 from __future__ import annotations

@@ -17,11 +17,15 @@ spatial index, every candidate pair and every output piece in memory at once. He
 * Pairs of identical geometries (same WKB) are matched by hashing before any geometric work: in two
   successive millésimes most polygons are unchanged, and for a partition a polygon identical to one
   of the other layer overlaps nothing else there. Only the remaining polygons are intersected.
+  :func:`overlay_identical_first` goes further for whole layers: it pairs identical polygons over the
+  whole layers from a numba digest of the WKB column (:mod:`.wkb_digest`) without building any
+  geometry, and hands only the rest to :func:`overlay_chunks`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,7 +72,23 @@ def repair(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return geoms, bad
 
 
+PARALLEL_PAIRS = 2_000  # above this many pairs, intersections run on every core (GEOS releases the GIL)
+
+
 def safe_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    workers = min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(a) >= PARALLEL_PAIRS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, len(a), workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = pool.map(lambda k: _intersection(a[bounds[k]:bounds[k + 1]], b[bounds[k]:bounds[k + 1]]),
+                             range(workers))
+            return np.concatenate(list(parts))
+    return _intersection(a, b)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     try:
         return shapely.intersection(a, b)
     except shapely.errors.GEOSException:

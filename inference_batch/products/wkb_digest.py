@@ -111,10 +111,10 @@ def _digest(
                     q = p + 16 * i
                     wx = _u64(data, q)
                     wy = _u64(data, q + 8)
-                    a = (a * _P1) ^ _mix(wx)
-                    a = (a * _P1) ^ _mix(wy)
-                    b = (b + _mix(wx ^ _SEED)) * _P2
-                    b = (b + _mix(wy ^ _P1)) * _P2
+                    # one mix per coordinate pair, folded into two differently built sums
+                    m = _mix(wx ^ ((wy << np.uint64(29)) | (wy >> np.uint64(35))) ^ _SEED)
+                    a = (a * _P1) ^ m
+                    b = (b + (m ^ wy)) * _P2
                     if 0 < i < n - 1:
                         bits[0] = wx
                         bits[1] = _u64(data, q + 16 + 8)

@@ -533,3 +533,17 @@ def test_wkb_digest_fingerprints_and_areas() -> None:
     assert (same_bytes == same_print).all() and same_bytes.sum() > ok.sum()  # some geometries repeat
     sliced = digest(pa.array(wkb, type=pa.large_binary()).slice(3, 4))
     assert sliced[0].tolist() == h1[3:7].tolist()
+
+
+def test_intersections_on_several_cores_keep_the_order(pair: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference_batch.products import spatial
+
+    before, after = pair
+    a, b = shapely.STRtree(after.geometry.to_numpy()).query(before.geometry.to_numpy(), predicate="intersects")
+    ga, gb = before.geometry.to_numpy()[a], after.geometry.to_numpy()[b]
+    monkeypatch.setattr(spatial, "PARALLEL_PAIRS", 10)
+    monkeypatch.setattr(spatial.os, "cpu_count", lambda: 3)
+    parallel = spatial.safe_intersection(ga, gb)
+    assert len(parallel) == len(ga) > 30
+    assert shapely.equals_exact(parallel, shapely.intersection(ga, gb), 0).all()
