@@ -188,8 +188,26 @@ def build(root: Path, tmp: Path, opts: argparse.Namespace, env: dict[str, str]) 
         return {"departements": len(deps), "chain_wall_min": round(chain / 60, 1), "per_departement": deps}
     publish = run([ocsge, "publish", "--root", str(root)], env)
     national = run([ocsge, "overviews", "--root", str(root)], env)
-    # one département republished: what a publish costs the national path
+    # one département republished (its COGs rewritten, then published): what that costs the national path
     first = synthetic_code(0)
+    run(
+        [
+            ocsge,
+            "render",
+            "-d",
+            first,
+            "--layers",
+            "couverture,usage",
+            "--resolution",
+            str(opts.resolution),
+            "--no-tiles",
+            "--force",
+            "--root",
+            str(root),
+        ],
+        env,
+    )
+    run([ocsge, "publish", "--root", str(root)], env)
     republish = run([ocsge, "overviews", "--root", str(root), "-d", first], env)
     summary = {
         "departements": len(deps),
@@ -282,7 +300,9 @@ def serve(root: str, port: int) -> None:
     )
 
 
-def measure(root: Path, opts: argparse.Namespace, national: bool) -> list[dict[str, object]]:
+def measure(
+    root: Path, opts: argparse.Namespace, national: bool, kinds: tuple[str, ...] = KINDS
+) -> list[dict[str, object]]:
     port = free_port()
     env = {"OCSGE_NATIONAL": "on" if national else "off", "PYTHONPATH": str(REPO)}
     proc = start([sys.executable, __file__, "--child-serve", str(root), str(port)], port, env)
@@ -292,6 +312,8 @@ def measure(root: Path, opts: argparse.Namespace, national: bool) -> list[dict[s
         tiles = france_tiles(root, ZOOMS, opts.tiles, opts.seed)
         by_zoom = {z: [t for t in tiles if t[0] == z] for z in ZOOMS}
         for kind, fetch in fetchers(base).items():
+            if kind not in kinds:
+                continue
             run_load(fetch, http_client, tiles, 4)  # warm-up: datasets opened, pages cached
             for z in ZOOMS:
                 for c in (1, 4):
@@ -361,6 +383,11 @@ def main() -> None:
     )
     parser.add_argument("--chain-only", action="store_true", help="build the départements only (no publish)")
     parser.add_argument("--compare", action="store_true", help="also measure with the national path off")
+    parser.add_argument(
+        "--compare-kinds",
+        default="wmts",
+        help="kinds measured with the national path off (wmts,xyz,wms; the slow path: default wmts)",
+    )
     parser.add_argument("--child-deliveries", nargs=3, metavar=("ROOT", "DEP", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--child-serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -394,7 +421,7 @@ def main() -> None:
         result["load_average_measure"] = os.getloadavg()[0]
         rows = measure(root, opts, national=True)
         if opts.compare:
-            rows += measure(root, opts, national=False)
+            rows += measure(root, opts, national=False, kinds=tuple(opts.compare_kinds.split(",")))
         result["rows"] = rows
         result["load_average_end"] = os.getloadavg()[0]
     finally:

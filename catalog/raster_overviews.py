@@ -124,6 +124,11 @@ class SourceCog:
     departement: str
     years: tuple[int, ...]
     block: str | None
+    etag: str | None = None  # changes when the COG is rewritten, even to the same size
+
+    @property
+    def stamp(self) -> str:
+        return f"{self.key}:{self.size}:{self.etag or ''}"
 
     @property
     def order(self) -> tuple[Any, ...]:
@@ -151,7 +156,7 @@ def list_sources(
             if parsed is None or parsed.product != product:
                 continue
             years = parsed.millesime if isinstance(parsed.millesime, tuple) else (parsed.millesime,)
-            cog = SourceCog(info.key, info.size, parsed.departement, tuple(years), parsed.block)
+            cog = SourceCog(info.key, info.size, parsed.departement, tuple(years), parsed.block, info.etag)
             layers.setdefault((product, *layer_of(product, cog.years)), []).append(cog)
     for cogs in layers.values():
         cogs.sort(key=lambda c: c.order, reverse=True)
@@ -336,6 +341,7 @@ def build_layer(
         reuse = (
             known is not None
             and known.get("size") == cog.size
+            and known.get("etag") == cog.etag
             and departements is not None
             and cog.departement not in departements
         )
@@ -358,8 +364,9 @@ def build_layer(
             if len(box) == 4:
                 todo |= set(slabs_under(box))  # type: ignore[arg-type]
         # a COG that changed or vanished without being named still forces its slabs (never stale)
+        now = {c.key: (c.size, c.etag) for c in cogs}
         for k, v in old_sources.items():
-            if k not in bounds or v.get("size") != next((c.size for c in cogs if c.key == k), None):
+            if now.get(k) != (v.get("size"), v.get("etag")):
                 todo |= set(slabs_under(tuple(v["bounds"])))  # type: ignore[arg-type]
         for c in cogs:
             if c.key not in old_sources:
@@ -381,7 +388,7 @@ def build_layer(
             if not inputs:
                 advance(info=f"{name}: empty")
                 continue
-            digest = _digest([f"{c.key}:{c.size}" for c, _ in inputs] + [str(MANIFEST_VERSION)])
+            digest = _digest([c.stamp for c, _ in inputs] + [str(MANIFEST_VERSION)])
             slab_key = f"{prefix}/slabs/{name}_{digest}.tif"
             if previous_slab is not None and previous_slab["key"] == slab_key and storage.exists(slab_key):
                 slabs[name] = previous_slab  # same inputs: nothing to redo
@@ -403,7 +410,10 @@ def build_layer(
         "grid": {"crs": "EPSG:3857", "slab_zoom": SLAB_ZOOM, "native_zoom": NATIVE_ZOOM, "tile": TILE},
         "nodata": nodata,
         "slabs": dict(sorted(slabs.items())),
-        "sources": {c.key: {"size": c.size, "departement": c.departement, "bounds": list(bounds[c.key])} for c in cogs},
+        "sources": {
+            c.key: {"size": c.size, "etag": c.etag, "departement": c.departement, "bounds": list(bounds[c.key])}
+            for c in cogs
+        },
     }
     storage.put_bytes(key, json.dumps(manifest, indent=1).encode(), content_type="application/json")
     for stale in replaced:  # after the manifest: readers of the old one had their slabs until now
