@@ -561,3 +561,28 @@ def test_hostile_inputs_get_4xx_never_500(api: Api) -> None:
         assert r.status_code == 401, (header[:20], r.text)
     r = api.client.get("/consolidation/me", cookies={"ocsge_session": "\x7fgarbage"})
     assert r.status_code == 401
+
+
+def test_logins_are_rate_limited_per_address(store: ConsolidationStore, tmp_path: Path) -> None:  # noqa: F811
+    api = make_api(store, tmp_path, logins_per_minute=3)
+    answers = [
+        api.client.post("/consolidation/auth/login", json={"username": "alice", "password": f"guess {n}"})
+        for n in range(4)
+    ]
+    assert [r.status_code for r in answers] == [401, 401, 401, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    # even the right password waits: a guesser cannot tell it found it
+    right = api.client.post("/consolidation/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert right.status_code == 429
+
+
+def test_a_closed_window_takes_no_more_contributions_or_edits(api: Api) -> None:
+    with api.store.tx() as tx:  # the window's last day was yesterday
+        tx.execute("UPDATE windows SET closes = ? WHERE id = ?", ("2020-01-01", f"{DEP}-{NEW}"))
+    before = snapshot(api)
+    point = {"type": "Point", "coordinates": list(lonlat(30, 30))}
+    late = api.post(f"{BASE}/contributions", "carl", {"geometry": point, "code_cs": "CS2.2.1", "code_us": "US1.1"})
+    assert late.status_code == 409 and "closed" in late.json()["detail"]
+    assert api.post(f"{BASE}/tasks/{FLAGGED[0]}/edits", "alice", reclassify("N_A1", 1)).status_code == 409
+    assert api.post(f"{BASE}/tasks/{FLAGGED[0]}/done", "alice", {"version": 1}).status_code == 409
+    assert snapshot(api) == before
