@@ -684,6 +684,13 @@ def block_polygons(
     return list(zip((values - 1).tolist(), polygons, strict=True))
 
 
+def _mask_polygon(mask: np.ndarray, x0: int, y0: int) -> shapely.Geometry:
+    """The pixels of ``mask`` (placed at x0, y0) as one (multi)polygon, a vertex at every pixel corner."""
+    found = block_components(mask.astype(np.uint8), widths=False)
+    polygons, _ = trace_polygons(found.runs, (np.concatenate([[0], found.cls]) > 0).astype(np.int32), y0, x0)
+    return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
+
+
 def enlarge_built(
     geoms: list[shapely.Geometry], values: np.ndarray, area_px: np.ndarray, umi: UMI, px_area: float
 ) -> int:
@@ -704,18 +711,21 @@ def enlarge_built(
     tree = shapely.STRtree(np.array(geoms, dtype=object))
     margin = math.ceil(math.sqrt(target)) + 2
     lost_by: dict[int, list[shapely.Geometry]] = {}  # neighbour → pixels it lost, taken off once at the end
+    grown: list[int] = []
     for i in small:
         x0, y0, x1, y1 = (round(v) for v in shapely.bounds(geoms[i]))
         x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
         near = tree.query(shapely.box(x0, y0, x1, y1))
+        # with the buildings already enlarged into the window (the tree knows their old extent only), and
         # built regions last: the pixels an enlarged building took read as built, whoever lost them
+        window = shapely.box(x0, y0, x1, y1)
+        near = np.union1d(near, np.array([j for j in grown if shapely.intersects(geoms[j], window)], np.int64))
         near = near[np.argsort(built[near], kind="stable")]
         shape = (y1 - y0, x1 - x0)
-        t = Affine.translation(x0, y0)
         # neighbours clipped to the window first: a large field has one vertex per pixel of its boundary
         clipped = shapely.clip_by_rect(np.array([geoms[j] for j in near], dtype=object), x0, y0, x1, y1)
         pairs = [(g, int(j) + 1) for g, j in zip(clipped, near, strict=True) if not g.is_empty]
-        local = rasterize(pairs, out_shape=shape, transform=t, dtype="int32")
+        local = rasterize(pairs, out_shape=shape, transform=Affine.translation(x0, y0), dtype="int32")
         own = local == i + 1
         need = target - int(own.sum())
         if need <= 0:
@@ -727,17 +737,12 @@ def enlarge_built(
         take = cand[np.argsort(dist.ravel()[cand], kind="stable")[:need]]
         if not len(take):
             continue
-        added = np.zeros(shape, dtype=np.uint8)
-        added.ravel()[take] = 1
-        pieces = [shapely.geometry.shape(g) for g, v in shapes(added, mask=added > 0, connectivity=4, transform=t)]
-        grown = shapely.union_all([geoms[i], *pieces])
-        geoms[i] = shapely.transform(shapely.segmentize(grown, 1.0), np.rint)
+        added = np.zeros(shape, dtype=bool)
+        added.ravel()[take] = True
+        geoms[i] = _mask_polygon(own | added, x0, y0)  # a vertex at every pixel corner, as the rest
+        grown.append(int(i))
         for j in np.unique(local.ravel()[take]) - 1:
-            lost = (local == j + 1) & (added > 0)
-            lost_by.setdefault(int(j), []).extend(
-                shapely.geometry.shape(g)
-                for g, _ in shapes(lost.astype(np.uint8), mask=lost, connectivity=4, transform=t)
-            )
+            lost_by.setdefault(int(j), []).append(_mask_polygon((local == j + 1) & added, x0, y0))
     for j, lost_parts in lost_by.items():
         rest = shapely.difference(geoms[j], shapely.union_all(lost_parts))
         geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
@@ -755,10 +760,14 @@ def assemble(
     report: VectorizeReport,
 ) -> tuple[list[shapely.Geometry], np.ndarray]:
     """Pass 4 (reduce): pieces of a region cut by block edges united, small built regions enlarged, the
-    coverage simplified and put in map coordinates."""
+    coverage simplified and put in map coordinates. ``pieces`` is emptied on the way (memory: each copy of
+    the coverage is dropped as soon as the next one is made — a vertex at every pixel corner is many)."""
     t = time.perf_counter()
     ids = sorted(pieces)
-    geoms = [p[0] if len(p) == 1 else shapely.coverage_union_all(p) for p in (pieces[i] for i in ids)]
+    geoms = []
+    for i in ids:
+        p = pieces.pop(i)
+        geoms.append(p[0] if len(p) == 1 else shapely.coverage_union_all(p))
     idx = np.array(ids, dtype=np.int64)
     values = region_cls[idx] if ids else np.zeros(0, np.uint16)
     report.built_enlarged = enlarge_built(geoms, values, region_area[idx], umi, res**2) if ids else 0
@@ -769,6 +778,7 @@ def assemble(
     report.seconds["stitch"] = time.perf_counter() - t
     t = time.perf_counter()
     arr = np.array(geoms, dtype=object)
+    del geoms
     if simplify > 0 and len(arr):
         arr = shapely.coverage_simplify(arr, simplify / res)
     a = mosaic_transform
