@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import attr
+import orjson
 from fastapi import Request
+from stac_fastapi.api.models import GeoJSONResponse
 from stac_fastapi.types.core import AsyncBaseCoreClient
 from stac_fastapi.types.errors import NotFoundError
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +49,19 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 STAC_VERSION = "1.1.0"
 # stac-fastapi 7 declares sort as v1.1.0 only; pystac-client 0.9.1 looks for v1.0.x: declare both
 EXTRA_CONFORMANCE = ("https://api.stacspec.org/v1.0.0/item-search#sort",)
+
+
+class _GeoJSON(GeoJSONResponse):
+    """GeoJSON serialised by orjson (≈ 10× the standard library's speed on a 50-item page)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _geojson(document: dict[str, Any]) -> GeoJSONResponse:
+    """A page or item as a response already: FastAPI would otherwise walk every value of a returned dict
+    through ``jsonable_encoder`` before serialising it — 2/3 of the CPU of a 50-item search page."""
+    return _GeoJSON(document)
 
 
 def _dump(model: Any) -> Any:
@@ -239,7 +254,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             filter=parse_filter(filter_expr, _get_filter_lang(request)) if filter_expr else None,
             sortby=parse_sortby(sortby), include=include, exclude=exclude,
         )
-        return await self._search(req, request)
+        return _geojson(await self._search(req, request))  # type: ignore[return-value]
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict[str, Any]:
         given = search_request.model_fields_set
@@ -266,7 +281,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             sortby=parse_sortby(getattr(search_request, "sortby", None) or []),
             include=include, exclude=exclude,
         )
-        return await self._search(req, request, post=True)
+        return _geojson(await self._search(req, request, post=True))  # type: ignore[return-value]
 
     async def item_collection(self, collection_id: str, request: Request, bbox: Any = None,
                               datetime: str | None = None, limit: int | None = None, token: str | None = None,
@@ -284,7 +299,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
         out = await self._search(req, request)
         base = self.base(request)
         out["links"].append({"rel": "collection", "type": JSON, "href": f"{base}collections/{collection_id}"})
-        return out
+        return _geojson(out)  # type: ignore[return-value]
 
     async def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> dict[str, Any]:
         await self.get_collection(collection_id, request)
@@ -292,7 +307,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
         if item is None:
             raise NotFoundError(f"item {item_id[:100]!r} does not exist in collection {collection_id[:100]!r}")
         self._item_links(self.base(request), item)
-        return item
+        return _geojson(item)  # type: ignore[return-value]
 
     def _with_params(self, request: Request, params: dict[str, Any]) -> str:
         query = dict(request.query_params)
