@@ -24,7 +24,14 @@ would burn — and invents no class, as the raster contract asks (``mode``/``nea
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
+import itertools
 import math
+import multiprocessing
+import os
+import signal
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,18 +191,211 @@ def _level_profile(profile: dict, factor: int) -> dict:
     return level
 
 
-def _vrt_with_overviews(raw: Path, levels: list[Path], vrt: Path) -> None:
-    """A VRT of ``raw`` whose overviews are ``levels`` (GDAL's ``<Overview>`` elements), so that the COG
-    driver copies them as they are (``OVERVIEWS=FORCE_USE_EXISTING``) instead of computing them."""
-    rasterio.shutil.copy(raw, vrt, driver="VRT")
-    tree = ElementTree.parse(vrt)
-    band = tree.getroot().find("VRTRasterBand")
+def _mosaic(
+    parts: list[tuple[Path, int, int]],
+    width: int,
+    height: int,
+    vrt: Path,
+    template: Path | None = None,
+    overviews: list[Path] = (),
+) -> None:
+    """A VRT stacking ``parts`` (path, first row, rows) into one ``width × height`` raster, with
+    ``overviews`` as its overview datasets (GDAL's ``<Overview>``): the COG driver copies those as they are
+    (``OVERVIEWS=FORCE_USE_EXISTING``) instead of computing any. ``template`` (the first part) gives the
+    georeferencing, nodata, colour table and tags."""
+    if template is not None:
+        rasterio.shutil.copy(template, vrt, driver="VRT")
+        root = ElementTree.parse(vrt).getroot()
+    else:
+        root = ElementTree.Element("VRTDataset")
+        ElementTree.SubElement(root, "VRTRasterBand", dataType="Byte", band="1")
+    root.set("rasterXSize", str(width))
+    root.set("rasterYSize", str(height))
+    band = root.find("VRTRasterBand")
     assert band is not None
-    for level in levels:
+    for source in [c for c in band if c.tag.endswith("Source")]:
+        band.remove(source)
+    for path, row, rows in parts:
+        source = ElementTree.SubElement(band, "SimpleSource")
+        ElementTree.SubElement(source, "SourceFilename", relativeToVRT="0").text = str(path)
+        ElementTree.SubElement(source, "SourceBand").text = "1"
+        ElementTree.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(width), ySize=str(rows))
+        ElementTree.SubElement(source, "DstRect", xOff="0", yOff=str(row), xSize=str(width), ySize=str(rows))
+    for level in overviews:
         ovr = ElementTree.SubElement(band, "Overview")
         ElementTree.SubElement(ovr, "SourceFilename", relativeToVRT="0").text = str(level)
         ElementTree.SubElement(ovr, "SourceBand").text = "1"
-    tree.write(vrt)
+    ElementTree.ElementTree(root).write(vrt)
+
+
+def default_workers() -> int:
+    """Processes that rasterise a raster's strips: the cores this process may use, at most two (the batch
+    machine's size; more would multiply the memory for little, the COG copy being multi-threaded anyway)."""
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
+
+@dataclass(frozen=True)
+class _Grid:
+    profile: dict
+    factors: list[int]
+    window: int
+    base_buckets: dict
+    overlay_buckets: dict
+
+    @property
+    def width(self) -> int:
+        return int(self.profile["width"])
+
+    @property
+    def height(self) -> int:
+        return int(self.profile["height"])
+
+
+def _strip_files(tmp: Path, output: int, strip: int, factors: list[int]) -> tuple[Path, list[Path]]:
+    return tmp / f"raw{output}-{strip}.tif", [tmp / f"raw{output}-{strip}-ovr{f}.tif" for f in factors]
+
+
+def _split_rows(grid: _Grid, workers: int) -> list[tuple[int, int]]:
+    """Window rows cut into at most ``workers`` contiguous strips of about equal polygon counts (rows
+    ``[y0, y1)``, each ``y0`` a multiple of the window, hence of every overview factor)."""
+    starts = list(range(0, grid.height, grid.window))
+    weight = np.zeros(len(starts))
+    for (_, row), idx in grid.base_buckets.items():
+        if 0 <= row < len(starts):
+            weight[row] += len(idx)
+    weight += max(1.0, weight.mean() / 10)  # pixels cost too, even where no polygon lies
+    cuts = np.searchsorted(np.cumsum(weight), weight.sum() * np.arange(1, workers) / workers, side="left") + 1
+    bounds = sorted({0, *(int(c) for c in cuts if 0 < c < len(starts)), len(starts)})
+    return [(starts[i], starts[j] if j < len(starts) else grid.height) for i, j in itertools.pairwise(bounds)]
+
+
+def _render_strip(
+    base: SpatialSource,
+    outputs: list[Raster],
+    grid: _Grid,
+    strip: int,
+    rows: tuple[int, int],
+    tmp: Path,
+    advance: Callable[..., object],
+    parent: int | None = None,
+) -> None:
+    """Rasterise rows ``[y0, y1)`` of every output, and decimate each window into every overview level,
+    into this strip's own files (see :func:`rasterise`)."""
+    y0, y1 = rows
+    window, factors = grid.window, grid.factors
+    profile = {**grid.profile, "height": y1 - y0, "transform": grid.profile["transform"] @ Affine.translation(0, y0)}
+    none = np.zeros(0, np.int64)
+    with contextlib.ExitStack() as stack:
+        dsts, level_dsts = [], []
+        for i, r in enumerate(outputs):
+            raw, levels = _strip_files(tmp, i, strip, factors)
+            dst = stack.enter_context(rasterio.open(raw, "w", **profile))
+            dst.write_colormap(1, r.colormap)
+            dst.update_tags(OVERVIEW_RESAMPLING="NEAREST", **r.tags)
+            dsts.append(dst)
+            level_dsts.append(
+                [
+                    stack.enter_context(rasterio.open(p, "w", **_level_profile(profile, f)))
+                    for p, f in zip(levels, factors, strict=True)
+                ]
+            )
+        for row_off in range(y0, y1, window):
+            if parent is not None and os.getppid() != parent:
+                os._exit(1)  # the run was killed (SIGKILL): its scratch folder is swept by the next one
+            for col_off in range(0, grid.width, window):
+                w = Window(col_off, row_off - y0, min(window, grid.width - col_off), min(window, y1 - row_off))
+                wt = rasterio.windows.transform(w, profile["transform"])
+                cell = (col_off // window, row_off // window)
+                idx = grid.base_buckets.get(cell, none)
+                position = np.zeros((w.height, w.width), dtype=np.int32)  # 0: no polygon, k: the (k-1)th of idx
+                frame = base.take(idx)
+                keep = _burnable(frame)
+                if keep.any():
+                    rasterize(
+                        zip(frame.geometry.to_numpy()[keep], np.flatnonzero(keep) + 1, strict=True),
+                        out=position,
+                        transform=wt,
+                        dtype=np.int32,
+                    )
+                for dst, levels, r in zip(dsts, level_dsts, outputs, strict=True):
+                    lut = np.zeros(len(idx) + 1, np.uint8)
+                    lut[1:] = r.values(frame)
+                    out = lut[position]
+                    for burn in r.overlays:
+                        over = grid.overlay_buckets[id(burn.source)].get(cell, none)
+                        if len(over):
+                            _burn_over(out, burn, over, wt)
+                    dst.write(out, 1, window=w)
+                    for level, f in zip(levels, factors, strict=True):
+                        small = decimate(out, f)
+                        level.write(
+                            small, 1, window=Window(w.col_off // f, w.row_off // f, small.shape[1], small.shape[0])
+                        )
+                advance(1)
+
+
+def _reopened(source: SpatialSource) -> SpatialSource:
+    """The same source with its own file handle and block cache: a forked worker must not share the
+    parent's file position nor grow its cache."""
+    twin = copy.copy(source)
+    if getattr(source, "_frame", None) is None:
+        import pyarrow.parquet as pq
+
+        twin._file = pq.ParquetFile(source.path)
+        twin._cache = type(source._cache)()
+    return twin
+
+
+def _run_strips(
+    base: SpatialSource,
+    outputs: list[Raster],
+    grid: _Grid,
+    strips: list[tuple[int, int]],
+    tmp: Path,
+    advance: Callable[..., object],
+) -> None:
+    """Each strip in its own forked process (the sources and value functions need no pickling); the
+    caller's SIGTERM or error terminates them, and a worker whose parent died (SIGKILL) stops by itself."""
+    if len(strips) == 1:
+        _render_strip(base, outputs, grid, 0, strips[0], tmp, advance)
+        return
+    parent = os.getpid()
+
+    def work(k: int, rows: tuple[int, int]) -> None:
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            sources = {id(b.source): _reopened(b.source) for r in outputs for b in r.overlays}
+            mine = [
+                dataclasses.replace(r, overlays=tuple(Burn(sources[id(b.source)], b.values) for b in r.overlays))
+                for r in outputs
+            ]
+            ids = {id(b.source): grid.overlay_buckets[id(b.source)] for r in outputs for b in r.overlays}
+            own = dataclasses.replace(grid, overlay_buckets={id(sources[k_]): v for k_, v in ids.items()})
+            with rasterio.Env(GDAL_CACHEMAX=RENDER_CACHE_BYTES):
+                _render_strip(_reopened(base), mine, own, k, rows, tmp, lambda *a: None, parent)
+        except BaseException:  # reported through the exit code; the parent names the step
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=work, args=(k, rows), daemon=True) for k, rows in enumerate(strips)]
+    try:
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+            advance(1)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+    failed = [k for k, proc in enumerate(procs) if proc.exitcode != 0]
+    if failed:
+        raise StepError(f"rasterising strips {failed} failed (exit codes {[procs[k].exitcode for k in failed]})")
 
 
 def rasterise(
@@ -207,6 +407,7 @@ def rasterise(
     window: int = WINDOW,
     description: str = "",
     quiet: bool = False,
+    workers: int | None = None,
 ) -> None:
     """Render ``outputs`` (COGs on one grid) in one pass over ``base``.
 
@@ -217,9 +418,13 @@ def rasterise(
 
     Overviews come from the same pass: each window, still in memory, is decimated into every overview level
     (:func:`decimate`, windows aligned on every factor), so no pass over the full-resolution raster follows
-    — GDAL's overview pass took four fifths of the COG copy (15 s of 18 s per 640 Mpx raster). The COG
-    driver then only copies and compresses the levels it is given. Scratch rasters are ZSTD level 1:
-    written once and read once by the COG copy, compression ratio matters less than speed there.
+    — GDAL's overview pass took four fifths of the COG copy's time. The COG driver then only copies and
+    compresses the levels it is given, on every core.
+
+    Parallel: the rows are cut into ``workers`` strips (default :func:`default_workers`) of about equal
+    polygon counts, each rasterised by a forked process into its own files, which a VRT stacks back for
+    the COG copy. Memory stays bounded: one window per output per worker, plus each worker's block cache.
+    Scratch rasters are ZSTD level 1, written once and read once; all live in the run's scratch folder.
     """
     if bounds is None:
         bounds = base.total_bounds
@@ -245,74 +450,47 @@ def rasterise(
         "zstd_level": 1,
         "BIGTIFF": "IF_SAFER",
     }
-    factors = overview_factors(width, height, window=window)
-    windows = [
-        Window(c, r, min(window, width - c), min(window, height - r))
-        for r in range(0, height, window)
-        for c in range(0, width, window)
-    ]
     size_m = window * resolution
-    base_buckets = window_buckets(base.bounds, xmin, ymax, size_m)
-    overlay_buckets = {
-        id(b.source): window_buckets(b.source.bounds, xmin, ymax, size_m) for r in outputs for b in r.overlays
-    }
-    none = np.zeros(0, np.int64)
+    grid = _Grid(
+        profile,
+        overview_factors(width, height, window=window),
+        window,
+        window_buckets(base.bounds, xmin, ymax, size_m),
+        {id(b.source): window_buckets(b.source.bounds, xmin, ymax, size_m) for r in outputs for b in r.overlays},
+    )
+    strips = _split_rows(grid, workers or default_workers())
     # The block cache holds the overview levels' partly written blocks until a window row completes them.
     # rasterio.Env takes GDAL_CACHEMAX in *bytes* (GDALSetCacheMax64): 512 there would be 512 bytes, and
     # rasterize, which burns in chunks of the cache's size, then took 20× longer.
     with scratch("render") as tmp, contextlib.ExitStack() as stack, rasterio.Env(GDAL_CACHEMAX=RENDER_CACHE_BYTES):
-        raws = [tmp / f"raw{i}.tif" for i in range(len(outputs))]
-        level_paths = [[tmp / f"raw{i}-ovr{f}.tif" for f in factors] for i in range(len(outputs))]
-        dsts = [stack.enter_context(rasterio.open(raw, "w", **profile)) for raw in raws]
-        level_dsts = [
-            [
-                stack.enter_context(rasterio.open(p, "w", **_level_profile(profile, f)))
-                for p, f in zip(paths, factors, strict=True)
-            ]
-            for paths in level_paths
-        ]
-        for dst, r in zip(dsts, outputs, strict=True):
-            dst.write_colormap(1, r.colormap)
-            dst.update_tags(OVERVIEW_RESAMPLING="NEAREST", **r.tags)
+        units = -(-width // window) * -(-height // window) if len(strips) == 1 else len(strips)
         advance = (
-            stack.enter_context(progress(f"rasterise {description}", len(windows)))
-            if not quiet
-            else (lambda *a, **k: None)
+            stack.enter_context(progress(f"rasterise {description}", units)) if not quiet else (lambda *a, **k: None)
         )
-        for w in windows:
-            wt = rasterio.windows.transform(w, transform)
-            cell = (int(w.col_off) // window, int(w.row_off) // window)
-            idx = base_buckets.get(cell, none)
-            position = np.zeros((w.height, w.width), dtype=np.int32)  # 0: no polygon, k: the (k-1)th of idx
-            frame = base.take(idx)
-            keep = _burnable(frame)
-            if keep.any():
-                rasterize(
-                    zip(frame.geometry.to_numpy()[keep], np.flatnonzero(keep) + 1, strict=True),
-                    out=position,
-                    transform=wt,
-                    dtype=np.int32,
+        _run_strips(base, outputs, grid, strips, tmp, advance)
+        for i, r in enumerate(outputs):
+            files = [_strip_files(tmp, i, k, grid.factors) for k in range(len(strips))]
+            levels = []
+            for n, f in enumerate(grid.factors):
+                level = tmp / f"out{i}-ovr{f}.vrt"
+                _mosaic(
+                    [(fs[1][n], y0 // f, -(-(y1 - y0) // f)) for fs, (y0, y1) in zip(files, strips, strict=True)],
+                    -(-width // f),
+                    -(-height // f),
+                    level,
                 )
-            for dst, levels, r in zip(dsts, level_dsts, outputs, strict=True):
-                lut = np.zeros(len(idx) + 1, np.uint8)
-                lut[1:] = r.values(frame)
-                out = lut[position]
-                for burn in r.overlays:
-                    over = overlay_buckets[id(burn.source)].get(cell, none)
-                    if len(over):
-                        _burn_over(out, burn, over, wt)
-                dst.write(out, 1, window=w)
-                for level, f in zip(levels, factors, strict=True):
-                    small = decimate(out, f)
-                    level.write(small, 1, window=Window(w.col_off // f, w.row_off // f, small.shape[1], small.shape[0]))
-            advance(1)
-        for ds in [*dsts, *(d for levels in level_dsts for d in levels)]:
-            ds.close()
-        for raw, paths, r in zip(raws, level_paths, outputs, strict=True):
+                levels.append(level)
+            vrt = tmp / f"out{i}.vrt"
+            _mosaic(
+                [(fs[0], y0, y1 - y0) for fs, (y0, y1) in zip(files, strips, strict=True)],
+                width,
+                height,
+                vrt,
+                template=files[0][0],
+                overviews=levels,
+            )
             # the COG driver compresses on every core already; it copies the levels given, computes none
-            vrt = raw.with_suffix(".vrt")
-            _vrt_with_overviews(raw, paths, vrt)
-            copy_to_cog(vrt, r.path, resampling="NEAREST", OVERVIEWS="FORCE_USE_EXISTING" if paths else "NONE")
+            copy_to_cog(vrt, r.path, resampling="NEAREST", OVERVIEWS="FORCE_USE_EXISTING" if levels else "NONE")
 
 
 def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]:

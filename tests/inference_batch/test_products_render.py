@@ -3,6 +3,7 @@ outlive their run (an exception, a SIGTERM, or a SIGKILL followed by the next ru
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -117,6 +118,7 @@ def test_one_pass_gives_every_layer_the_pixels_of_its_own_burn(tmp_path: Path, m
     calls = []
     real = render.rasterize
     monkeypatch.setattr(render, "rasterize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(render, "default_workers", lambda: 1)  # calls made in this process, to count them
     keys = run_render(store, "77", 2021, resolution=2.0, window=128)
     assert set(keys) == {"couverture", "usage", "artif", "construction"}
     with rasterio.open(store.url(keys["couverture"])) as src:
@@ -167,7 +169,9 @@ def test_overview_factors_are_those_gdal_would_make(width: int, height: int) -> 
         assert max(-(-width // (last // 2)), -(-height // (last // 2))) > 512  # and no level more
 
 
-def _render_small(tmp_path: Path, bounds: tuple[float, float, float, float], resolution: float, window: int) -> Path:
+def _render_small(
+    tmp_path: Path, bounds: tuple[float, float, float, float], resolution: float, window: int, workers: int = 2
+) -> Path:
     from inference_batch.products.render import Raster, code_values, rasterise
     from inference_batch.products.spatial import SpatialSource
     from ocsge import schema
@@ -176,7 +180,7 @@ def _render_small(tmp_path: Path, bounds: tuple[float, float, float, float], res
     occ = partition(400, bounds, millesime=2021, seed=5)
     write_vector(store, "occupation/D077/2021/occupation_D077_2021.parquet", occ)
     cs = code_values(Kind.COUVERTURE)
-    out = tmp_path / "couverture.tif"
+    out = tmp_path / f"couverture-{workers}.tif"
     with store.local_copy("occupation/D077/2021/occupation_D077_2021.parquet") as path:
         source = SpatialSource(path=path, columns=[schema.CODE_CS])
         rasterise(
@@ -186,6 +190,7 @@ def _render_small(tmp_path: Path, bounds: tuple[float, float, float, float], res
             bounds=bounds,
             window=window,
             quiet=True,
+            workers=workers,
         )
     return out
 
@@ -227,3 +232,108 @@ def test_overviews_of_a_ragged_grid_pick_a_pixel_of_their_own_footprint(tmp_path
         levels = {f: src.read(1, out_shape=(-(-611 // f), -(-1037 // f))) for f in (2, 4)}
     for f, got in levels.items():
         assert np.array_equal(got, full[::f, ::f])
+
+
+def test_strips_rendered_by_parallel_workers_equal_a_single_pass(tmp_path: Path) -> None:
+    """Rows cut into strips, each rasterised by its own process and stacked back by a VRT, give the same
+    pixels and the same overview levels as one process over all rows, whatever the number of strips."""
+    bounds = (700_000, 6_600_000, 701_037, 6_601_411)
+    single = _render_small(tmp_path, bounds, 1.0, window=256, workers=1)
+    for workers in (2, 3):
+        many = _render_small(tmp_path, bounds, 1.0, window=256, workers=workers)
+        with rasterio.open(single) as a, rasterio.open(many) as b:
+            assert b.overviews(1) == a.overviews(1) == [2, 4]
+            assert b.transform == a.transform and b.colormap(1) == a.colormap(1) and b.tags() == a.tags()
+            for level in (None, 0, 1):
+                shape = (
+                    a.shape if level is None else (-(-a.height // 2 ** (level + 1)), -(-a.width // 2 ** (level + 1)))
+                )
+                assert np.array_equal(a.read(1, out_shape=shape), b.read(1, out_shape=shape)), (workers, level)
+
+
+def test_strips_cover_every_row_once_on_window_boundaries() -> None:
+    from inference_batch.products.render import _Grid, _split_rows
+
+    buckets = {(0, r): np.arange(n) for r, n in enumerate([500, 10, 10, 10, 10, 10, 480, 5])}
+    grid = _Grid({"width": 1000, "height": 7 * 256 + 100}, [2, 4], 256, buckets, {})
+    for workers in (1, 2, 3, 20):
+        strips = _split_rows(grid, workers)
+        assert strips[0][0] == 0 and strips[-1][1] == grid.height and len(strips) <= min(workers, 8)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(strips))
+        assert all(y0 % 256 == 0 and y1 > y0 for y0, y1 in strips)
+    two = _split_rows(grid, 2)
+    counts = [sum(len(buckets[(0, r)]) for r in range(y0 // 256, -(-y1 // 256))) for y0, y1 in two]
+    assert len(two) == 2 and min(counts) > sum(counts) / 3  # balanced by polygons, not by rows
+
+
+def test_a_failing_worker_fails_the_step_and_leaves_no_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference_batch.products import render
+    from inference_batch.products.artifacts import StepError
+
+    scratch_base = tmp_path / "tmp"
+    scratch_base.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_base))
+    real = render._render_strip
+
+    def fail_second(*args: object, **kwargs: object) -> None:
+        if args[3] == 1:
+            raise RuntimeError("disk full")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "_render_strip", fail_second)
+    with pytest.raises(StepError, match=r"strips \[1\]"):
+        _render_small(tmp_path, (700_000, 6_600_000, 701_000, 6_601_000), 1.0, window=256, workers=2)
+    assert not list(scratch_base.iterdir())
+
+
+_STRIPS_CHILD = """
+import sys, time
+import numpy as np
+from inference_batch.products import render
+from inference_batch.products.spatial import SpatialSource
+from inference_batch.synth.partitions import partition
+
+real = render.rasterize
+render.rasterize = lambda *a, **k: (time.sleep(0.5), real(*a, **k))[1]  # slow burns: time to kill midway
+occ = partition(200, (700_000, 6_600_000, 701_000, 6_602_000), millesime=2021, seed=3)
+out = sys.argv[1] + "/never.tif"
+print("start", flush=True)
+render.rasterise(SpatialSource(occ, columns=[]), [render.Raster(out, {}, lambda f: np.ones(len(f), np.uint8))],
+                 resolution=1.0, window=128, quiet=True, workers=2)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_of_a_killed_run_stop_and_the_next_run_sweeps_their_folder(tmp_path: Path) -> None:
+    """SIGKILL on the run (no handler runs): its strip workers notice their parent is gone and stop instead
+    of rasterising for nobody, and the next run sweeps the scratch folder they wrote in."""
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STRIPS_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "start"
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not (children and list(tmp_path.glob("ocsge-render-*/raw0-1.tif"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert len(children) == 2, children
+    proc.kill()
+    proc.wait(timeout=30)
+    # a strip is 64 burns of 0.5 s; a worker checks its parent at each row of 8 windows
+    deadline = time.monotonic() + 12
+    while any(map(_running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, children)), "orphaned workers still rasterising"
+    assert list(tmp_path.glob("ocsge-render-*"))
+    with scratch("render", tmp_path):
+        pass
+    assert not list(tmp_path.glob("ocsge-render-*"))
