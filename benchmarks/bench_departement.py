@@ -17,6 +17,9 @@ The chain, in order (`ocsge …` unless said otherwise):
    once more, which must find everything up to date (the rerun cost);
 5. ``publish`` — the STAC catalogue with every artifact hashed.
 
+``--root DIR`` keeps the store; ``--chain-only --root DIR`` then reruns steps 3–5 on it without the ingests
+(the earlier products removed first), e.g. to measure a change of the product steps without the setup.
+
 "Vector chain" is steps 3–4 without the ingests: every product of the département. The target of issue 14
 is ≤ 20 minutes and ≤ 4 GB peak on the 2-core machine at 10⁶ polygons.
 
@@ -126,6 +129,40 @@ def write_delivery(root: str, year: int, first_year: int, folder: Path, correcti
                       schema.CODE_CS: int(truth[schema.CODE_CS].nunique())}))
 
 
+def setup(args: argparse.Namespace, root: Path, tmp: Path, common: list[str], dep: list[str], env: dict[str, str],
+          ocsge: str) -> list[StepRun]:
+    """Steps 1–3a: the generated pair, its IGN-shaped deliveries and their ingestion."""
+    runs: list[StepRun] = []
+    runs.append(run_step("synth --vector-only", [ocsge, "synth", *common, "--vector-only", "--polygons",
+                                                 str(args.polygons), "--seed", str(args.seed)],
+                         vector_chain=False, env=env))
+    for year in YEARS:
+        folder = tmp / f"delivery-{year}"
+        shutil.rmtree(folder, ignore_errors=True)
+        runs.append(run_step(f"delivery {year} (GPKG + zone construite)",
+                             [sys.executable, __file__, "--corrections", str(args.corrections), "--seed",
+                              str(args.seed), "--child-delivery", str(root), str(year), str(YEARS[0]),
+                              str(folder)], vector_chain=False, env=env))
+        runs.append(run_step(f"ingest {year}", [ocsge, "ingest", str(folder), *dep, "-m", str(year), *common],
+                             vector_chain=False, env=env))
+    return runs
+
+
+INPUTS = {"truth", "ancillary", "occupation", "zone_construite", "deliveries"}  # what synth and ingest write
+
+
+def forget_products(root: Path) -> None:
+    """Remove every product of an earlier run under ``root``, keeping what synth and ingest wrote, so
+    that the chain redoes each product."""
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name == "reports":
+            for report in folder.iterdir():
+                if report.name != "ingest":
+                    shutil.rmtree(report)
+        elif folder.is_dir() and folder.name not in INPUTS:
+            shutil.rmtree(folder)
+
+
 def extrapolate(runs: list[StepRun], polygons: int, price_vcpu_hour: float, vcpus: int) -> dict[str, float]:
     chain = [r for r in runs if r.vector_chain]
     wall = sum(r.wall_s for r in chain)
@@ -152,6 +189,9 @@ def main() -> None:
     parser.add_argument("--root", default="", help="storage folder (default: a temporary folder, removed)")
     parser.add_argument("--price-vcpu-hour", type=float, default=0.048,
                         help="on-demand USD per vCPU-hour assumed for the estimate (c6i in eu-west-3 ≈ 0.048)")
+    parser.add_argument("--chain-only", action="store_true",
+                        help="reuse --root, synthesised and ingested by an earlier run, and run only the vector "
+                             "chain, the rerun and publish (the earlier run's products are removed first)")
     parser.add_argument("--child-delivery", nargs=4, metavar=("ROOT", "YEAR", "FIRST", "FOLDER"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,18 +209,12 @@ def main() -> None:
     print(f"rehearsal: {args.polygons:,} polygons per millésime under {root} "
           f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     try:
-        runs.append(run_step("synth --vector-only", [ocsge, "synth", *common, "--vector-only", "--polygons",
-                                                     str(args.polygons), "--seed", str(args.seed)],
-                             vector_chain=False, env=env))
-        for year in YEARS:
-            folder = tmp / f"delivery-{year}"
-            shutil.rmtree(folder, ignore_errors=True)
-            runs.append(run_step(f"delivery {year} (GPKG + zone construite)",
-                                 [sys.executable, __file__, "--corrections", str(args.corrections), "--seed",
-                                  str(args.seed), "--child-delivery", str(root), str(year), str(YEARS[0]),
-                                  str(folder)], vector_chain=False, env=env))
-            runs.append(run_step(f"ingest {year}", [ocsge, "ingest", str(folder), *dep, "-m", str(year), *common],
-                                 vector_chain=False, env=env))
+        if args.chain_only:
+            if not (args.root and (root / "occupation").is_dir()):
+                raise SystemExit("--chain-only needs a --root holding the ingested pair of an earlier run")
+            forget_products(root)
+        else:
+            runs += setup(args, root, tmp, common, dep, env, ocsge)
         chain = [
             ("artif (2 millésimes)", ["artif", *dep, *common]),
             ("diff", ["diff", *dep, "--no-tiles", *common]),
