@@ -8,13 +8,16 @@ lost and the second writer is told. SQLite serialises writers (``BEGIN IMMEDIATE
 makes the second ``UPDATE … WHERE version = ?`` re-read the row and match nothing.
 
 Geometries are WKB in the département's CRS with their bounding box in four columns, so that "what lies in
-this cell" is an index range query on both engines; geometry operations are shapely's, in the caller.
-The SQL is written once with ``?`` placeholders (PostgreSQL gets ``%s``); the DDL differs only by types.
+this cell" is an index range query on both engines; geometry operations are shapely's, in the caller. With
+PostGIS, PostgreSQL also gets a ``geom`` column derived from the WKB, GiST-indexed, which the bbox queries
+use (and GIS clients can read). The SQL is written once with ``?`` placeholders (PostgreSQL gets ``%s``);
+the DDL differs only by types.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import sqlite3
 import threading
@@ -43,6 +46,7 @@ from ocsge.consolidation.model import (
 )
 
 Bbox = tuple[float, float, float, float]
+log = logging.getLogger("ocsge.consolidation")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -84,6 +88,7 @@ CREATE TABLE IF NOT EXISTS audit (
     entity_id TEXT NOT NULL, window_id TEXT, before TEXT, after TEXT);
 """
 
+_GEOMETRY_TABLES = ("tasks", "polygons", "previous_polygons", "contributions")
 _SQLITE_TYPES = {"real": "REAL", "blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
 _PG_TYPES = {"real": "DOUBLE PRECISION", "blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
 
@@ -247,6 +252,7 @@ class ConsolidationStore:
         self.target = text
         self._pool: Any = None
         self._lock = threading.Lock()
+        self.postgis = False
         if not self.postgres:
             Path(text).parent.mkdir(parents=True, exist_ok=True)
         self._create_schema()
@@ -310,6 +316,27 @@ class ConsolidationStore:
             for statement in (s.strip() for s in ddl.split(";")):
                 if statement:
                     tx.execute(statement)
+        self.postgis = self.postgres and self._add_postgis()
+
+    def _add_postgis(self) -> bool:
+        """On PostgreSQL with PostGIS: a ``geom`` column derived from the WKB of every geometry table, with a
+        GiST index — the spatial queries use it, and QGIS or ``ogr2ogr`` read the store as a PostGIS
+        source. Without PostGIS (or the right to create the extension) the bounding-box columns serve."""
+        import psycopg
+
+        try:
+            with self.tx() as tx:
+                tx.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+                for table in _GEOMETRY_TABLES:
+                    tx.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS geom geometry "
+                        "GENERATED ALWAYS AS (ST_GeomFromWKB(wkb)) STORED"
+                    )
+                    tx.execute(f"CREATE INDEX IF NOT EXISTS {table}_geom ON {table} USING GIST (geom)")
+        except psycopg.Error as exc:
+            log.warning("consolidation store without PostGIS geometry columns: %s", exc)
+            return False
+        return True
 
     def close(self) -> None:
         if self._pool is not None:
@@ -481,22 +508,30 @@ class ConsolidationStore:
             raise NotFound(f"no task {task_id} in window {window_id}")
         return (float(r[0]), float(r[1]), float(r[2]), float(r[3]))
 
+    def _meets(self, bbox: Bbox) -> tuple[str, tuple[float, ...]]:
+        """SQL (and its parameters) keeping the rows whose bounding box meets ``bbox``: PostGIS's ``&&`` on
+        the GiST index when there is one, else the four bbox columns."""
+        if self.postgis:
+            return "geom && ST_MakeEnvelope(?, ?, ?, ?)", bbox
+        return "minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?", (bbox[2], bbox[0], bbox[3], bbox[1])
+
     def polygons_in(self, window_id: str, bbox: Bbox) -> list[Polygon]:
         """Live polygons whose bbox meets ``bbox`` (the caller keeps those that really intersect)."""
+        where, params = self._meets(bbox)
         with self.read() as tx:
             rows = tx.all(
-                f"SELECT {_POLY_COLS} FROM polygons WHERE window_id = ? AND retired = 0 AND minx <= ? "
-                "AND maxx >= ? AND miny <= ? AND maxy >= ? ORDER BY id",
-                (window_id, bbox[2], bbox[0], bbox[3], bbox[1]),
+                f"SELECT {_POLY_COLS} FROM polygons WHERE window_id = ? AND retired = 0 AND {where} ORDER BY id",
+                (window_id, *params),
             )
         return [_polygon(r) for r in rows]
 
     def previous_in(self, window_id: str, bbox: Bbox) -> list[PreviousPolygon]:
+        where, params = self._meets(bbox)
         with self.read() as tx:
             rows = tx.all(
                 "SELECT window_id, id, code_cs, code_us, wkb FROM previous_polygons WHERE window_id = ? "
-                "AND minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ? ORDER BY id",
-                (window_id, bbox[2], bbox[0], bbox[3], bbox[1]),
+                f"AND {where} ORDER BY id",
+                (window_id, *params),
             )
         return [PreviousPolygon(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 

@@ -87,6 +87,10 @@ def test_window_opens_one_task_per_flagged_cell(api: Api) -> None:
         "provenance": "auto",
     }
     assert [f["id"] for f in detail["previous"]["features"]] == ["P_A"]
+    if api.store.postgres:  # PostGIS: the snapshot is a spatial table GIS clients can read
+        assert api.store.postgis
+        with api.store.read() as tx:
+            assert tx.one("SELECT ST_Area(geom) FROM polygons WHERE id = ?", ("N_A1",))[0] == pytest.approx(65 * 130)
     assert api.client.get(f"{BASE}/tasks?status=done").json()["features"] == []
     # a second window on the same pair is refused
     again = api.post(
