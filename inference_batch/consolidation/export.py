@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pyogrio
 import shapely
 
 from inference_batch.products.artifacts import StepError, key, read_vector
+from inference_batch.scratch import scratch
 from ocsge import schema
 from ocsge.consolidation.model import Contribution, ContributionStatus, Polygon, Provenance
 from ocsge.consolidation.store import ConsolidationStore, window_id
@@ -367,7 +367,7 @@ def export_window(
     prefix = export_prefix(dep, year)
     name = patch_name(dep, window.previous_millesime)
     errors_key = f"{prefix}/{name}.gpkg"
-    with tempfile.TemporaryDirectory(prefix="ocsge-consolidation-") as tmp:
+    with scratch("consolidation") as tmp:
         path = Path(tmp) / f"{name}.gpkg"
         write_gpkg(
             errors,
@@ -387,7 +387,7 @@ def export_window(
     zone = zone_construite_of(storage, dep.code, year)
     top = delivery_name(dep, year)
     delivery_key = f"{prefix}/{top}.7z"
-    with tempfile.TemporaryDirectory(prefix="ocsge-consolidation-") as tmp:
+    with scratch("consolidation") as tmp:
         data = (
             Path(tmp)
             / top
