@@ -246,7 +246,7 @@ def main() -> None:
                     row.update(overlay_wall_s=round(overlay["wall_s"], 2),
                                overlay_peak_rss_mb=round(overlay["peak_rss_mb"]))
                 else:
-                    row["overlay"] = f"skipped above --anchor-max {args.anchor_max}"
+                    row["overlay"] = f"not run (--anchor-max {args.anchor_max})"
                 summary["scaling"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 for path in sub.iterdir():

@@ -473,6 +473,19 @@ def _areas_of_others(column: pa.Array, status: np.ndarray, area: np.ndarray) -> 
         area[other] = shapely.area(polygonal(geoms))
 
 
+def _coded(frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each column as an object array whose equal values are one shared object (8 bytes a row, not a
+    string each), and the number of each row's combination of values."""
+    columns: dict[str, np.ndarray] = {}
+    combo = np.zeros(len(frame), np.int64)
+    for c in frame.columns:
+        codes, uniques = pd.factorize(frame[c], use_na_sentinel=True)
+        values = np.append(np.asarray(uniques, dtype=object), None)  # code −1 (missing) → None
+        columns[c] = values[codes]
+        combo = combo * np.int64(len(uniques) + 1) + (codes + 1)
+    return columns, np.unique(combo, return_inverse=True)[1].ravel()
+
+
 def _suffixed(columns: dict[str, np.ndarray], rows: np.ndarray, suffix: str) -> dict[str, np.ndarray]:
     return {f"{c}{suffix}": values[rows] for c, values in columns.items()}
 
@@ -493,7 +506,7 @@ def overlay_identical_first(a: SpatialSource, b: SpatialSource, *, target: int =
     For a partition, a polygon identical to one of the other layer overlaps nothing else there, so the
     pairs found are exactly the pieces the full overlay gives for those polygons. A geometry repeated
     within a layer is never paired (it goes to the geometric overlay)."""
-    attrs_a, attrs_b = ({c: f[c].to_numpy(dtype=object) for c in f.columns} for f in (a.attributes(), b.attributes()))
+    (attrs_a, combo_a), (attrs_b, combo_b) = _coded(a.attributes()), _coded(b.attributes())
     # B: fingerprints and areas, one block at a time
     parts = []
     for _, column in b.wkb_blocks(max(target, 1)):
@@ -561,10 +574,11 @@ def overlay_identical_first(a: SpatialSource, b: SpatialSource, *, target: int =
         ia = np.concatenate(pair_a) if pair_a else np.zeros(0, np.int64)
         ib = np.concatenate(pair_b) if pair_b else np.zeros(0, np.int64)
         if len(ia):  # summed by combination of attributes: the bulk of the layer in a few rows
-            both = pd.DataFrame({**_suffixed(attrs_a, ia, "_a"), **_suffixed(attrs_b, ib, "_b")})
-            both["area"] = area_a[ia]
-            yield both.groupby(list(both.columns[:-1]), dropna=False, sort=False, observed=True)["area"].sum() \
-                .reset_index()
+            key = combo_a[ia] * np.int64(combo_b.max(initial=0) + 1) + combo_b[ib]
+            keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            both = pd.DataFrame({**_suffixed(attrs_a, ia[first], "_a"), **_suffixed(attrs_b, ib[first], "_b")})
+            both["area"] = np.bincount(inverse.ravel(), weights=area_a[ia], minlength=len(keys))
+            yield both
         for ia_k, ib_k, wkb in keep_pairs:
             data = {**_suffixed(attrs_a, ia_k, "_a"), **_suffixed(attrs_b, ib_k, "_b"), "area": area_a[ia_k]}
             geometry = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
