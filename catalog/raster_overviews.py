@@ -52,9 +52,13 @@ from ocsge.storage import ObjectInfo, Storage
 from ocsge.territory import departement as get_departement
 
 FOLDER = "overviews"
-MANIFEST_VERSION = 1
-SLAB_ZOOM = 6  # one slab per PM tile of this zoom
-NATIVE_ZOOM = 10  # the slabs' pixel size: PM zoom 10 (≈ 105 m at 46.5°N)
+MANIFEST_VERSION = 2
+# (slab zoom, native zoom) of each level: a slab is one PM tile of its slab zoom at the pixel size of its native
+# zoom, 4096 px a side. Zooms 6–10 read the first level (9 slabs for mainland France and Corsica), zooms 11–12
+# the second (a slab per z8 tile, ≈ 60 with data): each a few blocks of one COG.
+LEVELS: tuple[tuple[int, int], ...] = ((6, 10), (8, 12))
+SLAB_ZOOM, NATIVE_ZOOM = LEVELS[0]
+MAX_NATIVE_ZOOM = max(native for _, native in LEVELS)  # the national path serves PM zooms up to this one
 TILE = 256
 SLAB_SIDE = TILE * 2 ** (NATIVE_ZOOM - SLAB_ZOOM)  # 4096 pixels
 WORLD = 20037508.342789244  # half the PM extent (EPSG:3857 metres)
@@ -79,19 +83,20 @@ def cell_size(zoom: int) -> float:
     return 2 * WORLD / (TILE * 2**zoom)
 
 
-NATIVE_CELL = cell_size(NATIVE_ZOOM)
+def native_of(slab_zoom: int) -> int:
+    return dict(LEVELS)[slab_zoom]
 
 
-def slab_bounds(col: int, row: int) -> BBox:
-    """EPSG:3857 bounds of the slab that is PM tile (col, row) of zoom :data:`SLAB_ZOOM`."""
-    side = 2 * WORLD / 2**SLAB_ZOOM
+def slab_bounds(col: int, row: int, slab_zoom: int = SLAB_ZOOM) -> BBox:
+    """EPSG:3857 bounds of the slab that is PM tile (col, row) of zoom ``slab_zoom``."""
+    side = 2 * WORLD / 2**slab_zoom
     return (-WORLD + col * side, WORLD - (row + 1) * side, -WORLD + (col + 1) * side, WORLD - row * side)
 
 
-def slabs_under(bounds: BBox) -> list[tuple[int, int]]:
-    """The slabs (col, row) that EPSG:3857 ``bounds`` touch."""
-    side = 2 * WORLD / 2**SLAB_ZOOM
-    n = 2**SLAB_ZOOM
+def slabs_under(bounds: BBox, slab_zoom: int = SLAB_ZOOM) -> list[tuple[int, int]]:
+    """The slabs (col, row) of level ``slab_zoom`` that EPSG:3857 ``bounds`` touch."""
+    side = 2 * WORLD / 2**slab_zoom
+    n = 2**slab_zoom
     c0 = max(0, math.floor((bounds[0] + WORLD) / side))
     c1 = min(n - 1, math.floor((bounds[2] + WORLD) / side - 1e-9))
     r0 = max(0, math.floor((WORLD - bounds[3]) / side))
@@ -227,24 +232,22 @@ def _window(outer: BBox, inner: BBox, cell: float) -> tuple[int, int, int, int] 
     return col0, row0, col1, row1
 
 
-def render_slab(storage: Storage, col: int, row: int, sources: list[tuple[SourceCog, BBox]], nodata: int) -> Any | None:
-    """The slab's zoom-10 pixels: the first COG with data wins, in the mosaic's order; None if empty."""
+def render_slab(
+    storage: Storage, col: int, row: int, sources: list[tuple[SourceCog, BBox]], nodata: int, slab_zoom: int = SLAB_ZOOM
+) -> Any | None:
+    """The slab's pixels at its native zoom: the first COG with data wins, in the mosaic's order; None if empty."""
     import numpy as np
 
-    sb = slab_bounds(col, row)
+    sb = slab_bounds(col, row, slab_zoom)
+    cell = cell_size(native_of(slab_zoom))
     slab = np.full((SLAB_SIDE, SLAB_SIDE), nodata, dtype="uint8")
     empty = np.ones((SLAB_SIDE, SLAB_SIDE), dtype=bool)
     for cog, bounds in sources:  # highest priority first
-        win = _window(sb, bounds, NATIVE_CELL)
+        win = _window(sb, bounds, cell)
         if win is None:
             continue
         c0, r0, c1, r1 = win
-        part_bounds = (
-            sb[0] + c0 * NATIVE_CELL,
-            sb[3] - r1 * NATIVE_CELL,
-            sb[0] + c1 * NATIVE_CELL,
-            sb[3] - r0 * NATIVE_CELL,
-        )
+        part_bounds = (sb[0] + c0 * cell, sb[3] - r1 * cell, sb[0] + c1 * cell, sb[3] - r0 * cell)
         part = read_into(storage, cog.key, part_bounds, c1 - c0, r1 - r0, nodata)
         hole = empty[r0:r1, c0:c1]
         fill = hole & (part != nodata)
@@ -254,9 +257,16 @@ def render_slab(storage: Storage, col: int, row: int, sources: list[tuple[Source
 
 
 def write_slab(
-    storage: Storage, key: str, slab: Any, col: int, row: int, nodata: int, colormap: dict[int, tuple[int, ...]] | None
+    storage: Storage,
+    key: str,
+    slab: Any,
+    col: int,
+    row: int,
+    nodata: int,
+    colormap: dict[int, tuple[int, ...]] | None,
+    slab_zoom: int = SLAB_ZOOM,
 ) -> None:
-    """The slab as a COG (256-pixel blocks, nearest overviews down to one block: zooms 9 … 6)."""
+    """The slab as a COG (256-pixel blocks, nearest overviews down to one block: its zooms down to the slab's)."""
     import rasterio
     from rasterio.transform import from_bounds
 
@@ -267,7 +277,7 @@ def write_slab(
         "width": SLAB_SIDE,
         "height": SLAB_SIDE,
         "crs": "EPSG:3857",
-        "transform": from_bounds(*slab_bounds(col, row), SLAB_SIDE, SLAB_SIDE),
+        "transform": from_bounds(*slab_bounds(col, row, slab_zoom), SLAB_SIDE, SLAB_SIDE),
         "nodata": nodata,
     }
     with tempfile.TemporaryDirectory(prefix="ocsge-national-") as tmp:
@@ -352,9 +362,17 @@ def build_layer(
             colormap = first.colormap(1)
         except ValueError:
             colormap = None
-    every = {s for b in bounds.values() for s in slabs_under(b)}
+
+    def under(box: Any) -> set[tuple[int, int, int]]:
+        """The slabs of every level under EPSG:3857 ``box``, as (slab zoom, col, row)."""
+        return {(zoom, c, r) for zoom, _ in LEVELS for c, r in slabs_under(tuple(box), zoom)}  # type: ignore[arg-type]
+
+    def parse(name: str) -> tuple[int, int, int]:
+        zoom, col, row = map(int, name.split("_"))
+        return zoom, col, row
+
     if departements is None:
-        todo = set(every) | {tuple(map(int, name.split("_"))) for name in old["slabs"]}
+        todo = {s for box in bounds.values() for s in under(box)} | {parse(name) for name in old["slabs"]}
     else:
         touched = [c.key for c in cogs if c.departement in departements]
         touched += [k for k, v in old_sources.items() if v.get("departement") in departements]
@@ -362,26 +380,25 @@ def build_layer(
         for k in touched:
             box = bounds.get(k) or tuple(old_sources.get(k, {}).get("bounds", ()))
             if len(box) == 4:
-                todo |= set(slabs_under(box))  # type: ignore[arg-type]
+                todo |= under(box)
         # a COG that changed or vanished without being named still forces its slabs (never stale)
         now = {c.key: (c.size, c.etag) for c in cogs}
         for k, v in old_sources.items():
             if now.get(k) != (v.get("size"), v.get("etag")):
-                todo |= set(slabs_under(tuple(v["bounds"])))  # type: ignore[arg-type]
+                todo |= under(v["bounds"])
         for c in cogs:
             if c.key not in old_sources:
-                todo |= set(slabs_under(bounds[c.key]))
-    slabs: dict[str, dict[str, Any]] = {
-        k: v for k, v in old["slabs"].items() if tuple(map(int, k.split("_"))) not in todo
-    }
+                todo |= under(bounds[c.key])
+    slabs: dict[str, dict[str, Any]] = {k: v for k, v in old["slabs"].items() if parse(k) not in todo}
     replaced: list[str] = []
     prefix = layer_prefix(product, campaign, previous)
     label = f"{product} {layer_token(campaign, previous)}"
     with progress(f"national {label}", total=len(todo)) as advance:
-        for col, row in sorted(todo):
-            name = f"{col}_{row}"
-            sb = slab_bounds(col, row)
-            inputs = [(c, bounds[c.key]) for c in cogs if _window(sb, bounds[c.key], NATIVE_CELL) is not None]
+        for zoom, col, row in sorted(todo):
+            name = f"{zoom}_{col}_{row}"
+            sb = slab_bounds(col, row, zoom)
+            cell = cell_size(native_of(zoom))
+            inputs = [(c, bounds[c.key]) for c in cogs if _window(sb, bounds[c.key], cell) is not None]
             previous_slab = old["slabs"].get(name)
             if previous_slab is not None:
                 replaced.append(previous_slab["key"])
@@ -395,19 +412,24 @@ def build_layer(
                 replaced.remove(slab_key)
                 advance(info=f"{name}: up to date")
                 continue
-            data = render_slab(storage, col, row, inputs, nodata)
+            data = render_slab(storage, col, row, inputs, nodata, zoom)
             if data is None:
                 advance(info=f"{name}: no data")
                 continue
-            write_slab(storage, slab_key, data, col, row, nodata, colormap)
-            slabs[name] = {"key": slab_key, "bounds": list(sb), "sources": [c.key for c, _ in inputs]}
+            write_slab(storage, slab_key, data, col, row, nodata, colormap, zoom)
+            slabs[name] = {
+                "key": slab_key,
+                "bounds": list(sb),
+                "native_zoom": native_of(zoom),
+                "sources": [c.key for c, _ in inputs],
+            }
             advance(info=slab_key)
     manifest = {
         "version": MANIFEST_VERSION,
         "product": product,
         "campaign": campaign,
         "previous": previous,
-        "grid": {"crs": "EPSG:3857", "slab_zoom": SLAB_ZOOM, "native_zoom": NATIVE_ZOOM, "tile": TILE},
+        "grid": {"crs": "EPSG:3857", "levels": [list(level) for level in LEVELS], "tile": TILE},
         "nodata": nodata,
         "slabs": dict(sorted(slabs.items())),
         "sources": {

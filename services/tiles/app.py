@@ -36,7 +36,7 @@ from services.tiles import tms as tms_registry
 from services.tiles.budget import RenderBudget, RenderTimeout
 from services.tiles.layers import Layer, UnknownLayerError
 from services.tiles.limits import MAX_TILESIZE, guard
-from services.tiles.overviews import NATIVE_ZOOM as NATIONAL_MAXZOOM
+from services.tiles.overviews import MAX_NATIVE_ZOOM as NATIONAL_MAXZOOM
 from services.tiles.palettes import legend_png
 from services.tiles.render import EXTENSIONS, FORMATS, LayerNotPublished, OutOfRange, Renderer
 

@@ -2,8 +2,9 @@
 and maps are read from the layer's national overview slabs (built by ``ocsge overviews``,
 :mod:`catalog.raster_overviews`) instead of every per-département COG under them.
 
-**When.** A read whose pixel is at least the slabs' pixel (PM zoom :data:`NATIVE_ZOOM`, ≈ 153 m in Web
-Mercator units) in any tile matrix set or WMS CRS — PM zooms 5–10 — and a layer whose slabs were built
+**When.** A read whose pixel is at least the pixel of a slab level (PM zoom 10, ≈ 153 m in Web Mercator
+units, for zooms 5–10; PM zoom 12, ≈ 38 m, for zooms 11–12: :data:`catalog.raster_overviews.LEVELS`) in any
+tile matrix set or WMS CRS — the coarsest such level is read — and a layer whose slabs were built
 from exactly the COGs the catalogue lists for it now (keys and sizes, :meth:`Overviews.slabs_for`).
 Anything else — finer zooms, a ``departement`` filter, a département published after the last
 ``ocsge overviews``, no slabs at all — reads the per-département mosaic, as before. ``OCSGE_NATIONAL=off``
@@ -24,12 +25,12 @@ import numpy as np
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.models import ImageData
 
-from catalog.raster_overviews import NATIVE_CELL, NATIVE_ZOOM, manifest_key, read_manifest
+from catalog.raster_overviews import MAX_NATIVE_ZOOM, cell_size, manifest_key, read_manifest
 from ocsge.errors import StorageError
 from ocsge.storage import Storage
 from services.tiles.mosaic import LayerInfo, projected_bounds
 
-__all__ = ["NATIVE_ZOOM", "Overviews", "Slab", "merge_first"]
+__all__ = ["MAX_NATIVE_ZOOM", "Overviews", "Slab", "merge_first"]
 
 BBox = tuple[float, float, float, float]
 # a manifest is looked at again after this long (a stat; the manifest is read only when it changed)
@@ -40,6 +41,7 @@ CHECK_EVERY_S = 5.0
 class Slab:
     key: str
     bounds: BBox  # EPSG:3857
+    native_zoom: int  # its pixels are PM pixels of this zoom
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Overviews:
             size is None or sources[k].get("size") == size for k, size in listed.items()
         )
         slabs = (
-            tuple(Slab(s["key"], tuple(s["bounds"])) for s in manifest.get("slabs", {}).values())  # type: ignore[arg-type]
+            tuple(Slab(s["key"], tuple(s["bounds"]), int(s["native_zoom"])) for s in manifest.get("slabs", {}).values())  # type: ignore[arg-type]
             if same
             else None
         )
@@ -120,12 +122,22 @@ class Overviews:
         if slabs is None:
             return None
         merc = projected_bounds(tuple(bounds), crs, "EPSG:3857")
-        if merc is None or width <= 0 or (merc[2] - merc[0]) / width < NATIVE_CELL * (1 - 1e-6):
+        if merc is None or width <= 0:
             return None
+        res = (merc[2] - merc[0]) / width
+        # the coarsest level whose pixels are still at least as fine as the read's
+        levels = [z for z in {s.native_zoom for s in slabs} if cell_size(z) <= res * (1 + 1e-6)]
+        if not levels:
+            return None
+        level = min(levels)
         return tuple(
             s
             for s in slabs
-            if s.bounds[0] < merc[2] and merc[0] < s.bounds[2] and s.bounds[1] < merc[3] and merc[1] < s.bounds[3]
+            if s.native_zoom == level
+            and s.bounds[0] < merc[2]
+            and merc[0] < s.bounds[2]
+            and s.bounds[1] < merc[3]
+            and merc[1] < s.bounds[3]
         )
 
 

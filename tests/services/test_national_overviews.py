@@ -107,7 +107,7 @@ def tile_url(z: int, lon: float, lat: float, **params: str) -> str:
 def test_low_zoom_tile_across_a_border_comes_from_the_national_slabs(scene: Path) -> None:
     national, mosaic = app(scene), app(scene, national=False)
     lon, lat = border_lonlat("S01")
-    for z in (7, 8, 9, 10):
+    for z in (7, 8, 9, 10, 11, 12):
         url = tile_url(z, lon, lat)
         info = national.app.state.renderer.resolve(LAYER)
         t = WMQ.tile(lon, lat, z)
@@ -118,7 +118,7 @@ def test_low_zoom_tile_across_a_border_comes_from_the_national_slabs(scene: Path
         same = (a == b_).all(-1).mean()
         assert same >= 0.97, (z, same)  # the per-département mosaic at that zoom, up to resampling
     # finer zooms never take the national path
-    t = WMQ.tile(lon, lat, 11)
+    t = WMQ.tile(lon, lat, 13)
     b = WMQ.xy_bounds(t)
     assert national.app.state.renderer.overviews.for_read(info, tuple(b), "EPSG:3857", 256) is None
 
@@ -179,7 +179,7 @@ def test_capabilities_list_one_national_layer_and_the_departement_filter_works(s
     assert caps.count(f"<ows:Identifier>{LAYER}</ows:Identifier>") == 1
     layers = {layer["id"]: layer for layer in client.get("/tiles/layers").json()}
     assert layers[LAYER]["departements"] == sorted(CODES)
-    assert layers[LAYER]["national_maxzoom"] == 10
+    assert layers[LAYER]["national_maxzoom"] == 12
     lon, lat = border_lonlat("S01")
     only = rgba(client.get(tile_url(8, lon, lat, departement="S01")).content)
     assert has_colour(only, colour("CS1.1.1.1")) and not has_colour(only, colour("CS2.2.1"))
