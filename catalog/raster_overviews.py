@@ -2,33 +2,34 @@
 départements (issue 15; the measurement behind the choice is in benchmarks/RESULTS_national.md).
 
 **What.** Per raster layer (a product and a campaign, or a pair of campaigns for differences) a set of
-*slabs*: COGs in Web Mercator, each covering exactly one PM tile of zoom :data:`SLAB_ZOOM` (6) at the
-pixel size of zoom :data:`NATIVE_ZOOM` (10), i.e. 4096 × 4096 pixels in 256-pixel blocks, with
-overviews at zooms 9 … 6 (nearest). Every block of a slab is one PM tile of zoom 10 and every overview
-block one tile of zooms 9 … 6, pixel for pixel: a GetTile at zooms 6–10 reads one slab, a block or a
-few, without resampling, where the per-département mosaic opens and warps every COG under the tile
-(a dozen or more at zoom 6). Mainland France and Corsica are 9 slabs (PM zoom 6, columns 31–33, rows
-21–23), as on the Géoplateforme (geoplateforme-rok4.md §3: ROK4 also groups tiles in slabs).
+*slabs* on two levels (:data:`LEVELS`): COGs in Web Mercator, each covering exactly one PM tile of its
+slab zoom at the pixel size of its native zoom, 4096 × 4096 pixels in 256-pixel blocks with nearest
+overviews. Level 1: a slab per PM z6 tile at z10 pixels (overviews z9 … z6) — mainland France and
+Corsica are 9 slabs (columns 31–33, rows 21–23), as on the Géoplateforme (geoplateforme-rok4.md §3:
+ROK4 also groups tiles in slabs); level 2: a slab per PM z8 tile at z12 pixels, for zooms 11–12. Every
+block is one PM tile, pixel for pixel: a GetTile at zooms 6–12 reads a block or a few of one slab,
+without resampling, where the per-département mosaic opens and warps every COG under the tile (a dozen
+or more at zoom 6).
 
-**Content.** A slab pixel is what the per-département mosaic shows at zoom 10: the class of the first
+**Content.** A slab pixel is what the per-département mosaic shows at the slab's native zoom: the class of the first
 per-département COG with data there, in the mosaic's order (newest millésime first, then département
 code, descending: :func:`services.assets.filter_assets`), read at the overview GDAL would pick for a
-zoom-10 tile and resampled nearest. Lower zooms are the slab's overviews (nearest decimation), so they
+tile of that zoom and resampled nearest. Lower zooms are the slab's overviews (nearest decimation), so they
 equal the per-département mosaic up to resampling.
 
 **Incremental.** ``ocsge overviews -d 77`` rebuilds only the slabs under département 77's COGs (old and
 new footprints), each from every COG that touches it: a département republished costs its 1–4 slabs,
-seconds, not France. A rebuilt slab gets a new key (its name carries a digest of its inputs) and the
+seconds to a minute, not France. A rebuilt slab gets a new key (its name carries a digest of its inputs) and the
 layer's manifest, written last, names the slabs to read: a reader sees the old set or the new one.
 
-**Consistency with the catalogue.** The manifest records the storage key and size of every COG a slab
+**Consistency with the catalogue.** The manifest records the storage key, size and etag of every COG a slab
 was built from; the tile service uses the national path only while that set equals the set the
 catalogue lists for the layer (``services.tiles.overviews``), and falls back to the per-département
 mosaic otherwise (a département published after the last ``ocsge overviews``): stale national pixels are
 never served.
 
 Keys: ``overviews/{product}/{campaign}[_{previous}]/manifest.json`` and
-``overviews/{product}/{campaign}[_{previous}]/slabs/{col}_{row}_{digest}.tif``.
+``overviews/{product}/{campaign}[_{previous}]/slabs/{slab zoom}_{col}_{row}_{digest}.tif``.
 """
 
 from __future__ import annotations
