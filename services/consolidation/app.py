@@ -427,6 +427,17 @@ def create_consolidation_app(
         window = await run(_window_of, store, dep, millesime)
         return await run(store.progress, window.id)
 
+    @app.get("/{dep}/{millesime}/audit")
+    async def audit(
+        request: Request, dep: Dep, millesime: Year, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    ) -> dict[str, Any]:
+        """The window's audit log (who, when, what, before/after), for reviewers: it names every writer."""
+        who = await guard.principal(request)
+        if who.role < Role.REVIEWER:
+            raise Forbidden(f"the audit log needs the reviewer role; {who.username} is {who.role.label}")
+        window = await run(_window_of, store, dep, millesime)
+        return {"window": window.id, "entries": await run(store.audit_log, window.id, limit)}
+
     # recette ------------------------------------------------------------------------------------------
 
     @app.post("/{dep}/{millesime}/recette/sample")

@@ -156,6 +156,11 @@ def test_interpreter_reclassifies_splits_and_marks_done(api: Api) -> None:
     assert actions == [("admin", "open"), ("alice", "reclassify"), ("alice", "split"), ("alice", "done")]
     split = api.store.audit_log(f"{DEP}-{NEW}")[2]
     assert split["before"]["code_cs"] == "CS1.1.1.2" and len(split["after"]["parts"]) == 2
+    # the same log for reviewers over HTTP; an interpreter may not read it, nor anyone anonymous
+    log = api.client.get(f"{BASE}/audit", headers=api.bearer("rita"))
+    assert [(e["actor"], e["action"]) for e in log.json()["entries"]] == actions
+    assert api.client.get(f"{BASE}/audit", headers=api.bearer("alice")).status_code == 403
+    assert api.client.get(f"{BASE}/audit").status_code == 401
 
 
 def test_concurrent_edits_second_writer_gets_409_and_nothing_is_lost(api: Api) -> None:
