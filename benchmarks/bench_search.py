@@ -184,8 +184,10 @@ def mixed_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float
 class Server:
     """A STAC server in its own process, as in production: clients never share its interpreter (GIL)."""
 
-    def __init__(self, cmd: list[str], health: str, prefix: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cmd: list[str], health: str, prefix: str, env: dict[str, str] | None = None,
+                 postmaster: Path | None = None) -> None:
         self.port = free_port()
+        self.postmaster = postmaster  # postmaster.pid of the database it queries: its CPU is the server's too
         self.cmd = [c.replace("{port}", str(self.port)) for c in cmd]
         self.health, self.prefix, self.env = health, prefix, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -209,6 +211,21 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.prefix}"
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server process (its threads included) and, for pgstac, by
+        PostgreSQL (the postmaster, its live backends, and those it reaped)."""
+        assert self.proc is not None
+        total = _cpu_of(self.proc.pid)
+        if self.postmaster is not None and self.postmaster.exists():
+            master = int(self.postmaster.read_text().split()[0])
+            total += _cpu_of(master, reaped=True)
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == master:
+                        total += _cpu_of(int(stat.parent.name))
+        return total
+
     def rss_mb(self) -> tuple[float, float]:
         """(current, peak) resident memory of the server process."""
         assert self.proc is not None
@@ -223,6 +240,12 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _cpu_of(pid: int, reaped: bool = False) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -282,7 +305,8 @@ def cold_start(kind: str, root: str, body: dict[str, Any], dsn: str = "") -> dic
     return result
 
 
-def measure(url: str, mix: list[dict[str, Any]], clients: int, requests: int) -> dict[str, Any]:
+def measure(server: Server, mix: list[dict[str, Any]], clients: int, requests: int) -> dict[str, Any]:
+    url = server.url
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -300,12 +324,15 @@ def measure(url: str, mix: list[dict[str, Any]], clients: int, requests: int) ->
                     errors += resp.status_code != 200
 
     chunks = [work[i::clients] for i in range(clients)]
+    cpu_before = server.cpu_s()
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(run, chunks))
     wall = time.perf_counter() - started
+    cpu = server.cpu_s() - cpu_before
     latencies.sort()
     return {"clients": clients, "requests": len(latencies), "errors": errors,
+            "server_cpu_ms": cpu / max(len(latencies), 1) * 1000,
             "median_ms": statistics.median(latencies) * 1000,
             "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000, "throughput_rps": len(latencies) / wall}
 
@@ -395,13 +422,15 @@ def main() -> None:
             if "pgstac" in wanted:
                 cold["pgstac"] = cold_start("pgstac", tmp, first, dsn)
                 servers["pgstac"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
-                                            "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn], "/healthz", "/stac")
+                                            "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn], "/healthz", "/stac",
+                                           postmaster=Path(pg.dir) / "data" / "postmaster.pid")
             if "stac-fastapi-pgstac" in wanted:
                 servers["stac-fastapi-pgstac"] = Server(
                     [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
                      "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"], "/_mgmt/ping", "",
                     env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
-                         "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"})
+                         "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"},
+                    postmaster=Path(pg.dir) / "data" / "postmaster.pid")
         try:
             if len(servers) > 1 and "embedded" in servers:
                 with contextlib.ExitStack() as stack:
@@ -410,7 +439,7 @@ def main() -> None:
             for name, server in servers.items():
                 with server:
                     httpx.post(f"{server.url}/search", json={"limit": 1}, timeout=120).raise_for_status()
-                    runs[name] = {mix: [measure(server.url, queries, c, args.requests) for c in levels]
+                    runs[name] = {mix: [measure(server, queries, c, args.requests) for c in levels]
                                   for mix, queries in mixes.items()}
                     rss[name] = server.rss_mb()
                 print(name, json.dumps(runs[name]), flush=True)
@@ -450,9 +479,12 @@ def render(r: dict[str, Any], argv: str) -> str:
         "`ocsge:departement = X AND ocsge:millesime = Y` (CQL2 JSON), bbox + datetime over every collection, "
         "5 ids, the target search.",
         "",
+        "Server CPU per request: CPU time of the server process (and of PostgreSQL for pgstac) over the run, "
+        "divided by the requests — what a request costs whatever else the machine runs.",
+        "",
         "| backend | mix | clients | requests | errors | p50 (ms) | p95 (ms) | req/s | p95 / embedded | "
-        "req/s / embedded |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "req/s / embedded | server CPU / request (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = runs.get("embedded", {})
     for backend, by_mix in runs.items():
@@ -463,7 +495,7 @@ def render(r: dict[str, Any], argv: str) -> str:
                 ratio_rps = f"{run['throughput_rps'] / ref['throughput_rps']:.2f}" if ref else "—"
                 lines.append(f"| {backend} | {mix} | {run['clients']} | {run['requests']} | {run['errors']} | "
                              f"{run['median_ms']:.1f} | {run['p95_ms']:.1f} | {run['throughput_rps']:.1f} | "
-                             f"{ratio_p95} | {ratio_rps} |")
+                             f"{ratio_p95} | {ratio_rps} | {run.get('server_cpu_ms', float('nan')):.1f} |")
     lines += ["", "Cold start, in a fresh interpreter (the target search, in process): wall time, and CPU time in "
               "brackets (what the wall time would be on an idle machine, less I/O).", "",
               "| backend | process start → first answer (s) | backend open → first answer (s) | "
