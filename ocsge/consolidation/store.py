@@ -21,7 +21,7 @@ import logging
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -115,6 +115,14 @@ class Tx:
         if self.postgres:
             sql = sql.replace("?", "%s")
         return self.conn.execute(sql, tuple(params))
+
+    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement for many rows (a window's snapshot: batched, not a round trip per row)."""
+        if self.postgres:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+        else:
+            self.conn.executemany(sql, (tuple(r) for r in rows))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.execute(sql, params).fetchone()
@@ -428,24 +436,24 @@ class ConsolidationStore:
                     window.created_by,
                 ),
             )
-            for t in tasks:
-                tx.execute(
-                    "INSERT INTO tasks (window_id, id, wkb, minx, miny, maxx, maxy, status, version, "
-                    "changed_area_m2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (window.id, t.id, t.wkb, *bounds[t.wkb], str(TaskStatus.TODO), t.changed_area_m2),
-                )
-            for p in polygons:
-                tx.execute(
-                    "INSERT INTO polygons (window_id, id, code_cs, code_us, wkb, minx, miny, maxx, maxy, "
-                    "version, provenance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (window.id, p.id, p.code_cs, p.code_us, p.wkb, *bounds[p.wkb], str(Provenance.AUTO)),
-                )
-            for p in previous:
-                tx.execute(
-                    "INSERT INTO previous_polygons (window_id, id, code_cs, code_us, wkb, minx, miny, maxx, "
-                    "maxy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (window.id, p.id, p.code_cs, p.code_us, p.wkb, *bounds[p.wkb]),
-                )
+            tx.many(
+                "INSERT INTO tasks (window_id, id, wkb, minx, miny, maxx, maxy, status, version, "
+                "changed_area_m2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                ((window.id, t.id, t.wkb, *bounds[t.wkb], str(TaskStatus.TODO), t.changed_area_m2) for t in tasks),
+            )
+            tx.many(
+                "INSERT INTO polygons (window_id, id, code_cs, code_us, wkb, minx, miny, maxx, maxy, "
+                "version, provenance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (
+                    (window.id, p.id, p.code_cs, p.code_us, p.wkb, *bounds[p.wkb], str(Provenance.AUTO))
+                    for p in polygons
+                ),
+            )
+            tx.many(
+                "INSERT INTO previous_polygons (window_id, id, code_cs, code_us, wkb, minx, miny, maxx, "
+                "maxy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((window.id, p.id, p.code_cs, p.code_us, p.wkb, *bounds[p.wkb]) for p in previous),
+            )
             tx.audit(
                 window.created_by,
                 "open",
