@@ -11,6 +11,7 @@ import pytest
 from catalog import snapshot
 from catalog.publish import PublishError, publish, verify_item, verify_published
 from catalog.search.embedded import EmbeddedBackend
+from catalog.search.indexed import IndexedBackend
 from catalog.search.request import SearchRequest
 from ocsge.storage import open_storage
 from support.catalog_samples import build_samples
@@ -122,10 +123,11 @@ def test_verify_detects_a_file_altered_after_publishing(root: Path) -> None:
     assert len(problems) == 1 and "usage_D077_2017" in problems[0] and "checksum" in problems[0]
 
 
-def test_embedded_backend_reloads_when_the_snapshot_changes(root: Path) -> None:
+@pytest.mark.parametrize("backend_class", [IndexedBackend, EmbeddedBackend])
+def test_embedded_backend_reloads_when_the_snapshot_changes(root: Path, backend_class: type) -> None:
     storage = open_storage(root)
     publish(storage)
-    backend = EmbeddedBackend(storage, reload_interval_s=0)
+    backend = backend_class(storage, reload_interval_s=0)
     before = backend.search(SearchRequest(limit=100)).matched
     (root / "archives/D077/2017/archives_D077_2017.zip").unlink()
     publish(storage)
@@ -138,9 +140,13 @@ def test_publish_and_search_on_s3(s3_root: str) -> None:
     build_samples(storage, with_predictions=False)
     result = publish(storage)
     assert result.items == 32
-    page = EmbeddedBackend(open_storage(s3_root)).search(SearchRequest(collections=["ocsge-couverture"], limit=10))
-    assert page.matched == 4
-    assert page.items[0]["assets"]["data"]["href"].startswith(s3_root + "/couverture/")
+    for backend_class in (IndexedBackend, EmbeddedBackend):  # the index is downloaded once from S3
+        backend = backend_class(open_storage(s3_root))
+        page = backend.search(SearchRequest(collections=["ocsge-couverture"], limit=10))
+        assert page.matched == 4
+        assert page.items[0]["assets"]["data"]["href"].startswith(s3_root + "/couverture/")
+        assert getattr(backend, "rebuilds", 0) == 0  # the published index itself, not a rebuild
+        backend.close()
 
 
 def test_pgstac_load_upserts_and_mirrors(root: Path, postgres) -> None:  # type: ignore[no-untyped-def]
