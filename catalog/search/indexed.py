@@ -37,7 +37,7 @@ import orjson
 from catalog import snapshot
 from catalog.search import item_index
 from catalog.search.base import SearchPage
-from catalog.search.cql2_sql import Sql, Translator, quote
+from catalog.search.cql2_sql import Sql, Translator
 from catalog.search.embedded import EmbeddedIndex, _offset
 from catalog.search.request import SearchRequest, UnknownCollection, apply_fields
 from ocsge.storage import LocalStorage, Storage
@@ -405,4 +405,4 @@ class IndexedBackend:
                 self._index = None
 
 
-__all__ = ["IndexUnavailable", "IndexedBackend", "IndexedIndex", "quote"]
+__all__ = ["IndexUnavailable", "IndexedBackend", "IndexedIndex"]
