@@ -148,14 +148,51 @@ def _vector_layers(archives: Iterable[_Archive]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class Reuse:
+    """What a rejoin may take from the previous national file: a tile that several sources share is copied
+    from it when none of them changed (``unchanged``: their indices) and the tile lies outside the previous
+    extent of every département that changed or left (``stale``: lon/lat boxes), where it may have held
+    features that are gone."""
+
+    previous: Path
+    unchanged: set[int]
+    stale: list[tuple[float, float, float, float]]
+
+    def touches_stale(self, z: int, x: int, y: int) -> bool:
+        n = 1 << z
+        for west, south, east, north in self.stale:
+            x0, x1 = math.floor((west + 180) / 360 * n) - 1, math.floor((east + 180) / 360 * n) + 1  # ±1: buffers
+            y0 = math.floor((1 - math.asinh(math.tan(math.radians(north))) / math.pi) / 2 * n) - 1
+            y1 = math.floor((1 - math.asinh(math.tan(math.radians(south))) / math.pi) / 2 * n) + 1
+            if x0 <= x <= x1 and y0 <= y <= y1:
+                return True
+        return False
+
+
+def join_tilesets(
+    sources: list[tuple[Path, range]], out: Path, metadata: dict[str, Any], reuse: Reuse | None = None
+) -> dict[str, Any]:
     """Write one PMTiles at ``out`` with the tiles of every (file, zooms taken from it): a tile found in one
-    source is copied as stored, a tile found in several is merged (:func:`mvt.merge_tiles`). Tiles are
-    written in tile-id order (a clustered archive), gzip-compressed like tippecanoe's."""
+    source is copied as stored, a tile found in several is merged (:func:`mvt.merge_tiles`), or copied from
+    the previous national file when ``reuse`` says its merge would give the same bytes. Tiles are written in
+    tile-id order (a clustered archive), gzip-compressed like tippecanoe's."""
     archives = [_open_archive(path) for path, _zooms in sources]
-    stats: dict[str, Any] = {"tiles": 0, "merged": 0, "bytes": 0, "max_tile_bytes": 0, "max_bytes_by_zoom": {}}
+    stats: dict[str, Any] = {
+        "tiles": 0,
+        "merged": 0,
+        "reused": 0,
+        "bytes": 0,
+        "max_tile_bytes": 0,
+        "max_bytes_by_zoom": {},
+    }
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(path.open("rb")) for path, _zooms in sources]
+        previous: dict[int, tuple[int, int, int]] = {}
+        if reuse is not None:
+            files.append(stack.enter_context(reuse.previous.open("rb")))
+            before = _open_archive(reuse.previous)
+            previous = {t: (len(files) - 1, o, n) for t, o, n in _entries(before, files[-1], range(0, 27))}
         by_tile: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         for i, ((_path, zooms), archive) in enumerate(zip(sources, archives, strict=True)):
             for tile_id, offset, length in _entries(archive, files[i], zooms):
@@ -172,8 +209,18 @@ def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[s
             z, first_of_zoom = 0, [zxy_to_tileid(k, 0, 0) for k in range(28)]
             for tile_id in sorted(by_tile):
                 found = by_tile[tile_id]
+                while tile_id >= first_of_zoom[z + 1]:  # tile ids run zoom by zoom, in order here
+                    z += 1
                 if len(found) == 1 and archives[found[0][0]].header["tile_compression"] == Compression.GZIP:
                     data = read(*found[0])
+                elif (
+                    reuse is not None
+                    and tile_id in previous
+                    and all(i in reuse.unchanged for i, _o, _n in found)
+                    and not reuse.touches_stale(*tileid_to_zxy(tile_id))
+                ):
+                    data = read(*previous[tile_id])
+                    stats["reused"] += 1
                 else:
                     plain = [_plain(read(*where), archives[where[0]].header["tile_compression"]) for where in found]
                     data = gzip.compress(merge_tiles(plain) if len(plain) > 1 else plain[0], mtime=0)
@@ -182,8 +229,6 @@ def join_tilesets(sources: list[tuple[Path, range]], out: Path, metadata: dict[s
                 stats["tiles"] += 1
                 stats["bytes"] += len(data)
                 stats["max_tile_bytes"] = max(stats["max_tile_bytes"], len(data))
-                while tile_id >= first_of_zoom[z + 1]:  # tile ids run zoom by zoom, in order here
-                    z += 1
                 stats["max_bytes_by_zoom"][z] = max(stats["max_bytes_by_zoom"].get(z, 0), len(data))
             west = min(a.header["min_lon_e7"] for a in archives)
             south = min(a.header["min_lat_e7"] for a in archives)
@@ -303,6 +348,31 @@ def _stale_parts(storage: Storage, product: str, millesime: int | tuple[int, int
     return [o.key for o in storage.list(prefix) if o.key not in keep and not o.key.endswith(".inputs.json")]
 
 
+def _reuse(
+    storage: Storage, out: str, deps: list[str], inputs: dict[str, dict[str, Any]], stack: contextlib.ExitStack
+) -> Reuse | None:
+    """What the rejoin may copy from the national file as it stands (None: nothing, build afresh)."""
+    if not storage.exists(out):
+        return None
+    previous = stack.enter_context(storage.local_copy(out))
+    meta = _open_archive(previous).metadata
+    before = meta.get("ocsge:inputs")
+    if not isinstance(before, dict) or meta.get("ocsge:split_zoom") != SPLIT_ZOOM:
+        return None
+    same = {
+        dep
+        for dep in deps
+        if dep in before
+        and {k: before[dep].get(k) for k in ("tiles", "part")} == {k: inputs[dep][k] for k in ("tiles", "part")}
+    }
+    stale = [tuple(before[dep]["bounds"]) for dep in before if dep not in same]
+    # sources are the parts (0…n-1) then the départements' tilesets (n…2n-1), in ``deps`` order
+    unchanged = {i for i, dep in enumerate(deps) if dep in same} | {
+        len(deps) + i for i, dep in enumerate(deps) if dep in same
+    }
+    return Reuse(previous, unchanged, stale)  # type: ignore[arg-type]
+
+
 def run_national_tiles(
     storage: Storage, product: str, millesime: int | tuple[int, int], *, force: bool = False
 ) -> NationalTilesResult:
@@ -355,8 +425,18 @@ def _national_tiles(
             sources += [
                 (stack.enter_context(storage.local_copy(key)), range(SPLIT_ZOOM, 27)) for key in tilesets.values()
             ]
+            inputs = {}
+            for dep, (path, _zooms) in zip(tilesets, sources[len(tilesets) :], strict=True):
+                h = _open_archive(path).header
+                inputs[dep] = {
+                    "tiles": storage.stat(tilesets[dep]).etag,
+                    "part": storage.stat(parts[dep]).etag,
+                    "bounds": [h[k] / 1e7 for k in ("min_lon_e7", "min_lat_e7", "max_lon_e7", "max_lat_e7")],
+                }
+            metadata["ocsge:inputs"] = inputs
+            reuse = None if force else _reuse(storage, out, list(tilesets), inputs, stack)
             with refreshing(storage, out, digest), storage.writer(out) as tmp:
-                result.stats = join_tilesets(sources, tmp, metadata)
+                result.stats = join_tilesets(sources, tmp, metadata, reuse)
         result.rewritten = True
     result.timings = {"parts_s": t1 - t0, "join_s": time.perf_counter() - t1}
     done(

@@ -210,3 +210,35 @@ def test_verb_joins_every_millesime_with_tilesets(scene, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"occupation_pmtiles\t{NATIONAL}" in result.output and "difference_pmtiles" not in result.output
     assert codes(tile_at(root / NATIONAL, border_lon("S01"), bounds_of("S01")[1] + 0.15, 6)) >= set(CODES.values())
+
+
+def all_tiles_of(path: Path) -> dict[tuple[int, int, int], bytes]:
+    from pmtiles.reader import all_tiles
+
+    with path.open("rb") as f:
+        return dict(all_tiles(MmapSource(f)))
+
+
+@pytest.mark.parametrize("change", ["republish S03", "remove S03"])
+def test_rejoin_reusing_the_previous_file_equals_a_full_rebuild(scene, tmp_path, change):
+    """The rejoin copies from the previous national file the shared tiles whose départements did not change:
+    what it writes is what a build from scratch writes, tile for tile."""
+    from ocsge.storage import LocalStorage
+
+    roots = []
+    for name in ("incremental", "scratch"):
+        root = tmp_path / name / "root"
+        shutil.copytree(scene, root)
+        if change == "remove S03":
+            (root / "pmtiles/occupation/DS03/2021/pmtiles_occupation_DS03_2021.pmtiles").unlink()
+        else:
+            write_departement(root, "S03", code="CS2.1.1.1")
+        roots.append(root)
+    incremental = run_national_tiles(LocalStorage(roots[0]), "occupation_pmtiles", 2021)
+    scratch = run_national_tiles(LocalStorage(roots[1]), "occupation_pmtiles", 2021, force=True)
+    assert incremental.stats["reused"] > 0  # the S01|S02 border tiles at z12–14, away from S03
+    assert (
+        scratch.stats["reused"] == 0
+        and scratch.stats["merged"] == incremental.stats["merged"] + incremental.stats["reused"]
+    )
+    assert all_tiles_of(roots[0] / NATIONAL) == all_tiles_of(roots[1] / NATIONAL)
