@@ -393,7 +393,7 @@ def main() -> None:
         results["snapshot_mb"] = (Path(tmp) / snapshot.ITEMS_KEY).stat().st_size / 1e6
         index_dir = next((Path(tmp) / snapshot.PREFIX).glob("index-*"))
         results["index_mb"] = {p.name: p.stat().st_size / 1e6 for p in index_dir.iterdir()}
-        del items
+        del items, by_collection  # the snapshot holds them now: a national-size list is gigabytes
         first = mixes["target"][0]
         for kind in ("embedded", "memory"):
             if kind in wanted:

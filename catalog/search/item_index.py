@@ -127,11 +127,17 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     from catalog.search.embedded import _epochs
     from catalog.search.request import InvalidSearch
 
-    items = [orjson.loads(line) for line in lines]
-    n = len(items)
-    props = [it.get("properties") or {} for it in items]
-    ids = [str(it["id"]) for it in items]
-    colls = [str(it["collection"]) for it in items]
+    n = len(lines)
+    props: list[dict[str, Any]] = []
+    ids: list[str] = []
+    colls: list[str] = []
+    footprints: list[bytes | None] = []
+    for line in lines:  # only what the columns need is kept: assets are most of an item's bytes
+        item = orjson.loads(line)
+        props.append(item.get("properties") or {})
+        ids.append(str(item["id"]))
+        colls.append(str(item["collection"]))
+        footprints.append(orjson.dumps(item["geometry"]) if item.get("geometry") else None)
     dt = [p.get("datetime") or p.get("start_datetime") or "" for p in props]
     # the default order (datetime desc, id desc), as the in-memory index and pgstac
     by_default = sorted(range(n), key=lambda i: (dt[i], ids[i]), reverse=True)
@@ -152,9 +158,10 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     end = epochs([p.get("end_datetime") or p.get("datetime") for p in props])
 
     geoms = np.array([None] * n, dtype=object)
-    with_geom = [i for i, it in enumerate(items) if it.get("geometry")]
+    with_geom = [i for i, f in enumerate(footprints) if f is not None]
     if with_geom:
-        geoms[with_geom] = shapely.from_geojson([orjson.dumps(items[i]["geometry"]) for i in with_geom])
+        geoms[with_geom] = shapely.from_geojson([footprints[i] for i in with_geom])
+    del footprints
     bounds = shapely.bounds(geoms)  # NaN where there is no geometry
     has_bounds = ~np.isnan(bounds[:, 0])
     boxes = shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
