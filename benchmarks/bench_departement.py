@@ -178,6 +178,11 @@ def extrapolate(runs: list[StepRun], polygons: int, price_vcpu_hour: float, vcpu
         "france_vcpu_hours": round(job_hours * vcpus * FRANCE_DEPARTEMENTS, 1),
         "france_cost_usd": round(job_hours * vcpus * FRANCE_DEPARTEMENTS * price_vcpu_hour, 2),
         "france_wall_hours_all_parallel": round(job_hours, 2),
+        # wall time inflates with the machine's load (helpers share the cores); CPU time does not: the same
+        # estimate from CPU time, the job's vCPUs kept busy (a lower bound on wall time, cost as billed)
+        "departement_job_hours_from_cpu": round(cpu * scale / vcpus / 3600, 2),
+        "france_vcpu_hours_from_cpu": round(cpu * scale * FRANCE_DEPARTEMENTS / 3600, 1),
+        "france_cost_usd_from_cpu": round(cpu * scale * FRANCE_DEPARTEMENTS / 3600 * price_vcpu_hour, 2),
     }
 
 
