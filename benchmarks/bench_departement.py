@@ -74,10 +74,19 @@ def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, s
             log.seek(0)
             tail = log.read().decode(errors="replace")[-4000:]
             raise SystemExit(f"step {name!r} failed (exit {proc.returncode}): {' '.join(args)}\n{tail}")
-    run = StepRun(name, round(wall, 1), round(usage.ru_utime + usage.ru_stime, 1), round(usage.ru_maxrss / 1024),
-                  vector_chain, round(os.getloadavg()[0], 1))
-    print(f"  {name:<34} {run.wall_s:>8.1f} s  {run.cpu_s:>8.1f} CPU s  {run.peak_rss_mb:>6.0f} MB"
-          f"  load {run.load_1m_end:.1f}", flush=True)
+    run = StepRun(
+        name,
+        round(wall, 1),
+        round(usage.ru_utime + usage.ru_stime, 1),
+        round(usage.ru_maxrss / 1024),
+        vector_chain,
+        round(os.getloadavg()[0], 1),
+    )
+    print(
+        f"  {name:<34} {run.wall_s:>8.1f} s  {run.cpu_s:>8.1f} CPU s  {run.peak_rss_mb:>6.0f} MB"
+        f"  load {run.load_1m_end:.1f}",
+        flush=True,
+    )
     return run
 
 
@@ -100,11 +109,16 @@ def write_delivery(root: str, year: int, first_year: int, folder: Path, correcti
     data = folder / "OCS-GE" / f"1_DONNEES_LIVRAISON_{delivery.DELIVERY_TAG}" / delivery.inner_folder(dep.code, year)
     data.mkdir(parents=True)
     desc = f"rehearsal pair {dep.code}, millésime {year}"
-    delivery._write_gpkg(delivery.ign_occupation(truth, year), data / "OCCUPATION_SOL.gpkg", "OCCUPATION_SOL",
-                         f"OCCUPATION_SOL — {desc}")
+    delivery._write_gpkg(
+        delivery.ign_occupation(truth, year), data / "OCCUPATION_SOL.gpkg", "OCCUPATION_SOL", f"OCCUPATION_SOL — {desc}"
+    )
     zc = zone_construite(truth, dep.code, year, dep.crs, tuple(truth.total_bounds))
-    delivery._write_gpkg(delivery.ign_zone_construite(zc, year), data / "ZONE_CONSTRUITE.gpkg", "ZONE_CONSTRUITE",
-                         f"ZONE_CONSTRUITE — {desc}")
+    delivery._write_gpkg(
+        delivery.ign_zone_construite(zc, year),
+        data / "ZONE_CONSTRUITE.gpkg",
+        "ZONE_CONSTRUITE",
+        f"ZONE_CONSTRUITE — {desc}",
+    )
     if year != first_year:
         with store.local_copy(product_key("truth", dep.code, first_year)) as path:
             before = gpd.read_parquet(path)
@@ -122,29 +136,78 @@ def write_delivery(root: str, year: int, first_year: int, folder: Path, correcti
         patch["os_corr"] = "RAS"
         patch["decoup_geo"] = "RAS"
         name = f"PATCH_CORR_M1_{first_year}"
-        cols = ["id_ocs", "code_cs", "code_us", "millesime", "source", "ossature", "id_origine", "code_or",
-                "cs_corr", "us_corr", "os_corr", "decoup_geo", "the_geom"]
+        cols = [
+            "id_ocs",
+            "code_cs",
+            "code_us",
+            "millesime",
+            "source",
+            "ossature",
+            "id_origine",
+            "code_or",
+            "cs_corr",
+            "us_corr",
+            "os_corr",
+            "decoup_geo",
+            "the_geom",
+        ]
         delivery._write_gpkg(patch[cols], data / f"{name}.gpkg", name, f"{name} — {desc}")
-    print(json.dumps({"year": year, "polygons": len(truth), "zone_construite": len(zc),
-                      schema.CODE_CS: int(truth[schema.CODE_CS].nunique())}))
+    print(
+        json.dumps(
+            {
+                "year": year,
+                "polygons": len(truth),
+                "zone_construite": len(zc),
+                schema.CODE_CS: int(truth[schema.CODE_CS].nunique()),
+            }
+        )
+    )
 
 
-def setup(args: argparse.Namespace, root: Path, tmp: Path, common: list[str], dep: list[str], env: dict[str, str],
-          ocsge: str) -> list[StepRun]:
+def setup(
+    args: argparse.Namespace, root: Path, tmp: Path, common: list[str], dep: list[str], env: dict[str, str], ocsge: str
+) -> list[StepRun]:
     """Steps 1–3a: the generated pair, its IGN-shaped deliveries and their ingestion."""
     runs: list[StepRun] = []
-    runs.append(run_step("synth --vector-only", [ocsge, "synth", *common, "--vector-only", "--polygons",
-                                                 str(args.polygons), "--seed", str(args.seed)],
-                         vector_chain=False, env=env))
+    runs.append(
+        run_step(
+            "synth --vector-only",
+            [ocsge, "synth", *common, "--vector-only", "--polygons", str(args.polygons), "--seed", str(args.seed)],
+            vector_chain=False,
+            env=env,
+        )
+    )
     for year in YEARS:
         folder = tmp / f"delivery-{year}"
         shutil.rmtree(folder, ignore_errors=True)
-        runs.append(run_step(f"delivery {year} (GPKG + zone construite)",
-                             [sys.executable, __file__, "--corrections", str(args.corrections), "--seed",
-                              str(args.seed), "--child-delivery", str(root), str(year), str(YEARS[0]),
-                              str(folder)], vector_chain=False, env=env))
-        runs.append(run_step(f"ingest {year}", [ocsge, "ingest", str(folder), *dep, "-m", str(year), *common],
-                             vector_chain=False, env=env))
+        runs.append(
+            run_step(
+                f"delivery {year} (GPKG + zone construite)",
+                [
+                    sys.executable,
+                    __file__,
+                    "--corrections",
+                    str(args.corrections),
+                    "--seed",
+                    str(args.seed),
+                    "--child-delivery",
+                    str(root),
+                    str(year),
+                    str(YEARS[0]),
+                    str(folder),
+                ],
+                vector_chain=False,
+                env=env,
+            )
+        )
+        runs.append(
+            run_step(
+                f"ingest {year}",
+                [ocsge, "ingest", str(folder), *dep, "-m", str(year), *common],
+                vector_chain=False,
+                env=env,
+            )
+        )
     return runs
 
 
@@ -171,7 +234,8 @@ def extrapolate(runs: list[StepRun], polygons: int, price_vcpu_hour: float, vcpu
     scale = FRANCE_MEAN_POLYGONS / polygons
     job_hours = wall * scale / 3600  # one job per département on a `vcpus`-vCPU instance like this machine
     return {
-        "vector_chain_wall_min": round(wall / 60, 1), "vector_chain_cpu_min": round(cpu / 60, 1),
+        "vector_chain_wall_min": round(wall / 60, 1),
+        "vector_chain_cpu_min": round(cpu / 60, 1),
         "vector_chain_peak_gb": round(peak / 1024, 2),
         "departement_job_hours": round(job_hours, 2),
         "france_jobs": FRANCE_DEPARTEMENTS,
@@ -192,13 +256,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--corrections", type=int, default=1000, help="polygons the PATCH_CORR corrects")
     parser.add_argument("--root", default="", help="storage folder (default: a temporary folder, removed)")
-    parser.add_argument("--price-vcpu-hour", type=float, default=0.048,
-                        help="on-demand USD per vCPU-hour assumed for the estimate (c6i in eu-west-3 ≈ 0.048)")
-    parser.add_argument("--chain-only", action="store_true",
-                        help="reuse --root, synthesised and ingested by an earlier run, and run only the vector "
-                             "chain, the rerun and publish (the earlier run's products are removed first)")
-    parser.add_argument("--child-delivery", nargs=4, metavar=("ROOT", "YEAR", "FIRST", "FOLDER"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--price-vcpu-hour",
+        type=float,
+        default=0.048,
+        help="on-demand USD per vCPU-hour assumed for the estimate (c6i in eu-west-3 ≈ 0.048)",
+    )
+    parser.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="reuse --root, synthesised and ingested by an earlier run, and run only the vector "
+        "chain, the rerun and publish (the earlier run's products are removed first)",
+    )
+    parser.add_argument(
+        "--child-delivery", nargs=4, metavar=("ROOT", "YEAR", "FIRST", "FOLDER"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child_delivery:
         root, year, first, folder = args.child_delivery
@@ -211,8 +283,10 @@ def main() -> None:
     common = ["--root", str(root)]
     dep = ["-d", DEPARTEMENT]
     runs: list[StepRun] = []
-    print(f"rehearsal: {args.polygons:,} polygons per millésime under {root} "
-          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    print(
+        f"rehearsal: {args.polygons:,} polygons per millésime under {root} (load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     try:
         if args.chain_only:
             if not (args.root and (root / "occupation").is_dir()):
@@ -232,17 +306,25 @@ def main() -> None:
         ]
         for name, cmd in chain:
             runs.append(run_step(name, [ocsge, *cmd], vector_chain=True, env=env))
-        runs.append(run_step("products rerun (up to date)", [ocsge, "products", *dep, *common],
-                             vector_chain=False, env=env))
+        runs.append(
+            run_step("products rerun (up to date)", [ocsge, "products", *dep, *common], vector_chain=False, env=env)
+        )
         runs.append(run_step("publish", [ocsge, "publish", *common], vector_chain=False, env=env))
         size_gb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e9
     finally:
         if not args.root:
             shutil.rmtree(tmp, ignore_errors=True)
     estimate = extrapolate(runs, args.polygons, args.price_vcpu_hour, os.cpu_count() or 2)
-    summary = {"polygons": args.polygons, "storage_gb": round(size_gb, 2), "steps": [asdict(r) for r in runs],
-               "estimate": estimate, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-               "load_average_1m_end": os.getloadavg()[0], "price_vcpu_hour": args.price_vcpu_hour}
+    summary = {
+        "polygons": args.polygons,
+        "storage_gb": round(size_gb, 2),
+        "steps": [asdict(r) for r in runs],
+        "estimate": estimate,
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "load_average_1m_end": os.getloadavg()[0],
+        "price_vcpu_hour": args.price_vcpu_hour,
+    }
     print(json.dumps(estimate, indent=1))
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "bench_departement.jsonl").open("a") as f:
