@@ -58,11 +58,13 @@ def build(app: cdk.App, config: InfraConfig) -> dict[str, cdk.Stack]:
                              description="OCS GE: pgstac on RDS PostgreSQL behind RDS Proxy", **common)
         stacks["Pgstac"] = pgstac
         database = pgstac.database
+    auth = AuthStack(app, config.stack_name("Auth"), config=config,
+                     description="OCS GE: Cognito users and role groups of the consolidation API", **common)
     services = ServicesStack(app, config.stack_name("Services"), config=config, network=network.network,
-                             pgstac=database, description="OCS GE: service Lambdas and HTTP API", **common)
+                             pgstac=database, auth_environment=auth.api_environment,
+                             description="OCS GE: service Lambdas and HTTP API", **common)
     stacks["Services"] = services
-    stacks["Auth"] = AuthStack(app, config.stack_name("Auth"), config=config,
-                               description="OCS GE: Cognito users and role groups of the consolidation API", **common)
+    stacks["Auth"] = auth
     stacks["Storage"] = StorageStack(app, config.stack_name("Storage"), config=config,
                                      api_domain=services.api_domain,
                                      description="OCS GE: S3 buckets and CloudFront", **common)

@@ -30,7 +30,7 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.edge_query import FORWARDED_HOST_HEADER, forward_host_function_code, ogc_function_code
-from infra.services import SERVICES
+from infra.services import deployed_services
 
 CACHE_KINDS = ("tiles", "ogc", "api")
 
@@ -51,7 +51,10 @@ class Cdn(Construct):
         # Links in API answers (STAC, TileJSON, capabilities) name the host the viewer asked: key on it. The
         # viewer-request functions write this header from the viewer's Host before the cache is looked up.
         by_host = cf.CacheHeaderBehavior.allow_list(FORWARDED_HOST_HEADER)
-        self.cache_policies: dict[str, cf.CachePolicy] = {
+        self.cache_policies: dict[str, cf.ICachePolicy] = {
+            # authenticated answers (consolidation): never stored at the edge; with caching disabled the
+            # all-viewer origin request policy forwards Authorization and the session cookie
+            "private": cf.CachePolicy.CACHING_DISABLED,
             "tiles": cf.CachePolicy(
                 self, "TilesCache", cache_policy_name=f"ocsge-{env}-tiles",
                 comment="XYZ raster and vector tiles: long TTL, every query parameter",
@@ -148,7 +151,7 @@ class Cdn(Construct):
             )
 
         behaviours: dict[str, cf.BehaviorOptions] = {}
-        for spec in SERVICES:
+        for spec in deployed_services(config.pgstac):
             methods = (cf.AllowedMethods.ALLOW_ALL if "POST" in spec.methods
                        else cf.AllowedMethods.ALLOW_GET_HEAD_OPTIONS)
             for pattern, kind in spec.cloudfront:

@@ -35,6 +35,7 @@ PORT = 5432
 class PgstacDatabase(Construct):
     READER = "ocsge_read"
     INGEST = "ocsge_ingest"
+    CONSOLIDATION = "ocsge_consolidation"  # owns the schema ``consolidation`` (the consolidation API's store)
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, network: Network) -> None:
         super().__init__(scope, construct_id)
@@ -77,12 +78,13 @@ class PgstacDatabase(Construct):
         self.admin_secret = self.instance.secret
         self.reader_secret = self._user_secret("ReaderSecret", self.READER)
         self.ingest_secret = self._user_secret("IngestSecret", self.INGEST)
+        self.consolidation_secret = self._user_secret("ConsolidationSecret", self.CONSOLIDATION)
 
         self.proxy = rds.DatabaseProxy(
             self,
             "Proxy",
             proxy_target=rds.ProxyTarget.from_instance(self.instance),
-            secrets=[self.reader_secret, self.ingest_secret],
+            secrets=[self.reader_secret, self.ingest_secret, self.consolidation_secret],
             vpc=vpc,
             vpc_subnets=isolated,
             security_groups=[proxy_sg],
@@ -109,7 +111,7 @@ class PgstacDatabase(Construct):
                 self, "MigrateLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
             ),
         )
-        for secret in (self.admin_secret, self.reader_secret, self.ingest_secret):
+        for secret in (self.admin_secret, self.reader_secret, self.ingest_secret, self.consolidation_secret):
             secret.grant_read(migrate)
         provider = cr.Provider(
             self,
@@ -130,6 +132,7 @@ class PgstacDatabase(Construct):
                 "admin_secret_arn": self.admin_secret.secret_arn,
                 "reader_secret_arn": self.reader_secret.secret_arn,
                 "ingest_secret_arn": self.ingest_secret.secret_arn,
+                "consolidation_secret_arn": self.consolidation_secret.secret_arn,
             },
         )
         self.migration.node.add_dependency(self.instance)
@@ -146,6 +149,13 @@ class PgstacDatabase(Construct):
                 password_length=32,
             ),
         )
+
+    def consolidation_environment(self) -> dict[str, str]:
+        """The consolidation store: its own user through the proxy, the password from its secret at run time."""
+        return {
+            "OCSGE_CONSOLIDATION_DSN": self.dsn(self.CONSOLIDATION),
+            "OCSGE_CONSOLIDATION_DSN_SECRET_ARN": self.consolidation_secret.secret_arn,
+        }
 
     def dsn(self, username: str) -> str:
         """libpq DSN without the password (``PGPASSWORD`` supplies it), through the proxy, TLS required."""

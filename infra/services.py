@@ -36,6 +36,9 @@ class ServiceSpec:
     cloudfront: tuple[tuple[str, str], ...]  # (path pattern, cache kind) behaviours, see infra.cdn
     methods: tuple[str, ...] = ("GET", "HEAD")
     uses_catalog: bool = True  # searches the catalogue: joins the VPC with the pgstac profile
+    # writes the consolidation store (a schema of the pgstac database, its own user): deployed with the pgstac
+    # profile only — without a database the store would be a SQLite file on S3, which the API refuses (503)
+    uses_store: bool = False
 
 
 # HTTP API integrations time out at 30 s: no function may run longer behind it.
@@ -59,8 +62,19 @@ SERVICES: tuple[ServiceSpec, ...] = (
         (("/downloads/*", "api"), ("/stats/*", "api")),
     ),
     ServiceSpec("viewer", "services.handlers.viewer.handler", 512, 10, (), (), uses_catalog=False),
+    # Authenticated writes: never cached at the edge, Authorization and cookies forwarded (cache kind "private").
+    ServiceSpec(
+        "consolidation", "services.handlers.consolidation.handler", 1024, 29,
+        ("/consolidation", "/consolidation/{proxy+}"), (("/consolidation/*", "private"),),
+        methods=("GET", "HEAD", "POST"), uses_catalog=False, uses_store=True,
+    ),
 )
 HANDLERS: dict[str, str] = {spec.name: spec.handler for spec in SERVICES}
+
+
+def deployed_services(with_database: bool) -> tuple[ServiceSpec, ...]:
+    """The services a deployment has: those that write the consolidation store need the database."""
+    return tuple(spec for spec in SERVICES if with_database or not spec.uses_store)
 # The setting that lets the services honour forwarding headers (only behind a proxy that writes them).
 TRUST_FORWARDED_ENV = "OCSGE_TRUST_FORWARDED_HEADERS"
 
@@ -95,6 +109,7 @@ class ServicesStack(Stack):
         config: InfraConfig,
         network: Network | None = None,
         pgstac: PgstacDatabase | None = None,
+        auth_environment: dict[str, str] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -104,8 +119,10 @@ class ServicesStack(Stack):
         if pgstac is not None:
             env.update(pgstac.client_environment(pgstac.reader_secret, pgstac.READER))
         self.functions: dict[str, lambda_.Function] = {}
-        for spec in SERVICES:
-            self.functions[spec.name] = self._function(spec, env, network if pgstac else None, pgstac)
+        self.services = deployed_services(pgstac is not None)
+        for spec in self.services:
+            spec_env = {**env, **(auth_environment or {})} if spec.uses_store else env
+            self.functions[spec.name] = self._function(spec, spec_env, network if pgstac else None, pgstac)
 
         self.api = apigw.HttpApi(
             self,
@@ -131,7 +148,7 @@ class ServicesStack(Stack):
             auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=1000, burst_limit=2000),
         )
-        for spec in SERVICES:
+        for spec in self.services:
             if not spec.routes:
                 continue
             integration = integrations.HttpLambdaIntegration(f"{spec.name.title()}Integration",
@@ -181,7 +198,7 @@ class ServicesStack(Stack):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        in_vpc = network is not None and pgstac is not None and spec.uses_catalog
+        in_vpc = network is not None and pgstac is not None and (spec.uses_catalog or spec.uses_store)
         fn = lambda_.DockerImageFunction(
             self,
             construct_id,
@@ -202,8 +219,12 @@ class ServicesStack(Stack):
         )
         for statement in bucket_read_statements(self.config):
             fn.add_to_role_policy(statement)
-        if in_vpc:
+        if in_vpc and spec.uses_catalog:
             pgstac.reader_secret.grant_read(fn)
         else:
             fn.add_environment("OCSGE_CATALOG_BACKEND", "embedded")  # cannot reach the database
+        if in_vpc and spec.uses_store:
+            for key, value in pgstac.consolidation_environment().items():
+                fn.add_environment(key, value)
+            pgstac.consolidation_secret.grant_read(fn)
         return fn

@@ -3,7 +3,8 @@
 Runs in the pgstac Lambda image (``Dockerfile`` beside this file), never in the CDK app. On Create and
 Update it connects as the RDS admin, runs ``pypgstac migrate`` to the requested version (idempotent:
 an up-to-date schema is left alone), creates or updates the two application users from their secrets
-and grants them ``pgstac_read`` / ``pgstac_ingest``. Delete keeps the data (the database has its own
+and grants them ``pgstac_read`` / ``pgstac_ingest``, and the consolidation store's user, owner of its own
+schema. Delete keeps the data (the database has its own
 removal policy). Errors propagate: the provider framework reports them to CloudFormation.
 """
 
@@ -14,6 +15,8 @@ import os
 from typing import Any
 
 ROLES = {"reader_secret_arn": "pgstac_read", "ingest_secret_arn": "pgstac_ingest"}
+# users that own a schema of their own in the same database (the consolidation API's store)
+SCHEMA_OWNERS = {"consolidation_secret_arn": "consolidation"}
 
 
 def _secret(arn: str) -> dict[str, Any]:
@@ -45,6 +48,22 @@ def ensure_user(cursor: Any, username: str, password: str, role: str) -> None:
     cursor.execute(sql.SQL("ALTER ROLE {} SET search_path TO pgstac, public").format(sql.Identifier(username)))
 
 
+def ensure_schema_owner(cursor: Any, username: str, password: str, schema: str) -> None:
+    """Create the login role (or reset its password) owning ``schema``, first on its search path (PostGIS's
+    types stay reachable through ``public``); it gets no pgstac role."""
+    from psycopg import sql
+
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
+    verb = "ALTER" if cursor.fetchone() else "CREATE"
+    cursor.execute(
+        sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(username), sql.Literal(password))
+    )
+    cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(sql.Identifier(schema),
+                                                                                    sql.Identifier(username)))
+    cursor.execute(sql.SQL("ALTER ROLE {} SET search_path TO {}, public").format(sql.Identifier(username),
+                                                                                sql.Identifier(schema)))
+
+
 def migrate(props: dict[str, Any]) -> dict[str, str]:
     import psycopg
     from pypgstac.db import PgstacDB
@@ -60,6 +79,10 @@ def migrate(props: dict[str, Any]) -> dict[str, str]:
         for key, role in ROLES.items():
             user = _secret(props[key])
             ensure_user(cursor, user["username"], user["password"], role)
+        for key, schema in SCHEMA_OWNERS.items():
+            if props.get(key):
+                user = _secret(props[key])
+                ensure_schema_owner(cursor, user["username"], user["password"], schema)
     return {"PgstacVersion": str(version)}
 
 

@@ -52,7 +52,7 @@ from services.consolidation import bodies
 from services.consolidation.auth import Authenticator, Principal
 from services.consolidation.geojson import collection, parse_geometry, split_polygon, to_feature
 from services.consolidation.limits import RateLimiter, parse_json, read_body
-from services.consolidation.settings import ConsolidationSettings, get_consolidation_settings
+from services.consolidation.settings import ConsolidationSettings, get_consolidation_settings, store_dsn
 from services.errors import add_error_handlers
 
 # path parameters (module level: the routes' annotations are resolved from here)
@@ -560,7 +560,7 @@ def create_app_for_storage(storage: Storage, settings: ConsolidationSettings | N
 
     settings = settings or get_consolidation_settings()
     resolved = settings
-    store = LazyStore(lambda: open_store(resolved.dsn, storage.root))
+    store = LazyStore(lambda: open_store(store_dsn(resolved), storage.root))
     return create_consolidation_app(store, storage, settings)  # type: ignore[arg-type]
 
 

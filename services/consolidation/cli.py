@@ -21,11 +21,11 @@ def _store_and_auth(root: str | None):  # type: ignore[no-untyped-def]
     from ocsge.settings import get_settings
     from ocsge.storage import open_storage
     from services.consolidation.auth import Authenticator
-    from services.consolidation.settings import get_consolidation_settings
+    from services.consolidation.settings import get_consolidation_settings, store_dsn
 
     settings = get_consolidation_settings()
     storage = open_storage(root or get_settings().storage_root)
-    store = open_store(settings.dsn, storage.root)
+    store = open_store(store_dsn(settings), storage.root)
     secret = Path(settings.secret_file or Path(storage.root) / "consolidation" / "jwt-secret")
     return store, Authenticator(store, settings, secret)
 

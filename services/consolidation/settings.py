@@ -17,6 +17,9 @@ class ConsolidationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCSGE_CONSOLIDATION_", env_file=".env", extra="ignore")
 
     dsn: str | None = Field(None, description="PostgreSQL DSN of the store; default: SQLite under the storage root")
+    dsn_secret_arn: str | None = Field(
+        None, description="Secrets Manager secret holding the DSN's password (on AWS: the DSN carries none)"
+    )
     secret_file: str | None = Field(
         None, description="HS256 secret of local tokens; default {root}/consolidation/jwt-secret (created 0600)"
     )
@@ -45,5 +48,14 @@ class ConsolidationSettings(BaseSettings):
 
 
 @lru_cache
+def store_dsn(settings: ConsolidationSettings) -> str | None:
+    """The store's DSN, with its password read from the secret when one is named (fetched once per process)."""
+    if settings.dsn and settings.dsn_secret_arn:
+        from catalog.search.backends import dsn_with_secret_password
+
+        return dsn_with_secret_password(settings.dsn, settings.dsn_secret_arn)
+    return settings.dsn
+
+
 def get_consolidation_settings() -> ConsolidationSettings:
     return ConsolidationSettings()

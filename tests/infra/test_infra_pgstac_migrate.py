@@ -37,10 +37,12 @@ def test_migrates_and_creates_users_idempotently(postgres, monkeypatch: pytest.M
                   "sslmode": "disable"},
         "reader": {"username": "ocsge_read", "password": "r3ad-pw"},
         "ingest": {"username": "ocsge_ingest", "password": "1ngest-pw"},
+        "consolidation": {"username": "ocsge_consolidation", "password": "c0nsol-pw"},
     }
     monkeypatch.setattr(handler, "_secret", lambda arn: secrets[arn])
     props = {"pgstac_version": "0.10.0", "database": "pgstac_cr", "admin_secret_arn": "admin",
-             "reader_secret_arn": "reader", "ingest_secret_arn": "ingest"}
+             "reader_secret_arn": "reader", "ingest_secret_arn": "ingest",
+             "consolidation_secret_arn": "consolidation"}
     for request in ("Create", "Update"):  # the second run finds everything in place
         out = handler.on_event({"RequestType": request, "ResourceProperties": props})
         assert out["PhysicalResourceId"] == "pgstac-pgstac_cr"
@@ -61,3 +63,18 @@ def test_migrates_and_creates_users_idempotently(postgres, monkeypatch: pytest.M
         conn.execute("SELECT * FROM collections LIMIT 1")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT create_collection('{\"id\": \"x\"}'::jsonb)")
+
+    # The consolidation store's user owns its schema, has no pgstac role, and the store opens there.
+    from ocsge.consolidation.store import open_store
+
+    store_dsn = dsn.replace(f"{postgres.user}@", "ocsge_consolidation@")
+    with psycopg.connect(store_dsn) as conn:
+        assert conn.execute("SHOW search_path").fetchone()[0].startswith("consolidation")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT pgstac.create_collection('{\"id\": \"x\"}'::jsonb)")
+    store = open_store(store_dsn, "/nonexistent-root")
+    store.close()
+    with psycopg.connect(dsn) as conn:
+        owners = {row[0] for row in conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'consolidation'").fetchall()}
+    assert owners == {"ocsge_consolidation"}

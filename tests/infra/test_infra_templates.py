@@ -120,6 +120,14 @@ def test_cloudfront_caches_tiles(synthesised: Synthesised, pattern: str) -> None
     assert policy["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["Headers"] == ["X-Forwarded-Host"]
 
 
+def test_consolidation_answers_are_never_cached_and_get_credentials(synthesised: Synthesised) -> None:
+    behaviour = _behaviours(synthesised)["/consolidation/*"]
+    assert behaviour["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # managed CachingDisabled
+    # AllViewerExceptHostHeader: with caching disabled it forwards Authorization and the session cookie
+    assert behaviour["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+    assert "POST" in behaviour["AllowedMethods"]
+
+
 def test_api_responses_are_cached_briefly(synthesised: Synthesised) -> None:
     for pattern in ("/stac/*", "/downloads/*", "/stats/*", "default"):
         policy = _cache_policy(synthesised, _behaviours(synthesised)[pattern])
@@ -148,10 +156,12 @@ def test_cache_key_covers_the_host_the_links_are_built_from(synthesised: Synthes
     for pattern, behaviour in _behaviours(synthesised).items():
         policy_id = behaviour["CachePolicyId"]
         if not isinstance(policy_id, dict):
-            assert pattern == "/data/*", pattern  # managed CachingOptimized: S3 answers do not vary by host
-            continue
-        headers = _cache_policy(synthesised, behaviour)["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]
-        assert headers == {"HeaderBehavior": "whitelist", "Headers": ["X-Forwarded-Host"]}, pattern
+            assert pattern in ("/data/*", "/consolidation/*"), pattern  # managed: S3 answers / nothing cached
+            if pattern == "/data/*":
+                continue
+        else:
+            config = _cache_policy(synthesised, behaviour)["ParametersInCacheKeyAndForwardedToOrigin"]
+            assert config["HeadersConfig"] == {"HeaderBehavior": "whitelist", "Headers": ["X-Forwarded-Host"]}, pattern
         (assoc,) = behaviour["FunctionAssociations"]
         assert assoc["EventType"] == "viewer-request"
         code = functions[assoc["FunctionARN"]["Fn::GetAtt"][0]]["Properties"]["FunctionCode"]
@@ -396,6 +406,13 @@ def test_stac_asset_hrefs_are_a_path_without_a_public_url(tmp_path: Path) -> Non
                  for s in assembly.stacks}
     env = _stac_environment(templates)
     assert env["OCSGE_ASSET_BASE_URL"] == "/v1/data" and "OCSGE_PUBLIC_URL" not in env
+    # without the database profile there is no consolidation store: no function, no route, no behaviour
+    names = [r["Properties"]["FunctionName"] for r in templates["Services"]["Resources"].values()
+             if r["Type"] == "AWS::Lambda::Function"]
+    assert names and not any(n.endswith("-consolidation") for n in names)
+    (dist,) = [r for r in templates["Storage"]["Resources"].values() if r["Type"] == "AWS::CloudFront::Distribution"]
+    patterns = [b["PathPattern"] for b in dist["Properties"]["DistributionConfig"]["CacheBehaviors"]]
+    assert "/consolidation/*" not in patterns and "/stac/*" in patterns
     (publish,) = [r["Properties"] for r in templates["Batch"]["Resources"].values()
                   if r["Type"] == "AWS::Batch::JobDefinition"
                   and r["Properties"]["JobDefinitionName"].endswith("-publish")]
@@ -410,6 +427,7 @@ def test_handler_paths_are_the_agreed_ones() -> None:
         "vector": "services.handlers.vector.handler",
         "downloads": "services.handlers.downloads.handler",
         "viewer": "services.handlers.viewer.handler",
+        "consolidation": "services.handlers.consolidation.handler",
     }
 
 
@@ -423,6 +441,13 @@ def test_catalogue_lambdas_reach_pgstac_through_the_proxy(synthesised: Synthesis
             dsn = json.dumps(env["OCSGE_PGSTAC_DSN"])
             assert "sslmode=require" in dsn and "password" not in dsn
             assert env["OCSGE_PGSTAC_SECRET_ARN"]
+        elif spec.uses_store:  # the consolidation store: its own user, password from its secret, OIDC issuer
+            assert fn["VpcConfig"]["SubnetIds"] and env["OCSGE_CATALOG_BACKEND"] == "embedded"
+            dsn = json.dumps(env["OCSGE_CONSOLIDATION_DSN"])
+            assert "ocsge_consolidation@" in dsn and "sslmode=require" in dsn and "password" not in dsn
+            assert env["OCSGE_CONSOLIDATION_DSN_SECRET_ARN"]
+            assert env["OCSGE_CONSOLIDATION_OIDC_ISSUER"] and env["OCSGE_CONSOLIDATION_OIDC_AUDIENCE"]
+            assert env["OCSGE_CONSOLIDATION_COOKIE_SECURE"] == "1"
         else:
             assert env["OCSGE_CATALOG_BACKEND"] == "embedded" and "VpcConfig" not in fn
 
@@ -525,7 +550,7 @@ def test_pgstac_profile(synthesised: Synthesised) -> None:
         "Engine": "postgres", "PubliclyAccessible": False, "StorageEncrypted": True,
     })
     pgstac.has_resource_properties("AWS::RDS::DBProxy", {"RequireTLS": True, "EngineFamily": "POSTGRESQL"})
-    pgstac.resource_count_is("AWS::SecretsManager::Secret", 3)  # admin, reader, ingest
+    pgstac.resource_count_is("AWS::SecretsManager::Secret", 4)  # admin, reader, ingest, consolidation store
     pgstac.has_resource_properties("Custom::PgstacMigration", {"pgstac_version": "0.10.0", "database": "pgstac"})
 
 
