@@ -13,7 +13,11 @@ import click
               help="Public URL of the storage root for asset hrefs loaded into pgstac (e.g. a CloudFront URL).")
 @click.option("--verify", is_flag=True,
               help="Only check the published catalogue against the files (re-hash; check that each is complete).")
-def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None, verify: bool) -> None:
+@click.option("--overviews/--no-overviews", default=True, show_default=True,
+              help="Then bring the national overview slabs of the raster layers up to date (only the slabs whose "
+                   "COGs changed are redrawn; the same as `ocsge overviews`).")
+def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None, verify: bool,
+            overviews: bool) -> None:
     """Publish the STAC catalogue: static catalogue, snapshot for the API, optionally pgstac."""
     from rich.markup import escape
 
@@ -46,3 +50,7 @@ def publish(root: str | None, pgstac_dsn: str | None, asset_base_url: str | None
         f"{storage.root}/stac ({result.written} files written, {result.removed} removed; snapshot "
         f"{PREFIX} etag {result.snapshot_etag[:12]})" + (" and into pgstac" if result.pgstac_loaded else "")
     )
+    if overviews:  # after the catalogue: the server uses slabs only while they match the COGs it lists
+        from catalog.raster_overviews import build_national
+
+        build_national(storage)
