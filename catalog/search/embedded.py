@@ -23,6 +23,7 @@ import orjson
 
 from catalog import snapshot
 from catalog.search.base import SearchPage
+from catalog.search.epochs import epochs as _epochs
 from catalog.search.request import (
     InvalidSearch,
     SearchRequest,
@@ -43,19 +44,6 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">=": lambda a, b: a >= b,
 }
 _SCALAR = (str, int, float, bool)
-
-
-def _epochs(texts: list[str | None]) -> np.ndarray:
-    """POSIX seconds of RFC 3339 strings (NaN for None), vectorised for the usual ``…Z`` form."""
-    out = np.full(len(texts), np.nan)
-    plain = [i for i, t in enumerate(texts) if t and t.endswith("Z") and len(t) in (20, 24, 27)]
-    if plain:
-        stamps = np.array([texts[i][:-1] for i in plain], dtype="datetime64[ms]")  # type: ignore[index]
-        out[plain] = stamps.astype("int64") / 1000.0
-    for i, t in enumerate(texts):
-        if t and np.isnan(out[i]):
-            out[i] = parse_interval(t)[0]
-    return out
 
 
 _FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}

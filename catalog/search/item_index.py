@@ -101,7 +101,7 @@ def _column_kind(kinds: set[str]) -> str:
 def _epoch_of_strings(values: list[Any]) -> np.ndarray | None:
     """POSIX seconds of the timestamp strings in ``values`` (NaN elsewhere), as the in-memory index parses
     them; None when none is a timestamp. Each distinct string is parsed once."""
-    from catalog.search.embedded import _epochs
+    from catalog.search.epochs import epochs as _epochs
 
     # an RFC 3339 (or ISO 8601) instant starts with a four-digit year: nothing else needs a parse attempt
     distinct = {v for v in values if isinstance(v, str) and v[:4].isdigit()}
@@ -124,7 +124,7 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     import pyarrow.parquet as pq
     import shapely
 
-    from catalog.search.embedded import _epochs
+    from catalog.search.epochs import epochs as _epochs
     from catalog.search.request import InvalidSearch
 
     n = len(lines)

@@ -95,7 +95,7 @@ def build_realistic_pair(
 ) -> dict[str, Any]:
     """``{"truth": {year: GeoDataFrame}, "communes": GeoDataFrame, "summary": dict}`` as
     :func:`~inference_batch.synth.vector_scale.build_vector_pair`, with realistic geometry."""
-    from inference_batch.synth.vector_scale import (
+    from inference_batch.synth.vector_grid import (
         CHANGE_FRACTION,
         SPLIT_FRACTION,
         TRANSITIONS,
@@ -285,7 +285,7 @@ def build_realistic_pair(
 def _transitions(before: np.ndarray, after: np.ndarray, area: np.ndarray) -> list[dict[str, Any]]:
     """Changes of codes by transition (classes before and after of each changed cell, with the area
     that changed), sorted by codes."""
-    from inference_batch.synth.vector_scale import CLASSES
+    from inference_batch.synth.vector_grid import CLASSES
 
     trans: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for b, a, m2 in zip(before, after, area, strict=True):
