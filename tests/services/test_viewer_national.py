@@ -1,9 +1,10 @@
 """The viewer opens on France: in headless Chromium against the all-in-one server over three synthetic
 départements side by side (tests/support/national_scene.py, with their couverture COGs and the national
 vector tiles, published), the page opens at zoom 6 with "France entière" in the département filter, draws
-the national raster layer (WMTS tiles at TILEMATRIX=7, the 256-pixel tiles of map zoom 6) and, in vector mode, the national vector tiles
-(/vector/occupation/FR/2021/6/…) with the three départements' colours; choosing S02 in the filter zooms to
-S02 and draws only S02's polygons. Screenshots in build/test-artifacts/viewer-national*.png."""
+the national raster layer (WMTS tiles at TILEMATRIX=7, the 256-pixel tiles of map zoom 6) and, in vector
+mode, the national vector tiles (/vector/occupation/FR/2021/6/…) with the three départements' colours;
+choosing S02 in the filter zooms to S02 and draws only S02's polygons. Screenshots in
+build/test-artifacts/viewer-national*.png."""
 
 from __future__ import annotations
 
