@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,7 +231,11 @@ def _mosaic(
 
 def default_workers() -> int:
     """Processes that rasterise a raster's strips: the cores this process may use, at most two (the batch
-    machine's size; more would multiply the memory for little, the COG copy being multi-threaded anyway)."""
+    machine's size; more would multiply the memory for little, the COG copy being multi-threaded anyway).
+    One where other threads run (a server, a thread pool): forking them could copy a lock held by one of
+    them and hang the worker."""
+    if threading.active_count() > 1:
+        return 1
     return max(1, min(2, len(os.sched_getaffinity(0))))
 
 

@@ -337,3 +337,19 @@ def test_workers_of_a_killed_run_stop_and_the_next_run_sweeps_their_folder(tmp_p
     with scratch("render", tmp_path):
         pass
     assert not list(tmp_path.glob("ocsge-render-*"))
+
+
+def test_no_fork_where_other_threads_run() -> None:
+    import threading
+
+    from inference_batch.products.render import default_workers
+
+    assert 1 <= default_workers() <= 2
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert default_workers() == 1
+    finally:
+        stop.set()
+        thread.join()
