@@ -6,8 +6,9 @@ many. A cache per thread (what this replaced) holds ``threads × files`` handles
 GTiff handle, its overview datasets and tile indexes): under the soak at concurrency 16 the RSS kept rising
 for ten minutes as every one of the 24 worker threads slowly opened every file. In this pool a reader checks
 a handle out for the duration of one read and checks it back in, so the open handles are the ones in use
-(at most one per concurrent read) plus at most :data:`MAX_IDLE` idle ones, whatever the number of threads. 16 idle handles (~32 MB)
-cover the files a map view touches at once; reopening a local COG costs about a millisecond.
+(at most one per concurrent read) plus at most :data:`MAX_IDLE` idle ones, whatever the number of threads.
+16 idle handles (~32 MB) cover the files a map view touches at once; reopening a local COG costs about a
+millisecond.
 """
 
 from __future__ import annotations
