@@ -21,7 +21,8 @@ from inference_batch.scratch import scratch
 def copy_to_cog(src: Any, dst: str | Path, *, resampling: str, compress: str = "DEFLATE", blocksize: int = 512,
                 **options: Any) -> None:
     """Copy a raster (path or open dataset) to a COG at ``dst``; ``options`` are COG creation options."""
-    with scratch("cog") as tmp, rasterio.Env(GDAL_CACHEMAX=256):  # MB: bounded memory whatever the RAM
+    # bounded memory whatever the RAM; rasterio.Env takes GDAL_CACHEMAX in bytes (256 alone would be 256 bytes)
+    with scratch("cog") as tmp, rasterio.Env(GDAL_CACHEMAX=256 * 1024 * 1024):
         out = tmp / f"cog{''.join(Path(dst).suffixes) or '.tif'}"
         rasterio.shutil.copy(src, str(out), driver="COG", COMPRESS=compress, BLOCKSIZE=blocksize,
                              OVERVIEW_RESAMPLING=resampling, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **options)
