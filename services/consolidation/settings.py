@@ -47,14 +47,19 @@ class ConsolidationSettings(BaseSettings):
     logins_per_minute: int = Field(10, ge=1, description="Login attempts per IP per minute")
 
 
-@lru_cache
 def store_dsn(settings: ConsolidationSettings) -> str | None:
     """The store's DSN, with its password read from the secret when one is named (fetched once per process)."""
     if settings.dsn and settings.dsn_secret_arn:
-        from catalog.search.backends import dsn_with_secret_password
-
-        return dsn_with_secret_password(settings.dsn, settings.dsn_secret_arn)
+        return _dsn_with_secret(settings.dsn, settings.dsn_secret_arn)
     return settings.dsn
+
+
+@lru_cache(maxsize=8)
+def _dsn_with_secret(dsn: str, secret_arn: str) -> str:
+    # keyed by the two strings: the settings object itself is not hashable
+    from catalog.search.backends import dsn_with_secret_password
+
+    return dsn_with_secret_password(dsn, secret_arn)
 
 
 def get_consolidation_settings() -> ConsolidationSettings:
