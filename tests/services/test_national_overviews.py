@@ -142,7 +142,10 @@ def test_wms_and_wmts_read_the_national_path_at_low_zoom(scene: Path) -> None:
         assert (a == m).all(-1).mean() >= 0.97, url
 
 
-def test_republishing_one_departement_rebuilds_only_its_slabs(scene: Path) -> None:
+def test_republishing_one_departement_rebuilds_only_its_slabs(scene: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the service looks at a manifest again every CHECK_EVERY_S; here at every read, so that the rebuilt
+    # manifest is seen however fast the rebuild was
+    monkeypatch.setattr("services.tiles.overviews.CHECK_EVERY_S", 0.0)
     storage = LocalStorage(scene)
     key = manifest_key("couverture_cog", "2021-2023")
     before = read_manifest(storage, key)
