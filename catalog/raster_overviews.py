@@ -438,7 +438,10 @@ def build_layer(
             for c in cogs
         },
     }
-    storage.put_bytes(key, json.dumps(manifest, indent=1).encode(), content_type="application/json")
+    body = json.dumps(manifest, indent=1).encode()
+    unchanged = storage.exists(key) and storage.get_bytes(key) == body
+    if not unchanged:  # a rerun with nothing new leaves the manifest (and its etag, which readers key on) alone
+        storage.put_bytes(key, body, content_type="application/json")
     for stale in replaced:  # after the manifest: readers of the old one had their slabs until now
         if stale not in {s["key"] for s in slabs.values()}:
             storage.delete(stale)

@@ -199,3 +199,11 @@ def test_capabilities_list_one_national_layer_and_the_departement_filter_works(s
         f"&FORMAT=image/png&TILEMATRIXSET=PM&TILEMATRIX=8&TILEROW={t.y}&TILECOL={t.x}&DEPARTEMENT=99"
     )
     assert bad.status_code == 400 and "ExceptionReport" in bad.text
+
+
+def test_a_rebuild_with_nothing_new_rewrites_nothing(scene: Path) -> None:
+    """A rerun (the demo and publish run it every time) leaves every overview file as it was."""
+    before = {p: p.stat().st_mtime_ns for p in (scene / "overviews").rglob("*") if p.is_file()}
+    results = build_national(LocalStorage(scene))
+    after = {p: p.stat().st_mtime_ns for p in (scene / "overviews").rglob("*") if p.is_file()}
+    assert results and after == before
