@@ -16,8 +16,11 @@ import click
               help="Seconds a client has to send a whole request before its connection is closed (default 10).")
 @click.option("--limit-concurrency", default=None, type=click.IntRange(min=1),
               help="Open connections or running requests beyond which new requests get 503 (default 512).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1, max=64),
+              help="Server processes sharing the port (one per core serves up to that many times the requests).")
 def serve(root: str | None, host: str | None, port: int | None, backend: str | None,
-          pgstac_dsn: str | None, request_timeout: float | None, limit_concurrency: int | None) -> None:
+          pgstac_dsn: str | None, request_timeout: float | None, limit_concurrency: int | None,
+          workers: int) -> None:
     """Serve the STAC API (and the other services) from the published catalogue."""
     import os
 
@@ -42,11 +45,22 @@ def serve(root: str | None, host: str | None, port: int | None, backend: str | N
     port = port or settings.port
     base = (settings.public_url or f"http://{host}:{port}").rstrip("/")
     # STAC asset hrefs point at this server's /files route unless a CDN base is configured
-    ctx = AppContext(settings=settings, root=root, asset_base_url=settings.asset_base_url or f"{base}/files")
-    if settings.catalog_backend == "embedded":
-        ctx.backend.version()  # load the snapshot now: a missing catalogue is an error at start, not per request
-    app = create_app(ctx)
-    console.print(f"serving {ctx.storage.root} — Ctrl-C to stop\n"
+    asset_base_url = settings.asset_base_url or f"{base}/files"
+
+    def build_config() -> uvicorn.Config:
+        """The application and its server configuration (built in each worker, after the fork)."""
+        ctx = AppContext(settings=settings, root=root, asset_base_url=asset_base_url)
+        if settings.catalog_backend == "embedded":
+            ctx.backend.version()  # load the snapshot now: a missing catalogue is an error at start, not per request
+        # Slow clients are cut off, heads and concurrency bounded: see services/server.py for each limit.
+        return server.server_config(create_app(ctx), host, port,
+                                    request_read_timeout_s=request_timeout or server.REQUEST_READ_TIMEOUT_S,
+                                    limit_concurrency=limit_concurrency or server.LIMIT_CONCURRENCY)
+
+    config = build_config() if workers == 1 else None
+    storage_root = root if root is not None else settings.storage_root
+    console.print(f"serving {storage_root} — Ctrl-C to stop"
+                  + (f" ({workers} worker processes)" if workers > 1 else "") + "\n"
                   f"  viewer           {base}/\n"
                   f"  STAC API         {base}/stac/\n"
                   f"  WMTS (KVP)       {base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities\n"
@@ -54,8 +68,7 @@ def serve(root: str | None, host: str | None, port: int | None, backend: str | N
                   f"  raster layers    {base}/tiles/layers\n"
                   f"  vector datasets  {base}/vector/datasets\n"
                   f"  downloads        {base}/downloads/", soft_wrap=True)
-    # Slow clients are cut off, heads and concurrency bounded: see services/server.py for each limit.
-    config = server.server_config(app, host, port,
-                                  request_read_timeout_s=request_timeout or server.REQUEST_READ_TIMEOUT_S,
-                                  limit_concurrency=limit_concurrency or server.LIMIT_CONCURRENCY)
-    uvicorn.Server(config).run()
+    if config is not None:
+        uvicorn.Server(config).run()
+    else:
+        raise SystemExit(server.run_workers(build_config, host, port, workers))

@@ -40,7 +40,9 @@ slow clients (see infra/README.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -158,3 +160,85 @@ def server_config(app: Any, host: str, port: int, *, request_read_timeout_s: flo
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         limit_concurrency=limit_concurrency, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **extra,
     )
+
+
+RESTARTS_PER_MINUTE = 10
+
+
+def run_workers(build_config: Callable[[], uvicorn.Config], host: str, port: int, workers: int) -> int:
+    """Serve with ``workers`` processes sharing one listening socket (pre-fork); returns the exit status.
+
+    One process is bound to one core by the GIL (a tile or a search page is CPU work in Python between
+    GDAL and DuckDB calls), so on N cores N workers serve up to N times the requests. Written here rather
+    than with uvicorn's ``--workers`` supervisor because that one *spawns* its workers and pickles the
+    configuration, and ours holds an application object and a protocol class made at run time: here the
+    parent binds the socket, then forks, and each worker builds its own application after the fork (no
+    thread, GDAL handle or DuckDB connection crosses it). A worker that dies is replaced (at most
+    ``RESTARTS_PER_MINUTE`` a minute, then the server stops with an error); SIGINT/SIGTERM stop every worker
+    gracefully (uvicorn's own handlers in each)."""
+    import signal
+    import socket
+    import time
+    import traceback
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+
+    def start() -> int:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                uvicorn.Server(build_config()).run(sockets=[sock])
+                status = 0
+            except BaseException:  # reported; the worker exits with an error status
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        return pid
+
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    children: set[int] = set()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    restarts: list[float] = []
+    status = 0
+    try:
+        children.update(start() for _ in range(workers))
+        while children:
+            try:
+                pid, wait_status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            children.discard(pid)
+            if stopping:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > RESTARTS_PER_MINUTE:
+                status = 1
+                stop(signal.SIGTERM, None)
+                continue
+            code = os.waitstatus_to_exitcode(wait_status)
+            print(f"worker {pid} exited ({code}); starting another", flush=True)
+            children.add(start())
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+    return status
