@@ -58,6 +58,45 @@ class StepRun:
     peak_rss_mb: float
     vector_chain: bool
     load_1m_end: float = 0.0  # other work on the machine: wall time inflates with it, CPU time does not
+    tree_peak_mb: float = 0.0  # the most the step's whole process tree held at once (sum of PSS), sampled
+
+
+class TreeMemory:
+    """Samples, every ``every_s``, the proportional set size (PSS) summed over a process and all its
+    descendants: what a Batch job's memory limit sees when a step forks workers (``ru_maxrss`` is the
+    largest single process). PSS, not RSS, so that pages a forked worker still shares with its parent
+    are counted once."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        import threading
+
+        self.pid, self.every_s, self.peak_kb = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(self.every_s):
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            total = 0
+            for p in procs:
+                try:
+                    with open(f"/proc/{p.pid}/smaps_rollup") as f:
+                        total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+                except (OSError, StopIteration, ValueError):
+                    continue
+            self.peak_kb = max(self.peak_kb, total)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
 
 
 def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, str]) -> StepRun:
@@ -67,8 +106,10 @@ def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, s
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        tree = TreeMemory(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        tree_peak_mb = tree.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             log.seek(0)
@@ -81,10 +122,11 @@ def run_step(name: str, args: list[str], *, vector_chain: bool, env: dict[str, s
         round(usage.ru_maxrss / 1024),
         vector_chain,
         round(os.getloadavg()[0], 1),
+        round(tree_peak_mb),
     )
     print(
         f"  {name:<34} {run.wall_s:>8.1f} s  {run.cpu_s:>8.1f} CPU s  {run.peak_rss_mb:>6.0f} MB"
-        f"  load {run.load_1m_end:.1f}",
+        f"  tree {run.tree_peak_mb:>6.0f} MB  load {run.load_1m_end:.1f}",
         flush=True,
     )
     return run
@@ -230,7 +272,7 @@ def extrapolate(runs: list[StepRun], polygons: int, price_vcpu_hour: float, vcpu
     chain = [r for r in runs if r.vector_chain]
     wall = sum(r.wall_s for r in chain)
     cpu = sum(r.cpu_s for r in chain)
-    peak = max(r.peak_rss_mb for r in chain)
+    peak = max(max(r.peak_rss_mb, r.tree_peak_mb) for r in chain)
     scale = FRANCE_MEAN_POLYGONS / polygons
     job_hours = wall * scale / 3600  # one job per département on a `vcpus`-vCPU instance like this machine
     return {
