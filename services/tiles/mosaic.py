@@ -37,6 +37,10 @@ from services.tiles.budget import check_deadline
 from services.tiles.datasets import POOL
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.palettes import LegendEntry, colormap_of, legend_from_dataset
+from services.tiles.reprojection import install as install_cached_reprojection
+from services.tiles.reprojection import tile_surely_inside
+
+install_cached_reprojection()  # a dataset's default warp transform is computed once, not per tile
 
 FRANCE_BBOX: BBox = (-5.5, 41.0, 10.0, 51.5)
 
@@ -142,6 +146,15 @@ class CachedReader(Reader):
         if not (math.isfinite(nodata) and float(nodata).is_integer() and info.min <= nodata <= info.max):
             raise InvalidParameter("nodata", f"{nodata!r} is not a value of this {dtype} dataset "
                                              f"(an integer in {info.min}…{info.max})")
+
+    def tile_exists(self, tile_x: int, tile_y: int, tile_z: int) -> bool:
+        """rio-tiler's answer, without its per-call PROJ transformation when the tile's centre is inside the
+        dataset (the common case: :func:`~services.tiles.reprojection.tile_surely_inside`)."""
+        b = self.tms.xy_bounds(Tile(tile_x, tile_y, tile_z))
+        if tile_surely_inside((b.left, b.bottom, b.right, b.top), self.tms.rasterio_crs, tuple(self.bounds),
+                              self.crs):
+            return True
+        return super().tile_exists(tile_x, tile_y, tile_z)
 
     def tile(self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None = None, indexes: Any = None,
              expression: str | None = None, buffer: float | None = None, **kwargs: Any) -> ImageData:
