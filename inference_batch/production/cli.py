@@ -199,7 +199,7 @@ def _vectorize_stage(storage, departement: str, millesime: int, umi, simplify: f
         done(f"{sieved.components} components → {len(sieved.region_cls)} regions → {prefix}sieve.npz")
     elif polygons_part is not None:
         step(f"vectorize {departement} {millesime}: polygons {polygons_part}")
-        ran = stages.map_polygons(storage, mosaic, prefix, _part(polygons_part, len(mosaic.blocks)))
+        ran = stages.map_polygons(storage, mosaic, prefix, _part(polygons_part, len(mosaic.blocks)), umi)
         done(f"{len(ran)} block(s) → {prefix}pieces/")
     else:
         step(f"vectorize {departement} {millesime}: assemble")

@@ -102,7 +102,7 @@ def _runs(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 count += 1
     row_start = np.empty(h + 1, np.int64)
     col = np.empty(count, np.int32)
-    val = np.empty(count, np.uint16)
+    val = np.empty(count, data.dtype)
     i = 0
     for r in range(h):
         row_start[r] = i
@@ -371,6 +371,12 @@ def _paint(row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, lu
                 out[r, c] = value
 
 
+def paint_runs(runs: BlockRuns, out: np.ndarray) -> None:
+    """The block's labels painted into ``out`` (int32, the block's shape)."""
+    n = int(runs.label.max()) + 1 if len(runs.label) else 1
+    _paint(runs.row_start, runs.col, runs.label, runs.width, np.arange(n, dtype=np.int32), out)
+
+
 def paint(runs: BlockRuns, lut: np.ndarray, dtype: type = np.int32) -> np.ndarray:
     """The block as ``lut[label]`` (``lut[0]`` for nodata): e.g. its final region ids."""
     out = np.empty((runs.height, runs.width), dtype=dtype)
@@ -468,16 +474,33 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _left_cell(pieces: np.ndarray, x: int, y: int, d: int) -> int:
+    """The cell on the left of the edge that leaves corner (x, y) in direction d."""
+    if d == 0:
+        return _cell(pieces, y - 1, x - 1)
+    if d == 1:
+        return _cell(pieces, y - 1, x)
+    if d == 2:
+        return _cell(pieces, y, x)
+    return _cell(pieces, y, x - 1)
+
+
+@numba.njit(cache=True, nogil=True)
 def _trace(
-    pieces: np.ndarray, row_start: np.ndarray, col: np.ndarray, piece: np.ndarray
+    pieces: np.ndarray, row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, every_corner: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every ring of every piece, followed with the piece on its right, one vertex per pixel corner.
+    """Every ring of every piece, followed with the piece on its right.
 
     A ring starts at the left side of a run (every ring has such an edge: the up edges of a ring with its
     piece on the right are left sides of the piece's cells). At each corner: turn right when the cell
     ahead on the right is not the piece, else left when the cell ahead on the left is, else straight —
     4-connectivity: two cells of a piece that touch by a corner only are not joined there (the ring goes
-    round one of them), so rings never cross or touch themselves."""
+    round one of them), so rings never cross or touch themselves.
+
+    Vertices: a corner is kept where the ring turns, where the piece on its left changes (a junction of
+    three pieces: the neighbours have a vertex there too) and on the block's edges (the pieces of the next
+    block, united with these across the seam, cut them anywhere) — the fewest vertices of a correctly
+    noded coverage; ``every_corner`` keeps one at every pixel corner instead."""
     h, w = pieces.shape
     visited = np.zeros((h, w + 1), np.uint8)  # up edges already followed (the left side of cell y, x)
     xs = np.empty(1 << 16, np.int32)
@@ -502,9 +525,10 @@ def _trace(
             starts[rings] = m
             xs = _grow(xs, m + 1)
             ys = _grow(ys, m + 1)
-            xs[m], ys[m] = x0, y0
+            xs[m], ys[m] = x0, y0  # kept for now; dropped at the end if the ring goes straight through it
             m += 1
             x, y, d = x0, y0, 0
+            left = _left_cell(pieces, x0, y0, 0)
             area = np.int64(0)
             while True:
                 nx, ny = x + _DX[d], y + _DY[d]
@@ -512,10 +536,6 @@ def _trace(
                     visited[ny, x] = 1
                 area += x * ny - nx * y
                 x, y = nx, ny
-                xs = _grow(xs, m + 1)
-                ys = _grow(ys, m + 1)
-                xs[m], ys[m] = x, y
-                m += 1
                 if d == 0:
                     ahead_left, ahead_right = _cell(pieces, y - 1, x - 1), _cell(pieces, y - 1, x)
                 elif d == 1:
@@ -524,14 +544,34 @@ def _trace(
                     ahead_left, ahead_right = _cell(pieces, y, x), _cell(pieces, y, x - 1)
                 else:
                     ahead_left, ahead_right = _cell(pieces, y, x - 1), _cell(pieces, y - 1, x - 1)
+                turn = d
                 if ahead_right != p:
                     if ahead_left == p:  # cells of the piece touching by a corner: the ring may come back here
                         ring_pinch[rings] = True
-                    d = (d + 1) % 4
+                    turn = (d + 1) % 4
                 elif ahead_left == p:
-                    d = (d + 3) % 4
+                    turn = (d + 3) % 4
+                next_left = _left_cell(pieces, x, y, turn)
+                keep = (
+                    every_corner or turn != d or next_left != left or x == 0 or x == w or y == 0 or y == h
+                )
+                d, left = turn, next_left
                 if x == x0 and y == y0 and d == 0:
+                    if not keep:  # the start is no vertex: the ring starts and closes at its next one
+                        for j in range(starts[rings], m - 1):
+                            xs[j], ys[j] = xs[j + 1], ys[j + 1]
+                        m -= 1
+                        x, y = xs[starts[rings]], ys[starts[rings]]
+                    xs = _grow(xs, m + 1)
+                    ys = _grow(ys, m + 1)
+                    xs[m], ys[m] = x, y
+                    m += 1
                     break
+                if keep:
+                    xs = _grow(xs, m + 1)
+                    ys = _grow(ys, m + 1)
+                    xs[m], ys[m] = x, y
+                    m += 1
             ring_piece[rings] = p
             ring_area[rings] = area
             rings += 1
@@ -571,26 +611,79 @@ def _shoelace2(xy: np.ndarray) -> float:
     return float(np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]))
 
 
-def trace_polygons(
-    runs: BlockRuns, lut: np.ndarray, row_off: int = 0, col_off: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The polygons of ``lut[label]`` (0: none) over the block, one per 4-connected piece, in pixel
-    coordinates of the mosaic (block at row_off, col_off), with a vertex at every pixel corner of their
-    boundaries (a correctly noded coverage: neighbours share their vertices); and the value of each.
+def runs_of(array: np.ndarray) -> BlockRuns:
+    """The runs of an integer array (e.g. region ids, 0 = none), each run's value as its label."""
+    row_start, col, val = _runs(np.ascontiguousarray(array))
+    return BlockRuns(array.shape[1], row_start, col, val.astype(np.int32, copy=False))
 
-    What ``rasterio.features.shapes`` gives (then segmentised to one vertex per corner), from the runs:
-    the pixels are looked at once to paint the pieces, then only the boundaries are walked."""
+
+@numba.njit(cache=True, nogil=True)
+def _label_boxes(
+    row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, slot: np.ndarray, k: int
+) -> np.ndarray:
+    out = np.zeros((k, 5), np.int64)  # pixels, first row, last row, first column, last column
+    out[:, 1] = out[:, 3] = 1 << 62
+    h = len(row_start) - 1
+    for r in range(h):
+        end = row_start[r + 1]
+        for i in range(row_start[r], end):
+            s = slot[label[i]]
+            if s < 0:
+                continue
+            stop = col[i + 1] if i + 1 < end else w
+            out[s, 0] += stop - col[i]
+            out[s, 1] = min(out[s, 1], r)
+            out[s, 2] = max(out[s, 2], r)
+            out[s, 3] = min(out[s, 3], col[i])
+            out[s, 4] = max(out[s, 4], stop - 1)
+    return out
+
+
+def label_boxes(runs: BlockRuns, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """For each of ``labels`` (all below ``n_labels``): its pixels in the block and its bounding box,
+    rows (first, last) and columns (first, last); one row of 5 per label, in the order given."""
+    slot = np.full(n_labels, -1, np.int32)
+    slot[labels] = np.arange(len(labels), dtype=np.int32)
+    return _label_boxes(runs.row_start, runs.col, runs.label, runs.width, slot, len(labels))
+
+
+def trace_polygons(
+    runs: BlockRuns, lut: np.ndarray, row_off: int = 0, col_off: int = 0, *, every_corner: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The polygons of ``lut[label]`` (0: none) over the block: :func:`trace_regions` of the runs relabelled."""
+    return trace_regions(relabel_runs(runs, lut), row_off, col_off, every_corner=every_corner)
+
+
+def trace_regions(
+    merged: BlockRuns,
+    row_off: int = 0,
+    col_off: int = 0,
+    *,
+    every_corner: bool = False,
+    buffer: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The polygons of the runs' labels (0: none) over the block, one per 4-connected piece, in pixel
+    coordinates of the mosaic (block at row_off, col_off), with a vertex where their boundaries turn, at
+    junctions and along the block's edges (a correctly noded coverage: neighbours share their vertices,
+    and so do pieces on both sides of a seam) — or at every pixel corner (``every_corner``); and the
+    label of each. ``buffer``: an int32 array of the block's shape that may be overwritten (the pieces
+    are painted in it instead of a new one).
+
+    What ``rasterio.features.shapes`` gives, from the runs: the pixels are looked at once to paint the
+    pieces, then only the boundaries are walked."""
     import shapely
 
-    merged = relabel_runs(runs, lut)
     piece, n = _label_runs(merged.row_start, merged.col, merged.label, merged.width)
     if n == 0:
         return np.zeros(0, dtype=object), np.zeros(0, np.int64)
     piece_value = np.zeros(n + 1, np.int64)
     piece_value[piece] = merged.label
-    pieces = np.empty((merged.height, merged.width), np.int32)
+    shape = (merged.height, merged.width)
+    pieces = buffer if buffer is not None and buffer.shape == shape else np.empty(shape, np.int32)
     _paint(merged.row_start, merged.col, piece, merged.width, np.arange(n + 1, dtype=np.int32), pieces)
-    xs, ys, starts, ring_piece, ring_area, ring_pinch = _trace(pieces, merged.row_start, merged.col, piece)
+    xs, ys, starts, ring_piece, ring_area, ring_pinch = _trace(
+        pieces, merged.row_start, merged.col, piece, every_corner
+    )
     vertex_ring = np.repeat(np.arange(len(ring_piece)), np.diff(starts))
     coords = np.column_stack([xs.astype(np.float64) + col_off, ys.astype(np.float64) + row_off])
     rings = shapely.linearrings(coords, indices=vertex_ring)

@@ -75,9 +75,13 @@ from inference_batch.production.components import (
     block_components,
     coarse_window,
     inside_counts,
+    label_boxes,
     mark_built,
+    paint_runs,
     relabel_runs,
+    runs_of,
     trace_polygons,
+    trace_regions,
 )
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import code_for_value, raster_value
@@ -668,50 +672,192 @@ class VectorizeReport:
         return self.pixels / 1e6 / total if total else 0.0
 
 
-def block_polygons(
-    runs: BlockRuns, row_off: int, col_off: int, group_region: np.ndarray, region_cls: np.ndarray
-) -> list[tuple[int, shapely.Geometry]]:
-    """Pass 3 on one block: (region id, polygon piece) in pixel coordinates of the mosaic, traced from the
-    runs relabelled to the final regions (:func:`~inference_batch.production.components.trace_polygons`:
-    the pieces ``rasterio.features.shapes`` would give, in a third of its time on few regions).
+def small_built(region_cls: np.ndarray, region_area: np.ndarray, umi: UMI, px_area: float) -> tuple[np.ndarray, int]:
+    """Which regions are built surfaces of ``built_min`` to ``built`` m² (enlarged to ``built``), and the
+    target area in pixels."""
+    target = math.ceil(umi.built / px_area - 1e-9)
+    built = np.isin(region_cls, umi.built_values)
+    return built & (region_area * px_area >= umi.built_min) & (region_area < target), target
 
-    Pixel coordinates are exact in floating point, and pieces have a vertex at every pixel corner of their
-    boundary: GDAL's polygoniser puts no vertex at T-junctions, so its output is not a correctly noded
-    coverage; with a vertex at every corner, pieces from both sides of a seam and neighbouring polygons
-    share their vertices exactly, which coverage union and coverage simplification require."""
+
+def _enlarge_margin(target: int) -> int:
+    return math.ceil(math.sqrt(target)) + 2
+
+
+def _take_nearest(window: np.ndarray, label: int, target: int, takeable: np.ndarray) -> np.ndarray | None:
+    """The flat indices of the ``window`` pixels that region ``label`` takes to reach ``target`` pixels:
+    the nearest to it (Euclidean distance transform; ties in raster order) whose label is ``takeable``
+    (never nodata, never another built surface); None when it already has enough."""
+    own = window == label
+    need = target - int(own.sum())
+    if need <= 0:
+        return None
+    eligible = (window > 0) & ~own & takeable[window]
+    dist = ndimage.distance_transform_edt(~own)
+    cand = np.flatnonzero(eligible.ravel())
+    return cand[np.argsort(dist.ravel()[cand], kind="stable")[:need]]
+
+
+def enlarge_in_block(
+    regions: np.ndarray,
+    candidates: np.ndarray,
+    boxes: np.ndarray,
+    region_cls: np.ndarray,
+    umi: UMI,
+    target: int,
+    open_sides: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> list[int]:
+    """Small built regions enlarged on the block's raster of region ids + 1 (``regions``, in place): those
+    of ``candidates`` (region ids, ascending; ``boxes``: their first and last rows and columns) whose
+    window (their box and the margin :func:`enlarge_built` looks in) lies in the block, or beyond its
+    ``open_sides`` (top, bottom, left, right: edges of the mosaic, nodata beyond) — the same pixels as
+    :func:`enlarge_built` takes, without rasterising or cutting polygons. Returns the regions enlarged
+    here; the others are left to :func:`enlarge_built` in the assembly."""
+    h, w = regions.shape
+    margin = _enlarge_margin(target)
+    takeable = np.concatenate([[False], ~np.isin(region_cls, umi.built_values)])
+    top, bottom, left, right = open_sides
+    done = []
+    for rid, (r0, r1, c0, c1) in zip(candidates.tolist(), boxes.tolist(), strict=True):
+        y0, y1, x0, x1 = r0 - margin, r1 + 1 + margin, c0 - margin, c1 + 1 + margin
+        if (y0 < 0 and not top) or (y1 > h and not bottom) or (x0 < 0 and not left) or (x1 > w and not right):
+            continue  # its window reaches another block
+        cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+        inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+        window = np.zeros((y1 - y0, x1 - x0), np.int32)  # nodata beyond the mosaic
+        window[inner] = regions[cy0:cy1, cx0:cx1]
+        take = _take_nearest(window, rid + 1, target, takeable)
+        if take is not None:
+            window[np.unravel_index(take, window.shape)] = rid + 1
+            regions[cy0:cy1, cx0:cx1] = window[inner]
+        done.append(rid)
+    return done
+
+
+def block_polygons(
+    runs: BlockRuns,
+    row_off: int,
+    col_off: int,
+    group_region: np.ndarray,
+    region_cls: np.ndarray,
+    region_area: np.ndarray | None = None,
+    umi: UMI | None = None,
+    px_area: float = 1.0,
+    mosaic_shape: tuple[int, int] | None = None,
+) -> tuple[list[tuple[int, shapely.Geometry]], list[int]]:
+    """Pass 3 on one block: (region id, polygon piece) in pixel coordinates of the mosaic, traced from the
+    runs relabelled to the final regions (:func:`~inference_batch.production.components.trace_regions`:
+    the pieces ``rasterio.features.shapes`` would give, in a third of its time on few regions); and the
+    small built regions enlarged here (with ``region_area`` and ``umi``: those the block holds whole,
+    with the window they grow in, or beyond the edges of the mosaic (``mosaic_shape``: height, width) —
+    :func:`enlarge_in_block`; the rest are enlarged in the assembly).
+
+    Pixel coordinates are exact in floating point, and pieces have a vertex where their boundary turns,
+    at every junction and at every pixel corner along the block's edges: GDAL's polygoniser puts no
+    vertex at T-junctions, so its output is not a correctly noded coverage; here pieces from both sides
+    of a seam and neighbouring polygons share their vertices exactly, which coverage union and coverage
+    simplification require."""
     lut = np.where(region_cls[np.maximum(group_region - 1, 0)] != 0, group_region, 0).astype(np.int32)
-    polygons, values = trace_polygons(runs, lut, row_off, col_off)
-    return list(zip((values - 1).tolist(), polygons, strict=True))
+    merged = relabel_runs(runs, lut)
+    done: list[int] = []
+    buffer = None
+    if region_area is not None and umi is not None:
+        small, target = small_built(region_cls, region_area, umi, px_area)
+        labels = np.unique(merged.label)
+        candidates = labels[small[np.maximum(labels - 1, 0)] & (labels > 0)] - 1
+        if len(candidates):
+            boxes = label_boxes(merged, candidates + 1, len(region_cls) + 1)
+            whole = boxes[:, 0] == region_area[candidates]  # all its pixels are in this block
+            if whole.any():
+                buffer = np.empty((merged.height, merged.width), np.int32)
+                paint_runs(merged, buffer)
+                open_sides = (False, False, False, False)
+                if mosaic_shape is not None:
+                    mh, mw = mosaic_shape
+                    h, w = buffer.shape
+                    open_sides = (row_off == 0, row_off + h >= mh, col_off == 0, col_off + w >= mw)
+                cand, box = candidates[whole], boxes[whole, 1:]
+                done = enlarge_in_block(buffer, cand, box, region_cls, umi, target, open_sides)
+                if done:
+                    merged = runs_of(buffer)
+    polygons, values = trace_regions(merged, row_off, col_off, buffer=buffer)
+    return list(zip((values - 1).tolist(), polygons, strict=True)), done
 
 
 def _mask_polygon(mask: np.ndarray, x0: int, y0: int) -> shapely.Geometry:
     """The pixels of ``mask`` (placed at x0, y0) as one (multi)polygon, a vertex at every pixel corner."""
     found = block_components(mask.astype(np.uint8), widths=False)
-    polygons, _ = trace_polygons(found.runs, (np.concatenate([[0], found.cls]) > 0).astype(np.int32), y0, x0)
+    lut = (np.concatenate([[0], found.cls]) > 0).astype(np.int32)
+    polygons, _ = trace_polygons(found.runs, lut, y0, x0, every_corner=True)
     return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
 
 
+def _keys(xy: np.ndarray) -> np.ndarray:
+    """Pixel corners (non-negative integers) as one int64 each."""
+    return (xy[:, 0].astype(np.int64) << 32) | xy[:, 1].astype(np.int64)
+
+
+def _turns(ring: np.ndarray) -> np.ndarray:
+    """The vertices of a closed ring (without its closing one) where it turns."""
+    xy = ring[:-1]
+    before, after = xy - np.roll(xy, 1, axis=0), np.roll(xy, -1, axis=0) - xy
+    return before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
+
+
+def renode(geoms: list[shapely.Geometry], touched: np.ndarray, others: np.ndarray) -> None:
+    """Give the ``touched`` polygons (changed by :func:`enlarge_built`) the vertices of a correctly noded
+    coverage again, in place: densified to every pixel corner, then thinned to the corners where one of
+    them turns or where an untouched neighbour (``others``) has a vertex — the vertices the traced
+    polygons have (``trace_regions``), so that shared edges match exactly on both sides."""
+    dense = shapely.transform(shapely.segmentize(np.array([geoms[j] for j in touched], dtype=object), 1.0), np.rint)
+    parts = [[[np.asarray(r.coords) for r in (p.exterior, *p.interiors)] for p in shapely.get_parts(g)] for g in dense]
+    rings = [r for polys in parts for poly in polys for r in poly]
+    kept = [_keys(r[:-1][_turns(r)]) for r in rings]
+    if len(others):
+        kept.append(_keys(shapely.get_coordinates(np.array([geoms[k] for k in others], dtype=object))))
+    nodes = np.unique(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
+
+    def thin(ring: np.ndarray) -> np.ndarray:
+        keys = _keys(ring[:-1])
+        at = np.minimum(np.searchsorted(nodes, keys), len(nodes) - 1)
+        xy = ring[:-1][nodes[at] == keys]  # a sorted search: np.isin would sort the nodes again per ring
+        return np.vstack([xy, xy[:1]])
+
+    for j, polys in zip(touched.tolist(), parts, strict=True):
+        out = [shapely.Polygon(thin(poly[0]), [thin(r) for r in poly[1:]]) for poly in polys]
+        geoms[j] = out[0] if len(out) == 1 else shapely.MultiPolygon(out)
+
+
 def enlarge_built(
-    geoms: list[shapely.Geometry], values: np.ndarray, area_px: np.ndarray, umi: UMI, px_area: float
+    geoms: list[shapely.Geometry],
+    values: np.ndarray,
+    area_px: np.ndarray,
+    umi: UMI,
+    px_area: float,
+    skip: np.ndarray | None = None,
 ) -> int:
     """Built regions of ``built_min`` to ``built`` m² grown to ``built`` m² (the OCS GE capture rule for
-    isolated built surfaces of 50–200 m²), in place, on the pixel grid of the polygons (pixel coordinates).
+    isolated built surfaces of 50–200 m²), in place, on the pixel grid of the polygons (pixel coordinates);
+    ``skip``: those already enlarged by the polygons step (:func:`enlarge_in_block`).
 
     The region takes the non-built pixels nearest to it (distance transform from its pixels), never
     nodata nor another built surface; the neighbours it takes them from lose exactly those pixels. All
-    vertices stay on pixel corners, one per corner, so the result is still a noded coverage for
-    ``coverage_simplify``. Returns the number of regions enlarged."""
+    vertices stay on pixel corners and the polygons changed are renoded (:func:`renode`), so the result
+    is still a noded coverage for ``coverage_simplify``. Returns the number of regions enlarged here."""
     from rasterio.features import rasterize
 
     built = np.isin(values, umi.built_values)
-    target = math.ceil(umi.built / px_area - 1e-9)
-    small = np.flatnonzero(built & (area_px * px_area >= umi.built_min) & (area_px < target))
+    small, target = small_built(values, area_px, umi, px_area)
+    if skip is not None:
+        small &= ~skip
+    small = np.flatnonzero(small)
     if not len(small):
         return 0
     tree = shapely.STRtree(np.array(geoms, dtype=object))
-    margin = math.ceil(math.sqrt(target)) + 2
+    margin = _enlarge_margin(target)
     lost_by: dict[int, list[shapely.Geometry]] = {}  # neighbour → pixels it lost, taken off once at the end
     grown: list[int] = []
+    touched: set[int] = set()
     for i in small:
         x0, y0, x1, y1 = (round(v) for v in shapely.bounds(geoms[i]))
         x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
@@ -722,30 +868,29 @@ def enlarge_built(
         near = np.union1d(near, np.array([j for j in grown if shapely.intersects(geoms[j], window)], np.int64))
         near = near[np.argsort(built[near], kind="stable")]
         shape = (y1 - y0, x1 - x0)
-        # neighbours clipped to the window first: a large field has one vertex per pixel of its boundary
+        # neighbours clipped to the window first: a large field has many vertices
         clipped = shapely.clip_by_rect(np.array([geoms[j] for j in near], dtype=object), x0, y0, x1, y1)
         pairs = [(g, int(j) + 1) for g, j in zip(clipped, near, strict=True) if not g.is_empty]
         local = rasterize(pairs, out_shape=shape, transform=Affine.translation(x0, y0), dtype="int32")
+        takeable = np.concatenate([[False], ~built])
+        take = _take_nearest(local, int(i) + 1, target, takeable)
+        if take is None or not len(take):
+            continue
         own = local == i + 1
-        need = target - int(own.sum())
-        if need <= 0:
-            continue
-        other = np.maximum(local - 1, 0)
-        eligible = (local > 0) & ~own & ~np.isin(values[other], umi.built_values)
-        dist = ndimage.distance_transform_edt(~own)
-        cand = np.flatnonzero(eligible.ravel())
-        take = cand[np.argsort(dist.ravel()[cand], kind="stable")[:need]]
-        if not len(take):
-            continue
         added = np.zeros(shape, dtype=bool)
         added.ravel()[take] = True
-        geoms[i] = _mask_polygon(own | added, x0, y0)  # a vertex at every pixel corner, as the rest
+        geoms[i] = _mask_polygon(own | added, x0, y0)
         grown.append(int(i))
+        touched.update(int(j) for j in near)  # their shared edges with the building changed, or may have
         for j in np.unique(local.ravel()[take]) - 1:
             lost_by.setdefault(int(j), []).append(_mask_polygon((local == j + 1) & added, x0, y0))
     for j, lost_parts in lost_by.items():
-        rest = shapely.difference(geoms[j], shapely.union_all(lost_parts))
-        geoms[j] = shapely.transform(shapely.segmentize(rest, 1.0), np.rint)
+        geoms[j] = shapely.difference(geoms[j], shapely.union_all(lost_parts))
+    if touched:
+        t = np.array(sorted(touched), dtype=np.int64)
+        t = t[~shapely.is_empty(np.array([geoms[j] for j in t], dtype=object))]
+        around = np.setdiff1d(tree.query(np.array([geoms[j] for j in t], dtype=object)), t)
+        renode(geoms, t, around)
     return len(small)
 
 
@@ -758,6 +903,7 @@ def assemble(
     res: float,
     simplify: float,
     report: VectorizeReport,
+    enlarged: np.ndarray | None = None,
 ) -> tuple[list[shapely.Geometry], np.ndarray]:
     """Pass 4 (reduce): pieces of a region cut by block edges united, small built regions enlarged, the
     coverage simplified and put in map coordinates. ``pieces`` is emptied on the way (memory: each copy of
@@ -770,7 +916,10 @@ def assemble(
         geoms.append(p[0] if len(p) == 1 else shapely.coverage_union_all(p))
     idx = np.array(ids, dtype=np.int64)
     values = region_cls[idx] if ids else np.zeros(0, np.uint16)
-    report.built_enlarged = enlarge_built(geoms, values, region_area[idx], umi, res**2) if ids else 0
+    done = np.zeros(len(ids), bool) if enlarged is None else np.isin(idx, enlarged)
+    report.built_enlarged = int(done.sum())
+    if ids:
+        report.built_enlarged += enlarge_built(geoms, values, region_area[idx], umi, res**2, skip=done)
     empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
     if empty:
         keep = np.setdiff1d(np.arange(len(geoms)), empty)
@@ -834,15 +983,36 @@ def vectorize_mosaic(
     report.seconds["sieve"] = time.perf_counter() - t
     t = time.perf_counter()
     pieces: dict[int, list[shapely.Geometry]] = {}
+    enlarged: list[int] = []
     with progress("polygons", total=total / 1e6, unit="Mpx") as advance:
         for i, b in enumerate(blocks):
-            for rid, geom in block_polygons(b.runs, b.row_off, b.col_off, sieved.block_region[i], sieved.region_cls):
+            found, done = block_polygons(
+                b.runs,
+                b.row_off,
+                b.col_off,
+                sieved.block_region[i],
+                sieved.region_cls,
+                sieved.region_area,
+                umi,
+                mosaic.res**2,
+                (mosaic.height, mosaic.width),
+            )
+            enlarged.extend(done)
+            for rid, geom in found:
                 pieces.setdefault(rid, []).append(geom)
             blocks[i] = None  # type: ignore[call-overload]  # its runs are no longer needed
             advance(b.height * b.width / 1e6)
     report.seconds["polygons"] = time.perf_counter() - t
     geoms, values = assemble(
-        pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report
+        pieces,
+        sieved.region_cls,
+        sieved.region_area,
+        umi,
+        mosaic.transform,
+        mosaic.res,
+        simplify,
+        report,
+        np.array(enlarged, dtype=np.int64),
     )
     return geoms, values, report
 

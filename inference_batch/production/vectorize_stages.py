@@ -10,8 +10,9 @@ small per-block summaries.
    (a few hundred nodes per block) → ``sieve.npz`` (each block's group → region, the regions' classes);
 3. ``map_polygons`` (array): per block, the runs painted with the final regions and polygonised →
    ``pieces/{block}.npz`` (region ids and WKB);
-4. ``reduce_assemble`` (one job): pieces united across seams, small buildings enlarged, the coverage
-   simplified and written as ``prediction_vector``; the work keys are removed.
+4. ``reduce_assemble`` (one job): pieces united across seams, the small buildings no polygons job could
+   enlarge alone enlarged, the coverage simplified and written as ``prediction_vector``; the work keys
+   are removed.
 
 The work keys live under ``vectorize-work/D{dep}/{millésime}/{digest}/`` of the storage (kept between the
 jobs, removed by the last one; the digest is that of the inputs and options); every write is a whole
@@ -198,8 +199,12 @@ def load_sieved(storage, prefix: str) -> Sieved:  # type: ignore[no-untyped-def]
     return Sieved(parts, a["region_cls"], a["region_area"], int(a["components"][0]))
 
 
-def map_polygons(storage, mosaic: Mosaic, prefix: str, part: tuple[int, int]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Stage 3 for the blocks of ``part``: their polygon pieces (region id, WKB in pixel coordinates)."""
+def map_polygons(  # type: ignore[no-untyped-def]
+    storage, mosaic: Mosaic, prefix: str, part: tuple[int, int], umi: UMI | None = None
+) -> list[int]:
+    """Stage 3 for the blocks of ``part``: their polygon pieces (region id, WKB in pixel coordinates), the
+    small buildings they hold whole enlarged (their ids kept for the assembly)."""
+    umi = umi or UMI()
     sieved = load_sieved(storage, prefix)
     done = []
     for j in blocks_of_part(mosaic, part):
@@ -207,7 +212,17 @@ def map_polygons(storage, mosaic: Mosaic, prefix: str, part: tuple[int, int]) ->
         if storage.exists(key):
             continue
         b = load_block(storage.get_bytes(f"{prefix}components/{j:06d}.npz"))
-        found = block_polygons(b.runs, b.row_off, b.col_off, sieved.block_region[j], sieved.region_cls)
+        found, enlarged = block_polygons(
+            b.runs,
+            b.row_off,
+            b.col_off,
+            sieved.block_region[j],
+            sieved.region_cls,
+            sieved.region_area,
+            umi,
+            mosaic.res**2,
+            (mosaic.height, mosaic.width),
+        )
         wkb = [shapely.to_wkb(g) for _, g in found]
         # one byte buffer and the end of each geometry (fixed-width bytes would drop trailing zero bytes)
         storage.put_bytes(
@@ -216,6 +231,7 @@ def map_polygons(storage, mosaic: Mosaic, prefix: str, part: tuple[int, int]) ->
                 region=np.array([r for r, _ in found], dtype=np.int64),
                 ends=np.cumsum([len(w) for w in wkb], dtype=np.int64),
                 wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
+                enlarged=np.array(enlarged, dtype=np.int64),
             ),
         )
         done.append(j)
@@ -236,15 +252,18 @@ def reduce_assemble(
     )
     t = time.perf_counter()
     pieces: dict[int, list[shapely.Geometry]] = {}
+    enlarged = []
     for key in _block_keys(storage, prefix, "pieces", len(mosaic.blocks)):
         a = _load(storage.get_bytes(key))
+        enlarged.append(a["enlarged"])
         buf, starts = a["wkb"].tobytes(), np.concatenate([[0], a["ends"]])
         geoms = shapely.from_wkb([buf[starts[i] : starts[i + 1]] for i in range(len(a["region"]))])
         for rid, geom in zip(a["region"].tolist(), geoms, strict=True):
             pieces.setdefault(rid, []).append(geom)
     report.seconds["read_pieces"] = time.perf_counter() - t
+    done = np.concatenate(enlarged) if enlarged else np.zeros(0, np.int64)
     geoms, values = assemble(
-        pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report
+        pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report, done
     )
     return geoms, values, report
 

@@ -390,26 +390,57 @@ def test_parts_of_the_blocks() -> None:
             parse_part(bad)
 
 
-def test_traced_polygons_are_gdals_polygons_with_a_vertex_at_every_corner() -> None:
+def test_traced_polygons_are_gdals_polygons_noded_with_the_fewest_vertices() -> None:
     """The boundary tracer gives the pieces ``rasterio.features.shapes`` gives (4-connectivity), valid
-    (a ring through a corner twice is cut into a shell and the hole touching it), offset to the block."""
+    (a ring through a corner twice is cut into a shell and the hole touching it), offset to the block;
+    by default with a vertex only where a ring turns, at junctions and along the block's edges — still a
+    correctly noded coverage (shared edges have the same vertices on both sides), which dropping the
+    collinear vertices everywhere is not — or with one at every pixel corner."""
     from rasterio.features import shapes
 
     from inference_batch.production.components import block_components, trace_polygons
 
     pinched = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], dtype=np.uint8)
+    naive_breaks = 0
     for a in [pinched, *_random_rasters(seed=2)]:
         bc = block_components(a)
-        polygons, values = trace_polygons(bc.runs, np.concatenate([[0], bc.cls]).astype(np.int32), 3, 5)
-        assert shapely.is_valid(polygons).all()
+        lut = np.concatenate([[0], bc.cls]).astype(np.int32)
+        polygons, values = trace_polygons(bc.runs, lut, 3, 5)
+        dense, dense_values = trace_polygons(bc.runs, lut, 3, 5, every_corner=True)
+        assert shapely.is_valid(polygons).all() and shapely.coverage_is_valid(polygons)
         theirs = [
             (shapely.affinity.translate(shapely.geometry.shape(g), 5, 3), int(v))
             for g, v in shapes(a, mask=a > 0, connectivity=4)
         ]
-        assert len(theirs) == len(polygons)
+        assert len(theirs) == len(polygons) == len(dense)
         key = lambda t: (t[1], t[0].area, t[0].bounds)  # noqa: E731
-        for (g, v), (h, w) in zip(
-            sorted(zip(polygons, values, strict=True), key=key), sorted(theirs, key=key), strict=True
+        for (g, v), (h, w), (d, _) in zip(
+            sorted(zip(polygons, values, strict=True), key=key),
+            sorted(theirs, key=key),
+            sorted(zip(dense, dense_values, strict=True), key=key),
+            strict=True,
         ):
-            assert v == w and g.equals(h)
-            assert shapely.get_num_coordinates(g) == shapely.get_num_coordinates(shapely.segmentize(h, 1.0))
+            assert v == w and g.equals(h) and d.equals(h)
+            assert shapely.get_num_coordinates(d) == shapely.get_num_coordinates(shapely.segmentize(h, 1.0))
+            assert shapely.get_num_coordinates(g) <= shapely.get_num_coordinates(d)
+        naive_breaks += not shapely.coverage_is_valid(shapely.simplify(dense, 0))
+    assert naive_breaks > 0  # the junction vertices matter: coverage_is_valid sees them
+
+
+def test_buildings_enlarged_in_a_block_and_across_seams_take_the_same_pixels() -> None:
+    """A small building whose window lies in one block is enlarged on the block's raster by the polygons
+    step, one near a seam by the assembly on the polygons (then renoded): the same pixels either way, and
+    the coverage stays noded (valid) for the simplification."""
+    a = _speckled((240, 240), seed=7)
+    a[30:42, 30:44] = BUILT  # 168 m², far from any edge of 120 px blocks
+    a[100:112, 110:124] = BUILT  # 168 m², across the seam at x = 120
+    a[180:189, 60:71] = BUILT  # 99 m²
+    results = {}
+    for block in (120, 240):  # two blocks and seams, or one block: everything enlarged in the block
+        geoms, values, report = _run(a, block, simplify=0)
+        assert shapely.coverage_is_valid(np.array(geoms)) and report.built_enlarged == 3
+        assert sum(g.area for g in geoms) == 240 * 240
+        results[block] = sorted((g for g, v in zip(geoms, values, strict=True) if v == BUILT), key=lambda g: g.bounds)
+    assert [g.area for g in results[120]] == [200] * 3
+    for g, h in zip(results[120], results[240], strict=True):
+        assert g.equals(h)
