@@ -16,13 +16,21 @@ Build (each département in its own processes, ``--jobs`` at a time):
 
 then ``ocsge publish`` once and ``ocsge overviews`` (the national overview slabs of every raster layer).
 
-Measure: a uvicorn server (one worker) over the root; per zoom 6–18, random tiles whose centre falls in
+Measure: the server of ``ocsge serve`` (its uvicorn configuration, ``services/server.py``) over the root, with
+``--workers`` processes (``1,2``: each count in turn, same tiles; several: pre-fork, as ``ocsge serve --workers``);
+per zoom 6–18 (``--zooms``), random tiles whose centre falls in
 a département's footprint (anywhere in France), each requested as WMTS KVP GetTile (PM), XYZ
 (``/tiles/…/WebMercatorQuad``) and WMS GetMap (256×256, EPSG:3857, the tile's bbox); one warm-up pass,
-then concurrency 1 and 4. ``--compare`` measures the same tiles once more with the national path off
+then concurrency 1 and 4; the server CPU per tile is the CPU time of every server process over the run
+divided by the tiles. ``--compare`` measures the same tiles once more with the national path off
 (``OCSGE_NATIONAL=off`` in the server), the per-département mosaic at every zoom.
 
 Results: ``benchmarks/out/bench_national.json`` and Markdown tables on stdout (RESULTS_national.md).
+
+A quick run of the dynamic zooms on a few départements (each z13–18 tile reads one or two COGs, so a few
+départements on real footprints measure them as well as 96)::
+
+    python benchmarks/bench_national.py --departements 8 --root /tmp/nat8 --zooms 13-18 --workers 1,2
 """
 
 from __future__ import annotations
@@ -249,11 +257,33 @@ def france_tiles(root: Path, zooms: list[int], per_zoom: int, seed: int) -> list
     return tiles
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def server_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the server process has used: what tiles cost whatever else runs on the
-    machine (on a shared machine, latency is mostly waiting for a core)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) the server has used, its worker processes included: what tiles cost
+    whatever else runs on the machine (on a shared machine, latency is mostly waiting for a core)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue  # a process that ended meanwhile
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(child for child, parent in parents.items() if parent == p)
+    total = 0.0
+    for p in tree:
+        try:
+            fields = _stat(p)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def fetchers(base: str) -> dict[str, object]:
@@ -284,52 +314,85 @@ def fetchers(base: str) -> dict[str, object]:
     return {"wmts": wmts, "xyz": xyz, "wms": wms}
 
 
-def serve(root: str, port: int) -> None:
-    """Run by the server subprocess: the services app over the benchmark root, one uvicorn worker."""
+def _tcp_sockets() -> None:
+    """Stream sockets made with protocol 0 made with IPPROTO_TCP instead, in this (server) process only.
+
+    asyncio sets TCP_NODELAY on an accepted connection only when its socket says IPPROTO_TCP
+    (``asyncio.base_events._set_nodelay``); ``services.server.run_workers`` binds its listening socket as
+    ``socket.socket(family, SOCK_STREAM)`` (protocol 0), so its connections keep Nagle's algorithm and each
+    response waits ≈ 40 ms for the client's delayed ACK (measured: c=1 p50 56 ms → 17 ms with this). The
+    workaround (``--workers 2n``) measures what the one-argument fix in services/server.py will give."""
+    import socket
+
+    plain = socket.socket
+
+    class TcpSocket(plain):  # type: ignore[misc,valid-type]
+        def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+            if fileno is None and type == socket.SOCK_STREAM and proto in (-1, 0):
+                proto = socket.IPPROTO_TCP
+            super().__init__(family, type, proto, fileno)
+
+    socket.socket = TcpSocket  # type: ignore[misc]
+
+
+def serve(root: str, port: int, workers: int = 1, tcp_nodelay: bool = False) -> None:
+    """Run by the server subprocess: the services app over the benchmark root, in ``ocsge serve``'s server
+    configuration (GDAL cache, malloc options, uvicorn limits) with ``workers`` processes."""
     import uvicorn
 
+    if tcp_nodelay:
+        _tcp_sockets()
+
+    from services import server
     from services.assets import StorageAssetFinder
     from services.site import create_services_app
 
-    uvicorn.run(
-        create_services_app(StorageAssetFinder(root, ttl_s=3600)),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    os.environ.setdefault("GDAL_CACHEMAX", str(server.GDAL_CACHEMAX_MB))
+    server.tune_malloc()
+
+    def build_config() -> uvicorn.Config:  # in each worker, after the fork (services/server.py)
+        app = create_services_app(StorageAssetFinder(root, ttl_s=3600))
+        return server.server_config(app, "127.0.0.1", port, access_log=False)
+
+    if workers == 1:
+        uvicorn.Server(build_config()).run()
+    else:
+        raise SystemExit(server.run_workers(build_config, "127.0.0.1", port, workers))
 
 
 def measure(
-    root: Path, opts: argparse.Namespace, national: bool, kinds: tuple[str, ...] = KINDS
+    root: Path, opts: argparse.Namespace, national: bool, kinds: tuple[str, ...] = KINDS, workers: str = "1"
 ) -> list[dict[str, object]]:
     port = free_port()
     env = {"OCSGE_NATIONAL": "on" if national else "off", "PYTHONPATH": str(REPO)}
-    proc = start([sys.executable, __file__, "--child-serve", str(root), str(port)], port, env)
+    proc = start([sys.executable, __file__, "--child-serve", str(root), str(port), workers], port, env)
     base = f"http://127.0.0.1:{port}"
     rows: list[dict[str, object]] = []
+    zooms = opts.zoom_list
     try:
-        tiles = france_tiles(root, ZOOMS, opts.tiles, opts.seed)
-        by_zoom = {z: [t for t in tiles if t[0] == z] for z in ZOOMS}
+        tiles = france_tiles(root, zooms, opts.tiles, opts.seed)
+        by_zoom = {z: [t for t in tiles if t[0] == z] for z in zooms}
         for kind, fetch in fetchers(base).items():
             if kind not in kinds:
                 continue
             run_load(fetch, http_client, tiles, 4)  # warm-up: datasets opened, pages cached
-            for z in ZOOMS:
+            for z in zooms:
                 for c in (1, 4):
                     cpu0 = server_cpu_s(proc.pid)
                     load = run_load(fetch, http_client, by_zoom[z], c)
                     cpu_ms = (server_cpu_s(proc.pid) - cpu0) * 1e3 / max(1, len(by_zoom[z]))
                     row = {
                         "path": "national" if national else "per-département",
+                        "workers": workers,
                         "kind": kind,
                         "zoom": z,
                         **load,
                         "server_cpu_ms_per_tile": round(cpu_ms, 1),
+                        "load_average": os.getloadavg()[0],
                     }
                     rows.append(row)
                     print(
-                        f"  {row['path']:<15} {kind:<4} z{z:<2} c={c} {row['tiles_per_s']:>7} tiles/s  "
+                        f"  {row['path']:<15} w={workers} {kind:<4} z{z:<2} c={c} {row['tiles_per_s']:>7} tiles/s  "
                         f"p50 {row['median_ms']:>7} ms  p95 {row['p95_ms']:>7} ms  "
                         f"server CPU {cpu_ms:6.1f} ms/tile  errors {row['errors']}",
                         flush=True,
@@ -340,19 +403,33 @@ def measure(
     return rows
 
 
+def parse_zooms(text: str) -> list[int]:
+    """``13-18`` or ``6,13,18`` → the zooms, each within 6–18."""
+    if "-" in text:
+        first, last = (int(v) for v in text.split("-", 1))
+        zooms = list(range(first, last + 1))
+    else:
+        zooms = [int(v) for v in text.split(",") if v]
+    if not zooms or not all(z in ZOOMS for z in zooms):
+        raise ValueError(f"{text!r}: zooms within {ZOOMS[0]}–{ZOOMS[-1]}")
+    return zooms
+
+
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| path | kind | zoom | p50 ms (c=1) | p95 ms (c=1) | tiles/s (c=1) | p50 ms (c=4) | p95 ms (c=4) "
+        "| path | workers | kind | zoom | p50 ms (c=1) | p95 ms (c=1) | tiles/s (c=1) | p50 ms (c=4) | p95 ms (c=4) "
         "| tiles/s (c=4) | server CPU ms/tile (c=1) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keyed = {(r["path"], r["kind"], r["zoom"], r["concurrency"]): r for r in rows}
-    for path, kind, z in sorted(
-        {(r["path"], r["kind"], r["zoom"]) for r in rows}, key=lambda k: (k[0], KINDS.index(str(k[1])), k[2])
+    keyed = {(r["path"], str(r.get("workers", "1")), r["kind"], r["zoom"], r["concurrency"]): r for r in rows}
+    for path, workers, kind, z in sorted(
+        {(r["path"], str(r.get("workers", "1")), r["kind"], r["zoom"]) for r in rows},
+        key=lambda k: (k[0], k[1], KINDS.index(str(k[2])), k[3]),
     ):
-        a, b = keyed[(path, kind, z, 1)], keyed[(path, kind, z, 4)]
+        a, b = keyed[(path, workers, kind, z, 1)], keyed[(path, workers, kind, z, 4)]
+        label = workers.rstrip("n") + " + TCP_NODELAY" if workers.endswith("n") else workers
         lines.append(
-            f"| {path} | {kind} | {z} | {a['median_ms']} | {a['p95_ms']} | {a['tiles_per_s']} | "
+            f"| {path} | {label} | {kind} | {z} | {a['median_ms']} | {a['p95_ms']} | {a['tiles_per_s']} | "
             f"{b['median_ms']} | {b['p95_ms']} | {b['tiles_per_s']} | {a['server_cpu_ms_per_tile']} | "
             f"{a['errors'] + b['errors']} |"
         )
@@ -384,22 +461,39 @@ def main() -> None:
     parser.add_argument("--chain-only", action="store_true", help="build the départements only (no publish)")
     parser.add_argument("--compare", action="store_true", help="also measure with the national path off")
     parser.add_argument(
+        "--workers",
+        default="1",
+        help="server processes, or a comma list measured in turn on the same tiles (e.g. 1,2); "
+        "'2n': 2 with TCP_NODELAY on their connections (a workaround, see _tcp_sockets)",
+    )
+    parser.add_argument("--zooms", default="6-18", help="zooms measured: a range (13-18) or a comma list")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="requests measured (wmts,xyz,wms)")
+    parser.add_argument(
         "--compare-kinds",
         default="wmts",
         help="kinds measured with the national path off (wmts,xyz,wms; the slow path: default wmts)",
     )
     parser.add_argument("--child-deliveries", nargs=3, metavar=("ROOT", "DEP", "FOLDER"), help=argparse.SUPPRESS)
-    parser.add_argument("--child-serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-serve", nargs=3, metavar=("ROOT", "PORT", "WORKERS"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child_deliveries:
         root, dep, folder = opts.child_deliveries
         write_deliveries(root, dep, Path(folder))
         return
     if opts.child_serve:
-        serve(opts.child_serve[0], int(opts.child_serve[1]))
+        workers = opts.child_serve[2]
+        serve(opts.child_serve[0], int(opts.child_serve[1]), int(workers.rstrip("n")), workers.endswith("n"))
         return
     if not 1 <= opts.departements <= 96:
         parser.error("--departements: between 1 and 96")
+    try:
+        opts.zoom_list = parse_zooms(opts.zooms)
+        opts.worker_counts = [w for w in opts.workers.split(",") if int(w.rstrip("n")) > 0]
+        opts.kind_list = tuple(k for k in opts.kinds.split(",") if k)
+    except ValueError as exc:
+        parser.error(f"--zooms / --workers: {exc}")
+    if not all(1 <= int(w.rstrip("n")) <= 16 for w in opts.worker_counts) or not set(opts.kind_list) <= set(KINDS):
+        parser.error("--workers: 1 to 16 each; --kinds: among wmts, xyz, wms")
     tmp = Path(tempfile.mkdtemp(prefix="bench-national-"))
     root = Path(opts.root) if opts.root else tmp / "store"
     # no PYTHONPATH to the repository: its stale ``*.egg-info`` (a build leftover) would hide the verbs that
@@ -419,7 +513,9 @@ def main() -> None:
                 print(json.dumps(result["build"], indent=1))
                 return
         result["load_average_measure"] = os.getloadavg()[0]
-        rows = measure(root, opts, national=True)
+        rows = []
+        for workers in opts.worker_counts:
+            rows += measure(root, opts, national=True, kinds=opts.kind_list, workers=workers)
         if opts.compare:
             rows += measure(root, opts, national=False, kinds=tuple(opts.compare_kinds.split(",")))
         result["rows"] = rows
