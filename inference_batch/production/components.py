@@ -451,6 +451,66 @@ def mark_built(
     _built_cells(np.ascontiguousarray(data), is_built, row_off, col_off, k, out, out_r0, out_c0)
 
 
+# --- the sieve: each small node's chosen neighbour ----------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _choose(
+    eu: np.ndarray,
+    ev: np.ndarray,
+    elen: np.ndarray,
+    small: np.ndarray,
+    cls: np.ndarray,
+    area: np.ndarray,
+    network: np.ndarray,
+    avoid_small: bool,
+) -> np.ndarray:
+    best = np.full(len(small), -1, np.int64)
+    best_len = np.zeros(len(small), np.int64)
+    for half in range(2):  # the edges as (eu → ev), then as (ev → eu): ties go to the first one met
+        for e in range(len(eu)):
+            s, d = (eu[e], ev[e]) if half == 0 else (ev[e], eu[e])
+            if not small[s] or cls[d] == 0:
+                continue
+            b = best[s]
+            if b >= 0:
+                if avoid_small and small[d] != small[b]:
+                    if small[d]:
+                        continue
+                elif network[cls[d]] != network[cls[b]]:
+                    if network[cls[d]]:
+                        continue
+                elif elen[e] != best_len[s]:
+                    if elen[e] < best_len[s]:
+                        continue
+                elif area[d] <= area[b]:
+                    continue
+            best[s] = d
+            best_len[s] = elen[e]
+    return best
+
+
+def choose_neighbours(
+    eu: np.ndarray,
+    ev: np.ndarray,
+    elen: np.ndarray,
+    small: np.ndarray,
+    cls: np.ndarray,
+    area: np.ndarray,
+    network_values: tuple[int, ...],
+    avoid_small: bool,
+) -> np.ndarray:
+    """For each ``small`` node, the neighbour it joins (−1: none; never nodata): (with ``avoid_small``, one
+    that is not small itself first,) a non-network one, then the longest shared boundary, then the
+    largest; ties: the first edge met in (eu → ev) then (ev → eu) order — what a stable lexicographic sort
+    of the edges on these keys gives, in one pass."""
+    network = np.zeros(int(cls.max(initial=0)) + 1, np.bool_)
+    for v in network_values:
+        if v < len(network):
+            network[v] = True
+    return _choose(eu, ev, elen, small, cls, area.astype(np.int64, copy=False), network, avoid_small)
+
+
 # --- polygons: boundary tracing ----------------------------------------------------------------------------
 
 _DX = np.array([0, 1, 0, -1], np.int64)  # up, right, down, left (rows grow downwards)

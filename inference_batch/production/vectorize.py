@@ -56,7 +56,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +74,7 @@ from scipy.sparse.csgraph import connected_components
 from inference_batch.production.components import (
     BlockRuns,
     block_components,
+    choose_neighbours,
     coarse_window,
     inside_counts,
     label_boxes,
@@ -451,24 +453,13 @@ def _merge_round(
     graph: Graph, small: np.ndarray, umi: UMI, weight: np.ndarray | None = None, avoid_small: bool = True
 ) -> tuple[Graph, np.ndarray] | None:
     """Each ``small`` node joins its chosen neighbour (module docstring); None when none can."""
-    src = np.concatenate([graph.eu, graph.ev])
-    dst = np.concatenate([graph.ev, graph.eu])
-    length = np.concatenate([graph.elen, graph.elen])
-    ok = small[src] & (graph.cls[dst] != 0)
-    if not ok.any():
-        return None
-    src, dst, length = src[ok], dst[ok], length[ok]
-    # per source: (a neighbour that is not small itself,) a non-network one, the longest shared edge, the largest
-    network = np.isin(graph.cls[dst], umi.exempt_values) if umi.exempt_values else np.zeros(len(dst), bool)
-    keys = (
-        (-graph.area[dst], -length, network, small[dst], src)
-        if avoid_small
-        else (-graph.area[dst], -length, network, src)
+    best = choose_neighbours(
+        graph.eu, graph.ev, graph.elen, small, graph.cls, graph.area, umi.exempt_values, avoid_small
     )
-    order = np.lexsort(keys)
-    src, dst = src[order], dst[order]
-    first = np.concatenate([[0], np.nonzero(np.diff(src))[0] + 1])
-    groups = _components(graph.n, src[first], dst[first])
+    src = np.flatnonzero(best >= 0)
+    if not len(src):
+        return None
+    groups = _components(graph.n, src, best[src])
     return contract(graph, groups, weight=weight), groups
 
 
@@ -664,12 +655,32 @@ class VectorizeReport:
     built_enlarged: int = 0
     polygons: int = 0
     zone_construite: list[shapely.Geometry] = field(default_factory=list)  # map coordinates
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time of the process per stage
+    _open: list[list[float]] = field(default_factory=list, repr=False)
 
     @property
     def mpx_per_s(self) -> float:
         total = sum(self.seconds.values())
         return self.pixels / 1e6 / total if total else 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage (wall and CPU, added to what it already has); a stage timed inside another is
+        taken out of the outer one, so that the stages add up to the whole."""
+        inner = [0.0, 0.0]  # what the stages inside this one take
+        self._open.append(inner)
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self._open.pop()
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            self.seconds[name] = self.seconds.get(name, 0.0) + wall - inner[0]
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu - inner[1]
+            if self._open:
+                self._open[-1][0] += wall
+                self._open[-1][1] += cpu
 
 
 def small_built(region_cls: np.ndarray, region_area: np.ndarray, umi: UMI, px_area: float) -> tuple[np.ndarray, int]:
@@ -695,7 +706,14 @@ def _take_nearest(window: np.ndarray, label: int, target: int, takeable: np.ndar
     eligible = (window > 0) & ~own & takeable[window]
     dist = ndimage.distance_transform_edt(~own)
     cand = np.flatnonzero(eligible.ravel())
-    return cand[np.argsort(dist.ravel()[cand], kind="stable")[:need]]
+    if need >= len(cand):
+        return cand
+    d = dist.ravel()[cand]
+    # the `need` nearest, ties in raster order: a stable sort's first `need`, as a set, without sorting
+    cut = np.partition(d, need - 1)[need - 1]
+    nearer = d < cut
+    at_cut = np.flatnonzero(d == cut)[: need - int(nearer.sum())]
+    return np.concatenate([cand[nearer], cand[at_cut]])
 
 
 def enlarge_in_block(
@@ -744,6 +762,7 @@ def block_polygons(
     umi: UMI | None = None,
     px_area: float = 1.0,
     mosaic_shape: tuple[int, int] | None = None,
+    report: VectorizeReport | None = None,
 ) -> tuple[list[tuple[int, shapely.Geometry]], list[int]]:
     """Pass 3 on one block: (region id, polygon piece) in pixel coordinates of the mosaic, traced from the
     runs relabelled to the final regions (:func:`~inference_batch.production.components.trace_regions`:
@@ -777,7 +796,8 @@ def block_polygons(
                     h, w = buffer.shape
                     open_sides = (row_off == 0, row_off + h >= mh, col_off == 0, col_off + w >= mw)
                 cand, box = candidates[whole], boxes[whole, 1:]
-                done = enlarge_in_block(buffer, cand, box, region_cls, umi, target, open_sides)
+                with report.stage("enlarge") if report is not None else nullcontext():
+                    done = enlarge_in_block(buffer, cand, box, region_cls, umi, target, open_sides)
                 if done:
                     merged = runs_of(buffer)
     polygons, values = trace_regions(merged, row_off, col_off, buffer=buffer)
@@ -907,35 +927,34 @@ def assemble(
 ) -> tuple[list[shapely.Geometry], np.ndarray]:
     """Pass 4 (reduce): pieces of a region cut by block edges united, small built regions enlarged, the
     coverage simplified and put in map coordinates. ``pieces`` is emptied on the way (memory: each copy of
-    the coverage is dropped as soon as the next one is made — a vertex at every pixel corner is many)."""
-    t = time.perf_counter()
-    ids = sorted(pieces)
-    geoms = []
-    for i in ids:
-        p = pieces.pop(i)
-        geoms.append(p[0] if len(p) == 1 else shapely.coverage_union_all(p))
-    idx = np.array(ids, dtype=np.int64)
-    values = region_cls[idx] if ids else np.zeros(0, np.uint16)
-    done = np.zeros(len(ids), bool) if enlarged is None else np.isin(idx, enlarged)
-    report.built_enlarged = int(done.sum())
-    if ids:
-        report.built_enlarged += enlarge_built(geoms, values, region_area[idx], umi, res**2, skip=done)
-    empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
-    if empty:
-        keep = np.setdiff1d(np.arange(len(geoms)), empty)
-        geoms, values = [geoms[k] for k in keep], values[keep]
-    report.seconds["stitch"] = time.perf_counter() - t
-    t = time.perf_counter()
-    arr = np.array(geoms, dtype=object)
-    del geoms
-    if simplify > 0 and len(arr):
-        arr = shapely.coverage_simplify(arr, simplify / res)
-    a = mosaic_transform
-    arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))
-    bad = ~shapely.is_valid(arr)
-    if bad.any():
-        arr[bad] = shapely.make_valid(arr[bad])
-    report.seconds["simplify"] = time.perf_counter() - t
+    the coverage is dropped as soon as the next one is made)."""
+    with report.stage("stitch"):
+        ids = sorted(pieces)
+        geoms = []
+        for i in ids:
+            p = pieces.pop(i)
+            geoms.append(p[0] if len(p) == 1 else shapely.coverage_union_all(p))
+        idx = np.array(ids, dtype=np.int64)
+        values = region_cls[idx] if ids else np.zeros(0, np.uint16)
+    with report.stage("enlarge"):
+        done = np.zeros(len(ids), bool) if enlarged is None else np.isin(idx, enlarged)
+        report.built_enlarged = int(done.sum())
+        if ids:
+            report.built_enlarged += enlarge_built(geoms, values, region_area[idx], umi, res**2, skip=done)
+        empty = [k for k, g in enumerate(geoms) if g.is_empty]  # a neighbour all taken by an enlarged building
+        if empty:
+            keep = np.setdiff1d(np.arange(len(geoms)), empty)
+            geoms, values = [geoms[k] for k in keep], values[keep]
+    with report.stage("simplify"):
+        arr = np.array(geoms, dtype=object)
+        del geoms
+        if simplify > 0 and len(arr):
+            arr = shapely.coverage_simplify(arr, simplify / res)
+        a = mosaic_transform
+        arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))
+        bad = ~shapely.is_valid(arr)
+        if bad.any():
+            arr[bad] = shapely.make_valid(arr[bad])
     report.polygons = len(arr)
     return list(arr), values
 
@@ -956,8 +975,7 @@ def vectorize_mosaic(
     umi = umi or UMI()
     report = VectorizeReport(pixels=mosaic.width * mosaic.height)
     total = float(report.pixels)
-    t = time.perf_counter()
-    with progress("zone construite", total=total / 1e6, unit="Mpx") as advance:
+    with report.stage("zone_construite"), progress("zone construite", total=total / 1e6, unit="Mpx") as advance:
         if zc_mask is not None:
             zc, k = zc_mask
             advance(total / 1e6)
@@ -966,25 +984,20 @@ def vectorize_mosaic(
         else:
             zc, k = zc_from_vectors(mosaic, zone_construite, umi)
             advance(total / 1e6)
-    report.zone_construite = envelope_polygons(zc, mosaic.transform @ Affine.scale(k))
-    report.seconds["zone_construite"] = time.perf_counter() - t
-    t = time.perf_counter()
+        report.zone_construite = envelope_polygons(zc, mosaic.transform @ Affine.scale(k))
     blocks = []
-    with progress("components", total=total / 1e6, unit="Mpx") as advance:
+    with report.stage("components"), progress("components", total=total / 1e6, unit="Mpx") as advance:
         for b in mosaic.blocks:
             r0, c0, rows, cols = coarse_window(b.row_off, b.col_off, b.height, b.width, k)
             blocks.append(map_block(mosaic, b, zc[r0 : r0 + rows, c0 : c0 + cols], k, umi))
             advance(b.height * b.width / 1e6)
-    report.seconds["components"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sieved = reduce_blocks(blocks, umi, mosaic.res**2)
+    with report.stage("sieve"):
+        sieved = reduce_blocks(blocks, umi, mosaic.res**2)
     report.components = sieved.components
     report.after_sieve = len(sieved.region_cls)
-    report.seconds["sieve"] = time.perf_counter() - t
-    t = time.perf_counter()
     pieces: dict[int, list[shapely.Geometry]] = {}
     enlarged: list[int] = []
-    with progress("polygons", total=total / 1e6, unit="Mpx") as advance:
+    with report.stage("polygons"), progress("polygons", total=total / 1e6, unit="Mpx") as advance:
         for i, b in enumerate(blocks):
             found, done = block_polygons(
                 b.runs,
@@ -996,13 +1009,13 @@ def vectorize_mosaic(
                 umi,
                 mosaic.res**2,
                 (mosaic.height, mosaic.width),
+                report,
             )
             enlarged.extend(done)
             for rid, geom in found:
                 pieces.setdefault(rid, []).append(geom)
             blocks[i] = None  # type: ignore[call-overload]  # its runs are no longer needed
             advance(b.height * b.width / 1e6)
-    report.seconds["polygons"] = time.perf_counter() - t
     geoms, values = assemble(
         pieces,
         sieved.region_cls,

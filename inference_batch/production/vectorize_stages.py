@@ -25,7 +25,6 @@ the same polygons.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -250,17 +249,16 @@ def reduce_assemble(
     report = VectorizeReport(
         pixels=mosaic.width * mosaic.height, components=sieved.components, after_sieve=len(sieved.region_cls)
     )
-    t = time.perf_counter()
     pieces: dict[int, list[shapely.Geometry]] = {}
     enlarged = []
-    for key in _block_keys(storage, prefix, "pieces", len(mosaic.blocks)):
-        a = _load(storage.get_bytes(key))
-        enlarged.append(a["enlarged"])
-        buf, starts = a["wkb"].tobytes(), np.concatenate([[0], a["ends"]])
-        geoms = shapely.from_wkb([buf[starts[i] : starts[i + 1]] for i in range(len(a["region"]))])
-        for rid, geom in zip(a["region"].tolist(), geoms, strict=True):
-            pieces.setdefault(rid, []).append(geom)
-    report.seconds["read_pieces"] = time.perf_counter() - t
+    with report.stage("read_pieces"):
+        for key in _block_keys(storage, prefix, "pieces", len(mosaic.blocks)):
+            a = _load(storage.get_bytes(key))
+            enlarged.append(a["enlarged"])
+            buf, starts = a["wkb"].tobytes(), np.concatenate([[0], a["ends"]])
+            geoms = shapely.from_wkb([buf[starts[i] : starts[i + 1]] for i in range(len(a["region"]))])
+            for rid, geom in zip(a["region"].tolist(), geoms, strict=True):
+                pieces.setdefault(rid, []).append(geom)
     done = np.concatenate(enlarged) if enlarged else np.zeros(0, np.int64)
     geoms, values = assemble(
         pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report, done

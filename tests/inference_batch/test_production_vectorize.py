@@ -444,3 +444,54 @@ def test_buildings_enlarged_in_a_block_and_across_seams_take_the_same_pixels() -
     assert [g.area for g in results[120]] == [200] * 3
     for g, h in zip(results[120], results[240], strict=True):
         assert g.equals(h)
+
+
+def test_chosen_neighbours_are_a_stable_sort_of_the_edges_on_the_sieve_keys() -> None:
+    """The one-pass kernel picks, per small node, the edge a stable lexicographic sort would put first:
+    (not small,) not a network, longest shared boundary, largest neighbour; ties to the first edge."""
+    from inference_batch.production.components import choose_neighbours
+
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        n = int(rng.integers(2, 60))
+        pairs = {tuple(sorted(p)) for p in rng.integers(0, n, (3 * n, 2)).tolist() if p[0] != p[1]}
+        if not pairs:
+            continue
+        eu, ev = (np.array(v, dtype=np.int64) for v in zip(*sorted(pairs), strict=True))
+        elen = rng.integers(1, 4, len(eu)).astype(np.int64)  # few values: many ties
+        small = rng.random(n) < 0.6
+        cls = rng.integers(0, 4, n).astype(np.uint16)
+        area = rng.integers(1, 5, n).astype(np.int64)
+        avoid_small = bool(trial % 2)
+        best = choose_neighbours(eu, ev, elen, small, cls, area, (3,), avoid_small)
+        src, dst = np.concatenate([eu, ev]), np.concatenate([ev, eu])
+        length = np.concatenate([elen, elen])
+        ok = small[src] & (cls[dst] != 0)
+        src, dst, length = src[ok], dst[ok], length[ok]
+        network = cls[dst] == 3
+        keys = [-area[dst], -length, network, *([small[dst]] if avoid_small else []), src]
+        order = np.lexsort(keys)
+        expected = np.full(n, -1)
+        for s_, d_ in zip(src[order][::-1], dst[order][::-1], strict=True):  # the first of each source wins
+            expected[s_] = d_
+        assert np.array_equal(best, expected)
+
+
+def test_enlargement_takes_the_nearest_pixels_ties_in_raster_order() -> None:
+    from scipy import ndimage
+
+    from inference_batch.production.vectorize import _take_nearest
+
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        window = rng.integers(0, 4, (25, 30)).astype(np.int32)
+        window[10:14, 12:16] = 5  # the building (label 5)
+        takeable = np.array([False, True, True, False, False, False])  # 0 nodata, 3 built: never taken
+        target = int(rng.integers(17, 60))
+        take = _take_nearest(window, 5, target, takeable)
+        own = window == 5
+        cand = np.flatnonzero(((window > 0) & ~own & takeable[window]).ravel())
+        dist = ndimage.distance_transform_edt(~own).ravel()[cand]
+        expected = cand[np.argsort(dist, kind="stable")[: target - 16]]
+        assert sorted(take.tolist()) == sorted(expected.tolist())
+    assert _take_nearest(np.full((5, 5), 5, np.int32), 5, 10, takeable) is None  # already large enough
