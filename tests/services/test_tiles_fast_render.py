@@ -24,6 +24,7 @@ from rio_tiler.utils import render
 
 from ocsge.nomenclature import Kind, palette
 from services.tiles import reprojection
+from services.tiles import tms as tms_registry
 from services.tiles.mosaic import CachedReader, forget_datasets
 from services.tiles.render import _rgba, colour_lut, encode_png, encode_rgba
 
@@ -49,13 +50,13 @@ def cog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     forget_datasets()
 
 
-def tiles_around(z: int, stride: int = 1) -> list[morecantile.Tile]:
+def tiles_around(z: int, stride: int = 1, tms: morecantile.TileMatrixSet = WMQ) -> list[morecantile.Tile]:
     """Tiles of zoom ``z`` over the dataset and a ring of tiles beyond its edges (every ``stride``-th column
     and row, and the ring's own columns and rows)."""
     to_ll = Transformer.from_crs(2154, 4326, always_xy=True)
     west, south = to_ll.transform(X0, Y0 - SIDE * PIXEL)
     east, north = to_ll.transform(X0 + SIDE * PIXEL, Y0)
-    first, last = WMQ.tile(west, north, z), WMQ.tile(east, south, z)
+    first, last = tms.tile(west, north, z), tms.tile(east, south, z)
     xs = sorted({*range(first.x - 1, last.x + 2, stride), first.x - 1, first.x, last.x, last.x + 1})
     ys = sorted({*range(first.y - 1, last.y + 2, stride), first.y - 1, first.y, last.y, last.y + 1})
     return [morecantile.Tile(x, y, z) for x in xs for y in ys]
@@ -84,16 +85,21 @@ def test_remembered_default_transform_is_rasterios_and_is_computed_once(monkeypa
     assert rio_tiler.utils.calculate_default_transform is reprojection.cached_default_transform  # installed
 
 
-@pytest.mark.parametrize(("z", "stride"), [(12, 1), (14, 1), (17, 9)])
-def test_tiles_are_the_same_as_with_rio_tilers_own_steps(cog: Path, z: int, stride: int,
+@pytest.mark.parametrize(("tms_name", "z", "stride"), [
+    ("WebMercatorQuad", 12, 1), ("WebMercatorQuad", 14, 1), ("WebMercatorQuad", 17, 9),
+    ("WorldCRS84Quad", 13, 1), ("LAMB93", 9, 1),  # a geographic set, and the dataset's own CRS
+])
+def test_tiles_are_the_same_as_with_rio_tilers_own_steps(cog: Path, tms_name: str, z: int, stride: int,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Every tile over the dataset and around it: the same existence answer and the same pixels as the same
     reader with rio-tiler's ``tile_exists`` and rasterio's transform computed at every call."""
 
+    tms = tms_registry.get(tms_name)
+
     def tiles() -> dict[morecantile.Tile, np.ma.MaskedArray | None]:
         out: dict[morecantile.Tile, np.ma.MaskedArray | None] = {}
-        with CachedReader(str(cog)) as src:
-            for t in tiles_around(z, stride):
+        with CachedReader(str(cog), tms=tms) as src:
+            for t in tiles_around(z, stride, tms):
                 try:
                     out[t] = src.tile(t.x, t.y, t.z, tilesize=256).array
                 except TileOutsideBounds:
