@@ -72,6 +72,13 @@ def _write_gpkg(layers: dict[str, tuple[SpatialSource, list[str]]], path: Path) 
     return counts
 
 
+# zlib level of the archive's deflated members (the GeoPackage, README, SHA256SUMS); the COGs are stored, being
+# compressed already. On a 52.6 MB GeoPackage of 10⁵ polygons: level 6 (zlib's default) 1.9 CPU-s → 10.6 MB,
+# level 4 0.6 CPU-s → 11.3 MB, levels 1–2 0.35 CPU-s → 12.0–12.6 MB. Level 4 takes most of the gain for a
+# zip 7 % larger; the members' bytes are the same at any level.
+ZIP_LEVEL = 4
+
+
 def write_zip(path: Path, folder: str, files: list[tuple[str, Path]], sums: str) -> None:
     """The archive, reproducible: members in a fixed order, each stamped with the day of production (not
     the modification time of a scratch file), so that the same inputs on the same day give the same bytes."""
@@ -80,11 +87,13 @@ def write_zip(path: Path, folder: str, files: list[tuple[str, Path]], sums: str)
         for name, p in files:
             info = zipfile.ZipInfo(f"{folder}/{name}", date_time=stamp)
             info.compress_type = zipfile.ZIP_STORED if name.endswith(".tif") else zipfile.ZIP_DEFLATED
+            info._compresslevel = ZIP_LEVEL  # what ZipFile.open(info, "w") reads (no public name before 3.13)
             info.external_attr = 0o644 << 16
             with p.open("rb") as src, zf.open(info, "w", force_zip64=p.stat().st_size > 1 << 31) as dst:
                 shutil.copyfileobj(src, dst, 8 << 20)
         info = zipfile.ZipInfo(f"{folder}/SHA256SUMS", date_time=stamp)
         info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        info._compresslevel = ZIP_LEVEL
         zf.writestr(info, sums)
 
 

@@ -78,6 +78,14 @@ NATIVE_ZOOM = 16
 DEFAULT_RESOLUTION = math.floor(resolution_for_zoom(NATIVE_ZOOM) * 2) / 2
 WINDOW = 4096
 COG_BLOCK = 512
+# DEFLATE level of the class COGs. DEFLATE and not ZSTD: these COGs are downloads (alone and in the archive),
+# and every desktop GIS reads DEFLATE TIFFs, while ZSTD needs GDAL ≥ 2.3 / libtiff ≥ 4.0.10 and is absent
+# from ArcGIS's list of TIFF compressions. Level 5 rather than GDAL's 6 (libdeflate): on a 640 Mpx class raster
+# the COG copy took 2.5–2.6 CPU-s instead of 3.6–3.8 for a file 21 % larger (8.4 MB instead of 7.0); levels 1–4
+# cost as much as 5 and double the size (12.7 MB); ZSTD level 1 would take 0.8 CPU-s (7.6 MB).
+# benchmarks/RESULTS_departement.md has the figures. Same pixels at any level: the rendering's fingerprint
+# ignores it, so COGs written at another level stay up to date.
+COG_DEFLATE_LEVEL = 5
 RENDER_CACHE_BYTES = 512 * 2**20
 
 ARTIF_PALETTE = rasters.palette("artif")
@@ -495,7 +503,8 @@ def rasterise(
                 overviews=levels,
             )
             # the COG driver compresses on every core already; it copies the levels given, computes none
-            copy_to_cog(vrt, r.path, resampling="NEAREST", OVERVIEWS="FORCE_USE_EXISTING" if levels else "NONE")
+            copy_to_cog(vrt, r.path, resampling="NEAREST", compress="DEFLATE", LEVEL=COG_DEFLATE_LEVEL,
+                        OVERVIEWS="FORCE_USE_EXISTING" if levels else "NONE")
 
 
 def source_tags(storage: Storage, dep: object, millesime: int) -> dict[str, str]:

@@ -221,6 +221,16 @@ def test_overviews_from_the_stream_equal_gdals_nearest_and_the_cog_validates(tmp
         assert np.array_equal(got, want), f"level {f}: {int((got != want).sum())} pixels differ"
 
 
+def test_class_cogs_are_deflate_tiles_every_desktop_gis_reads(tmp_path: Path) -> None:
+    """The class COGs are downloads: DEFLATE (not ZSTD, which ArcGIS and GDAL < 2.3 do not read), overviews
+    included, whatever level ``COG_DEFLATE_LEVEL`` chooses."""
+    out = _render_small(tmp_path, (700_000, 6_600_000, 701_024, 6_600_512), 1.0, window=256)
+    with rasterio.open(out) as src:
+        assert src.compression == rasterio.enums.Compression.deflate and src.overviews(1)
+    with rasterio.open(out, overview_level=0) as level:
+        assert level.compression == rasterio.enums.Compression.deflate
+
+
 def test_overviews_of_a_ragged_grid_pick_a_pixel_of_their_own_footprint(tmp_path: Path) -> None:
     """Where the size is not a multiple of a factor, each overview pixel is still one pixel of the full
     raster inside its footprint (a class the map has there, never an invented one), the last partial
