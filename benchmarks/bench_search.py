@@ -12,6 +12,9 @@ fresh interpreter (process start → first answer, and backend open → first an
     python benchmarks/bench_search.py                  # 100 000 items, writes benchmarks/RESULTS_catalog.md
     python benchmarks/bench_search.py --items 500000   # national size
     python benchmarks/bench_search.py --items 5000 --requests 60 --no-write   # quick look
+    python benchmarks/bench_search.py --root /tmp/cat-1e5 --server-workers 2 --limits 10,50 --backends embedded
+        # keeps the published catalogue in /tmp/cat-1e5 (a rerun skips the index build), serves the embedded
+        # backend as `ocsge serve --workers 2`, and measures pages of 10 (the API's default) and 50 items
 """
 
 from __future__ import annotations
@@ -141,41 +144,42 @@ def make_items(n: int) -> list[dict[str, Any]]:
     return items
 
 
-def target_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float, float]]) -> list[dict[str, Any]]:
+def target_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float, float]],
+                   limit: int = 50) -> list[dict[str, Any]]:
     """The target search: prediction blocks in a bbox of ~25 × 35 km inside a département, one year."""
     out = []
     for _ in range(400):
         k, (w, s, e, n) = rng.choice(list(enumerate(boxes.values())))
         lon, lat = rng.uniform(w, max(w, e - 0.3)), rng.uniform(s, max(s, n - 0.3))
         year = rng.choice(_years(k))
-        out.append({"collections": [COLLECTION], "bbox": [lon, lat, lon + 0.3, lat + 0.3], "limit": 50,
+        out.append({"collections": [COLLECTION], "bbox": [lon, lat, lon + 0.3, lat + 0.3], "limit": limit,
                     "datetime": f"{year}-01-01T00:00:00Z/{year}-12-31T23:59:59Z"})
     return out
 
 
 def mixed_queries(rng: random.Random, boxes: dict[str, tuple[float, float, float, float]],
-                  ids: list[str]) -> list[dict[str, Any]]:
+                  ids: list[str], limit: int = 50) -> list[dict[str, Any]]:
     """The mix: a département's bbox over every collection; a département × millésime CQL2 filter; bbox +
     datetime over every collection; 5 ids; and the target search."""
     out: list[dict[str, Any]] = []
     deps = list(boxes)
-    targets = target_queries(rng, boxes)
+    targets = target_queries(rng, boxes, limit)
     for i in range(400):
         k = rng.randrange(len(deps))
         w, s, e, n = boxes[deps[k]]
         year = rng.choice(_years(k))
         kind = i % 5
         if kind == 0:
-            out.append({"bbox": [w, s, e, n], "limit": 50})
+            out.append({"bbox": [w, s, e, n], "limit": limit})
         elif kind == 1:
-            out.append({"collections": [COLLECTION], "limit": 50, "filter-lang": "cql2-json", "filter": {
+            out.append({"collections": [COLLECTION], "limit": limit, "filter-lang": "cql2-json", "filter": {
                 "op": "and", "args": [{"op": "=", "args": [{"property": "ocsge:departement"}, deps[k]]},
                                       {"op": "=", "args": [{"property": "ocsge:millesime"}, year]}]}})
         elif kind == 2:
-            out.append({"bbox": [w, s, (w + e) / 2, (s + n) / 2], "limit": 50,
+            out.append({"bbox": [w, s, (w + e) / 2, (s + n) / 2], "limit": limit,
                         "datetime": f"{year}-03-01T00:00:00Z/{year}-09-30T00:00:00Z"})
         elif kind == 3:
-            out.append({"ids": rng.sample(ids, 5), "limit": 50})
+            out.append({"ids": rng.sample(ids, 5), "limit": limit})
         else:
             out.append(targets[i])
     return out
@@ -215,7 +219,8 @@ class Server:
         """CPU seconds used so far by the server process (its threads included) and, for pgstac, by
         PostgreSQL (the postmaster, its live backends, and those it reaped)."""
         assert self.proc is not None
-        total = _cpu_of(self.proc.pid)
+        # the server and its worker processes (`ocsge serve --workers N` forks them), live or reaped
+        total = _cpu_of(self.proc.pid, reaped=True) + sum(_cpu_of(pid) for pid in _children(self.proc.pid))
         if self.postmaster is not None and self.postmaster.exists():
             master = int(self.postmaster.read_text().split()[0])
             total += _cpu_of(master, reaped=True)
@@ -227,11 +232,17 @@ class Server:
         return total
 
     def rss_mb(self) -> tuple[float, float]:
-        """(current, peak) resident memory of the server process."""
+        """(current, peak) resident memory of the server process, summed over its worker processes (each
+        counts the pages it shares with the others: an upper bound)."""
         assert self.proc is not None
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-                      if ":" in line)
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+        current = peak = 0.0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            with contextlib.suppress(OSError):
+                fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                              if ":" in line)
+                current += int(fields["VmRSS"].split()[0]) / 1024
+                peak += int(fields["VmHWM"].split()[0]) / 1024
+        return current, peak
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -240,6 +251,16 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
 
 
 def _cpu_of(pid: int, reaped: bool = False) -> float:
@@ -331,7 +352,7 @@ def measure(server: Server, mix: list[dict[str, Any]], clients: int, requests: i
     wall = time.perf_counter() - started
     cpu = server.cpu_s() - cpu_before
     latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "errors": errors,
+    return {"clients": clients, "requests": len(latencies), "errors": errors, "limit": mix[0].get("limit", 10),
             "server_cpu_ms": cpu / max(len(latencies), 1) * 1000,
             "median_ms": statistics.median(latencies) * 1000,
             "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000, "throughput_rps": len(latencies) / wall}
@@ -358,6 +379,15 @@ def main() -> None:
     parser.add_argument("--backends", default="embedded,memory,pgstac,stac-fastapi-pgstac",
                         help="servers to measure (embedded: the index in place; memory: the previous in-memory "
                              "index; pgstac: our STAC app over pgstac; stac-fastapi-pgstac: its own app)")
+    parser.add_argument("--limits", default="50",
+                        help="page sizes measured (10 is the API's default: what pystac-client and a plain search "
+                             "get unless they ask; 50 a client that asks for more)")
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="worker processes of the embedded and pgstac servers (`ocsge serve --workers N`) and "
+                             "of stac-fastapi-pgstac's (uvicorn --workers N)")
+    parser.add_argument("--root", default=None,
+                        help="publish the catalogue into this folder and keep it (a rerun with the same --items "
+                             "reuses its search index instead of rebuilding it); default a temporary folder")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS_catalog.md")
     parser.add_argument("--serve-memory", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -365,10 +395,13 @@ def main() -> None:
         serve_memory(args.serve_memory[0], int(args.serve_memory[1]))
         return
     levels = [int(c) for c in args.clients.split(",")]
+    limits = [int(k) for k in args.limits.split(",")]
     wanted = args.backends.split(",")
+    workers = max(1, args.server_workers)
 
     results: dict[str, Any] = {"items": args.items, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                               f"Python {platform.python_version()}", "loadavg_start": _loadavg()}
+                               f"Python {platform.python_version()}", "loadavg_start": _loadavg(),
+                               "server_workers": workers, "limits": limits}
     t = time.perf_counter()
     items = make_items(args.items)
     results["items"] = len(items)
@@ -378,23 +411,34 @@ def main() -> None:
         by_collection.setdefault(item["collection"], []).append(item)
     collections = [build_collection(BY_ID[cid], its[:1000]) for cid, its in sorted(by_collection.items())]
     boxes = departement_boxes()
-    rng = random.Random(7)
-    mixes = {"target": target_queries(rng, boxes),
-             "mix": mixed_queries(rng, boxes, [it["id"] for it in items[:: max(1, len(items) // 5000)]])}
+    sample_ids = [it["id"] for it in items[:: max(1, len(items) // 5000)]]
+    mixes: dict[str, list[dict[str, Any]]] = {}
+    for limit in limits:
+        rng = random.Random(7)  # the same searches at every page size
+        suffix = "" if len(limits) == 1 else f" {limit}"
+        mixes[f"target{suffix}"] = target_queries(rng, boxes, limit)
+        mixes[f"mix{suffix}"] = mixed_queries(rng, boxes, sample_ids, limit)
+    first_target = next(iter(mixes.values()))
     results["collections"] = len(collections)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rss: dict[str, tuple[float, float]] = {}
     cold: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
+    with contextlib.ExitStack() as keep:
+        if args.root:
+            tmp = str(Path(args.root).resolve())
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = keep.enter_context(tempfile.TemporaryDirectory(prefix="bench-catalog-"))
         storage = open_storage(tmp)
         t = time.perf_counter()
         snapshot.write(storage, collections, items)
         results["snapshot_write_s"] = time.perf_counter() - t
         results["snapshot_mb"] = (Path(tmp) / snapshot.ITEMS_KEY).stat().st_size / 1e6
-        index_dir = next((Path(tmp) / snapshot.PREFIX).glob("index-*"))
+        etag = json.loads((Path(tmp) / snapshot.INDEX_KEY).read_text())["etag"]
+        index_dir = Path(tmp) / snapshot.PREFIX / f"index-{etag[:16]}"
         results["index_mb"] = {p.name: p.stat().st_size / 1e6 for p in index_dir.iterdir()}
         del items, by_collection  # the snapshot holds them now: a national-size list is gigabytes
-        first = mixes["target"][0]
+        first = first_target[0]
         for kind in ("embedded", "memory"):
             if kind in wanted:
                 cold[kind] = cold_start(kind, tmp, first)
@@ -402,7 +446,7 @@ def main() -> None:
         servers: dict[str, Server] = {}
         if "embedded" in wanted:
             servers["embedded"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
-                                          "{port}"], "/healthz", "/stac")
+                                          "{port}", "--workers", str(workers)], "/healthz", "/stac")
         if "memory" in wanted:
             servers["memory"] = Server([sys.executable, __file__, "--serve-memory", tmp, "{port}"], "/healthz", "/stac")
         pg = None
@@ -422,12 +466,14 @@ def main() -> None:
             if "pgstac" in wanted:
                 cold["pgstac"] = cold_start("pgstac", tmp, first, dsn)
                 servers["pgstac"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
-                                            "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn], "/healthz", "/stac",
+                                            "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn, "--workers",
+                                            str(workers)], "/healthz", "/stac",
                                            postmaster=Path(pg.dir) / "data" / "postmaster.pid")
             if "stac-fastapi-pgstac" in wanted:
                 servers["stac-fastapi-pgstac"] = Server(
                     [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
-                     "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"], "/_mgmt/ping", "",
+                     "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--workers",
+                     str(workers)], "/_mgmt/ping", "",
                     env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
                          "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"},
                     postmaster=Path(pg.dir) / "data" / "postmaster.pid")
@@ -435,7 +481,7 @@ def main() -> None:
             if len(servers) > 1 and "embedded" in servers:
                 with contextlib.ExitStack() as stack:
                     urls = {name: stack.enter_context(server).url for name, server in servers.items()}
-                    results["answer_differences"] = check_same_answers(urls, mixes["target"])
+                    results["answer_differences"] = check_same_answers(urls, first_target)
             for name, server in servers.items():
                 with server:
                     httpx.post(f"{server.url}/search", json={"limit": 1}, timeout=120).raise_for_status()
@@ -463,6 +509,11 @@ def _loadavg() -> str:
         else "n/a"
 
 
+def _workers_text(workers: int) -> str:
+    return "one worker" if workers == 1 else f"{workers} worker processes: `ocsge serve --workers {workers}`, " \
+        f"uvicorn --workers {workers} for stac-fastapi-pgstac"
+
+
 def render(r: dict[str, Any], argv: str) -> str:
     runs = r["runs"]
     lines = [
@@ -471,8 +522,10 @@ def render(r: dict[str, Any], argv: str) -> str:
         f"`python benchmarks/bench_search.py {argv}`".replace(" `", "`") + f" — {r['items']:,} generated items in "
         f"{r['collections']} collections (101 départements × {MILLESIMES} millésimes × ({PRODUCTS_PER_SLOT} product "
         f"items + prediction blocks)); {r['machine']}; load average {r['loadavg_start']} at start, "
-        f"{r['loadavg_end']} at the end (the machine is shared). Each server in its own process (uvicorn, one "
-        "worker); clients (httpx, one thread each) on the same machine over 127.0.0.1; POST /search, limit 50.",
+        f"{r['loadavg_end']} at the end (the machine is shared). Each server in its own process (uvicorn, "
+        f"{_workers_text(r.get('server_workers', 1))}); clients (httpx, one thread each) on the same machine over "
+        f"127.0.0.1; POST /search, limit {' and '.join(str(k) for k in r.get('limits', [50]))} (the mix names "
+        "end with the limit when several are measured; 10 is the API's default page).",
         "",
         "Mixes: **target** = prediction blocks, bbox ≈ 25 × 33 km inside a département, one year "
         "(bbox + collection + datetime); **mix** = a département's bbox over every collection, "

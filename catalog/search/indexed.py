@@ -8,6 +8,13 @@ order. Footprints are then tested exactly with shapely where the bbox test is no
 whose footprint is its bbox, or whose bbox lies inside a query bbox). Last, the page's items are read from
 the blobs file (50 small ranges) and rendered as the in-memory index renders them.
 
+The common search — collections, bbox or intersects, datetime, the default order, no filter — skips SQL
+once the index's small columns are in memory (:class:`Columns`: bounds, interval, rank, blob ranges and the
+WKB of footprints that are not boxes, ≈ 80 bytes an item, loaded by a background thread after the open so
+the first answers do not wait for it): the same predicates as the SQL, on numpy arrays. A DuckDB query
+over Parquet costs 3–8 ms whatever it returns (planning, reading and decompressing row groups); the
+arrays answer the same search in well under a millisecond at 10⁵ items.
+
 When a filter or sort has a part SQL cannot express with the same meaning, the candidates that the rest of
 the request leaves are loaded into an :class:`~catalog.search.embedded.EmbeddedIndex` and the request runs
 there, so both backends share one semantics by construction. Paging tokens are offsets sealed by the
@@ -44,6 +51,8 @@ from ocsge.storage import LocalStorage, Storage
 
 log = logging.getLogger(__name__)
 
+COLUMNS_CHUNK_ROWS = 65_536  # rows read at a time into the in-memory columns (bounded transient objects)
+MAX_WKB_IN_MEMORY = 4096  # footprints larger than this (a département's outline) are read from Parquet when tested
 DUCKDB_THREADS = 1  # one per query: concurrency comes from concurrent requests, each on its own cursor
 RESIDUAL_CHECK_EVERY = 1024  # items loaded between deadline checks when the evaluator takes over
 
@@ -52,12 +61,95 @@ class IndexUnavailable(snapshot.SnapshotError):
     """The snapshot has no usable search index and none could be built."""
 
 
+class Columns:
+    """The index's small columns in memory, indexed by ``row`` (the physical order), for the searches that need
+    no SQL (see the module docstring). Collections are contiguous row ranges (the index is sorted by
+    collection first); ``wkb_offset`` is -1 for a footprint that is a box (never tested), -2 for one larger
+    than :data:`MAX_WKB_IN_MEMORY` (read from Parquet when tested), else its start in ``wkb``."""
+
+    def __init__(self, cursor: Any, count: int, stop: threading.Event | None = None) -> None:
+        ranges = cursor.execute(
+            "SELECT collection, min(row), max(row), count(*) FROM items GROUP BY collection"
+        ).fetchall()
+        self.ranges: dict[str, tuple[int, int]] = {}
+        for name, lo, hi, n in ranges:
+            if hi - lo + 1 != n:
+                raise ValueError(f"collection {name} is not one contiguous range of rows")
+            self.ranges[str(name)] = (int(lo), int(hi) + 1)
+        parts: dict[str, list[np.ndarray]] = {}
+        wkb_parts: list[bytes] = []
+        wkb_offsets: list[np.ndarray] = []
+        position = 0
+        for lo in range(0, count, COLUMNS_CHUNK_ROWS):
+            if stop is not None and stop.is_set():
+                raise RuntimeError("the index was closed")
+            chunk = cursor.execute(
+                "SELECT row, rank, coalesce(start, 'NaN'::DOUBLE) AS start, "
+                "coalesce(\"end\", 'NaN'::DOUBLE) AS \"end\", "
+                "coalesce(xmin, 'NaN'::DOUBLE) AS xmin, coalesce(ymin, 'NaN'::DOUBLE) AS ymin, "
+                "coalesce(xmax, 'NaN'::DOUBLE) AS xmax, coalesce(ymax, 'NaN'::DOUBLE) AS ymax, "
+                "coalesce(geom_is_box, true) AS geom_is_box, blob_offset, blob_length, raw_length, "
+                "CASE WHEN coalesce(geom_is_box, true) THEN NULL "
+                "WHEN octet_length(CAST(geometry AS BLOB)) > ? THEN ''::BLOB "
+                "ELSE CAST(geometry AS BLOB) END AS wkb FROM items WHERE row >= ? AND row < ? ORDER BY row",
+                [MAX_WKB_IN_MEMORY, lo, lo + COLUMNS_CHUNK_ROWS],
+            ).fetchnumpy()
+            if not np.array_equal(np.asarray(chunk["row"]), np.arange(lo, lo + len(chunk["row"]))):
+                raise ValueError("the index's rows are not numbered 0…n-1")
+            for name in ("rank", "start", "end", "xmin", "ymin", "xmax", "ymax", "geom_is_box", "blob_offset",
+                         "blob_length", "raw_length"):
+                parts.setdefault(name, []).append(np.asarray(chunk[name]))
+            blobs = chunk["wkb"]
+            starts = np.full(len(blobs), -1, dtype=np.int64)
+            present = np.nonzero(~np.ma.getmaskarray(blobs))[0]
+            values = [bytes(v) for v in np.ma.getdata(blobs)[present].tolist()]
+            lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+            starts[present] = np.where(lengths > 0, position + np.cumsum(lengths) - lengths, -2)
+            wkb_parts.append(b"".join(values))
+            position += int(lengths.sum())
+            wkb_offsets.append(starts)
+        columns = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        if any(len(a) != count for a in columns.values()):
+            raise ValueError("the index's row count does not match its metadata")
+        self.rank = columns["rank"].astype(np.int64)
+        self.start, self.end = columns["start"].astype(np.float64), columns["end"].astype(np.float64)
+        self.xmin, self.ymin = columns["xmin"].astype(np.float64), columns["ymin"].astype(np.float64)
+        self.xmax, self.ymax = columns["xmax"].astype(np.float64), columns["ymax"].astype(np.float64)
+        self.geom_is_box = columns["geom_is_box"].astype(bool)
+        self.blob_offset = columns["blob_offset"].astype(np.int64)
+        self.blob_length = columns["blob_length"].astype(np.int64)
+        self.raw_length = columns["raw_length"].astype(np.int64)
+        self.wkb = b"".join(wkb_parts)
+        self.wkb_offset = np.concatenate(wkb_offsets) if wkb_offsets else np.zeros(0, dtype=np.int64)
+        ends = np.full(self.wkb_offset.size, -1, dtype=np.int64)
+        present = np.nonzero(self.wkb_offset >= 0)[0]
+        if present.size:  # each in-memory footprint ends where the next one starts
+            nxt = np.append(self.wkb_offset[present][1:], len(self.wkb))
+            ends[present] = nxt
+        self.wkb_end = ends
+        self.by_rank = np.argsort(self.rank, kind="stable")  # rows in the default order
+
+    def nbytes(self) -> int:
+        arrays = (self.rank, self.start, self.end, self.xmin, self.ymin, self.xmax, self.ymax, self.geom_is_box,
+                  self.blob_offset, self.blob_length, self.raw_length, self.wkb_offset, self.wkb_end, self.by_rank)
+        return sum(a.nbytes for a in arrays) + len(self.wkb)
+
+
 class IndexedIndex:
     """One snapshot's index, open. Immutable: a reload opens a new one."""
 
     def __init__(
-        self, etag: str, collections: list[dict[str, Any]], folder: Path, asset_base: str, *, owned: bool = False
+        self,
+        etag: str,
+        collections: list[dict[str, Any]],
+        folder: Path,
+        asset_base: str,
+        *,
+        owned: bool = False,
+        load_columns: str = "background",
     ) -> None:
+        """``load_columns``: "background" (a thread loads :class:`Columns` after the open), "now" (before the
+        constructor returns), or "never" (every search through SQL)."""
         import duckdb
 
         self.etag = etag
@@ -77,6 +169,31 @@ class IndexedIndex:
         self._local = threading.local()
         self._blobs = os.open(folder / item_index.BLOBS_NAME, os.O_RDONLY)
         self._zdict = os.pread(self._blobs, self.meta.zdict_length, 0)
+        self.columns: Columns | None = None
+        self._closing = threading.Event()
+        self._loader: threading.Thread | None = None
+        if load_columns == "now":
+            self.load_columns()
+        elif load_columns == "background":
+            self._loader = threading.Thread(target=self.load_columns, name="ocsge-index-columns", daemon=True)
+            self._loader.start()
+
+    def load_columns(self) -> Columns | None:
+        """Load :class:`Columns` (once); None when they cannot be (the SQL path keeps answering)."""
+        if self.columns is None:
+            started = time.perf_counter()
+            try:
+                cursor = self._db.cursor()
+                try:
+                    self.columns = Columns(cursor, self.meta.count, self._closing)
+                finally:
+                    cursor.close()
+            except Exception as exc:  # a closed index, or an index this version cannot map: SQL answers
+                log.info("search index columns not loaded into memory (%s): searches go through SQL", exc)
+                return None
+            log.debug("search index columns in memory: %.1f MB in %.2f s", self.columns.nbytes() / 1e6,
+                      time.perf_counter() - started)
+        return self.columns
 
     def _cursor(self) -> Any:
         cur = getattr(self._local, "cursor", None)
@@ -85,6 +202,10 @@ class IndexedIndex:
         return cur
 
     def close(self) -> None:
+        self._closing.set()  # the loader stops at its next chunk: the connection cannot close under it
+        loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join()
         blobs, self._blobs = self._blobs, -1
         if blobs >= 0:
             os.close(blobs)
@@ -109,6 +230,10 @@ class IndexedIndex:
         if residual:
             return self._with_evaluator(req, where)
         offset = _offset(req)
+        columns = self.columns
+        if columns is not None and order == "rank" and req.filter is None and not req.ids:
+            page, matched = self._from_columns(columns, req, exact, offset)
+            return self._page(req, page, matched, offset)
         cur = self._cursor()
         columns = "row, blob_offset, blob_length, raw_length"
         if exact is None:
@@ -124,6 +249,9 @@ class IndexedIndex:
             page = [(r[1], r[2], r[3]) for r in rows]
         else:
             page, matched = self._exact(req, where, order, exact, offset)
+        return self._page(req, page, matched, offset)
+
+    def _page(self, req: SearchRequest, page: list[tuple[int, int, int]], matched: int, offset: int) -> SearchPage:
         req.check_deadline()
         items = [self.render(self._read(*p), req.include, req.exclude) for p in page]
         next_token = req.seal_token(str(offset + req.limit)) if offset + req.limit < matched else None
@@ -236,6 +364,108 @@ class IndexedIndex:
         page = [(int(offsets[i]), int(lengths[i]), int(raw[i])) for i in chosen]
         return page, int(kept.size)
 
+    def _from_columns(
+        self,
+        cols: Columns,
+        req: SearchRequest,
+        spatial: list[tuple[Any, tuple[float, ...] | None]] | None,
+        offset: int,
+    ) -> tuple[list[tuple[int, int, int]], int]:
+        """:meth:`_exact` (or the plain SQL page) on the in-memory columns: the same predicates as the SQL of
+        :meth:`_where` (NaN, like NULL there, satisfies no comparison), the same default order (rank)."""
+        import shapely
+
+        if req.collections:
+            spans = [cols.ranges[c] for c in dict.fromkeys(req.collections) if c in cols.ranges]
+            rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if spans else np.zeros(0, dtype=np.int64)
+        else:
+            rows = None  # every row
+        tests: list[np.ndarray] = []
+
+        def keep(mask_of: Any) -> None:
+            tests.append(mask_of)
+
+        if req.datetime is not None:
+            from catalog.search.request import parse_interval
+
+            start, end = parse_interval(req.datetime)
+            if start is not None:
+                keep(lambda r: cols.end[r] >= start if r is not None else cols.end >= start)
+            if end is not None:
+                keep(lambda r: cols.start[r] <= end if r is not None else cols.start <= end)
+        bounds = [shapely.bounds(geom).tolist() for geom, _ in spatial or ()]
+        for w, s, e, n in bounds:
+            keep(lambda r, w=w, s=s, e=e, n=n: _overlaps(cols, r, w, s, e, n))
+        if rows is None and not tests:
+            matched = int(cols.rank.size)
+            chosen = cols.by_rank[offset : offset + req.limit]
+            return _ranges(cols, chosen), matched
+        if rows is None:
+            mask = tests[0](None)
+            for test in tests[1:]:
+                mask &= test(None)
+            rows = np.nonzero(mask)[0]
+        else:
+            for test in tests:
+                if rows.size == 0:
+                    break
+                rows = rows[test(rows)]
+        if spatial and rows.size:
+            needs = np.zeros(rows.size, dtype=bool)
+            for _, box in spatial:
+                if box is None:
+                    needs[:] = True
+                else:  # as in _exact: a box footprint, or one inside the query bbox, intersects it
+                    bw, bs, be, bn = box
+                    inside = (cols.xmin[rows] >= bw) & (cols.xmax[rows] <= be) & (cols.ymin[rows] >= bs) & (
+                        cols.ymax[rows] <= bn
+                    )
+                    needs |= ~(cols.geom_is_box[rows] | inside)
+            if needs.any():
+                tested = rows[needs]
+                geoms = shapely.from_wkb(self._wkb(cols, tested))
+                hit = np.ones(tested.size, dtype=bool)
+                for geom, _ in spatial:
+                    hit &= shapely.intersects(geoms, geom)
+                ok = np.ones(rows.size, dtype=bool)
+                ok[np.nonzero(needs)[0][~hit]] = False
+                rows = rows[ok]
+        matched = int(rows.size)
+        wanted = offset + req.limit
+        ranks = cols.rank[rows]
+        if rows.size > 4 * wanted:  # the first ``wanted`` in rank order without sorting every candidate
+            first = np.argpartition(ranks, wanted - 1)[:wanted]
+            ordered = rows[first[np.argsort(ranks[first], kind="stable")]]
+        else:
+            ordered = rows[np.argsort(ranks, kind="stable")]
+        return _ranges(cols, ordered[offset:wanted]), matched
+
+    def _wkb(self, cols: Columns, rows: np.ndarray) -> list[bytes]:
+        """The footprints of ``rows`` as WKB: from memory, or from Parquet for the large ones."""
+        out: list[bytes | None] = []
+        missing: list[int] = []
+        view = memoryview(cols.wkb)
+        for k, row in enumerate(rows.tolist()):
+            lo = int(cols.wkb_offset[row])
+            if lo >= 0:
+                out.append(bytes(view[lo : int(cols.wkb_end[row])]))
+            else:
+                out.append(None)
+                missing.append(k)
+        if missing:
+            wanted = [int(rows[k]) for k in missing]
+            found = dict(
+                self._cursor()
+                .execute(
+                    f"SELECT row, CAST(geometry AS BLOB) FROM items WHERE row IN ({', '.join('?' * len(wanted))})",
+                    wanted,
+                )
+                .fetchall()
+            )
+            for k, row in zip(missing, wanted, strict=True):
+                out[k] = bytes(found[row])
+        return out  # type: ignore[return-value]
+
     def _with_evaluator(self, req: SearchRequest, where: Sql) -> SearchPage:
         """The in-memory evaluator over the candidates the SQL part leaves (a superset of the answer)."""
         rows = (
@@ -286,6 +516,24 @@ class IndexedIndex:
         return self.render(self._read(*row)) if row else None
 
 
+def _overlaps(cols: Columns, rows: np.ndarray | None, w: float, s: float, e: float, n: float) -> np.ndarray:
+    """``xmax >= w AND xmin <= e AND ymax >= s AND ymin <= n`` of :meth:`IndexedIndex._where`."""
+    if rows is None:
+        return (cols.xmax >= w) & (cols.xmin <= e) & (cols.ymax >= s) & (cols.ymin <= n)
+    return (cols.xmax[rows] >= w) & (cols.xmin[rows] <= e) & (cols.ymax[rows] >= s) & (cols.ymin[rows] <= n)
+
+
+def _ranges(cols: Columns, rows: np.ndarray) -> list[tuple[int, int, int]]:
+    return list(
+        zip(
+            cols.blob_offset[rows].tolist(),
+            cols.blob_length[rows].tolist(),
+            cols.raw_length[rows].tolist(),
+            strict=True,
+        )
+    )
+
+
 def _s_intersects_literal(node: Any) -> dict[str, Any] | None:
     """The GeoJSON literal of ``s_intersects(geometry, <literal>)`` (either order), else None."""
     if not isinstance(node, dict) or str(node.get("op", "")).lower() != "s_intersects":
@@ -308,8 +556,16 @@ class IndexedBackend:
     """:class:`CatalogBackend` over the snapshot's search index under a storage root, reopened when the
     snapshot changes (its etag is polled every ``reload_interval_s``)."""
 
-    def __init__(self, storage: Storage, *, asset_base_url: str | None = None, reload_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        asset_base_url: str | None = None,
+        reload_interval_s: float = 10.0,
+        load_columns: str = "background",
+    ) -> None:
         self.storage = storage
+        self.load_columns = load_columns  # see IndexedIndex
         self.asset_base = (asset_base_url or storage.url("x")[:-1]).rstrip("/") + "/"
         self.reload_interval_s = reload_interval_s
         self._lock = threading.Lock()
@@ -348,7 +604,9 @@ class IndexedBackend:
         if prefix and entry.get("format") == item_index.FORMAT:
             try:
                 folder, owned = self._local_folder(prefix)
-                return IndexedIndex(etag, collections, folder, self.asset_base, owned=owned)
+                return IndexedIndex(
+                    etag, collections, folder, self.asset_base, owned=owned, load_columns=self.load_columns
+                )
             except (OSError, ValueError, snapshot.SnapshotError) as exc:
                 reason = f"the search index {prefix} is unusable ({exc})"
         else:
@@ -365,7 +623,9 @@ class IndexedBackend:
             folder,
         )
         self.rebuilds += 1
-        return IndexedIndex(snap.etag, snap.collections, folder, self.asset_base, owned=True)
+        return IndexedIndex(
+            snap.etag, snap.collections, folder, self.asset_base, owned=True, load_columns=self.load_columns
+        )
 
     def _local_folder(self, prefix: str) -> tuple[Path, bool]:
         """The index folder on this machine: in place on local storage, else downloaded once."""

@@ -93,14 +93,18 @@ def _items(n: int, seed: int = 3) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[IndexedBackend, EmbeddedBackend, list[str]]:
+@pytest.fixture(scope="module", params=["never", "now"])
+def catalogue(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[IndexedBackend, EmbeddedBackend, list[str]]:
+    """Every test below twice: every search through SQL ("never"), then with the index's columns in memory
+    ("now"), where the searches without filter, ids or sort take the in-memory path."""
     root = tmp_path_factory.mktemp("index-root")
     storage = open_storage(root)
     items = _items(240)
     snapshot.write(storage, [_collection(c) for c in COLLECTIONS], items)
     return (
-        IndexedBackend(storage, asset_base_url=BASE),
+        IndexedBackend(storage, asset_base_url=BASE, load_columns=request.param),
         EmbeddedBackend(storage, asset_base_url=BASE),
         [it["id"] for it in items],
     )
@@ -244,6 +248,101 @@ def test_random_requests_answer_as_the_in_memory_index(catalogue) -> None:  # ty
             if token is None:
                 break
     assert nonempty > 150  # the requests are not all empty: the comparison says something
+
+
+def _simple_requests(rng: random.Random) -> list[dict[str, Any]]:
+    """The searches the in-memory columns answer: collections, bbox or intersects, datetime, fields, paging."""
+    out = []
+    for _ in range(300):
+        kwargs: dict[str, Any] = {"limit": rng.choice([1, 3, 20, 500])}
+        if rng.random() < 0.6:
+            kwargs["collections"] = rng.sample(COLLECTIONS, rng.randint(1, 3))
+        lon, lat = rng.uniform(-4, 7), rng.uniform(42, 50)
+        spatial = rng.random()
+        if spatial < 0.5:
+            kwargs["bbox"] = (lon, lat, lon + rng.choice([0.1, 0.3, 2, 6]), lat + rng.choice([0.1, 0.3, 2, 5]))
+        elif spatial < 0.75:
+            kwargs["intersects"] = {
+                "type": "Polygon",
+                "coordinates": [[[lon, lat], [lon + 3, lat + 1], [lon + 1, lat + 3], [lon, lat]]],
+            }
+        if rng.random() < 0.5:
+            kwargs["datetime"] = rng.choice(
+                ["2019-06-01T00:00:00Z", "2020-01-01T00:00:00Z/..", "../2018-12-31T00:00:00Z",
+                 "2018-01-01T00:00:00Z/2021-12-31T00:00:00Z", "2017-01-01T00:00:00Z/2017-12-31T23:59:59Z"]
+            )
+        if rng.random() < 0.2:
+            kwargs["sortby"] = [("datetime", "desc")]  # the default order, said explicitly
+        if rng.random() < 0.2:
+            kwargs["exclude"] = {"assets"}
+        out.append(kwargs)
+    return out
+
+
+def _pages(backend: Any, kwargs: dict[str, Any]) -> list[tuple[Any, ...]]:
+    pages, token = [], None
+    for _page in range(3):
+        page = backend.search(SearchRequest(**kwargs, token=token))
+        pages.append((page.matched, page.items, page.next_token, page.prev_token))
+        token = page.next_token
+        if token is None:
+            break
+    return pages
+
+
+@pytest.mark.parametrize("max_wkb", [4096, 0])
+def test_in_memory_columns_answer_as_sql_and_the_in_memory_index(
+    catalogue, monkeypatch: pytest.MonkeyPatch, max_wkb: int
+) -> None:  # type: ignore[no-untyped-def]
+    """The in-memory path (footprints tested from memory, or, when too large to keep, read from Parquet)
+    gives the pages of the SQL path and of the in-memory index, and is the path these searches take."""
+    from catalog.search import indexed as indexed_module
+
+    monkeypatch.setattr(indexed_module, "MAX_WKB_IN_MEMORY", max_wkb)
+    _, memory, _ = catalogue
+    storage = memory.storage
+    with_columns = IndexedBackend(storage, asset_base_url=BASE, load_columns="now")
+    sql_only = IndexedBackend(storage, asset_base_url=BASE, load_columns="never")
+    columns = with_columns.index().columns
+    assert columns is not None and (columns.wkb_offset == -2).any() == (max_wkb == 0)
+    taken = []
+    original = indexed_module.IndexedIndex._from_columns
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        taken.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(indexed_module.IndexedIndex, "_from_columns", spy)
+    nonempty = 0
+    requests = _simple_requests(random.Random(5))
+    for kwargs in requests:
+        got = _pages(with_columns, kwargs)
+        assert got == _pages(sql_only, kwargs), kwargs
+        assert got == _pages(memory, kwargs), kwargs
+        nonempty += bool(got[0][1])
+    assert len(taken) >= len(requests)  # every first page (and the next ones) answered from the columns
+    assert nonempty > 150
+    with_columns.close()
+    sql_only.close()
+
+
+def test_columns_load_in_the_background_and_sql_answers_meanwhile(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    snapshot.write(storage, [_collection(c) for c in COLLECTIONS], _items(30))
+    backend = IndexedBackend(storage, asset_base_url=BASE)  # the default: a thread loads the columns
+    req = {"collections": ["alpha"], "bbox": (-5.0, 41.0, 10.0, 52.0), "limit": 4}
+    first = backend.search(SearchRequest(**req))  # whichever path: the same answer
+    index = backend.index()
+    for _ in range(200):
+        if index.columns is not None:
+            break
+        import time
+
+        time.sleep(0.05)
+    assert index.columns is not None
+    again = backend.search(SearchRequest(**req))
+    assert (again.items, again.matched) == (first.items, first.matched) and first.items
+    backend.close()
 
 
 @pytest.mark.parametrize(
