@@ -161,11 +161,10 @@ def _edges(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shared boundary records (u < v, length): consecutive runs of a row, overlapping runs of two rows;
     repeats of the last neighbour of ``u`` are folded into its record."""
-    nr = len(col)
-    cap = 3 * nr + 1
-    eu = np.empty(cap, np.int64)
-    ev = np.empty(cap, np.int64)
-    el = np.empty(cap, np.int64)
+    # int32 records grown on demand: the folded records are a fraction of the 3 per run they are bounded by
+    eu = np.empty(len(col) // 2 + 16, np.int32)
+    ev = np.empty(len(col) // 2 + 16, np.int32)
+    el = np.empty(len(col) // 2 + 16, np.int32)
     last_v = np.zeros(n + 1, np.int64)
     last_slot = np.zeros(n + 1, np.int64)
     m = 0
@@ -178,6 +177,7 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += 1
                 else:
+                    eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, 1
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
@@ -195,6 +195,7 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += overlap
                 else:
+                    eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, overlap
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
@@ -202,7 +203,7 @@ def _edges(
                 a += 1
             if b_stop <= a_stop:
                 b += 1
-    return eu[:m], ev[:m], el[:m]
+    return eu[:m].astype(np.int64), ev[:m].astype(np.int64), el[:m].astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -371,12 +372,6 @@ def _paint(row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, lu
                 out[r, c] = value
 
 
-def paint_runs(runs: BlockRuns, out: np.ndarray) -> None:
-    """The block's labels painted into ``out`` (int32, the block's shape)."""
-    n = int(runs.label.max()) + 1 if len(runs.label) else 1
-    _paint(runs.row_start, runs.col, runs.label, runs.width, np.arange(n, dtype=np.int32), out)
-
-
 def paint(runs: BlockRuns, lut: np.ndarray, dtype: type = np.int32) -> np.ndarray:
     """The block as ``lut[label]`` (``lut[0]`` for nodata): e.g. its final region ids."""
     out = np.empty((runs.height, runs.width), dtype=dtype)
@@ -451,6 +446,93 @@ def mark_built(
     _built_cells(np.ascontiguousarray(data), is_built, row_off, col_off, k, out, out_r0, out_c0)
 
 
+# --- small graph and grid helpers (numba: no scipy in the vectoriser's process) -----------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _connected(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    parent = np.arange(n)
+    for e in range(len(u)):
+        a, b = _find(parent, u[e]), _find(parent, v[e])
+        if a != b:  # the root is the smaller node
+            if a < b:
+                parent[b] = a
+            else:
+                parent[a] = b
+    out = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        root = _find(parent, i)
+        if root == i:
+            out[i] = m
+            m += 1
+        else:
+            out[i] = out[root]  # root < i: already numbered
+    return out
+
+
+def connected_labels(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Node → component (0…m−1) of the undirected graph with edges (u, v), numbered in the order of their
+    smallest node — as ``scipy.sparse.csgraph.connected_components`` numbers them."""
+    return _connected(n, np.asarray(u, np.int64), np.asarray(v, np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _edt_line(f: np.ndarray, d: np.ndarray, v: np.ndarray, z: np.ndarray) -> None:
+    """Felzenszwalb & Huttenlocher's lower envelope of parabolas: d[q] = min_p (q − p)² + f[p]."""
+    n = len(f)
+    k = 0
+    v[0] = 0
+    z[0] = -1e300
+    z[1] = 1e300
+    for q in range(1, n):
+        s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * q - 2.0 * v[k])
+        while s <= z[k]:
+            k -= 1
+            s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * q - 2.0 * v[k])
+        k += 1
+        v[k] = q
+        z[k] = s
+        z[k + 1] = 1e300
+    k = 0
+    for q in range(n):
+        while z[k + 1] < q:
+            k += 1
+        d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _edt_squared(background: np.ndarray) -> np.ndarray:
+    h, w = background.shape
+    far = 1e20  # no background in the line (yet): finite, so that the envelope's arithmetic stays exact
+    out = np.empty((h, w), np.float64)
+    n = max(h, w)
+    f = np.empty(n, np.float64)
+    d = np.empty(n, np.float64)
+    v = np.empty(n, np.int64)
+    z = np.empty(n + 1, np.float64)
+    for x in range(w):  # columns
+        for y in range(h):
+            f[y] = 0.0 if background[y, x] else far
+        _edt_line(f[:h], d[:h], v, z)
+        for y in range(h):
+            out[y, x] = d[y]
+    for y in range(h):  # rows
+        for x in range(w):
+            f[x] = out[y, x]
+        _edt_line(f[:w], d[:w], v, z)
+        for x in range(w):
+            out[y, x] = d[x]
+    return out
+
+
+def edt_squared(background: np.ndarray) -> np.ndarray:
+    """The exact squared Euclidean distance of every cell to the nearest ``background`` cell (float64,
+    integers: ``np.sqrt`` of it is ``scipy.ndimage.distance_transform_edt(~background)`` to the last bit);
+    1e20 or more where there is no background at all."""
+    return _edt_squared(np.ascontiguousarray(background, dtype=np.bool_))
+
+
 # --- the sieve: each small node's chosen neighbour ----------------------------------------------------------
 
 
@@ -518,9 +600,22 @@ _DY = np.array([-1, 0, 1, 0], np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
-def _cell(pieces: np.ndarray, y: int, x: int) -> int:
-    if 0 <= y < pieces.shape[0] and 0 <= x < pieces.shape[1]:
-        return pieces[y, x]
+def _run_at(row_start: np.ndarray, col: np.ndarray, y: int, x: int) -> int:
+    """The run of row y that holds column x (binary search: the runs are few per row after the sieve)."""
+    lo, hi = row_start[y], row_start[y + 1] - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if col[mid] <= x:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell(row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: int, y: int, x: int) -> int:
+    if 0 <= y < h and 0 <= x < w:
+        return piece[_run_at(row_start, col, y, x)]
     return 0
 
 
@@ -534,20 +629,22 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _left_cell(pieces: np.ndarray, x: int, y: int, d: int) -> int:
+def _left_cell(
+    row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: int, x: int, y: int, d: int
+) -> int:
     """The cell on the left of the edge that leaves corner (x, y) in direction d."""
     if d == 0:
-        return _cell(pieces, y - 1, x - 1)
+        return _cell(row_start, col, piece, h, w, y - 1, x - 1)
     if d == 1:
-        return _cell(pieces, y - 1, x)
+        return _cell(row_start, col, piece, h, w, y - 1, x)
     if d == 2:
-        return _cell(pieces, y, x)
-    return _cell(pieces, y, x - 1)
+        return _cell(row_start, col, piece, h, w, y, x)
+    return _cell(row_start, col, piece, h, w, y, x - 1)
 
 
 @numba.njit(cache=True, nogil=True)
 def _trace(
-    pieces: np.ndarray, row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, every_corner: bool
+    row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, w: int, every_corner: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every ring of every piece, followed with the piece on its right.
 
@@ -560,9 +657,12 @@ def _trace(
     Vertices: a corner is kept where the ring turns, where the piece on its left changes (a junction of
     three pieces: the neighbours have a vertex there too) and on the block's edges (the pieces of the next
     block, united with these across the seam, cut them anywhere) — the fewest vertices of a correctly
-    noded coverage; ``every_corner`` keeps one at every pixel corner instead."""
-    h, w = pieces.shape
-    visited = np.zeros((h, w + 1), np.uint8)  # up edges already followed (the left side of cell y, x)
+    noded coverage; ``every_corner`` keeps one at every pixel corner instead.
+
+    The cells are looked up in the runs (the piece of each run), never painted: no block-sized array."""
+    h = len(row_start) - 1
+    # up edges already followed: an up edge with the piece on its right is the left side of a run
+    visited = np.zeros(len(col), np.uint8)
     xs = np.empty(1 << 16, np.int32)
     ys = np.empty(1 << 16, np.int32)
     starts = np.empty(1 << 10, np.int64)
@@ -574,7 +674,7 @@ def _trace(
     for r in range(h):
         for i in range(row_start[r], row_start[r + 1]):
             p = piece[i]
-            if p == 0 or visited[r, col[i]]:
+            if p == 0 or visited[i]:
                 continue
             x0, y0 = np.int64(col[i]), np.int64(r + 1)
             starts = _grow(starts, rings + 1)
@@ -588,22 +688,27 @@ def _trace(
             xs[m], ys[m] = x0, y0  # kept for now; dropped at the end if the ring goes straight through it
             m += 1
             x, y, d = x0, y0, 0
-            left = _left_cell(pieces, x0, y0, 0)
+            left = _left_cell(row_start, col, piece, h, w, x0, y0, 0)
             area = np.int64(0)
             while True:
                 nx, ny = x + _DX[d], y + _DY[d]
                 if d == 0:
-                    visited[ny, x] = 1
+                    visited[_run_at(row_start, col, ny, x)] = 1
                 area += x * ny - nx * y
                 x, y = nx, ny
+                # the four cells around the corner: above-left, above-right, below-left, below-right
+                ul = _cell(row_start, col, piece, h, w, y - 1, x - 1)
+                ur = _cell(row_start, col, piece, h, w, y - 1, x)
+                dl = _cell(row_start, col, piece, h, w, y, x - 1)
+                dr = _cell(row_start, col, piece, h, w, y, x)
                 if d == 0:
-                    ahead_left, ahead_right = _cell(pieces, y - 1, x - 1), _cell(pieces, y - 1, x)
+                    ahead_left, ahead_right = ul, ur
                 elif d == 1:
-                    ahead_left, ahead_right = _cell(pieces, y - 1, x), _cell(pieces, y, x)
+                    ahead_left, ahead_right = ur, dr
                 elif d == 2:
-                    ahead_left, ahead_right = _cell(pieces, y, x), _cell(pieces, y, x - 1)
+                    ahead_left, ahead_right = dr, dl
                 else:
-                    ahead_left, ahead_right = _cell(pieces, y, x - 1), _cell(pieces, y - 1, x - 1)
+                    ahead_left, ahead_right = dl, ul
                 turn = d
                 if ahead_right != p:
                     if ahead_left == p:  # cells of the piece touching by a corner: the ring may come back here
@@ -611,7 +716,7 @@ def _trace(
                     turn = (d + 1) % 4
                 elif ahead_left == p:
                     turn = (d + 3) % 4
-                next_left = _left_cell(pieces, x, y, turn)
+                next_left = (ul, ur, dr, dl)[turn]  # the cell on the left of the edge leaving in `turn`
                 keep = (
                     every_corner or turn != d or next_left != left or x == 0 or x == w or y == 0 or y == h
                 )
@@ -671,12 +776,6 @@ def _shoelace2(xy: np.ndarray) -> float:
     return float(np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]))
 
 
-def runs_of(array: np.ndarray) -> BlockRuns:
-    """The runs of an integer array (e.g. region ids, 0 = none), each run's value as its label."""
-    row_start, col, val = _runs(np.ascontiguousarray(array))
-    return BlockRuns(array.shape[1], row_start, col, val.astype(np.int32, copy=False))
-
-
 @numba.njit(cache=True, nogil=True)
 def _label_boxes(
     row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, slot: np.ndarray, k: int
@@ -697,6 +796,83 @@ def _label_boxes(
             out[s, 3] = min(out[s, 3], col[i])
             out[s, 4] = max(out[s, 4], stop - 1)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint_window(
+    row_start: np.ndarray, col: np.ndarray, label: np.ndarray, w: int, y0: int, x0: int, out: np.ndarray
+) -> None:
+    wh, ww = out.shape
+    h = len(row_start) - 1
+    for y in range(max(y0, 0), min(y0 + wh, h)):
+        end = row_start[y + 1]
+        for i in range(row_start[y], end):
+            start = max(col[i], x0)
+            stop = min(col[i + 1] if i + 1 < end else w, x0 + ww)
+            for x in range(start, stop):
+                out[y - y0, x - x0] = label[i]
+
+
+def paint_window(runs: BlockRuns, y0: int, x0: int, height: int, width: int) -> np.ndarray:
+    """The labels of a window of the block (int32; it may reach beyond the block: 0 there)."""
+    out = np.zeros((height, width), np.int32)
+    _paint_window(runs.row_start, runs.col, runs.label, runs.width, y0, x0, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _override(
+    row_start: np.ndarray,
+    col: np.ndarray,
+    label: np.ndarray,
+    w: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    new: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h = len(row_start) - 1
+    out_start = np.empty(h + 1, np.int64)
+    out_col = np.empty(len(col) + 2 * len(rows), np.int32)
+    out_label = np.empty(len(col) + 2 * len(rows), np.int32)
+    line = np.empty(w, np.int32)
+    m = 0
+    k = 0  # overrides sorted by row
+    for r in range(h):
+        out_start[r] = m
+        end = row_start[r + 1]
+        if k >= len(rows) or rows[k] != r:  # untouched row: its runs as they are
+            for i in range(row_start[r], end):
+                out_col[m], out_label[m] = col[i], label[i]
+                m += 1
+            continue
+        for i in range(row_start[r], end):
+            line[col[i] : col[i + 1] if i + 1 < end else w] = label[i]
+        while k < len(rows) and rows[k] == r:
+            line[cols[k]] = new[k]
+            k += 1
+        out_col[m], out_label[m] = 0, line[0]
+        m += 1
+        for c in range(1, w):
+            if line[c] != line[c - 1]:
+                out_col[m], out_label[m] = c, line[c]
+                m += 1
+    out_start[h] = m
+    return out_start, out_col[:m].copy(), out_label[:m].copy()
+
+
+def override_runs(runs: BlockRuns, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray) -> BlockRuns:
+    """The runs with the pixels (rows, cols) set to ``labels``."""
+    order = np.argsort(rows, kind="stable")
+    start, col, label = _override(
+        runs.row_start,
+        runs.col,
+        runs.label,
+        runs.width,
+        rows[order].astype(np.int64),
+        cols[order].astype(np.int64),
+        labels[order].astype(np.int32),
+    )
+    return BlockRuns(runs.width, start, col, label)
 
 
 def label_boxes(runs: BlockRuns, labels: np.ndarray, n_labels: int) -> np.ndarray:
@@ -720,14 +896,12 @@ def trace_regions(
     col_off: int = 0,
     *,
     every_corner: bool = False,
-    buffer: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The polygons of the runs' labels (0: none) over the block, one per 4-connected piece, in pixel
     coordinates of the mosaic (block at row_off, col_off), with a vertex where their boundaries turn, at
     junctions and along the block's edges (a correctly noded coverage: neighbours share their vertices,
     and so do pieces on both sides of a seam) — or at every pixel corner (``every_corner``); and the
-    label of each. ``buffer``: an int32 array of the block's shape that may be overwritten (the pieces
-    are painted in it instead of a new one).
+    label of each.
 
     What ``rasterio.features.shapes`` gives, from the runs: the pixels are looked at once to paint the
     pieces, then only the boundaries are walked."""
@@ -738,11 +912,8 @@ def trace_regions(
         return np.zeros(0, dtype=object), np.zeros(0, np.int64)
     piece_value = np.zeros(n + 1, np.int64)
     piece_value[piece] = merged.label
-    shape = (merged.height, merged.width)
-    pieces = buffer if buffer is not None and buffer.shape == shape else np.empty(shape, np.int32)
-    _paint(merged.row_start, merged.col, piece, merged.width, np.arange(n + 1, dtype=np.int32), pieces)
     xs, ys, starts, ring_piece, ring_area, ring_pinch = _trace(
-        pieces, merged.row_start, merged.col, piece, every_corner
+        merged.row_start, merged.col, piece, merged.width, every_corner
     )
     vertex_ring = np.repeat(np.arange(len(ring_piece)), np.diff(starts))
     coords = np.column_stack([xs.astype(np.float64) + col_off, ys.astype(np.float64) + row_off])

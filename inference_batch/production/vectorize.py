@@ -67,21 +67,20 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import shapes
 from rasterio.windows import Window
-from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from inference_batch.production.components import (
     BlockRuns,
     block_components,
     choose_neighbours,
     coarse_window,
+    connected_labels,
+    edt_squared,
     inside_counts,
     label_boxes,
     mark_built,
-    paint_runs,
+    override_runs,
+    paint_window,
     relabel_runs,
-    runs_of,
     trace_polygons,
     trace_regions,
 )
@@ -302,10 +301,10 @@ def envelope(built: np.ndarray, cell: float, umi: UMI) -> np.ndarray:
     if not built.any():
         return built
     # closing by zc_radius, grown by zc_buffer: dilate by radius + buffer, erode by radius
-    dilated = ndimage.distance_transform_edt(~built) <= (umi.zc_radius + umi.zc_buffer) / cell
-    if dilated.all():  # nothing to erode from (scipy's transform has no background to measure to)
+    dilated = np.sqrt(edt_squared(built)) <= (umi.zc_radius + umi.zc_buffer) / cell
+    if dilated.all():  # nothing to erode from: no background to measure to
         return dilated
-    zone = ndimage.distance_transform_edt(dilated) > umi.zc_radius / cell
+    zone = np.sqrt(edt_squared(~dilated)) > umi.zc_radius / cell
     return zone | built
 
 
@@ -397,9 +396,7 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     if not len(u):
         return np.arange(n, dtype=np.int64)
-    m = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(n, n))
-    _, labels = connected_components(m, directed=False)
-    return labels.astype(np.int64)
+    return connected_labels(n, u, v)
 
 
 def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight: np.ndarray | None = None) -> Graph:
@@ -704,7 +701,7 @@ def _take_nearest(window: np.ndarray, label: int, target: int, takeable: np.ndar
     if need <= 0:
         return None
     eligible = (window > 0) & ~own & takeable[window]
-    dist = ndimage.distance_transform_edt(~own)
+    dist = edt_squared(own)  # squared: the same order, ties included
     cand = np.flatnonzero(eligible.ravel())
     if need >= len(cand):
         return cand
@@ -717,39 +714,45 @@ def _take_nearest(window: np.ndarray, label: int, target: int, takeable: np.ndar
 
 
 def enlarge_in_block(
-    regions: np.ndarray,
+    merged: BlockRuns,
     candidates: np.ndarray,
     boxes: np.ndarray,
     region_cls: np.ndarray,
     umi: UMI,
     target: int,
     open_sides: tuple[bool, bool, bool, bool] = (False, False, False, False),
-) -> list[int]:
-    """Small built regions enlarged on the block's raster of region ids + 1 (``regions``, in place): those
-    of ``candidates`` (region ids, ascending; ``boxes``: their first and last rows and columns) whose
-    window (their box and the margin :func:`enlarge_built` looks in) lies in the block, or beyond its
+) -> tuple[BlockRuns, list[int]]:
+    """Small built regions enlarged on the block's runs of region ids + 1 (``merged``): those of
+    ``candidates`` (region ids, ascending; ``boxes``: their first and last rows and columns) whose window
+    (their box and the margin :func:`enlarge_built` looks in) lies in the block, or beyond its
     ``open_sides`` (top, bottom, left, right: edges of the mosaic, nodata beyond) — the same pixels as
-    :func:`enlarge_built` takes, without rasterising or cutting polygons. Returns the regions enlarged
-    here; the others are left to :func:`enlarge_built` in the assembly."""
-    h, w = regions.shape
+    :func:`enlarge_built` takes, without rasterising or cutting polygons, and without painting the block
+    (only each window). Returns the runs with the pixels taken, and the regions enlarged here; the others
+    are left to :func:`enlarge_built` in the assembly."""
+    h, w = merged.height, merged.width
     margin = _enlarge_margin(target)
     takeable = np.concatenate([[False], ~np.isin(region_cls, umi.built_values)])
     top, bottom, left, right = open_sides
+    rows, cols, labels = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
     done = []
     for rid, (r0, r1, c0, c1) in zip(candidates.tolist(), boxes.tolist(), strict=True):
         y0, y1, x0, x1 = r0 - margin, r1 + 1 + margin, c0 - margin, c1 + 1 + margin
         if (y0 < 0 and not top) or (y1 > h and not bottom) or (x0 < 0 and not left) or (x1 > w and not right):
             continue  # its window reaches another block
-        cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
-        inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-        window = np.zeros((y1 - y0, x1 - x0), np.int32)  # nodata beyond the mosaic
-        window[inner] = regions[cy0:cy1, cx0:cx1]
+        window = paint_window(merged, y0, x0, y1 - y0, x1 - x0)  # nodata beyond the mosaic
+        taken_r, taken_c, taken_l = (np.concatenate(v) for v in (rows, cols, labels))
+        inside = (taken_r >= y0) & (taken_r < y1) & (taken_c >= x0) & (taken_c < x1)
+        window[taken_r[inside] - y0, taken_c[inside] - x0] = taken_l[inside]  # what earlier ones took
         take = _take_nearest(window, rid + 1, target, takeable)
-        if take is not None:
-            window[np.unravel_index(take, window.shape)] = rid + 1
-            regions[cy0:cy1, cx0:cx1] = window[inner]
+        if take is not None and len(take):
+            ty, tx = np.divmod(take, x1 - x0)
+            rows.append(ty + y0)
+            cols.append(tx + x0)
+            labels.append(np.full(len(take), rid + 1, np.int32))
         done.append(rid)
-    return done
+    if len(rows) > 1:
+        merged = override_runs(merged, *(np.concatenate(v) for v in (rows, cols, labels)))
+    return merged, done
 
 
 def block_polygons(
@@ -779,7 +782,6 @@ def block_polygons(
     lut = np.where(region_cls[np.maximum(group_region - 1, 0)] != 0, group_region, 0).astype(np.int32)
     merged = relabel_runs(runs, lut)
     done: list[int] = []
-    buffer = None
     if region_area is not None and umi is not None:
         small, target = small_built(region_cls, region_area, umi, px_area)
         labels = np.unique(merged.label)
@@ -788,19 +790,15 @@ def block_polygons(
             boxes = label_boxes(merged, candidates + 1, len(region_cls) + 1)
             whole = boxes[:, 0] == region_area[candidates]  # all its pixels are in this block
             if whole.any():
-                buffer = np.empty((merged.height, merged.width), np.int32)
-                paint_runs(merged, buffer)
                 open_sides = (False, False, False, False)
                 if mosaic_shape is not None:
                     mh, mw = mosaic_shape
-                    h, w = buffer.shape
+                    h, w = merged.height, merged.width
                     open_sides = (row_off == 0, row_off + h >= mh, col_off == 0, col_off + w >= mw)
                 cand, box = candidates[whole], boxes[whole, 1:]
                 with report.stage("enlarge") if report is not None else nullcontext():
-                    done = enlarge_in_block(buffer, cand, box, region_cls, umi, target, open_sides)
-                if done:
-                    merged = runs_of(buffer)
-    polygons, values = trace_regions(merged, row_off, col_off, buffer=buffer)
+                    merged, done = enlarge_in_block(merged, cand, box, region_cls, umi, target, open_sides)
+    polygons, values = trace_regions(merged, row_off, col_off)
     return list(zip((values - 1).tolist(), polygons, strict=True)), done
 
 

@@ -495,3 +495,23 @@ def test_enlargement_takes_the_nearest_pixels_ties_in_raster_order() -> None:
         expected = cand[np.argsort(dist, kind="stable")[: target - 16]]
         assert sorted(take.tolist()) == sorted(expected.tolist())
     assert _take_nearest(np.full((5, 5), 5, np.int32), 5, 10, takeable) is None  # already large enough
+
+
+def test_numba_graph_components_and_distance_transform_equal_scipys() -> None:
+    """The vectoriser's process imports no scipy.ndimage/sparse (memory): its connected components and
+    Euclidean distance transform are numba kernels that must number and measure exactly as scipy does."""
+    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from inference_batch.production.components import connected_labels, edt_squared
+
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        n = int(rng.integers(1, 80))
+        u, v = rng.integers(0, n, (2, int(rng.integers(0, 2 * n))))
+        _, theirs = connected_components(coo_matrix((np.ones(len(u)), (u, v)), shape=(n, n)), directed=False)
+        assert np.array_equal(connected_labels(n, u, v), theirs)
+        grid = rng.random(tuple(int(s) for s in rng.integers(1, 40, 2))) < rng.choice([0.02, 0.3, 0.9])
+        if grid.any():
+            assert np.array_equal(np.sqrt(edt_squared(grid)), ndimage.distance_transform_edt(~grid))
