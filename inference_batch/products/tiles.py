@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import shapely
 
 from inference_batch.freshness import fingerprint, is_up_to_date, refreshing
@@ -54,17 +55,27 @@ def write_geojsonseq(source: SpatialSource, path: Path, properties: list[str], r
             if frame.empty:
                 continue
             geo = frame.to_crs(4326).geometry.to_numpy() if frame.crs is not None else frame.geometry.to_numpy()
-            geojson = shapely.to_geojson(geo)
-            props = {c: frame[c].to_numpy(dtype=object) for c in properties if c in frame}
-            for i, g in enumerate(geojson):
-                p = {c: _plain(v[i]) for c, v in props.items()}
-                out.write(f'{{"type":"Feature","properties":{json.dumps(p, ensure_ascii=False)},"geometry":{g}}}\n')
+            lines = np.full(len(frame), '{"type":"Feature","properties":{', dtype=object)
+            for k, c in enumerate(c for c in properties if c in frame):
+                lines += (", " if k else "") + _property_json(c, frame[c])
+            lines += '},"geometry":' + shapely.to_geojson(geo).astype(object) + "}\n"
+            out.write("".join(lines))
             n += len(frame)
     return n
 
 
+def _property_json(name: str, column: pd.Series) -> np.ndarray:
+    """``"name": value`` of each row, as ``json.dumps`` writes it within a dict (the same bytes as the
+    per-feature ``json.dumps`` it replaces), each distinct value encoded once: per-row encoding took a
+    third of the export."""
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=False)
+    key = json.dumps(name, ensure_ascii=False)
+    encoded = np.array([f"{key}: {json.dumps(_plain(u), ensure_ascii=False)}" for u in uniques], dtype=object)
+    return encoded[codes]
+
+
 def _plain(v: object) -> object:
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, np.generic):
         return v.item()
