@@ -219,26 +219,32 @@ def _widths(data: np.ndarray, row_start: np.ndarray, col: np.ndarray, label: np.
         row = data[r]
         here = dist[r + 1]
         above = dist[r]
-        for c in range(w):
+        # the terms from the row above first (no dependency between columns: vectorised), then the
+        # left-to-right term, the only sequential one
+        for c in range(1, w - 1):
+            v = row[c]
+            edge = (row[c - 1] != v) | (row[c + 1] != v) | (up[c] != v) | (down[c] != v)
+            d = min(above[c + 1] + CHAMFER_STEP, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
+            here[c + 1] = 0 if edge else min(d, far)
+        for c in (0, w - 1):  # the first and last columns: no neighbour beyond the block's edge
+            if c >= w:
+                continue
             v = row[c]
             left = row[c - 1] if c > 0 else v
             right = row[c + 1] if c + 1 < w else v
-            if (left != v) | (right != v) | (up[c] != v) | (down[c] != v):
-                here[c + 1] = 0
-            else:
-                d = min(here[c] + CHAMFER_STEP, above[c + 1] + CHAMFER_STEP)
-                d = min(d, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
-                here[c + 1] = min(d, far)
-    for r in range(h, 0, -1):  # backward pass
+            edge = (left != v) | (right != v) | (up[c] != v) | (down[c] != v)
+            d = min(above[c + 1] + CHAMFER_STEP, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
+            here[c + 1] = 0 if edge else min(d, far)
+        for c in range(1, w + 1):
+            here[c] = min(here[c], here[c - 1] + CHAMFER_STEP)
+    for r in range(h, 0, -1):  # backward pass, the same way
         here = dist[r]
         below = dist[r + 1]
+        for c in range(1, w + 1):
+            e = min(below[c] + CHAMFER_STEP, min(below[c + 1] + CHAMFER_DIAG, below[c - 1] + CHAMFER_DIAG))
+            here[c] = min(here[c], e)
         for c in range(w, 0, -1):
-            d = here[c]
-            if d:
-                e = min(here[c + 1] + CHAMFER_STEP, below[c] + CHAMFER_STEP)
-                e = min(e, min(below[c + 1] + CHAMFER_DIAG, below[c - 1] + CHAMFER_DIAG))
-                if e < d:
-                    here[c] = e
+            here[c] = min(here[c], here[c + 1] + CHAMFER_STEP)
     best = np.zeros(n + 1, np.int64)
     for r in range(h):  # the largest distance of each run, then of each component
         end = row_start[r + 1]
