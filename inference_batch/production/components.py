@@ -162,9 +162,9 @@ def _edges(
     """Shared boundary records (u < v, length): consecutive runs of a row, overlapping runs of two rows;
     repeats of the last neighbour of ``u`` are folded into its record."""
     # int32 records grown on demand: the folded records are a fraction of the 3 per run they are bounded by
-    eu = np.empty(len(col) // 2 + 16, np.int32)
-    ev = np.empty(len(col) // 2 + 16, np.int32)
-    el = np.empty(len(col) // 2 + 16, np.int32)
+    eu = np.empty(len(col) + 16, np.int32)
+    ev = np.empty(len(col) + 16, np.int32)
+    el = np.empty(len(col) + 16, np.int32)
     last_v = np.zeros(n + 1, np.int64)
     last_slot = np.zeros(n + 1, np.int64)
     m = 0
@@ -177,7 +177,8 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += 1
                 else:
-                    eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
+                    if m == len(eu):  # rare: grown only when full (a reassignment per record costs)
+                        eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, 1
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
@@ -195,7 +196,8 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += overlap
                 else:
-                    eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
+                    if m == len(eu):  # rare: grown only when full (a reassignment per record costs)
+                        eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, overlap
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
