@@ -830,27 +830,72 @@ def _turns(ring: np.ndarray) -> np.ndarray:
     return before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
 
 
-def renode(geoms: list[shapely.Geometry], touched: np.ndarray, others: np.ndarray) -> None:
-    """Give the ``touched`` polygons (changed by :func:`enlarge_built`) the vertices of a correctly noded
-    coverage again, in place: densified to every pixel corner, then thinned to the corners where one of
-    them turns or where an untouched neighbour (``others``) has a vertex — the vertices the traced
-    polygons have (``trace_regions``), so that shared edges match exactly on both sides."""
-    dense = shapely.transform(shapely.segmentize(np.array([geoms[j] for j in touched], dtype=object), 1.0), np.rint)
-    parts = [[[np.asarray(r.coords) for r in (p.exterior, *p.interiors)] for p in shapely.get_parts(g)] for g in dense]
-    rings = [r for polys in parts for poly in polys for r in poly]
-    kept = [_keys(r[:-1][_turns(r)]) for r in rings]
-    if len(others):
-        kept.append(_keys(shapely.get_coordinates(np.array([geoms[k] for k in others], dtype=object))))
-    nodes = np.unique(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
+def _sorted_in(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``np.isin(keys, table)`` for a sorted, unique ``table`` (searched, not sorted again per call)."""
+    if not len(table):
+        return np.zeros(len(keys), bool)
+    at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+    return table[at] == keys
 
-    def thin(ring: np.ndarray) -> np.ndarray:
-        keys = _keys(ring[:-1])
-        at = np.minimum(np.searchsorted(nodes, keys), len(nodes) - 1)
-        xy = ring[:-1][nodes[at] == keys]  # a sorted search: np.isin would sort the nodes again per ring
+
+def renode(
+    geoms: list[shapely.Geometry],
+    touched: np.ndarray,
+    windows: list[tuple[int, int, int, int]],
+    original: dict[int, np.ndarray],
+) -> None:
+    """Give the ``touched`` polygons (every polygon whose box meets the ``windows`` of the buildings
+    :func:`enlarge_built` grew) the vertices of a correctly noded coverage again, in place: densified to
+    every pixel corner, then thinned — inside the windows, to the corners where one of them turns (every
+    junction is a turn of one of the polygons meeting there, and only touched polygons reach into a
+    window); outside, to the vertices each had before (``original``: sorted keys), which matched its
+    neighbours' and did not change there."""
+
+    def inside(xy: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(xy), bool)
+        for x0, y0, x1, y1 in windows:
+            out |= (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+        return out
+
+    def densify(ring: np.ndarray) -> np.ndarray:
+        """A vertex at every pixel corner of the (axis-parallel) edges that meet a window."""
+        a, b = ring[:-1], ring[1:]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        hit = np.zeros(len(a), bool)
+        for x0, y0, x1, y1 in windows:
+            hit |= (hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)
+        count = np.where(hit, np.abs(b - a).sum(axis=1).astype(np.int64), 1)
+        edge = np.repeat(np.arange(len(a)), count)
+        step = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)
+        xy = a[edge] + np.sign(b - a)[edge] * step[:, None]
         return np.vstack([xy, xy[:1]])
 
-    for j, polys in zip(touched.tolist(), parts, strict=True):
-        out = [shapely.Polygon(thin(poly[0]), [thin(r) for r in poly[1:]]) for poly in polys]
+    parts = [
+        [[densify(np.asarray(r.coords)) for r in (p.exterior, *p.interiors)] for p in shapely.get_parts(geoms[j])]
+        for j in touched.tolist()
+    ]
+
+    turns = [[[_turns(r) for r in poly] for poly in polys] for polys in parts]
+    nodes = [
+        _keys(r[:-1][t & inside(r[:-1])])
+        for polys, tp in zip(parts, turns, strict=True)
+        for poly, tr in zip(polys, tp, strict=True)
+        for r, t in zip(poly, tr, strict=True)
+    ]
+    in_windows = np.unique(np.concatenate(nodes)) if nodes else np.zeros(0, np.int64)
+
+    def thin(ring: np.ndarray, turn: np.ndarray, before: np.ndarray) -> np.ndarray:
+        xy = ring[:-1]
+        keys, win = _keys(xy), inside(xy)
+        keep = turn | np.where(win, _sorted_in(keys, in_windows), _sorted_in(keys, before))
+        return np.vstack([xy[keep], xy[keep][:1]])
+
+    for j, polys, tp in zip(touched.tolist(), parts, turns, strict=True):
+        before = original[j]
+        out = []
+        for poly, tr in zip(polys, tp, strict=True):
+            rings = [thin(r, t, before) for r, t in zip(poly, tr, strict=True)]
+            out.append(shapely.Polygon(rings[0], rings[1:]))
         geoms[j] = out[0] if len(out) == 1 else shapely.MultiPolygon(out)
 
 
@@ -883,7 +928,8 @@ def enlarge_built(
     margin = _enlarge_margin(target)
     lost_by: dict[int, list[shapely.Geometry]] = {}  # neighbour → pixels it lost, taken off once at the end
     grown: list[int] = []
-    touched: set[int] = set()
+    windows: list[tuple[int, int, int, int]] = []
+    original: dict[int, np.ndarray] = {}  # the vertices of every polygon near a grown building, before
     for i in small:
         x0, y0, x1, y1 = (round(v) for v in shapely.bounds(geoms[i]))
         x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
@@ -905,18 +951,20 @@ def enlarge_built(
         own = local == i + 1
         added = np.zeros(shape, dtype=bool)
         added.ravel()[take] = True
+        for j in near.tolist():  # their shared edges with the building changed, or may have
+            if j not in original:
+                original[j] = np.unique(_keys(shapely.get_coordinates(geoms[j])))
+        windows.append((x0, y0, x1, y1))
         geoms[i] = _mask_polygon(own | added, x0, y0)
         grown.append(int(i))
-        touched.update(int(j) for j in near)  # their shared edges with the building changed, or may have
         for j in np.unique(local.ravel()[take]) - 1:
             lost_by.setdefault(int(j), []).append(_mask_polygon((local == j + 1) & added, x0, y0))
     for j, lost_parts in lost_by.items():
         geoms[j] = shapely.difference(geoms[j], shapely.union_all(lost_parts))
-    if touched:
-        t = np.array(sorted(touched), dtype=np.int64)
+    if original:
+        t = np.array(sorted(original), dtype=np.int64)
         t = t[~shapely.is_empty(np.array([geoms[j] for j in t], dtype=object))]
-        around = np.setdiff1d(tree.query(np.array([geoms[j] for j in t], dtype=object)), t)
-        renode(geoms, t, around)
+        renode(geoms, t, windows, original)
     return len(small)
 
 
