@@ -37,8 +37,8 @@ from services.tiles.budget import check_deadline
 from services.tiles.datasets import POOL
 from services.tiles.layers import Layer, parse_layer
 from services.tiles.palettes import LegendEntry, colormap_of, legend_from_dataset
+from services.tiles.reprojection import crs_text, tile_surely_inside
 from services.tiles.reprojection import install as install_cached_reprojection
-from services.tiles.reprojection import tile_surely_inside
 
 install_cached_reprojection()  # a dataset's default warp transform is computed once, not per tile
 
@@ -51,7 +51,7 @@ CLIP_BELOW = 0.5
 
 
 def _crs_key(crs: Any) -> str:
-    return crs.to_string() if hasattr(crs, "to_string") else str(crs)
+    return crs_text(crs, wkt=False)
 
 
 @lru_cache(maxsize=512)  # keys: dataset/layer bounds from the catalogue × the CRSs we serve (bounded anyway)

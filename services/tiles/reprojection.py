@@ -34,8 +34,30 @@ _default_transforms: dict[tuple[Any, ...], tuple[Affine, int, int]] = {}
 MAX_DEFAULT_TRANSFORMS = 4096  # datasets × output CRSs; cleared when full (a few hundred bytes each)
 
 
+_texts: dict[tuple[int, bool], tuple[Any, str]] = {}  # (id(crs), wkt?) → (the CRS, its text)
+
+
+def crs_text(crs: Any, wkt: bool = True) -> str:
+    """A CRS's WKT (or with ``wkt=False`` its ``to_string()``), remembered per CRS object: producing it costs
+    ≈ 20 µs under the GIL, several times a tile, and the objects asked about are few and long-lived (the tile
+    matrix sets' CRSs, the CRS an open dataset hands out every time). CRS objects are immutable; the entry
+    keeps its object alive, so that its id is not reused."""
+    if isinstance(crs, str):
+        return crs
+    key = (id(crs), wkt)
+    hit = _texts.get(key)
+    if hit is not None and hit[0] is crs:
+        return hit[1]
+    text = crs.to_wkt() if wkt else crs.to_string() if hasattr(crs, "to_string") else str(crs)
+    with _lock:
+        if len(_texts) >= 1024:
+            _texts.clear()
+        _texts[key] = (crs, text)
+    return text
+
+
 def _crs_key(crs: Any) -> str:
-    return crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
+    return crs_text(crs) if hasattr(crs, "to_wkt") else str(crs)
 
 
 def cached_default_transform(src_crs: Any, dst_crs: Any, width: int, height: int, left: float | None = None,

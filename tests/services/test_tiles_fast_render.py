@@ -162,3 +162,25 @@ def test_png_decodes_to_the_pixels_gdal_encoded(cog: Path) -> None:
     with rasterio.MemoryFile(opaque) as mem, mem.open() as src:
         assert src.count == 3
         assert tuple(int(v) for v in src.read()[:, 0, 0]) == (10, 20, 30)
+
+
+def test_crs_texts_are_the_crs_own_and_computed_once_per_object() -> None:
+    class CountingCRS:
+        def __init__(self, wkt: str, text: str) -> None:
+            self.wkt, self.text, self.calls = wkt, text, 0
+
+        def to_wkt(self) -> str:
+            self.calls += 1
+            return self.wkt
+
+        def to_string(self) -> str:
+            self.calls += 1
+            return self.text
+
+    a, b = CountingCRS("WKT-A", "EPSG:1"), CountingCRS("WKT-B", "EPSG:2")
+    assert [reprojection.crs_text(a) for _ in range(3)] == ["WKT-A"] * 3 and a.calls == 1
+    assert reprojection.crs_text(a, wkt=False) == "EPSG:1" and a.calls == 2
+    assert reprojection.crs_text(b) == "WKT-B"  # another object, its own text
+    assert reprojection.crs_text("EPSG:3857") == "EPSG:3857"
+    crs = rasterio.crs.CRS.from_epsg(2154)
+    assert reprojection.crs_text(crs) == crs.to_wkt() and reprojection.crs_text(crs, wkt=False) == "EPSG:2154"
