@@ -515,3 +515,31 @@ def test_numba_graph_components_and_distance_transform_equal_scipys() -> None:
         grid = rng.random(tuple(int(s) for s in rng.integers(1, 40, 2))) < rng.choice([0.02, 0.3, 0.9])
         if grid.any():
             assert np.array_equal(np.sqrt(edt_squared(grid)), ndimage.distance_transform_edt(~grid))
+
+
+def test_stage_timings_add_up_and_the_vectoriser_imports_no_scipy_submodule() -> None:
+    """Stages are timed in wall and CPU seconds, a stage inside another taken out of the outer one (the
+    enlargement inside the polygons step); and the vectoriser's process loads neither scipy.ndimage nor
+    scipy.sparse (tens of MB of resident memory that the benchmark's RSS comparison counts)."""
+    import subprocess
+    import sys
+    import time
+
+    from inference_batch.production.vectorize import VectorizeReport
+
+    report = VectorizeReport()
+    t0 = time.perf_counter()
+    with report.stage("outer"):
+        time.sleep(0.02)
+        with report.stage("inner"):
+            sum(range(200_000))
+    total = time.perf_counter() - t0
+    assert sum(report.seconds.values()) == pytest.approx(total, abs=0.005)
+    assert report.seconds["outer"] >= 0.02 and report.cpu_seconds["inner"] > 0
+    assert report.cpu_seconds["outer"] < report.seconds["outer"]  # asleep: wall time, no CPU time
+    code = (
+        "import sys, inference_batch.production.vectorize, inference_batch.production.vectorize_stages;"
+        "print(sorted(m for m in sys.modules if m.startswith(('scipy.ndimage', 'scipy.sparse'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
