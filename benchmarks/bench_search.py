@@ -191,6 +191,7 @@ class Server:
     def __init__(self, cmd: list[str], health: str, prefix: str, env: dict[str, str] | None = None,
                  postmaster: Path | None = None) -> None:
         self.port = free_port()
+        self.cmd_template = cmd
         self.postmaster = postmaster  # postmaster.pid of the database it queries: its CPU is the server's too
         self.cmd = [c.replace("{port}", str(self.port)) for c in cmd]
         self.health, self.prefix, self.env = health, prefix, env or {}
@@ -358,6 +359,30 @@ def measure(server: Server, mix: list[dict[str, Any]], clients: int, requests: i
             "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000, "throughput_rps": len(latencies) / wall}
 
 
+PARTITION_BY_YEAR_ITEMS = 10_000
+
+
+def tune_pgstac(dsn: str) -> list[str]:
+    """pgstac settings that make a search cheaper: ``readonly`` (search() no longer records every search in
+    ``searches``: a write per request), the collections of more than :data:`PARTITION_BY_YEAR_ITEMS` items
+    partitioned by year (a one-year search reads one partition), fresh planner statistics."""
+    import psycopg
+
+    done = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute("INSERT INTO pgstac_settings (name, value) VALUES ('readonly', 'true') "
+                     "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+        done.append("readonly=true")
+        big = [r[0] for r in conn.execute("SELECT collection FROM items GROUP BY collection HAVING count(*) > %s",
+                                          (PARTITION_BY_YEAR_ITEMS,)).fetchall()]
+        for cid in big:
+            conn.execute("UPDATE collections SET partition_trunc = 'year' WHERE id = %s", (cid,))
+            done.append(f"{cid}: partition_trunc=year")
+        conn.execute("ANALYZE")
+    return done
+
+
 def check_same_answers(urls: dict[str, str], mix: list[dict[str, Any]]) -> dict[str, int]:
     """Every server answers the first queries of the mix with the same ids in the same order (and the same
     count where it counts): the comparison is between equals."""
@@ -388,6 +413,11 @@ def main() -> None:
     parser.add_argument("--root", default=None,
                         help="publish the catalogue into this folder and keep it (a rerun with the same --items "
                              "reuses its search index instead of rebuilding it); default a temporary folder")
+    parser.add_argument("--mixes", default="target,mix", help="query mixes measured (target, mix)")
+    parser.add_argument("--pgstac-tuning", action="store_true",
+                        help="after the pgstac servers, tune the database (pgstac readonly: no search bookkeeping "
+                             "writes; collections over 10 000 items partitioned by year; ANALYZE) and measure both "
+                             "pgstac servers again (rows `… +tuned`)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS_catalog.md")
     parser.add_argument("--serve-memory", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,13 +442,18 @@ def main() -> None:
     collections = [build_collection(BY_ID[cid], its[:1000]) for cid, its in sorted(by_collection.items())]
     boxes = departement_boxes()
     sample_ids = [it["id"] for it in items[:: max(1, len(items) // 5000)]]
+    first_target: list[dict[str, Any]] = []
     mixes: dict[str, list[dict[str, Any]]] = {}
     for limit in limits:
         rng = random.Random(7)  # the same searches at every page size
         suffix = "" if len(limits) == 1 else f" {limit}"
-        mixes[f"target{suffix}"] = target_queries(rng, boxes, limit)
-        mixes[f"mix{suffix}"] = mixed_queries(rng, boxes, sample_ids, limit)
-    first_target = next(iter(mixes.values()))
+        target = target_queries(rng, boxes, limit)
+        mixed = mixed_queries(rng, boxes, sample_ids, limit)
+        if "target" in args.mixes.split(","):
+            mixes[f"target{suffix}"] = target
+        if "mix" in args.mixes.split(","):
+            mixes[f"mix{suffix}"] = mixed
+        first_target = first_target if limit != limits[0] else target
     results["collections"] = len(collections)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rss: dict[str, tuple[float, float]] = {}
@@ -477,12 +512,25 @@ def main() -> None:
                     env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
                          "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"},
                     postmaster=Path(pg.dir) / "data" / "postmaster.pid")
+            if args.pgstac_tuning:
+                for name in ("stac-fastapi-pgstac", "pgstac"):
+                    if name in servers:
+                        servers[f"{name} +tuned"] = Server(servers[name].cmd_template, servers[name].health,
+                                                           servers[name].prefix, servers[name].env,
+                                                           servers[name].postmaster)
         try:
             if len(servers) > 1 and "embedded" in servers:
                 with contextlib.ExitStack() as stack:
-                    urls = {name: stack.enter_context(server).url for name, server in servers.items()}
+                    urls = {name: stack.enter_context(server).url for name, server in servers.items()
+                            if not name.endswith("+tuned")}
                     results["answer_differences"] = check_same_answers(urls, first_target)
+            tuned = False
             for name, server in servers.items():
+                if name.endswith("+tuned") and not tuned:
+                    t = time.perf_counter()
+                    results["pgstac_tuning"] = tune_pgstac(dsn)
+                    results["pgstac_tuning_s"] = time.perf_counter() - t
+                    tuned = True
                 with server:
                     httpx.post(f"{server.url}/search", json={"limit": 1}, timeout=120).raise_for_status()
                     runs[name] = {mix: [measure(server, queries, c, args.requests) for c in levels]
@@ -569,6 +617,9 @@ def render(r: dict[str, Any], argv: str) -> str:
     ]
     if "pgstac_load_s" in r:
         lines.append(f"- pgstac: loaded with pypgstac (upsert) in {r['pgstac_load_s']:.1f} s.")
+    if "pgstac_tuning" in r:
+        lines.append(f"- `+tuned`: pgstac tuned after the first pgstac rows ({'; '.join(r['pgstac_tuning'])}) in "
+                     f"{r['pgstac_tuning_s']:.1f} s, then both pgstac servers measured again.")
     if "answer_differences" in r:
         lines.append("- Same answers: of the first 40 target searches, pages whose ids differ from the embedded "
                      f"backend's: {r['answer_differences']}.")

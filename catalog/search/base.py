@@ -16,6 +16,19 @@ class SearchPage:
     prev_token: str | None = None
 
 
+@dataclass
+class EncodedPage:
+    """A page of item templates (:func:`catalog.search.item_index.template`) that the API completes in bytes:
+    each item is (collection, id, template JSON); asset hrefs that resolve to a storage key are
+    ``asset_base`` + key. A backend that offers ``search_encoded`` may answer None (then ``search``)."""
+
+    items: list[tuple[str, str, bytes]]
+    matched: int | None
+    next_token: str | None = None
+    prev_token: str | None = None
+    asset_base: str = ""
+
+
 class CatalogBackend(Protocol):
     """Read-only access to the published catalogue. Items come back with absolute asset hrefs and
     without links (the API adds its own)."""

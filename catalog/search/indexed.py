@@ -43,7 +43,7 @@ import orjson
 
 from catalog import snapshot
 from catalog.search import item_index
-from catalog.search.base import SearchPage
+from catalog.search.base import EncodedPage, SearchPage
 from catalog.search.cql2_sql import Sql, Translator
 from catalog.search.embedded import EmbeddedIndex, _offset
 from catalog.search.request import SearchRequest, UnknownCollection, apply_fields
@@ -219,6 +219,41 @@ class IndexedIndex:
 
     # --- search -------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
+        found = self._locate(req)
+        if isinstance(found, Sql):
+            return self._with_evaluator(req, found)
+        page, matched, offset = found
+        req.check_deadline()
+        items = [self.render(self._read(*p), req.include, req.exclude) for p in page]
+        return SearchPage(items, matched, *self._tokens(req, matched, offset))
+
+    def search_encoded(self, req: SearchRequest) -> EncodedPage | None:
+        """The page as item templates (:func:`catalog.search.item_index.template`) for the API to fill in;
+        None where it cannot be (an index without templates, the fields extension, a residual filter or
+        sort): then :meth:`search`."""
+        if not self.meta.templates or req.include or req.exclude:
+            return None
+        found = self._locate(req)
+        if isinstance(found, Sql):
+            return None
+        page, matched, offset = found
+        req.check_deadline()
+        items = []
+        for p in page:
+            head, body = item_index.split_template(self._read(*p))
+            collection, item_id = orjson.loads(head)
+            items.append((collection, item_id, body))
+        return EncodedPage(items, matched, *self._tokens(req, matched, offset), asset_base=self.asset_base)
+
+    @staticmethod
+    def _tokens(req: SearchRequest, matched: int, offset: int) -> tuple[str | None, str | None]:
+        next_token = req.seal_token(str(offset + req.limit)) if offset + req.limit < matched else None
+        prev_token = req.seal_token(str(max(0, offset - req.limit))) if offset > 0 else None
+        return next_token, prev_token
+
+    def _locate(self, req: SearchRequest) -> tuple[list[tuple[int, int, int]], int, int] | Sql:
+        """(the page's blob ranges, the count, the offset); or, where a filter or sort remains that SQL cannot
+        express, the WHERE clause of the candidates for the in-memory evaluator."""
         if req.collections:
             unknown = [c for c in req.collections if c not in self.collections]
             if unknown:
@@ -228,12 +263,12 @@ class IndexedIndex:
         if order is None:
             residual = True
         if residual:
-            return self._with_evaluator(req, where)
+            return where
         offset = _offset(req)
         columns = self.columns
         if columns is not None and order == "rank" and req.filter is None and not req.ids:
             page, matched = self._from_columns(columns, req, exact, offset)
-            return self._page(req, page, matched, offset)
+            return page, matched, offset
         cur = self._cursor()
         columns = "row, blob_offset, blob_length, raw_length"
         if exact is None:
@@ -249,14 +284,7 @@ class IndexedIndex:
             page = [(r[1], r[2], r[3]) for r in rows]
         else:
             page, matched = self._exact(req, where, order, exact, offset)
-        return self._page(req, page, matched, offset)
-
-    def _page(self, req: SearchRequest, page: list[tuple[int, int, int]], matched: int, offset: int) -> SearchPage:
-        req.check_deadline()
-        items = [self.render(self._read(*p), req.include, req.exclude) for p in page]
-        next_token = req.seal_token(str(offset + req.limit)) if offset + req.limit < matched else None
-        prev_token = req.seal_token(str(max(0, offset - req.limit))) if offset > 0 else None
-        return SearchPage(items, matched, next_token, prev_token)
+        return page, matched, offset
 
     def _where(self, req: SearchRequest) -> tuple[Sql, list[tuple[Any, tuple[float, ...] | None]] | None, bool]:
         """The WHERE clause; the geometries every footprint must intersect (each with its bbox when it is a
@@ -477,7 +505,8 @@ class IndexedIndex:
         for k, row in enumerate(rows):
             if k % RESIDUAL_CHECK_EVERY == 0:
                 req.check_deadline()
-            lines.append(self._read(*row))
+            blob = self._read(*row)
+            lines.append(item_index.untemplate(blob) if self.meta.templates else blob)
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -495,11 +524,19 @@ class IndexedIndex:
         return zlib.decompressobj(zdict=self._zdict).decompress(packed, int(raw_length))
 
     def render(self, raw: bytes, include: set[str] | None = None, exclude: set[str] | None = None) -> dict[str, Any]:
-        item = orjson.loads(raw)
-        for asset in item.get("assets", {}).values():
-            key = snapshot.resolve_key(snapshot.PREFIX, asset.get("href", ""))
-            if key is not None:
-                asset["href"] = self.asset_base + key
+        if self.meta.templates:  # the hrefs that resolve to a key are the mark and the key
+            item = orjson.loads(item_index.split_template(raw)[1])
+            mark, skip = item_index.ASSET_MARK, len(item_index.ASSET_MARK)
+            for asset in (item.get("assets") or {}).values():
+                href = asset.get("href") if isinstance(asset, dict) else None
+                if isinstance(href, str) and href.startswith(mark):
+                    asset["href"] = self.asset_base + href[skip:]
+        else:
+            item = orjson.loads(raw)
+            for asset in item.get("assets", {}).values():
+                key = snapshot.resolve_key(snapshot.PREFIX, asset.get("href", ""))
+                if key is not None:
+                    asset["href"] = self.asset_base + key
         item["links"] = []
         return apply_fields(item, include or set(), exclude or set())
 
@@ -601,7 +638,7 @@ class IndexedBackend:
         collections = json.loads(self.storage.get_bytes(doc["collections"]["key"]))
         entry = doc.get("search_index") or {}
         prefix = entry.get("prefix")
-        if prefix and entry.get("format") == item_index.FORMAT:
+        if prefix and entry.get("format") in item_index.READABLE_FORMATS:
             try:
                 folder, owned = self._local_folder(prefix)
                 return IndexedIndex(
@@ -651,6 +688,9 @@ class IndexedBackend:
 
     def search(self, request: SearchRequest) -> SearchPage:
         return self.index().search(request)
+
+    def search_encoded(self, request: SearchRequest) -> EncodedPage | None:
+        return self.index().search_encoded(request)
 
     def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         return self.index().item(collection_id, item_id)

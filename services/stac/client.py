@@ -7,6 +7,11 @@ calls run in the thread pool so the event loop keeps serving.
 Every link is built from one base, :func:`services.urls.public_base_url` (the configured public URL, the
 trusted forwarding headers, or the request's own host, then the mount path): stac-fastapi's own URL
 helpers (``get_base_url``, ``url_for``) are not used, so no header outside that policy changes a link.
+
+Search pages of a backend that offers ``search_encoded`` (the embedded index) are assembled in bytes from
+item templates: the asset base and each item's links are written into marks, with the bytes orjson would
+have written for the same document — no parse and re-serialisation of every item (see
+:mod:`catalog.search.item_index`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from stac_fastapi.types.errors import NotFoundError
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import get_route_path
 
-from catalog.search.base import CatalogBackend, SearchPage
+from catalog.search import item_index
+from catalog.search.base import CatalogBackend, EncodedPage, SearchPage
 from catalog.search.request import (
     DEFAULT_FIELDS,
     MAX_LIMIT,
@@ -56,6 +62,13 @@ class _GeoJSON(GeoJSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class _EncodedGeoJSON(GeoJSONResponse):
+    """GeoJSON already serialised."""
+
+    def render(self, content: Any) -> bytes:
+        return content  # type: ignore[no-any-return]
 
 
 def _geojson(document: dict[str, Any]) -> GeoJSONResponse:
@@ -185,12 +198,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
         cid, iid = item.get("collection"), item.get("id")
         if cid is None or iid is None or not with_links:
             return
-        item["links"] = [
-            {"rel": "self", "type": GEOJSON, "href": f"{base}collections/{cid}/items/{iid}"},
-            {"rel": "parent", "type": JSON, "href": f"{base}collections/{cid}"},
-            {"rel": "collection", "type": JSON, "href": f"{base}collections/{cid}"},
-            {"rel": "root", "type": JSON, "href": base},
-        ]
+        item["links"] = _links_of_item(base, cid, iid)
 
     def _resolve_asset_hrefs(self, base: str, item: dict[str, Any]) -> None:
         """Asset hrefs published under a path asset base (``OCSGE_ASSET_BASE_URL=/data``, when the
@@ -207,12 +215,45 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             if isinstance(href, str) and href.startswith(prefix):
                 asset["href"] = origin + href
 
-    async def _search(self, req: SearchRequest, request: Request, *, post: bool = False) -> dict[str, Any]:
-        page: SearchPage = await self._run_search(req)
+    def _asset_prefix(self, base: str, asset_base: str) -> str | None:
+        """The asset base as :meth:`_resolve_asset_hrefs` leaves it for every href under it, or None where
+        that depends on each href (the dict path then)."""
+        prefix = getattr(self.settings, "asset_base_url", None) or ""
+        if not prefix.startswith("/") or prefix.startswith("//"):
+            return asset_base
+        prefix = prefix.rstrip("/") + "/"
+        if asset_base.startswith(prefix):
+            return "{0.scheme}://{0.netloc}".format(urlsplit(base)) + asset_base
+        return None if prefix.startswith(asset_base) else asset_base
+
+    async def _search_response(self, req: SearchRequest, request: Request, *, post: bool = False,
+                               extra_links: tuple[dict[str, Any], ...] = ()) -> GeoJSONResponse:
+        """The search page as a response: assembled from item templates when the backend offers them (the
+        same bytes as the dict path's), else through :meth:`_search`."""
+        search_encoded = getattr(self.backend, "search_encoded", None)
         base = self.base(request)
-        with_links = "links" in req.include or "links" not in req.exclude
-        for item in page.items:
-            self._item_links(base, item, with_links)
+        asset_base = getattr(self.backend, "asset_base", None)
+        prefix = self._asset_prefix(base, asset_base) if isinstance(asset_base, str) else None
+        encoded: EncodedPage | None = None
+        if search_encoded is not None and prefix is not None and not req.include and not req.exclude:
+            encoded = await self._run_search(req, search_encoded)
+        if encoded is None or encoded.asset_base != asset_base:
+            out = await self._search(req, request, post=post)
+            out["links"].extend(extra_links)
+            return _geojson(out)
+        mark = b'"' + orjson.dumps(prefix)[1:-1]
+        features = [body.replace(item_index.ASSET_MARK_JSON, mark).replace(
+                    item_index.LINKS_MARK_JSON, orjson.dumps(_links_of_item(base, cid, iid)))
+                    for cid, iid, body in encoded.items]
+        tail: dict[str, Any] = {"links": [*self._page_links(base, request, post, encoded), *extra_links],
+                                "numberReturned": len(features)}
+        if encoded.matched is not None:
+            tail["numberMatched"] = encoded.matched
+        body = b'{"type":"FeatureCollection","features":[' + b",".join(features) + b"]," + orjson.dumps(tail)[1:]
+        return _EncodedGeoJSON(body)
+
+    def _page_links(self, base: str, request: Request, post: bool,
+                    page: SearchPage | EncodedPage) -> list[dict[str, Any]]:
         links = [{"rel": "root", "type": JSON, "href": base},
                  {"rel": "self", "type": GEOJSON, "href": f"{base}search" if post else self._self_href(request)}]
         for rel, token in (("next", page.next_token), ("prev", page.prev_token)):
@@ -224,19 +265,28 @@ class CatalogCoreClient(AsyncBaseCoreClient):
                               "body": {"token": token}, "merge": True})
             else:
                 links.append({"rel": rel, "type": GEOJSON, "href": self._with_params(request, {"token": token})})
+        return links
+
+    async def _search(self, req: SearchRequest, request: Request, *, post: bool = False) -> dict[str, Any]:
+        page: SearchPage = await self._run_search(req)
+        base = self.base(request)
+        with_links = "links" in req.include or "links" not in req.exclude
+        for item in page.items:
+            self._item_links(base, item, with_links)
+        links = self._page_links(base, request, post, page)
         out: dict[str, Any] = {"type": "FeatureCollection", "features": page.items, "links": links,
                                "numberReturned": len(page.items)}
         if page.matched is not None:
             out["numberMatched"] = page.matched
         return out
 
-    async def _run_search(self, req: SearchRequest) -> SearchPage:
+    async def _run_search(self, req: SearchRequest, search: Any = None) -> Any:
         """The backend's search in the thread pool, within :data:`SEARCH_BUDGET_S`: past it the request is
         answered 503 at once, and the search stops at its next checkpoint (embedded) or is cancelled by
         the database (pgstac ``statement_timeout``)."""
         req.deadline = time.monotonic() + SEARCH_BUDGET_S
         try:
-            return await asyncio.wait_for(run_in_threadpool(self.backend.search, req), SEARCH_BUDGET_S + 1)
+            return await asyncio.wait_for(run_in_threadpool(search or self.backend.search, req), SEARCH_BUDGET_S + 1)
         except TimeoutError:
             raise SearchTimeout(f"the search did not finish within its {SEARCH_BUDGET_S:g} s budget") from None
 
@@ -254,7 +304,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             filter=parse_filter(filter_expr, _get_filter_lang(request)) if filter_expr else None,
             sortby=parse_sortby(sortby), include=include, exclude=exclude,
         )
-        return _geojson(await self._search(req, request))  # type: ignore[return-value]
+        return await self._search_response(req, request)  # type: ignore[return-value]
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict[str, Any]:
         given = search_request.model_fields_set
@@ -281,7 +331,7 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             sortby=parse_sortby(getattr(search_request, "sortby", None) or []),
             include=include, exclude=exclude,
         )
-        return _geojson(await self._search(req, request, post=True))  # type: ignore[return-value]
+        return await self._search_response(req, request, post=True)  # type: ignore[return-value]
 
     async def item_collection(self, collection_id: str, request: Request, bbox: Any = None,
                               datetime: str | None = None, limit: int | None = None, token: str | None = None,
@@ -296,10 +346,9 @@ class CatalogCoreClient(AsyncBaseCoreClient):
             filter=parse_filter(filter_expr, _get_filter_lang(request)) if filter_expr else None,
             sortby=parse_sortby(sortby), include=include, exclude=exclude,
         )
-        out = await self._search(req, request)
         base = self.base(request)
-        out["links"].append({"rel": "collection", "type": JSON, "href": f"{base}collections/{collection_id}"})
-        return _geojson(out)  # type: ignore[return-value]
+        collection_link = {"rel": "collection", "type": JSON, "href": f"{base}collections/{collection_id}"}
+        return await self._search_response(req, request, extra_links=(collection_link,))  # type: ignore[return-value]
 
     async def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> dict[str, Any]:
         await self.get_collection(collection_id, request)
@@ -313,6 +362,15 @@ class CatalogCoreClient(AsyncBaseCoreClient):
         query = dict(request.query_params)
         query.update({k: str(v) for k, v in params.items()})
         return self.base(request) + get_route_path(request.scope).lstrip("/") + "?" + urlencode(query)
+
+
+def _links_of_item(base: str, cid: Any, iid: Any) -> list[dict[str, Any]]:
+    return [
+        {"rel": "self", "type": GEOJSON, "href": f"{base}collections/{cid}/items/{iid}"},
+        {"rel": "parent", "type": JSON, "href": f"{base}collections/{cid}"},
+        {"rel": "collection", "type": JSON, "href": f"{base}collections/{cid}"},
+        {"rel": "root", "type": JSON, "href": base},
+    ]
 
 
 def _get_intersects(intersects: Any) -> dict[str, Any] | None:
