@@ -165,8 +165,8 @@ def _edges(
     eu = np.empty(len(col) + 16, np.int32)
     ev = np.empty(len(col) + 16, np.int32)
     el = np.empty(len(col) + 16, np.int32)
-    last_v = np.zeros(n + 1, np.int64)
-    last_slot = np.zeros(n + 1, np.int64)
+    last_v = np.zeros(n + 1, np.int32)
+    last_slot = np.zeros(n + 1, np.int32)
     m = 0
     h = len(row_start) - 1
     for r in range(h):
