@@ -403,41 +403,35 @@ class IndexedIndex:
         :meth:`_where` (NaN, like NULL there, satisfies no comparison), the same default order (rank)."""
         import shapely
 
+        n_rows = int(cols.rank.size)
         if req.collections:
             spans = [cols.ranges[c] for c in dict.fromkeys(req.collections) if c in cols.ranges]
-            rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if spans else np.zeros(0, dtype=np.int64)
         else:
-            rows = None  # every row
-        tests: list[np.ndarray] = []
-
-        def keep(mask_of: Any) -> None:
-            tests.append(mask_of)
-
+            spans = [(0, n_rows)]
+        start = end = None
         if req.datetime is not None:
             from catalog.search.request import parse_interval
 
             start, end = parse_interval(req.datetime)
-            if start is not None:
-                keep(lambda r: cols.end[r] >= start if r is not None else cols.end >= start)
-            if end is not None:
-                keep(lambda r: cols.start[r] <= end if r is not None else cols.start <= end)
         bounds = [shapely.bounds(geom).tolist() for geom, _ in spatial or ()]
-        for w, s, e, n in bounds:
-            keep(lambda r, w=w, s=s, e=e, n=n: _overlaps(cols, r, w, s, e, n))
-        if rows is None and not tests:
-            matched = int(cols.rank.size)
-            chosen = cols.by_rank[offset : offset + req.limit]
-            return _ranges(cols, chosen), matched
-        if rows is None:
-            mask = tests[0](None)
-            for test in tests[1:]:
-                mask &= test(None)
-            rows = np.nonzero(mask)[0]
-        else:
-            for test in tests:
-                if rows.size == 0:
-                    break
-                rows = rows[test(rows)]
+        if not bounds and start is None and end is None and spans == [(0, n_rows)]:
+            return _ranges(cols, cols.by_rank[offset : offset + req.limit]), n_rows
+        parts = []
+        for lo, hi in spans:  # each collection is a contiguous range: tests on views, no gathering
+            mask: np.ndarray | None = None
+            for w, s, e, n in bounds:
+                hit = (cols.xmax[lo:hi] >= w) & (cols.xmin[lo:hi] <= e) & (cols.ymax[lo:hi] >= s) & (
+                    cols.ymin[lo:hi] <= n
+                )
+                mask = hit if mask is None else mask & hit
+            if start is not None:
+                hit = cols.end[lo:hi] >= start
+                mask = hit if mask is None else mask & hit
+            if end is not None:
+                hit = cols.start[lo:hi] <= end
+                mask = hit if mask is None else mask & hit
+            parts.append(np.arange(lo, hi) if mask is None else lo + np.nonzero(mask)[0])
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         if spatial and rows.size:
             needs = np.zeros(rows.size, dtype=bool)
             for _, box in spatial:
@@ -551,13 +545,6 @@ class IndexedIndex:
             .fetchone()
         )
         return self.render(self._read(*row)) if row else None
-
-
-def _overlaps(cols: Columns, rows: np.ndarray | None, w: float, s: float, e: float, n: float) -> np.ndarray:
-    """``xmax >= w AND xmin <= e AND ymax >= s AND ymin <= n`` of :meth:`IndexedIndex._where`."""
-    if rows is None:
-        return (cols.xmax >= w) & (cols.xmin <= e) & (cols.ymax >= s) & (cols.ymin <= n)
-    return (cols.xmax[rows] >= w) & (cols.xmin[rows] <= e) & (cols.ymax[rows] >= s) & (cols.ymin[rows] <= n)
 
 
 def _ranges(cols: Columns, rows: np.ndarray) -> list[tuple[int, int, int]]:

@@ -345,6 +345,9 @@ def _json_depth(value: Any) -> int:
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: linear, no alternation per character
 
 
+SMALL_JSON_BYTES = 2048
+
+
 def text_json_shape(text: str | bytes) -> tuple[int, int]:
     """``(depth, arrays)`` of JSON text without parsing it (vectorised): the nesting depth of ``[``/``{``
     and the number of ``[`` outside strings (at least the number of GeoJSON positions it holds)."""
@@ -352,6 +355,15 @@ def text_json_shape(text: str | bytes) -> tuple[int, int]:
 
     raw = text.encode() if isinstance(text, str) else bytes(text)
     raw = _JSON_STRING.sub(b'""', raw)  # string contents cannot open or close anything
+    if len(raw) <= SMALL_JSON_BYTES:  # a typical search body: a loop costs less than numpy's setup
+        depth = deepest = 0
+        for byte in raw:
+            if byte == 91 or byte == 123:  # [ {
+                depth += 1
+                deepest = max(deepest, depth)
+            elif byte == 93 or byte == 125:  # ] }
+                depth -= 1
+        return deepest, raw.count(b"[")
     data = np.frombuffer(raw, dtype=np.uint8)
     opens = data == ord("[")
     steps = np.zeros(data.shape, dtype=np.int32)

@@ -295,3 +295,22 @@ def test_embedded_caches_are_bounded_and_keyed_by_known_names(sample_root: str) 
         backend.search(SearchRequest(sortby=[(name, "asc")], limit=1))
         backend.search(SearchRequest(filter={"op": "=", "args": [{"property": name}, "x"]}, limit=1))
     assert 0 < len(index._cache) <= COLUMN_CACHE_SIZE
+
+
+def test_json_shape_of_short_and_long_texts_agree() -> None:
+    """A short body is measured by a loop, a long one with numpy: the same depth and array count (padding a
+    text with spaces changes neither)."""
+    from catalog.search.request import SMALL_JSON_BYTES, text_json_shape
+
+    texts = [
+        b'{"bbox": [1, 2, 3, 4], "collections": ["a[", "]]]"], "filter": {"op": "and", "args": [{"x": [[1]]}]}}',
+        b'{"a": "\\"[[[", "b": [[[[[]]]]], "c": {}}',
+        b"[]",
+        b"{}",
+        b'{"s": "{{{{"}',
+    ]
+    for text in texts:
+        short = text_json_shape(text)
+        long = text_json_shape(text + b" " * (SMALL_JSON_BYTES + 1))
+        assert short == long
+    assert text_json_shape(texts[1]) == (6, 5)
