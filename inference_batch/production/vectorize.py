@@ -544,7 +544,8 @@ def map_block(mosaic: Mosaic, block: RasterBlock, zc: np.ndarray, k: int, umi: U
     components are sieved in the reduce: near seams only, the order of merges can differ from a sieve of
     the whole graph at once (a documented difference). What remains — the groups of the block — is a few
     hundred nodes per block, so the reduce holds a graph bounded by the number of blocks, not of pixels."""
-    bc = block_components(block.read())  # the pixels are dropped as soon as the runs are made
+    widest = max([umi.width, *(m for _, m in umi.widths)]) / mosaic.res  # the largest width rule, px
+    bc = block_components(block.read(), width_cap_px=widest)  # the pixels are dropped once the runs are made
     r0, c0, _, _ = coarse_window(block.row_off, block.col_off, block.height, block.width, k)
     inside = inside_counts(bc.runs, bc.n, zc, k, block.row_off - r0 * k, block.col_off - c0 * k)
     frozen = np.zeros(bc.n + 1, dtype=bool)

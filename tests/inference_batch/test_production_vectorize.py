@@ -543,3 +543,22 @@ def test_stage_timings_add_up_and_the_vectoriser_imports_no_scipy_submodule() ->
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_widths_with_a_cap_are_the_exact_ones_up_to_the_cap() -> None:
+    """With a width cap (the largest width rule) the chamfer distances use a byte per pixel: every width
+    below the cap is the exact one, every other reads as the cap or more — what the width rules see is
+    unchanged."""
+    from inference_batch.production.components import block_components
+
+    rng = np.random.default_rng(3)
+    a = np.full((600, 500), 1, np.uint8)  # patches on the left, a 600 × 260 px field on the right: wider than the cap
+    for _ in range(300):
+        y, x = rng.integers(0, 590), rng.integers(0, 180)
+        a[y : y + rng.integers(1, 60), x : x + rng.integers(1, 60)] = rng.integers(1, 4)
+    exact = block_components(a).wide
+    capped = block_components(a, width_cap_px=100).wide
+    cap = 2 * 255 / 3 + 2
+    assert exact.max() > cap
+    assert np.array_equal(capped, np.minimum(exact, cap))
+    assert np.array_equal(block_components(a, width_cap_px=500).wide, exact)  # a cap beyond the byte: exact
