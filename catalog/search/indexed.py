@@ -25,6 +25,7 @@ into a temporary folder, with a warning that says to publish again.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import json
@@ -34,6 +35,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,20 @@ COLUMNS_CHUNK_ROWS = 65_536  # rows read at a time into the in-memory columns (b
 MAX_WKB_IN_MEMORY = 4096  # footprints larger than this (a département's outline) are read from Parquet when tested
 DUCKDB_THREADS = 1  # one per query: concurrency comes from concurrent requests, each on its own cursor
 RESIDUAL_CHECK_EVERY = 1024  # items loaded between deadline checks when the evaluator takes over
+
+
+_LOADING: weakref.WeakSet[IndexedIndex] = weakref.WeakSet()  # indexes whose columns are being loaded
+
+
+@atexit.register
+def _stop_loaders() -> None:
+    """At exit, before the interpreter stops its daemon threads: stop each loader at its next chunk and wait
+    for it. A thread stopped inside a DuckDB call aborts the process ("exception not rethrown")."""
+    for index in list(_LOADING):
+        index._closing.set()
+        loader = index._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join(timeout=10)
 
 
 class IndexUnavailable(snapshot.SnapshotError):
@@ -176,6 +192,7 @@ class IndexedIndex:
             self.load_columns()
         elif load_columns == "background":
             self._loader = threading.Thread(target=self.load_columns, name="ocsge-index-columns", daemon=True)
+            _LOADING.add(self)
             self._loader.start()
 
     def load_columns(self) -> Columns | None:
@@ -191,6 +208,8 @@ class IndexedIndex:
             except Exception as exc:  # a closed index, or an index this version cannot map: SQL answers
                 log.info("search index columns not loaded into memory (%s): searches go through SQL", exc)
                 return None
+            finally:
+                _LOADING.discard(self)
             log.debug("search index columns in memory: %.1f MB in %.2f s", self.columns.nbytes() / 1e6,
                       time.perf_counter() - started)
         return self.columns

@@ -628,3 +628,26 @@ def test_an_item_holding_a_mark_is_indexed_without_templates(tmp_path: Path) -> 
     req = {"limit": 20}
     assert indexed.search(SearchRequest(**req)).items == memory.search(SearchRequest(**req)).items  # type: ignore[arg-type]
     indexed.close()
+
+
+def test_a_process_that_exits_while_the_columns_load_exits_cleanly(tmp_path: Path) -> None:
+    """The loader thread is stopped and waited for at exit: a daemon thread stopped inside DuckDB aborts the
+    process ("FATAL: exception not rethrown"), which the first version did for a quick CLI search."""
+    import subprocess
+    import sys
+
+    storage = open_storage(tmp_path)
+    snapshot.write(storage, [_collection(c) for c in COLLECTIONS], _items(3000))
+    script = (
+        "import sys\n"
+        "from catalog.search import indexed\n"
+        "indexed.COLUMNS_CHUNK_ROWS = 16  # a slow load, in DuckDB: the process exits in the middle of it\n"
+        "from ocsge.storage import open_storage\n"
+        "from catalog.search.request import SearchRequest\n"
+        "backend = indexed.IndexedBackend(open_storage(sys.argv[1]), asset_base_url='/a')\n"
+        "print(len(backend.search(SearchRequest(limit=3)).items))\n"
+        "print(backend.index().columns is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3", "True"]  # it did exit while the columns were loading
