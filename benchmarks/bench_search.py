@@ -359,6 +359,19 @@ def measure(server: Server, mix: list[dict[str, Any]], clients: int, requests: i
             "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000, "throughput_rps": len(latencies) / wall}
 
 
+# TCP_NODELAY on listening sockets, then `ocsge` (or uvicorn) as usual: see --listener-nodelay
+_NODELAY = (
+    "import socket, sys\n"
+    "_listen = socket.socket.listen\n"
+    "def listen(self, *args):\n"
+    "    if self.family in (socket.AF_INET, socket.AF_INET6):\n"
+    "        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+    "    return _listen(self, *args)\n"
+    "socket.socket.listen = listen\n"
+)
+NODELAY_SHIM = _NODELAY + "from ocsge.cli import main\nmain(sys.argv[1:])\n"
+NODELAY_SHIM_UVICORN = _NODELAY + "import uvicorn.main\nsys.argv[0] = 'uvicorn'\nuvicorn.main.main()\n"
+
 PARTITION_BY_YEAR_ITEMS = 10_000
 
 
@@ -407,9 +420,16 @@ def main() -> None:
     parser.add_argument("--limits", default="50",
                         help="page sizes measured (10 is the API's default: what pystac-client and a plain search "
                              "get unless they ask; 50 a client that asks for more)")
-    parser.add_argument("--server-workers", type=int, default=1,
+    parser.add_argument("--server-workers", default="1",
                         help="worker processes of the embedded and pgstac servers (`ocsge serve --workers N`) and "
-                             "of stac-fastapi-pgstac's (uvicorn --workers N)")
+                             "of stac-fastapi-pgstac's (uvicorn --workers N); a list (1,2) serves the embedded "
+                             "backend once per count (rows `embedded wN`; `embedded` is the last count, which the "
+                             "other servers use)")
+    parser.add_argument("--listener-nodelay", action="store_true",
+                        help="start every server with TCP_NODELAY on its listening socket (inherited by the "
+                             "accepted ones). A listening socket made with protocol 0 — `ocsge serve --workers N` "
+                             "and uvicorn --workers N make theirs so — gets no TCP_NODELAY from asyncio, and each "
+                             "response then waits ≈ 40 ms for the client's delayed ACK (Nagle)")
     parser.add_argument("--root", default=None,
                         help="publish the catalogue into this folder and keep it (a rerun with the same --items "
                              "reuses its search index instead of rebuilding it); default a temporary folder")
@@ -427,11 +447,15 @@ def main() -> None:
     levels = [int(c) for c in args.clients.split(",")]
     limits = [int(k) for k in args.limits.split(",")]
     wanted = args.backends.split(",")
-    workers = max(1, args.server_workers)
+    worker_counts = [max(1, int(w)) for w in args.server_workers.split(",")]
+    workers = worker_counts[-1]
+    launcher = ([sys.executable, "-c", NODELAY_SHIM] if args.listener_nodelay
+                else [sys.executable, "-m", "ocsge.cli"])
 
     results: dict[str, Any] = {"items": args.items, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                                f"Python {platform.python_version()}", "loadavg_start": _loadavg(),
-                               "server_workers": workers, "limits": limits}
+                               "server_workers": workers, "limits": limits, "listener_nodelay": args.listener_nodelay,
+                               "worker_counts": worker_counts}
     t = time.perf_counter()
     items = make_items(args.items)
     results["items"] = len(items)
@@ -480,8 +504,11 @@ def main() -> None:
                 print(kind, "cold start", cold[kind], flush=True)
         servers: dict[str, Server] = {}
         if "embedded" in wanted:
-            servers["embedded"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
-                                          "{port}", "--workers", str(workers)], "/healthz", "/stac")
+            for count in worker_counts:
+                name = "embedded" if count == workers else f"embedded w{count}"
+                servers[name] = Server([*launcher, "serve", "--root", tmp, "--port", "{port}", "--workers",
+                                        str(count)], "/healthz", "/stac")
+            servers["embedded"] = servers.pop("embedded")  # after the other worker counts
         if "memory" in wanted:
             servers["memory"] = Server([sys.executable, __file__, "--serve-memory", tmp, "{port}"], "/healthz", "/stac")
         pg = None
@@ -500,13 +527,14 @@ def main() -> None:
             del snap
             if "pgstac" in wanted:
                 cold["pgstac"] = cold_start("pgstac", tmp, first, dsn)
-                servers["pgstac"] = Server([sys.executable, "-m", "ocsge.cli", "serve", "--root", tmp, "--port",
+                servers["pgstac"] = Server([*launcher, "serve", "--root", tmp, "--port",
                                             "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn, "--workers",
                                             str(workers)], "/healthz", "/stac",
                                            postmaster=Path(pg.dir) / "data" / "postmaster.pid")
             if "stac-fastapi-pgstac" in wanted:
                 servers["stac-fastapi-pgstac"] = Server(
-                    [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
+                    [*([sys.executable, "-c", NODELAY_SHIM_UVICORN] if args.listener_nodelay
+                       else [sys.executable, "-m", "uvicorn"]), "stac_fastapi.pgstac.app:create_app", "--factory",
                      "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--workers",
                      str(workers)], "/_mgmt/ping", "",
                     env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
@@ -571,9 +599,13 @@ def render(r: dict[str, Any], argv: str) -> str:
         f"{r['collections']} collections (101 départements × {MILLESIMES} millésimes × ({PRODUCTS_PER_SLOT} product "
         f"items + prediction blocks)); {r['machine']}; load average {r['loadavg_start']} at start, "
         f"{r['loadavg_end']} at the end (the machine is shared). Each server in its own process (uvicorn, "
-        f"{_workers_text(r.get('server_workers', 1))}); clients (httpx, one thread each) on the same machine over "
+        f"{_workers_text(r.get('server_workers', 1))}"
+        + "".join(f"; `embedded w{w}`: {w} worker(s)" for w in r.get("worker_counts", [])[:-1])
+        + f"); clients (httpx, one thread each) on the same machine over "
         f"127.0.0.1; POST /search, limit {' and '.join(str(k) for k in r.get('limits', [50]))} (the mix names "
-        "end with the limit when several are measured; 10 is the API's default page).",
+        "end with the limit when several are measured; 10 is the API's default page)"
+        + ("; every server's listening socket with TCP_NODELAY (`--listener-nodelay`)." if r.get("listener_nodelay")
+           else "."),
         "",
         "Mixes: **target** = prediction blocks, bbox ≈ 25 × 33 km inside a département, one year "
         "(bbox + collection + datetime); **mix** = a département's bbox over every collection, "
