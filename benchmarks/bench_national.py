@@ -500,11 +500,9 @@ def main() -> None:
     # the installed package's entry points add (``ocsge overviews``)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OCSGE_QUIET": "1"}
     result: dict[str, object] = {"load_average_start": os.getloadavg()[0], "options": vars(opts)}
-    print(
-        f"national rehearsal: {opts.departements} départements × {opts.polygons} polygons under {root} "
-        f"(load average {os.getloadavg()[0]:.1f})",
-        flush=True,
-    )
+    what = "reusing the départements built" if opts.skip_build or opts.skip_chain else (
+        f"{opts.departements} départements × {opts.polygons} polygons")
+    print(f"national rehearsal: {what} under {root} (load average {os.getloadavg()[0]:.1f})", flush=True)
     try:
         if not opts.skip_build:
             root.mkdir(parents=True, exist_ok=True)
