@@ -231,6 +231,29 @@ def test_class_cogs_are_deflate_tiles_every_desktop_gis_reads(tmp_path: Path) ->
         assert level.compression == rasterio.enums.Compression.deflate
 
 
+def test_a_window_of_more_polygons_than_uint16_holds_keeps_every_polygon_apart(tmp_path: Path) -> None:
+    """Positions are burnt in uint16 where a window's polygons fit (the common case, 2.5× cheaper than int32),
+    in int32 beyond: a window of 72 000 one-pixel polygons gives each pixel its own polygon's value."""
+    import geopandas as gpd
+    import shapely
+
+    from inference_batch.products.render import Raster, position_dtype, rasterise
+    from inference_batch.products.spatial import SpatialSource
+
+    assert position_dtype(3_000) == np.uint16 and position_dtype(70_000) == np.int32
+    rows, cols = 240, 300
+    values = (np.arange(rows * cols) * 7919 % 251 + 1).astype(np.uint8)  # wrapped positions would misplace them
+    x0, y0 = 700_000.0, 6_600_000.0
+    cells = [shapely.box(x0 + c, y0 + rows - r - 1, x0 + c + 1, y0 + rows - r)
+             for r in range(rows) for c in range(cols)]
+    frame = gpd.GeoDataFrame({"v": values}, geometry=cells, crs=2154)
+    out = tmp_path / "cells.tif"
+    rasterise(SpatialSource(frame, columns=["v"]), [Raster(out, {}, lambda f: f["v"].to_numpy(np.uint8))],
+              resolution=1.0, bounds=(x0, y0, x0 + cols, y0 + rows), window=512, quiet=True, workers=1)
+    with rasterio.open(out) as src:
+        assert np.array_equal(src.read(1), values.reshape(rows, cols))
+
+
 def test_overviews_of_a_ragged_grid_pick_a_pixel_of_their_own_footprint(tmp_path: Path) -> None:
     """Where the size is not a multiple of a factor, each overview pixel is still one pixel of the full
     raster inside its footprint (a class the map has there, never an invented one), the last partial
