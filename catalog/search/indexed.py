@@ -10,10 +10,10 @@ the blobs file (50 small ranges) and rendered as the in-memory index renders the
 
 The common search — collections, bbox or intersects, datetime, the default order, no filter — skips SQL
 once the index's small columns are in memory (:class:`Columns`: bounds, interval, rank, blob ranges and the
-WKB of footprints that are not boxes, ≈ 80 bytes an item, loaded by a background thread after the open so
-the first answers do not wait for it): the same predicates as the SQL, on numpy arrays. A DuckDB query
-over Parquet costs 3–8 ms whatever it returns (planning, reading and decompressing row groups); the
-arrays answer the same search in well under a millisecond at 10⁵ items.
+WKB of footprints that are not boxes: ≈ 180 bytes an item with 5-vertex blocks; loaded by a background thread
+after the open, so the first answers do not wait for it): the same predicates as the SQL, on numpy arrays.
+A DuckDB query over Parquet costs 3–8 ms whatever it returns (planning, reading and decompressing row
+groups); the arrays answer the same search in well under a millisecond at 10⁵ items.
 
 When a filter or sort has a part SQL cannot express with the same meaning, the candidates that the rest of
 the request leaves are loaded into an :class:`~catalog.search.embedded.EmbeddedIndex` and the request runs
