@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from catalog.snapshot_keys import PREFIX, resolve_key
 from ocsge.errors import OcsgeError
 from ocsge.storage import Storage
 
-PREFIX = "stac/snapshot/"
+__all__ = ["PREFIX", "resolve_key"]  # re-exported: the snapshot's readers import them from here
 INDEX_KEY = PREFIX + "index.json"
 COLLECTIONS_KEY = PREFIX + "collections.json"
 ITEMS_KEY = PREFIX + "items.ndjson.gz"
@@ -159,16 +160,3 @@ def iter_items(raw: bytes) -> Iterator[bytes]:
             yield line
 
 
-def resolve_key(base: str, href: str) -> str | None:
-    """Storage key of an href relative to the key prefix ``base`` (None when absolute or outside the root)."""
-    if "://" in href or href.startswith("/"):
-        return None
-    parts = [p for p in base.split("/") if p]
-    for part in href.split("/"):
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/".join(parts) or None

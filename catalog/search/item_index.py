@@ -133,7 +133,7 @@ def _epoch_of_strings(values: list[Any]) -> np.ndarray | None:
 def template(line: bytes, snapshot_prefix: str) -> bytes | None:
     """The blob of one snapshot line (see the module docstring); None when the item's text already holds a
     mark (then the index is written without templates)."""
-    from catalog.snapshot import resolve_key
+    from catalog.snapshot_keys import resolve_key
 
     if b"\\u0000" in line or b"\x00" in line:
         return None
@@ -230,7 +230,7 @@ def build(lines: Sequence[bytes], etag: str, folder: Path) -> IndexMeta:
     order = np.lexsort((rank, h, np.array([coll_codes[c] for c in colls], dtype=np.int64)))
 
     # blobs in physical order, after the shared dictionary
-    from catalog.snapshot import PREFIX
+    from catalog.snapshot_keys import PREFIX
 
     blobs: list[bytes] = []
     templates = True
