@@ -14,7 +14,11 @@ Build (each département in its own processes, ``--jobs`` at a time):
    25 m, so that 96 départements build in about 20 minutes on 2 idle cores — the per-département COG count
    and layout, which is what a low-zoom tile pays for, are real; their pixel count is not;
 
-then ``ocsge publish`` once and ``ocsge overviews`` (the national overview slabs of every raster layer).
+then the national path, each verb timed (``national_path_steps``): ``ocsge national-tiles`` (``--pmtiles``:
+the national vector tiles of the measured millésime), ``ocsge publish --no-overviews`` (the catalogue) and
+``ocsge overviews`` (the national overview slabs of every raster layer, which ``ocsge publish`` runs by
+default); then S01 re-rendered (``--force``) and the same verbs again: what republishing one département costs
+the national path. The storage size per top-level folder is recorded.
 
 Measure: the server of ``ocsge serve`` (its uvicorn configuration, ``services/server.py``) over the root, with
 ``--workers`` processes (``1,2``: each count in turn, same tiles; several: pre-fork, as ``ocsge serve --workers``);
@@ -100,12 +104,17 @@ def write_deliveries(root: str, dep_code: str, folder: Path) -> None:
         )
 
 
-def run(args: list[str], env: dict[str, str]) -> float:
+def run_output(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run a verb; its wall time and its standard output (a failure stops the rehearsal, saying where)."""
     t0 = time.perf_counter()
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(args)}\n{(proc.stdout + proc.stderr)[-4000:]}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, proc.stdout
+
+
+def run(args: list[str], env: dict[str, str]) -> float:
+    return run_output(args, env)[0]
 
 
 def build_departement(
@@ -194,43 +203,66 @@ def build(root: Path, tmp: Path, opts: argparse.Namespace, env: dict[str, str]) 
         )
     if opts.chain_only:
         return {"departements": len(deps), "chain_wall_min": round(chain / 60, 1), "per_departement": deps}
-    publish = run([ocsge, "publish", "--root", str(root)], env)
-    national = run([ocsge, "overviews", "--root", str(root)], env)
-    # one département republished (its COGs rewritten, then published): what that costs the national path
+    first_build = national_path(ocsge, root, opts.pmtiles, env)
+    # one département republished: its COGs (and PMTiles) rewritten, then the national path brought up to date
     first = synthetic_code(0)
-    run(
-        [
-            ocsge,
-            "render",
-            "-d",
-            first,
-            "--layers",
-            "couverture,usage",
-            "--resolution",
-            str(opts.resolution),
-            "--no-tiles",
-            "--force",
-            "--root",
-            str(root),
-        ],
-        env,
-    )
-    run([ocsge, "publish", "--root", str(root)], env)
-    republish = run([ocsge, "overviews", "--root", str(root), "-d", first], env)
+    render = [ocsge, "render", "-d", first, "--layers", "couverture,usage", "--resolution", str(opts.resolution)]
+    render_one = run(render + ([] if opts.pmtiles else ["--no-tiles"]) + ["--force", "--root", str(root)], env)
+    republish = national_path(ocsge, root, opts.pmtiles, env)
     summary = {
         "departements": len(deps),
         "chain_wall_min": round(chain / 60, 1),
-        "publish_s": round(publish, 1),
-        "national_full_s": round(national, 1),
-        "national_one_departement_s": round(republish, 1),
+        "first_build_s": first_build,
+        "render_one_departement_s": round(render_one, 1),
+        "republish_one_departement_s": republish,
+        "storage_mb": storage_mb(root),
         "per_departement": deps,
     }
     print(
-        f"built {len(deps)} départements in {chain / 60:.1f} min (jobs {opts.jobs}); publish {publish:.1f} s; "
-        f"national overviews {national:.1f} s (all), {republish:.1f} s (one département)",
+        f"built {len(deps)} départements in {chain / 60:.1f} min (jobs {opts.jobs}); national path, first build: "
+        f"{first_build}; after {first} re-rendered ({render_one:.1f} s): {republish}; storage {summary['storage_mb']}",
         flush=True,
     )
     return summary
+
+
+def national_path_steps(ocsge: str, root: Path, vector: bool) -> list[tuple[str, list[str]]]:
+    """The verbs that bring the national path up to date after départements changed, in order, each timed
+    on its own: the national vector tiles (``vector``: the measured layer's product and millésime), then the
+    catalogue (after them: it lists the national files), then the national overview slabs. ``ocsge publish``
+    runs the slabs after its catalogue by default; here ``--no-overviews`` and ``ocsge overviews`` time the
+    two apart (the slabs' step would otherwise find nothing left to do)."""
+    common = ["--root", str(root)]
+    steps = []
+    if vector:
+        tiles = [ocsge, "national-tiles", "--kind", "occupation", "-m", str(YEARS[0]), *common]
+        steps.append(("national_tiles", tiles))
+    steps.append(("publish", [ocsge, "publish", "--no-overviews", *common]))
+    steps.append(("overviews", [ocsge, "overviews", *common]))
+    return steps
+
+
+def national_path(ocsge: str, root: Path, vector: bool, env: dict[str, str]) -> dict[str, object]:
+    """Seconds per step of :func:`national_path_steps`, their total, and the slabs the overviews redrew."""
+    timings: dict[str, object] = {}
+    for name, args in national_path_steps(ocsge, root, vector):
+        seconds, out = run_output(args, env)
+        timings[f"{name}_s"] = round(seconds, 1)
+        if name == "overviews":  # one line per layer: product, layer, "N rebuilt", "M slabs"
+            timings["slabs_rebuilt"] = sum(int(f.split()[0]) for line in out.splitlines()
+                                           for f in line.split("\t") if f.endswith(" rebuilt"))
+    timings["total_s"] = round(sum(v for k, v in timings.items() if k.endswith("_s")), 1)  # type: ignore[misc]
+    return timings
+
+
+def storage_mb(root: Path) -> dict[str, float]:
+    """Megabytes under ``root`` per top-level folder (what the rehearsal stored, national files included)."""
+    sizes: dict[str, float] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            top = path.relative_to(root).parts[0]
+            sizes[top] = sizes.get(top, 0.0) + path.stat().st_size / 1e6
+    return {k: round(v, 1) for k, v in sorted(sizes.items())} | {"total": round(sum(sizes.values()), 1)}
 
 
 # --- measure -----------------------------------------------------------------------------------------
