@@ -45,8 +45,10 @@ block, so that they run as map and reduce jobs (:mod:`inference_batch.production
    (:func:`~inference_batch.production.components.trace_regions`: the pieces GDAL's polygoniser gives,
    with a vertex where a boundary turns, at junctions and along the block's edges — a noded coverage),
    without reading the raster again;
-4. **assembly** (reduce): pieces of a region cut by block edges are united (``coverage_union_all``) so
-   that no polygon is cut by a block edge; the few small buildings near a block edge are enlarged on the
+4. **assembly** (reduce): pieces of a region cut by block edges are joined by their seam edges
+   (:mod:`inference_batch.production.seams`: the polygons tracing the whole raster in one block would give,
+   vertex for vertex; GEOS's ``coverage_union_all`` only where the join cannot prove its input) so that no
+   polygon is cut by a block edge; the few small buildings near a block edge are enlarged on the
    polygons (:func:`enlarge_built`, the same pixels) and the polygons they touch renoded; the whole
    coverage is then simplified with ``shapely.coverage_simplify`` (shared edges simplified once: no gaps,
    no overlaps). Documented differences from the earlier one-vertex-per-corner polygons: none before the
@@ -92,6 +94,7 @@ from inference_batch.production.components import (
     trace_polygons,
     trace_regions,
 )
+from inference_batch.production.seams import Grid, stitch
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import code_for_value, raster_value
 from ocsge.progress import progress
@@ -659,6 +662,7 @@ class VectorizeReport:
     after_sieve: int = 0
     built_enlarged: int = 0
     polygons: int = 0
+    seam_fallbacks: int = 0  # regions united by coverage_union_all: the seam join could not prove its pieces
     zone_construite: list[shapely.Geometry] = field(default_factory=list)  # map coordinates
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time of the process per stage
@@ -968,6 +972,12 @@ def enlarge_built(
     return len(small)
 
 
+def block_grid(mosaic: Mosaic) -> Grid:
+    """The seam lines of the mosaic's blocks and its extent, for :func:`assemble`."""
+    blocks = ((b.row_off, b.col_off, b.height, b.width) for b in mosaic.blocks)
+    return Grid.of_blocks(blocks, mosaic.width, mosaic.height)
+
+
 def assemble(
     pieces: dict[int, list[shapely.Geometry]],
     region_cls: np.ndarray,
@@ -978,16 +988,16 @@ def assemble(
     simplify: float,
     report: VectorizeReport,
     enlarged: np.ndarray | None = None,
+    grid: Grid | None = None,
 ) -> tuple[list[shapely.Geometry], np.ndarray]:
-    """Pass 4 (reduce): pieces of a region cut by block edges united, small built regions enlarged, the
+    """Pass 4 (reduce): pieces of a region cut by block edges joined (:func:`~inference_batch.production.
+    seams.stitch`; ``grid``: the blocks' edges, :func:`block_grid`), small built regions enlarged, the
     coverage simplified and put in map coordinates. ``pieces`` is emptied on the way (memory: each copy of
     the coverage is dropped as soon as the next one is made)."""
-    with report.stage("stitch"):
-        ids = sorted(pieces)
-        geoms = []
-        for i in ids:
-            p = pieces.pop(i)
-            geoms.append(p[0] if len(p) == 1 else shapely.coverage_union_all(p))
+    with report.stage("stitch"):  # joined by their seam edges; GEOS's coverage union where that cannot be proven
+        stitched = stitch(pieces, grid)
+        ids, geoms, report.seam_fallbacks = stitched.ids, stitched.geoms, stitched.fallbacks
+        del stitched
         idx = np.array(ids, dtype=np.int64)
         values = region_cls[idx] if ids else np.zeros(0, np.uint16)
     with report.stage("enlarge"):
@@ -1080,6 +1090,7 @@ def vectorize_mosaic(
         simplify,
         report,
         np.array(enlarged, dtype=np.int64),
+        block_grid(mosaic),
     )
     return geoms, values, report
 

@@ -40,6 +40,7 @@ from inference_batch.production.vectorize import (
     Sieved,
     VectorizeReport,
     assemble,
+    block_grid,
     block_polygons,
     map_block,
     reduce_blocks,
@@ -244,7 +245,7 @@ def reduce_assemble(
     umi: UMI,
     simplify: float,  # type: ignore[no-untyped-def]
 ) -> tuple[list[shapely.Geometry], np.ndarray, VectorizeReport]:
-    """Stage 4: the pieces of all blocks united across seams, enlarged buildings, simplified coverage."""
+    """Stage 4: the pieces of all blocks joined across seams, enlarged buildings, simplified coverage."""
     sieved = load_sieved(storage, prefix)
     report = VectorizeReport(
         pixels=mosaic.width * mosaic.height, components=sieved.components, after_sieve=len(sieved.region_cls)
@@ -261,7 +262,16 @@ def reduce_assemble(
                 pieces.setdefault(rid, []).append(geom)
     done = np.concatenate(enlarged) if enlarged else np.zeros(0, np.int64)
     geoms, values = assemble(
-        pieces, sieved.region_cls, sieved.region_area, umi, mosaic.transform, mosaic.res, simplify, report, done
+        pieces,
+        sieved.region_cls,
+        sieved.region_area,
+        umi,
+        mosaic.transform,
+        mosaic.res,
+        simplify,
+        report,
+        done,
+        block_grid(mosaic),
     )
     return geoms, values, report
 
