@@ -438,7 +438,15 @@ def main() -> None:
                         help="after the pgstac servers, tune the database (pgstac readonly: no search bookkeeping "
                              "writes; collections over 10 000 items partitioned by year; ANALYZE) and measure both "
                              "pgstac servers again (rows `… +tuned`; `… +api-hydrate`: stac-fastapi-pgstac with "
-                             "USE_API_HYDRATE too)")
+                             "USE_API_HYDRATE too; `… +response-models`: and ENABLE_RESPONSE_MODELS=true, whose "
+                             "pydantic serialisation replaces FastAPI's jsonable_encoder walk of the page)")
+    parser.add_argument("--pgstac-workers", type=int, default=None,
+                        help="worker processes of the two pgstac servers (default: the last --server-workers)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="requests sent to each server at the highest client count before its measured rows, "
+                             "not counted (taken from the end of the mix: none of them is measured), so every "
+                             "worker, connection pool and PostgreSQL backend is warm — pgstac compiles its PL/pgSQL "
+                             "once per backend, 20–40 ms of CPU on a backend's first search")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS_catalog.md")
     parser.add_argument("--serve-memory", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,13 +458,15 @@ def main() -> None:
     wanted = args.backends.split(",")
     worker_counts = [max(1, int(w)) for w in args.server_workers.split(",")]
     workers = worker_counts[-1]
+    pg_workers = args.pgstac_workers or workers
     launcher = ([sys.executable, "-c", NODELAY_SHIM] if args.listener_nodelay
                 else [sys.executable, "-m", "ocsge.cli"])
 
     results: dict[str, Any] = {"items": args.items, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                                f"Python {platform.python_version()}", "loadavg_start": _loadavg(),
                                "server_workers": workers, "limits": limits, "listener_nodelay": args.listener_nodelay,
-                               "worker_counts": worker_counts}
+                               "worker_counts": worker_counts, "pgstac_workers": pg_workers,
+                               "warmup": args.warmup, "warmup_clients": max(levels)}
     t = time.perf_counter()
     items = make_items(args.items)
     results["items"] = len(items)
@@ -530,14 +540,14 @@ def main() -> None:
                 cold["pgstac"] = cold_start("pgstac", tmp, first, dsn)
                 servers["pgstac"] = Server([*launcher, "serve", "--root", tmp, "--port",
                                             "{port}", "--backend", "pgstac", "--pgstac-dsn", dsn, "--workers",
-                                            str(workers)], "/healthz", "/stac",
+                                            str(pg_workers)], "/healthz", "/stac",
                                            postmaster=Path(pg.dir) / "data" / "postmaster.pid")
             if "stac-fastapi-pgstac" in wanted:
                 servers["stac-fastapi-pgstac"] = Server(
                     [*([sys.executable, "-c", NODELAY_SHIM_UVICORN] if args.listener_nodelay
                        else [sys.executable, "-m", "uvicorn"]), "stac_fastapi.pgstac.app:create_app", "--factory",
                      "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--workers",
-                     str(workers)], "/_mgmt/ping", "",
+                     str(pg_workers)], "/_mgmt/ping", "",
                     env={"PGUSER": pg.user, "PGPASSWORD": "", "PGHOST": pg.host, "PGPORT": str(pg.port),
                          "PGDATABASE": "pgstac", "ENABLE_RESPONSE_MODELS": "false"},
                     postmaster=Path(pg.dir) / "data" / "postmaster.pid")
@@ -551,6 +561,12 @@ def main() -> None:
                             servers[f"{name} +tuned +api-hydrate"] = Server(
                                 server.cmd_template, server.health, server.prefix,
                                 {**server.env, "USE_API_HYDRATE": "true"}, server.postmaster)
+                            # and its response models: the page serialised by pydantic instead of FastAPI's
+                            # jsonable_encoder, which walks every value (≈ 2/3 of its Python CPU at limit 50)
+                            servers[f"{name} +tuned +api-hydrate +response-models"] = Server(
+                                server.cmd_template, server.health, server.prefix,
+                                {**server.env, "USE_API_HYDRATE": "true", "ENABLE_RESPONSE_MODELS": "true"},
+                                server.postmaster)
         try:
             if len(servers) > 1 and "embedded" in servers:
                 with contextlib.ExitStack() as stack:
@@ -566,6 +582,9 @@ def main() -> None:
                     tuned = True
                 with server:
                     httpx.post(f"{server.url}/search", json={"limit": 1}, timeout=120).raise_for_status()
+                    if args.warmup:
+                        warm = next(iter(mixes.values()))[::-1][:args.warmup]
+                        measure(server, warm, max(levels), len(warm))
                     runs[name] = {mix: [measure(server, queries, c, args.requests) for c in levels]
                                   for mix, queries in mixes.items()}
                     rss[name] = server.rss_mb()
@@ -657,7 +676,14 @@ def render(r: dict[str, Any], argv: str) -> str:
     if "pgstac_tuning" in r:
         lines.append(f"- `+tuned`: pgstac tuned after the first pgstac rows ({'; '.join(r['pgstac_tuning'])}) in "
                      f"{r['pgstac_tuning_s']:.1f} s, then the pgstac servers measured again; `+api-hydrate`: "
-                     "stac-fastapi-pgstac with `USE_API_HYDRATE=true` (items hydrated in Python, not in SQL).")
+                     "stac-fastapi-pgstac with `USE_API_HYDRATE=true` (items hydrated in Python, not in SQL); "
+                     "`+response-models`: and `ENABLE_RESPONSE_MODELS=true` (pages serialised by pydantic, not walked "
+                     "by FastAPI's jsonable_encoder; same JSON).")
+    if r.get("warmup"):
+        lines.append(f"- Warm-up: {r['warmup']} requests per server at {r['warmup_clients']} clients before its "
+                     "rows, not counted (queries from the end of the mix, none of them measured).")
+    if r.get("pgstac_workers") and r["pgstac_workers"] != r.get("server_workers"):
+        lines.append(f"- pgstac servers with {r['pgstac_workers']} worker processes.")
     if "answer_differences" in r:
         lines.append("- Same answers: of the first 40 target searches, pages whose ids differ from the embedded "
                      f"backend's: {r['answer_differences']}.")
