@@ -232,6 +232,7 @@ def child(kind: str, raster: str, steps_px: list[int]) -> dict[str, object]:
             components=report.components,
             regions=report.after_sieve,
             built_enlarged=report.built_enlarged,
+            seam_fallbacks=report.seam_fallbacks,  # regions GEOS had to unite: the seam join could not prove them
             stages_s={k: round(v, 3) for k, v in report.seconds.items()},
             stages_cpu_s={k: round(v, 3) for k, v in report.cpu_seconds.items()},
             min_area_m2=float(areas.min()) if len(areas) else None,

@@ -298,8 +298,8 @@ def _inside(x: np.ndarray, y: np.ndarray, s: int, e: int, px: float, py: float) 
 @numba.njit(cache=True, nogil=True)
 def _shells_and_holes(x: np.ndarray, y: np.ndarray, start: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """Per open ring: its polygon (shells numbered in order) and whether it is a hole — a hole belongs to
-    the smallest shell that holds the midpoint of its first edge (not on any other ring: edges do not
-    overlap, and a midpoint is no corner)."""
+    the only shell whose bounding box holds its own, else to the smallest that holds the midpoint of its
+    first edge (not on any other ring: edges do not overlap, and a midpoint is no corner)."""
     n = len(start) - 1
     area = np.zeros(n, np.int64)
     box = np.empty((n, 4), np.int64)
@@ -319,21 +319,26 @@ def _shells_and_holes(x: np.ndarray, y: np.ndarray, start: np.ndarray) -> tuple[
         return STRAY_HOLE, polygon, hole
     for k in range(len(shells)):
         polygon[shells[k]] = k
+    candidates = np.empty(len(shells), np.int64)
     for h in np.flatnonzero(hole):
-        if len(shells) == 1:
-            polygon[h] = 0
-            continue
-        s = start[h]
-        j = s + 1 if s + 1 < start[h + 1] else s
-        px, py = (x[s] + x[j]) / 2.0, (y[s] + y[j]) / 2.0
-        best = -1
+        n = 0  # the shells whose box holds the hole's: the hole lies in one of them (the region is around it)
         for sh in shells:
-            if box[sh, 0] > box[h, 0] or box[sh, 1] > box[h, 1] or box[sh, 2] < box[h, 2] or box[sh, 3] < box[h, 3]:
-                continue
-            if (best < 0 or area[sh] < area[best]) and _inside(x, y, start[sh], start[sh + 1], px, py):
-                best = sh
-        if best < 0:
+            if np.all(box[sh, :2] <= box[h, :2]) and np.all(box[sh, 2:] >= box[h, 2:]):
+                candidates[n] = sh
+                n += 1
+        if n == 0:
             return STRAY_HOLE, polygon, hole
+        best = candidates[0]
+        if n > 1:  # the smallest that holds the midpoint of the hole's first edge
+            s = start[h]
+            px, py = (x[s] + x[s + 1]) / 2.0, (y[s] + y[s + 1]) / 2.0
+            best = -1
+            for sh in candidates[:n][np.argsort(area[candidates[:n]])]:
+                if _inside(x, y, start[sh], start[sh + 1], px, py):
+                    best = sh
+                    break
+            if best < 0:
+                return STRAY_HOLE, polygon, hole
         polygon[h] = polygon[best]
     return OK, polygon, hole
 

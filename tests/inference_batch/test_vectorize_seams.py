@@ -63,6 +63,16 @@ def _blobs(shape: tuple[int, int], seed: int) -> np.ndarray:
     return a
 
 
+def _nested() -> np.ndarray:
+    """A frame of 1 around 2 around an island of 1 around 3: region 1 has two shells, and the hole of the
+    island lies in the boxes of both (the smallest that holds it is its shell)."""
+    a = np.full((12, 12), 1, np.uint8)
+    a[2:10, 2:10] = 2
+    a[4:8, 4:8] = 1
+    a[5:7, 5:7] = 3
+    return a
+
+
 def _same(g: shapely.Geometry, h: shapely.Geometry) -> bool:
     """The same rings with the same vertices (in any order and from any start)."""
     return bool(shapely.equals_exact(shapely.normalize(g), shapely.normalize(h), 0.0))
@@ -76,6 +86,7 @@ def _same(g: shapely.Geometry, h: shapely.Geometry) -> bool:
         (_noise((40, 40), 2, seed=3), 8),  # two values and nodata: dense corner contacts
         (_blobs((90, 70), seed=4), 16),
         (_blobs((90, 70), seed=5), 9),
+        (_nested(), 5),
     ],
 )
 def test_joined_pieces_are_the_whole_raster_traced_in_one_block(raster: np.ndarray, block: int) -> None:
