@@ -69,7 +69,7 @@ class _Rings:
     ``polygon`` per ring (0…, shells and holes of a polygon together), ``hole`` per ring, ``region`` per
     polygon (non-decreasing); ``turn``: whether the boundary turns at each vertex."""
 
-    x: np.ndarray  # int64
+    x: np.ndarray  # int32
     y: np.ndarray
     start: np.ndarray
     turn: np.ndarray
@@ -86,7 +86,7 @@ def _failed(
     code: int,
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     z = np.zeros(0, np.int64)
-    return code, z, z.copy(), z.copy(), np.zeros(0, np.bool_), z.copy(), z.copy()
+    return code, np.zeros(0, np.int32), np.zeros(0, np.int32), z, np.zeros(0, np.bool_), z.copy(), z.copy()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -166,15 +166,15 @@ def _join_rings(
             k += 1
     corners = np.unique(tail)  # every head is the tail of the ring's next edge
     nv = len(corners)
-    tid = np.searchsorted(corners, tail)
-    hid = np.searchsorted(corners, head)
+    tid = np.searchsorted(corners, tail).astype(np.int32)  # int32 from here on: corners and edges < 2³¹
+    hid = np.searchsorted(corners, head).astype(np.int32)
     tail = np.zeros(0, np.int64)  # freed: the kernel's memory is a few arrays of the edges
     head = np.zeros(0, np.int64)
-    cx = corners // span + x0
-    cy = corners % span + y0
+    cx = (corners // span + x0).astype(np.int32)
+    cy = (corners % span + y0).astype(np.int32)
     corners = np.zeros(0, np.int64)
     # 2. cancel each edge against its reverse: sort the edges on their (undirected) pair of corners
-    pair = np.minimum(tid, hid) * nv + np.maximum(tid, hid)
+    pair = np.minimum(tid, hid).astype(np.int64) * nv + np.maximum(tid, hid)
     order = np.argsort(pair)
     alive = np.ones(n_seg, np.bool_)
     i = 0
@@ -193,8 +193,8 @@ def _join_rings(
     order = np.zeros(0, np.int64)
     # the seam lines: where edges were cancelled
     vertical = cx[tid] == cx[hid]
-    seam_x = np.unique(cx[tid[~alive & vertical]])
-    seam_y = np.unique(cy[tid[~alive & ~vertical]])
+    seam_x = np.unique(cx[tid[~alive & vertical]]).astype(np.int64)
+    seam_y = np.unique(cy[tid[~alive & ~vertical]]).astype(np.int64)
     # the edges left must not overlap along a line (they would, were a seam not noded on both sides)
     xspan = cx.max() - x0 + 1
     if _overlapping(tid, hid, cx, cy, np.flatnonzero(alive & vertical), x0, y0, span) or _overlapping(
@@ -212,7 +212,7 @@ def _join_rings(
         if ptr[v + 1] > 2:
             return _failed(BRANCHING)
         ptr[v + 1] += ptr[v]
-    adj = np.empty(n_alive, np.int64)
+    adj = np.empty(n_alive, np.int32)
     fill = ptr[:-1].copy()
     direction = np.empty(n_seg, np.int8)
     for s in range(n_seg):
@@ -221,10 +221,10 @@ def _join_rings(
             fill[tid[s]] += 1
             direction[s] = _direction(cx[hid[s]] - cx[tid[s]], cy[hid[s]] - cy[tid[s]])
     used = ~alive
-    pos = np.full(nv, -1, np.int64)  # the place of a corner on the current path, −1 when not on it
-    path = np.empty(n_alive + 1, np.int64)
+    pos = np.full(nv, -1, np.int32)  # the place of a corner on the current path, −1 when not on it
+    path = np.empty(n_alive + 1, np.int32)
     out_dir = np.empty(n_alive + 1, np.int8)  # the direction of the edge leaving each corner of the path
-    out_v = np.empty(n_alive, np.int64)
+    out_v = np.empty(n_alive, np.int32)
     out_turn = np.empty(n_alive, np.bool_)
     out_start = np.empty(n_alive + 1, np.int64)
     m = rings = 0
@@ -409,7 +409,8 @@ def _open_rings(geoms: Sequence[shapely.Geometry]) -> _Rings | None:
     keep[start[1:] - 1] = False  # the closing vertices
     x, y = x[keep], y[keep]
     open_start = start - np.arange(len(start))
-    return _Rings(x, y, open_start, _ring_turns(x, y, open_start), ring_part, ~exterior, part_geom)
+    turn = _ring_turns(x, y, open_start)
+    return _Rings(x.astype(np.int32), y.astype(np.int32), open_start, turn, ring_part, ~exterior, part_geom)
 
 
 def _geometries(rings: _Rings, keep: np.ndarray, n_regions: int) -> np.ndarray:
