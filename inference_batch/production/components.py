@@ -497,6 +497,124 @@ def _connected(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _contract(
+    mapping: np.ndarray,
+    m: int,
+    area: np.ndarray,
+    inside: np.ndarray,
+    wide: np.ndarray,
+    frozen: np.ndarray,
+    cls: np.ndarray,
+    key: np.ndarray,
+    largest: bool,
+    eu: np.ndarray,
+    ev: np.ndarray,
+    elen: np.ndarray,
+):  # type: ignore[no-untyped-def]
+    n = len(mapping)
+    g_area = np.zeros(m, np.int64)
+    g_inside = np.zeros(m, np.float64)
+    g_wide = np.zeros(m if len(wide) else 0, np.float64)
+    g_frozen = np.zeros(m if len(frozen) else 0, np.bool_)
+    g_cls = np.zeros(m, np.uint16)
+    best = np.full(m, -1, np.int64)
+    for i in range(n):  # in index order: the same float sums as np.bincount
+        g = mapping[i]
+        g_area[g] += area[i]
+        g_inside[g] += inside[i]
+        if len(wide) and wide[i] > g_wide[g]:
+            g_wide[g] = wide[i]
+        if len(frozen) and frozen[i]:
+            g_frozen[g] = True
+        if largest:
+            b = best[g]
+            if b < 0 or key[i] > key[b]:  # ties: the lowest index, met first
+                best[g] = i
+        else:
+            g_cls[g] = cls[i]  # "first": the members share their class; the last one written, as numpy's
+    if largest:
+        for g in range(m):
+            if best[g] >= 0:
+                g_cls[g] = cls[best[g]]
+    # edges between groups, aggregated in (lo, hi) order: two stable counting sorts, by hi then by lo
+    lo = np.empty(len(eu), np.int64)
+    hi = np.empty(len(eu), np.int64)
+    ln = np.empty(len(eu), np.int64)
+    k = 0
+    for e in range(len(eu)):
+        u, v = mapping[eu[e]], mapping[ev[e]]
+        if u != v:
+            lo[k], hi[k], ln[k] = min(u, v), max(u, v), elen[e]
+            k += 1
+    pos = np.zeros(m + 1, np.int64)
+    for t in range(k):
+        pos[hi[t] + 1] += 1
+    for g in range(m):
+        pos[g + 1] += pos[g]
+    by_hi = np.empty(k, np.int64)
+    for t in range(k):
+        by_hi[pos[hi[t]]] = t
+        pos[hi[t]] += 1
+    pos[:] = 0
+    for t in range(k):
+        pos[lo[t] + 1] += 1
+    for g in range(m):
+        pos[g + 1] += pos[g]
+    order = np.empty(k, np.int64)
+    for j in range(k):
+        t = by_hi[j]
+        order[pos[lo[t]]] = t
+        pos[lo[t]] += 1
+    out_u = np.empty(k, np.int64)
+    out_v = np.empty(k, np.int64)
+    out_l = np.zeros(k, np.int64)
+    r = -1
+    for j in range(k):
+        t = order[j]
+        if r < 0 or lo[t] != out_u[r] or hi[t] != out_v[r]:
+            r += 1
+            out_u[r], out_v[r] = lo[t], hi[t]
+        out_l[r] += ln[t]
+    r += 1
+    return g_cls, g_area, g_inside, g_wide, g_frozen, out_u[:r].copy(), out_v[:r].copy(), out_l[:r].copy()
+
+
+def contract_graph(
+    mapping: np.ndarray,
+    cls: np.ndarray,
+    area: np.ndarray,
+    inside: np.ndarray,
+    wide: np.ndarray | None,
+    frozen: np.ndarray | None,
+    eu: np.ndarray,
+    ev: np.ndarray,
+    elen: np.ndarray,
+    key: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
+    """The graph of the groups ``mapping`` (node → group 0…m−1) in one pass over nodes and edges: each group's
+    class (of its member of largest ``key`` — ties: the lowest node —, or, without ``key``, of its members,
+    which share it), area and zone construite share (sums), width (widest member), frozen (any); its edges
+    (lo < hi) in ascending order with their lengths summed — what sorting the edge keys and
+    ``np.add.reduceat`` give, without the sort."""
+    m = int(mapping.max()) + 1 if len(mapping) else 0
+    g_cls, g_area, g_inside, g_wide, g_frozen, gu, gv, gl = _contract(
+        np.asarray(mapping, np.int64),
+        m,
+        np.asarray(area, np.int64),
+        np.asarray(inside, np.float64),
+        np.zeros(0) if wide is None else np.asarray(wide, np.float64),
+        np.zeros(0, np.bool_) if frozen is None else np.asarray(frozen, np.bool_),
+        np.asarray(cls, np.uint16),
+        np.zeros(0) if key is None else np.asarray(key, np.float64),
+        key is not None,
+        np.asarray(eu, np.int64),
+        np.asarray(ev, np.int64),
+        np.asarray(elen, np.int64),
+    )
+    return g_cls, g_area, g_inside, None if wide is None else g_wide, None if frozen is None else g_frozen, gu, gv, gl
+
+
 def connected_labels(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Node → component (0…m−1) of the undirected graph with edges (u, v), numbered in the order of their
     smallest node — as ``scipy.sparse.csgraph.connected_components`` numbers them."""

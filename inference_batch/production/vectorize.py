@@ -84,6 +84,7 @@ from inference_batch.production.components import (
     choose_neighbours,
     coarse_window,
     connected_labels,
+    contract_graph,
     edt_squared,
     inside_counts,
     label_boxes,
@@ -412,28 +413,13 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def contract(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight: np.ndarray | None = None) -> Graph:
     """The graph whose nodes are the groups of ``mapping``; a group's class is its largest member's (by
-    ``weight`` when given, else by area). A group's width is its widest member's."""
-    m = int(mapping.max()) + 1 if len(mapping) else 0
-    area = np.bincount(mapping, weights=graph.area, minlength=m).astype(np.int64)
-    inside = np.bincount(mapping, weights=graph.zc, minlength=m)
-    wide = None
-    if graph.wide is not None:
-        wide = np.zeros(m)
-        np.maximum.at(wide, mapping, graph.wide)
-    frozen = None
-    if graph.frozen is not None:
-        frozen = np.bincount(mapping, weights=graph.frozen, minlength=m) > 0
-    cls = np.zeros(m, dtype=np.uint16)
-    if cls_rule == "first":
-        cls[mapping] = graph.cls
-    else:  # largest member (ties: lowest id), by sorting members by area
-        key = graph.area if weight is None else weight
-        order = np.lexsort((-np.arange(graph.n), key, mapping))  # last of each group = largest
-        last = np.concatenate([np.nonzero(np.diff(mapping[order]))[0], [len(order) - 1]]) if len(order) else order
-        cls[mapping[order[last]]] = graph.cls[order[last]]
-    u, v = mapping[graph.eu], mapping[graph.ev]
-    keep = u != v
-    eu, ev, elen = _aggregate_edges(_edge_keys(u[keep], v[keep]), graph.elen[keep])
+    ``weight`` when given, else by area; ties: the lowest node) or, with ``cls_rule="first"``, its members'
+    (they share it). A group's width is its widest member's. One numba pass
+    (:func:`~inference_batch.production.components.contract_graph`: no sort of nodes or edges per round)."""
+    key = None if cls_rule == "first" else (graph.area if weight is None else weight)
+    cls, area, inside, wide, frozen, eu, ev, elen = contract_graph(
+        mapping, graph.cls, graph.area, graph.zc, graph.wide, graph.frozen, graph.eu, graph.ev, graph.elen, key
+    )
     return Graph(cls, area, inside, wide, eu, ev, elen, frozen)
 
 

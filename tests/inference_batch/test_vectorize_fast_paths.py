@@ -1,0 +1,114 @@
+"""Fast paths of the vectoriser against the ways they replace: the graph contraction of the sieve in one numba
+pass (was: sorts of nodes and edges per round), on random graphs and on a small speckled raster."""
+
+from __future__ import annotations
+
+import numpy as np
+from affine import Affine
+
+from inference_batch.production.vectorize import UMI, Graph, Mosaic, contract, sieve_graph, vectorize_mosaic
+from ocsge.nomenclature import raster_value
+
+GRASS = raster_value("couverture", "CS2.2.1")
+FOREST = raster_value("couverture", "CS2.1.1.1")
+ROAD = raster_value("couverture", "CS1.1.1.2")
+BUILT = raster_value("couverture", "CS1.1.1.1")
+WATER = raster_value("couverture", "CS1.2.2")
+ONE_M = Affine(1.0, 0, 700000, 0, -1.0, 6600000)
+
+
+def _contract_by_sorting(graph: Graph, mapping: np.ndarray, cls_rule: str = "largest", weight=None) -> Graph:  # type: ignore[no-untyped-def]
+    """The previous ``contract``: bincounts, ``np.maximum.at``, a lexsort of the nodes, a sort of the edge keys."""
+    m = int(mapping.max()) + 1 if len(mapping) else 0
+    area = np.bincount(mapping, weights=graph.area, minlength=m).astype(np.int64)
+    inside = np.bincount(mapping, weights=graph.zc, minlength=m)
+    wide = None
+    if graph.wide is not None:
+        wide = np.zeros(m)
+        np.maximum.at(wide, mapping, graph.wide)
+    frozen = None
+    if graph.frozen is not None:
+        frozen = np.bincount(mapping, weights=graph.frozen, minlength=m) > 0
+    cls = np.zeros(m, dtype=np.uint16)
+    if cls_rule == "first":
+        cls[mapping] = graph.cls
+    else:
+        key = graph.area if weight is None else weight
+        order = np.lexsort((-np.arange(graph.n), key, mapping))
+        last = np.concatenate([np.nonzero(np.diff(mapping[order]))[0], [len(order) - 1]]) if len(order) else order
+        cls[mapping[order[last]]] = graph.cls[order[last]]
+    u, v = mapping[graph.eu], mapping[graph.ev]
+    keep = u != v
+    lo, hi = np.minimum(u[keep], v[keep]), np.maximum(u[keep], v[keep])
+    keys, lengths = (lo << 32) | hi, graph.elen[keep]
+    if len(keys):
+        order = np.argsort(keys, kind="stable")
+        keys, lengths = keys[order], lengths[order]
+        starts = np.concatenate([[0], np.nonzero(np.diff(keys))[0] + 1])
+        eu, ev, elen = keys[starts] >> 32, keys[starts] & 0xFFFFFFFF, np.add.reduceat(lengths, starts)
+    else:
+        eu = ev = elen = np.zeros(0, np.int64)
+    return Graph(cls, area, inside, wide, eu, ev, elen, frozen)
+
+
+def _random_graph(rng: np.random.Generator, n: int, with_optional: bool) -> Graph:
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, n, (3 * n, 2)).tolist() if p[0] != p[1]}
+    eu, ev = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T
+    return Graph(
+        rng.integers(0, 5, n).astype(np.uint16),
+        rng.integers(1, 4, n).astype(np.int64),  # few values: ties between members
+        rng.random(n) * rng.integers(0, 3, n),
+        rng.integers(1, 6, n).astype(np.float64) if with_optional else None,
+        eu,
+        ev,
+        rng.integers(1, 5, len(eu)).astype(np.int64),
+        rng.random(n) < 0.2 if with_optional else None,
+    )
+
+
+def _assert_same_graph(a: Graph, b: Graph) -> None:
+    for name in ("cls", "area", "zc", "eu", "ev", "elen"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    for name in ("wide", "frozen"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), name
+
+
+def test_contraction_in_one_pass_equals_the_sorting_one() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(1, 80))
+        graph = _random_graph(rng, n, with_optional=bool(trial % 2))
+        mapping = rng.integers(0, max(1, n // 3), n).astype(np.int64)
+        mapping = np.unique(mapping, return_inverse=True)[1].astype(np.int64)  # groups 0…m−1, all used
+        weight = rng.random(n).round(1) if trial % 3 == 0 else None  # ties in the weight too
+        for rule in ("largest", "first"):
+            expected = _contract_by_sorting(graph, mapping, rule, weight)
+            _assert_same_graph(contract(graph, mapping, rule, weight), expected)
+
+
+def test_sieve_with_the_one_pass_contraction_equals_the_sorting_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The whole sieve (area steps, then widths) and the polygons of a speckled raster: the same either way."""
+    import inference_batch.production.vectorize as vectorize
+
+    rng = np.random.default_rng(3)
+    a = np.full((300, 300), GRASS, dtype=np.uint8)
+    a[:150, :150] = FOREST
+    a[150:, 150:] = WATER
+    for _ in range(900):
+        y, x = rng.integers(0, 300, 2)
+        dy, dx = rng.integers(1, 9, 2)
+        a[y : y + dy, x : x + dx] = rng.choice([GRASS, FOREST, ROAD, WATER, BUILT])
+    mosaic = Mosaic.from_array(a, ONE_M, "EPSG:2154", 128)
+    fast = vectorize_mosaic(mosaic, simplify=0.5)
+    with monkeypatch.context() as patch:
+        patch.setattr(vectorize, "contract", _contract_by_sorting)
+        slow = vectorize_mosaic(mosaic, simplify=0.5)
+    assert fast[2].components > 500 and len(fast[0]) == len(slow[0]) > 3
+    assert np.array_equal(fast[1], slow[1])
+    assert all(g.equals_exact(h, 0) for g, h in zip(fast[0], slow[0], strict=True))
+    graph = Graph(np.array([3, 3, 4], np.uint16), np.array([1, 1, 500]), np.zeros(3), None)
+    graph.eu, graph.ev, graph.elen = np.array([0, 1]), np.array([2, 2]), np.array([1, 1])
+    sieved, mapping = sieve_graph(graph, UMI(), 1.0)
+    assert sieved.n == 1 and sieved.cls[0] == 4 and sieved.area[0] == 502 and np.array_equal(mapping, [0, 0, 0])
