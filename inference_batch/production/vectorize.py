@@ -693,17 +693,44 @@ def _enlarge_margin(target: int) -> int:
 def _take_nearest(window: np.ndarray, label: int, target: int, takeable: np.ndarray) -> np.ndarray | None:
     """The flat indices of the ``window`` pixels that region ``label`` takes to reach ``target`` pixels:
     the nearest to it (Euclidean distance transform; ties in raster order) whose label is ``takeable``
-    (never nodata, never another built surface); None when it already has enough."""
+    (never nodata, never another built surface), ascending in raster order among equals; None when it
+    already has enough.
+
+    Looked for first in a band around the region's box just wide enough for what it needs (its box's
+    perimeter times the band's width), a few times fewer pixels than the window: every pixel nearer to the
+    region than the band's width lies in the band, so when the band holds ``need`` eligible pixels that near
+    they are the ones the whole window gives (raster order in the band is the window's) — else the window."""
     own = window == label
     need = target - int(own.sum())
     if need <= 0:
         return None
+    h, w = window.shape
+    rows, cols = np.flatnonzero(own.any(axis=1)), np.flatnonzero(own.any(axis=0))
+    if len(rows):
+        band = 2 + math.ceil(1.5 * need / (2 * (rows[-1] - rows[0] + cols[-1] - cols[0] + 2)))
+        r0, r1 = max(0, rows[0] - band), min(h, rows[-1] + 1 + band)
+        c0, c1 = max(0, cols[0] - band), min(w, cols[-1] + 1 + band)
+        if (r1 - r0) * (c1 - c0) < h * w:
+            take = _nearest(window[r0:r1, c0:c1], own[r0:r1, c0:c1], need, takeable, band * band)
+            if take is not None:
+                ty, tx = np.divmod(take, c1 - c0)
+                return (ty + r0) * w + tx + c0
+    return _nearest(window, own, need, takeable, None)
+
+
+def _nearest(
+    window: np.ndarray, own: np.ndarray, need: int, takeable: np.ndarray, within: int | None
+) -> np.ndarray | None:
+    """The ``need`` eligible pixels of ``window`` nearest to ``own`` (all of them when fewer); with
+    ``within`` (a squared distance), None unless ``need`` of them are that near."""
     eligible = (window > 0) & ~own & takeable[window]
     dist = edt_squared(own)  # squared: the same order, ties included
     cand = np.flatnonzero(eligible.ravel())
+    d = dist.ravel()[cand]
+    if within is not None and np.count_nonzero(d <= within) < need:
+        return None
     if need >= len(cand):
         return cand
-    d = dist.ravel()[cand]
     # the `need` nearest, ties in raster order: a stable sort's first `need`, as a set, without sorting
     cut = np.partition(d, need - 1)[need - 1]
     nearer = d < cut

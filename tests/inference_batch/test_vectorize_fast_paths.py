@@ -112,3 +112,40 @@ def test_sieve_with_the_one_pass_contraction_equals_the_sorting_one(monkeypatch)
     graph.eu, graph.ev, graph.elen = np.array([0, 1]), np.array([2, 2]), np.array([1, 1])
     sieved, mapping = sieve_graph(graph, UMI(), 1.0)
     assert sieved.n == 1 and sieved.cls[0] == 4 and sieved.area[0] == 502 and np.array_equal(mapping, [0, 0, 0])
+
+
+def test_nearest_pixels_looked_for_in_a_band_first_are_the_whole_windows() -> None:
+    """``_take_nearest`` looks in a band around the building first: the same pixels, in the same order, as
+    the distance transform of the whole window (a stable sort of the distances), whether the band holds
+    enough eligible pixels or not (nodata and other buildings around: it falls back to the window)."""
+    from scipy import ndimage
+
+    import inference_batch.production.vectorize as vectorize
+
+    rng = np.random.default_rng(5)
+    calls = {"band": 0, "window": 0}
+    real = vectorize._nearest
+
+    def counting(window, own, need, takeable, within):  # type: ignore[no-untyped-def]
+        calls["band" if within is not None else "window"] += 1
+        return real(window, own, need, takeable, within)
+
+    vectorize._nearest = counting
+    try:
+        for trial in range(40):
+            window = rng.integers(0, 4, (90, 80)).astype(np.int32)
+            if trial % 2:  # mostly unavailable around it: the band is not enough
+                window[rng.random(window.shape) < 0.85] = 3
+            y, x = (int(v) for v in rng.integers(20, 50, 2))
+            window[y : y + 12, x : x + int(rng.integers(5, 20))] = 5
+            takeable = np.array([False, True, True, False, False, False])  # 0 nodata, 3 built: never taken
+            own = window == 5
+            target = int(own.sum()) + int(rng.integers(1, 900))
+            take = vectorize._take_nearest(window, 5, target, takeable)
+            cand = np.flatnonzero(((window > 0) & ~own & takeable[window]).ravel())
+            dist = ndimage.distance_transform_edt(~own).ravel()[cand]
+            expected = np.sort(cand[np.argsort(dist, kind="stable")[: target - int(own.sum())]])
+            assert np.array_equal(np.sort(take), expected)
+    finally:
+        vectorize._nearest = real
+    assert calls["band"] > 10 and calls["window"] > 5  # both ways were taken
