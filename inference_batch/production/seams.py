@@ -362,7 +362,7 @@ def _ring_turns(x: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
 def _closed_rings(
     geoms: Sequence[shapely.Geometry],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The rings of the polygons of ``geoms``: x, y (int64, with each ring's closing vertex), ring starts,
+    """The rings of the polygons of ``geoms``: x, y (int32, with each ring's closing vertex), ring starts,
     which rings are shells, the polygon of each ring and the geometry of each polygon; None when a corner
     is off the grid."""
     parts, part_geom = shapely.get_parts(np.asarray(geoms, dtype=object), return_index=True)
@@ -372,7 +372,7 @@ def _closed_rings(
     del rings
     if not (np.all(coords == np.round(coords)) and np.all(coords >= 0) and np.all(coords < 2**31)):
         return None
-    x, y = coords[:, 0].astype(np.int64), coords[:, 1].astype(np.int64)
+    x, y = coords[:, 0].astype(np.int32), coords[:, 1].astype(np.int32)
     del coords
     start = np.zeros(len(ring_part) + 1, np.int64)
     np.cumsum(np.bincount(vertex_ring, minlength=len(ring_part)), out=start[1:])
@@ -409,8 +409,7 @@ def _open_rings(geoms: Sequence[shapely.Geometry]) -> _Rings | None:
     keep[start[1:] - 1] = False  # the closing vertices
     x, y = x[keep], y[keep]
     open_start = start - np.arange(len(start))
-    turn = _ring_turns(x, y, open_start)
-    return _Rings(x.astype(np.int32), y.astype(np.int32), open_start, turn, ring_part, ~exterior, part_geom)
+    return _Rings(x, y, open_start, _ring_turns(x, y, open_start), ring_part, ~exterior, part_geom)
 
 
 def _geometries(rings: _Rings, keep: np.ndarray, n_regions: int) -> np.ndarray:
