@@ -263,15 +263,21 @@ def zc_cell(mosaic: Mosaic, umi: UMI) -> int:
 
 
 def zone_construite_mask(
-    mosaic: Mosaic, umi: UMI, advance: Callable[..., None] | None = None
+    mosaic: Mosaic, umi: UMI, advance: Callable[..., None] | None = None, first: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, int]:
-    """Coarse boolean zone construite (``zc_res`` cells) from the built pixels, and the cell size in pixels."""
+    """Coarse boolean zone construite (``zc_res`` cells) from the built pixels, and the cell size in pixels.
+    The blocks are read last to first, so that the pixels of the first one, which the next pass starts with,
+    can be handed on (in ``first``) instead of read again."""
     k = zc_cell(mosaic, umi)
     built = np.zeros((math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)), dtype=bool)
-    for b in mosaic.blocks:
-        mark_built(b.read(), umi.built_values, b.row_off, b.col_off, k, built)
+    for b in reversed(mosaic.blocks):  # marking cells does not depend on the order
+        data = b.read()
+        mark_built(data, umi.built_values, b.row_off, b.col_off, k, built)
         if advance:
             advance(b.height * b.width)
+    if first is not None and mosaic.blocks:
+        first.append(data)
+    del data
     return envelope(built, k * mosaic.res, umi), k
 
 
@@ -523,7 +529,9 @@ class BlockGraph:
         return self.runs.width
 
 
-def map_block(mosaic: Mosaic, block: RasterBlock, zc: np.ndarray, k: int, umi: UMI) -> BlockGraph:
+def map_block(
+    mosaic: Mosaic, block: RasterBlock, zc: np.ndarray, k: int, umi: UMI, data: np.ndarray | None = None
+) -> BlockGraph:
     """Pass 1 on one block: components, widths, zone construite share (``zc``: the coarse cells of
     ``coarse_window(block)``), then the sieve of the components that lie wholly inside the block.
 
@@ -532,9 +540,12 @@ def map_block(mosaic: Mosaic, block: RasterBlock, zc: np.ndarray, k: int, umi: U
     neighbours. Small interior components therefore merge in this block's rounds, before the seam
     components are sieved in the reduce: near seams only, the order of merges can differ from a sieve of
     the whole graph at once (a documented difference). What remains — the groups of the block — is a few
-    hundred nodes per block, so the reduce holds a graph bounded by the number of blocks, not of pixels."""
+    hundred nodes per block, so the reduce holds a graph bounded by the number of blocks, not of pixels.
+    ``data``: the block's pixels when already read."""
     widest = max([umi.width, *(m for _, m in umi.widths)]) / mosaic.res  # the largest width rule, px
-    bc = block_components(block.read(), width_cap_px=widest)  # the pixels are dropped once the runs are made
+    data = block.read() if data is None else data
+    bc = block_components(data, width_cap_px=widest)
+    del data  # the pixels are dropped once the runs are made
     r0, c0, _, _ = coarse_window(block.row_off, block.col_off, block.height, block.width, k)
     inside = inside_counts(bc.runs, bc.n, zc, k, block.row_off - r0 * k, block.col_off - c0 * k)
     frozen = np.zeros(bc.n + 1, dtype=bool)
@@ -1052,12 +1063,13 @@ def vectorize_mosaic(
     umi = umi or UMI()
     report = VectorizeReport(pixels=mosaic.width * mosaic.height)
     total = float(report.pixels)
+    read_first: list[np.ndarray] = []  # the first block's pixels, read last by the zone construite
     with report.stage("zone_construite"), progress("zone construite", total=total / 1e6, unit="Mpx") as advance:
         if zc_mask is not None:
             zc, k = zc_mask
             advance(total / 1e6)
         elif zone_construite is None:
-            zc, k = zone_construite_mask(mosaic, umi, lambda n: advance(n / 1e6))
+            zc, k = zone_construite_mask(mosaic, umi, lambda n: advance(n / 1e6), read_first)
         else:
             zc, k = zc_from_vectors(mosaic, zone_construite, umi)
             advance(total / 1e6)
@@ -1066,7 +1078,9 @@ def vectorize_mosaic(
     with report.stage("components"), progress("components", total=total / 1e6, unit="Mpx") as advance:
         for b in mosaic.blocks:
             r0, c0, rows, cols = coarse_window(b.row_off, b.col_off, b.height, b.width, k)
-            blocks.append(map_block(mosaic, b, zc[r0 : r0 + rows, c0 : c0 + cols], k, umi))
+            data = read_first.pop() if read_first else None
+            blocks.append(map_block(mosaic, b, zc[r0 : r0 + rows, c0 : c0 + cols], k, umi, data))
+            del data
             advance(b.height * b.width / 1e6)
     with report.stage("sieve"):
         sieved = reduce_blocks(blocks, umi, mosaic.res**2)
