@@ -4,6 +4,8 @@ pass (was: sorts of nodes and edges per round), on random graphs and on a small 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import shapely
 from affine import Affine
 
 import inference_batch.production.vectorize as vectorize
@@ -175,3 +177,72 @@ def test_the_first_block_is_read_once_and_the_polygons_are_the_same() -> None:
     again, again_values, _ = vectorize_mosaic(mosaic, zc_mask=zc_mask, simplify=0)  # every block read in its pass
     assert np.array_equal(values, again_values) and all(g.equals_exact(h, 0) for g, h in zip(geoms, again, strict=True))
     assert len(geoms) > 3 and report.zone_construite
+
+
+def _staircase_rasters(seed: int):  # type: ignore[no-untyped-def]
+    """Rasters of 0–4 (0 = nodata) with many one-pixel steps: blobs of noise smoothed into ragged shapes,
+    diagonal bands, single pixels, pinches."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    for trial in range(30):
+        h, w = (int(v) for v in rng.integers(8, 60, 2))
+        a = rng.integers(0, 5 if trial % 3 else 4, (h, w)).astype(np.uint8) + (trial % 3 == 0)
+        a = ndimage.median_filter(a, size=int(rng.integers(1, 4)))
+        yy, xx = np.mgrid[0:h, 0:w]
+        a[np.abs(yy - xx - int(rng.integers(-5, 5))) < int(rng.integers(1, 4))] = 4  # a diagonal staircase band
+        yield np.ascontiguousarray(a)
+
+
+def test_straightened_staircases_keep_a_valid_coverage_moved_by_under_a_pixel() -> None:
+    """One-pixel steps removed alike on both sides of every shared boundary: the coverage stays valid (no
+    gap, no overlap, same total area), every polygon moves by under a pixel, junctions and boundaries with
+    nodata keep their vertices, and the result does not depend on the order of the polygons."""
+    from inference_batch.production.components import block_components, relabel_runs, trace_regions
+    from inference_batch.production.staircases import straighten_staircases
+
+    removed = 0
+    for a in _staircase_rasters(seed=21):
+        bc = block_components(a, widths=False)
+        lut = np.arange(bc.n + 1, dtype=np.int32)  # every component its own polygon: many junctions
+        polygons, _ = trace_regions(relabel_runs(bc.runs, lut))
+        out = straighten_staircases(polygons)
+        assert shapely.is_valid(out).all() and shapely.coverage_is_valid(out)
+        assert (shapely.get_type_id(out) == shapely.get_type_id(polygons)).all()
+        assert shapely.area(out).sum() == pytest.approx((a > 0).sum())
+        assert (shapely.hausdorff_distance(out, polygons) < 1).all()
+        # nodata and the raster's edge: their boundary is where it was
+        assert shapely.union_all(out).equals(shapely.union_all(polygons))
+        removed += int(shapely.get_num_coordinates(polygons).sum() - shapely.get_num_coordinates(out).sum())
+        order = np.random.default_rng(len(polygons)).permutation(len(polygons))
+        shuffled = straighten_staircases(polygons[order])
+        assert all(g.equals_exact(h, 0) for g, h in zip(shuffled, out[order], strict=True))
+    assert removed > 500
+
+
+def test_vectorised_coverage_with_straightened_staircases(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The whole chain with a simplification of at least a pixel straightens the steps first: still a valid
+    coverage of every pixel, fewer vertices into the simplification; under a pixel, none straightened."""
+    rng = np.random.default_rng(2)
+    a = np.full((256, 256), GRASS, dtype=np.uint8)
+    yy, xx = np.mgrid[0:256, 0:256]
+    a[(yy - 100) ** 2 + (xx - 120) ** 2 < 70**2] = FOREST
+    a[np.abs(yy - xx + 30) < 12] = WATER  # a diagonal river: staircases on both banks
+    a[rng.random(a.shape) < 0.02] = ROAD  # specks, sieved
+    mosaic = Mosaic.from_array(a, ONE_M, "EPSG:2154", 128)
+    geoms, _, _ = vectorize_mosaic(mosaic, simplify=2.0)
+    arr = np.array(geoms)
+    assert shapely.coverage_is_valid(arr) and shapely.is_valid(arr).all()
+    assert shapely.area(arr).sum() == pytest.approx(256 * 256)
+    seen: list[int] = []
+    real = vectorize.straighten_staircases
+
+    def counting(polygons: np.ndarray) -> np.ndarray:
+        seen.append(len(polygons))
+        return real(polygons)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vectorize, "straighten_staircases", counting)
+        vectorize_mosaic(mosaic, simplify=2.0)
+        vectorize_mosaic(mosaic, simplify=0.5)  # under a pixel: the steps are left to the simplification
+    assert seen == [len(geoms)]
