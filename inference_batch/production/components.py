@@ -170,6 +170,11 @@ def _edges(
     m = 0
     h = len(row_start) - 1
     for r in range(h):
+        # room for this row's records (one per run, two per run of the row above and this one), made here
+        # and not per record: an array reassigned in the inner loops slows them threefold
+        need = m + 2 * (row_start[r + 1] - row_start[r]) + (row_start[r] - row_start[r - 1] if r > 0 else 0)
+        if need > len(eu):
+            eu, ev, el = _grow_to(eu, need), _grow_to(ev, need), _grow_to(el, need)
         for i in range(row_start[r] + 1, row_start[r + 1]):
             u, v = label[i - 1], label[i]
             if u > 0 and v > 0 and u != v:
@@ -177,8 +182,6 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += 1
                 else:
-                    if m == len(eu):  # rare: grown only when full (a reassignment per record costs)
-                        eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, 1
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
@@ -196,8 +199,6 @@ def _edges(
                 if last_v[lo] == hi:
                     el[last_slot[lo]] += overlap
                 else:
-                    if m == len(eu):  # rare: grown only when full (a reassignment per record costs)
-                        eu, ev, el = _grow(eu, m + 1), _grow(ev, m + 1), _grow(el, m + 1)
                     eu[m], ev[m], el[m] = lo, hi, overlap
                     last_v[lo], last_slot[lo] = hi, m
                     m += 1
@@ -773,6 +774,16 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _grow_to(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with room for at least ``size`` items (twice as long at least, its items kept)."""
+    if size <= len(a):
+        return a
+    b = np.empty(max(2 * len(a), size), a.dtype)
+    b[: len(a)] = a
+    return b
+
+
+@numba.njit(cache=True, nogil=True)
 def _left_cell(
     row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: int, x: int, y: int, d: int
 ) -> int:
@@ -809,10 +820,11 @@ def _trace(
     visited = np.zeros(len(col), np.uint8)
     xs = np.empty(1 << 16, np.int32)
     ys = np.empty(1 << 16, np.int32)
-    starts = np.empty(1 << 10, np.int64)
-    ring_piece = np.empty(1 << 10, np.int64)
-    ring_area = np.empty(1 << 10, np.int64)
-    ring_pinch = np.zeros(1 << 10, np.bool_)
+    # a ring starts at a run's left side, each at its own: no more rings than runs
+    starts = np.empty(len(col) + 1, np.int64)
+    ring_piece = np.empty(len(col), np.int64)
+    ring_area = np.empty(len(col), np.int64)
+    ring_pinch = np.zeros(len(col), np.bool_)
     m = 0
     rings = 0
     for r in range(h):
@@ -820,71 +832,18 @@ def _trace(
             p = piece[i]
             if p == 0 or visited[i]:
                 continue
-            x0, y0 = np.int64(col[i]), np.int64(r + 1)
-            starts = _grow(starts, rings + 1)
-            ring_piece = _grow(ring_piece, rings + 1)
-            ring_area = _grow(ring_area, rings + 1)
-            ring_pinch = _grow(ring_pinch, rings + 1)
-            ring_pinch[rings] = False
             starts[rings] = m
-            xs = _grow(xs, m + 1)
-            ys = _grow(ys, m + 1)
-            xs[m], ys[m] = x0, y0  # kept for now; dropped at the end if the ring goes straight through it
-            m += 1
-            x, y, d = x0, y0, 0
-            left = _left_cell(row_start, col, piece, h, w, x0, y0, 0)
-            area = np.int64(0)
-            while True:
-                nx, ny = x + _DX[d], y + _DY[d]
-                if d == 0:
-                    visited[_run_at(row_start, col, ny, x)] = 1
-                area += x * ny - nx * y
-                x, y = nx, ny
-                # the four cells around the corner: above-left, above-right, below-left, below-right
-                ul = _cell(row_start, col, piece, h, w, y - 1, x - 1)
-                ur = _cell(row_start, col, piece, h, w, y - 1, x)
-                dl = _cell(row_start, col, piece, h, w, y, x - 1)
-                dr = _cell(row_start, col, piece, h, w, y, x)
-                if d == 0:
-                    ahead_left, ahead_right = ul, ur
-                elif d == 1:
-                    ahead_left, ahead_right = ur, dr
-                elif d == 2:
-                    ahead_left, ahead_right = dr, dl
-                else:
-                    ahead_left, ahead_right = dl, ul
-                turn = d
-                if ahead_right != p:
-                    if ahead_left == p:  # cells of the piece touching by a corner: the ring may come back here
-                        ring_pinch[rings] = True
-                    turn = (d + 1) % 4
-                elif ahead_left == p:
-                    turn = (d + 3) % 4
-                next_left = (ul, ur, dr, dl)[turn]  # the cell on the left of the edge leaving in `turn`
-                keep = (
-                    every_corner or turn != d or next_left != left or x == 0 or x == w or y == 0 or y == h
-                )
-                d, left = turn, next_left
-                if x == x0 and y == y0 and d == 0:
-                    if not keep:  # the start is no vertex: the ring starts and closes at its next one
-                        for j in range(starts[rings], m - 1):
-                            xs[j], ys[j] = xs[j + 1], ys[j + 1]
-                        m -= 1
-                        x, y = xs[starts[rings]], ys[starts[rings]]
-                    xs = _grow(xs, m + 1)
-                    ys = _grow(ys, m + 1)
-                    xs[m], ys[m] = x, y
-                    m += 1
+            while True:  # the vertex buffers grown here, never in the walk: arrays reassigned in a loop slow it
+                end, area, pinch = _walk(row_start, col, piece, h, w, np.int64(col[i]), np.int64(r + 1), p,
+                                         every_corner, visited, xs, ys, m)  # fmt: skip
+                if end >= 0:
                     break
-                if keep:
-                    xs = _grow(xs, m + 1)
-                    ys = _grow(ys, m + 1)
-                    xs[m], ys[m] = x, y
-                    m += 1
+                xs, ys = _grow_to(xs, 2 * len(xs)), _grow_to(ys, 2 * len(ys))
+            m = end
             ring_piece[rings] = p
             ring_area[rings] = area
+            ring_pinch[rings] = pinch
             rings += 1
-    starts = _grow(starts, rings + 1)
     starts[rings] = m
     return (
         xs[:m].copy(),
@@ -894,6 +853,82 @@ def _trace(
         ring_area[:rings].copy(),
         ring_pinch[:rings].copy(),
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(
+    row_start: np.ndarray,
+    col: np.ndarray,
+    piece: np.ndarray,
+    h: int,
+    w: int,
+    x0: int,
+    y0: int,
+    p: int,
+    every_corner: bool,
+    visited: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    m: int,
+) -> tuple[int, int, bool]:
+    """One ring of piece ``p`` from corner (x0, y0) going up (:func:`_trace`), its vertices written from
+    ``xs[m]``, ``ys[m]``: (the end of its vertices, twice its signed area, whether it pinches); an end of −1
+    when the buffers are full — walked again with more room, it marks the same edges visited."""
+    start = m
+    cap = len(xs)
+    if m >= cap:
+        return -1, 0, False
+    xs[m], ys[m] = x0, y0  # kept for now; dropped at the end if the ring goes straight through it
+    m += 1
+    x, y, d = x0, y0, 0
+    left = _left_cell(row_start, col, piece, h, w, x0, y0, 0)
+    area = np.int64(0)
+    pinch = False
+    while True:
+        nx, ny = x + _DX[d], y + _DY[d]
+        if d == 0:
+            visited[_run_at(row_start, col, ny, x)] = 1
+        area += x * ny - nx * y
+        x, y = nx, ny
+        # the four cells around the corner: above-left, above-right, below-left, below-right
+        ul = _cell(row_start, col, piece, h, w, y - 1, x - 1)
+        ur = _cell(row_start, col, piece, h, w, y - 1, x)
+        dl = _cell(row_start, col, piece, h, w, y, x - 1)
+        dr = _cell(row_start, col, piece, h, w, y, x)
+        if d == 0:
+            ahead_left, ahead_right = ul, ur
+        elif d == 1:
+            ahead_left, ahead_right = ur, dr
+        elif d == 2:
+            ahead_left, ahead_right = dr, dl
+        else:
+            ahead_left, ahead_right = dl, ul
+        turn = d
+        if ahead_right != p:
+            if ahead_left == p:  # cells of the piece touching by a corner: the ring may come back here
+                pinch = True
+            turn = (d + 1) % 4
+        elif ahead_left == p:
+            turn = (d + 3) % 4
+        next_left = (ul, ur, dr, dl)[turn]  # the cell on the left of the edge leaving in `turn`
+        keep = every_corner or turn != d or next_left != left or x == 0 or x == w or y == 0 or y == h
+        d, left = turn, next_left
+        if x == x0 and y == y0 and d == 0:
+            if not keep:  # the start is no vertex: the ring starts and closes at its next one
+                for j in range(start, m - 1):
+                    xs[j], ys[j] = xs[j + 1], ys[j + 1]
+                m -= 1
+                x, y = xs[start], ys[start]
+            if m >= cap:
+                return -1, 0, False
+            xs[m], ys[m] = x, y
+            m += 1
+            return m, area, pinch
+        if keep:
+            if m >= cap:
+                return -1, 0, False
+            xs[m], ys[m] = x, y
+            m += 1
 
 
 def _split_at_pinches(xy: np.ndarray) -> list[np.ndarray]:

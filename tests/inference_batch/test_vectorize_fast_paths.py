@@ -246,3 +246,17 @@ def test_vectorised_coverage_with_straightened_staircases(monkeypatch) -> None: 
         vectorize_mosaic(mosaic, simplify=2.0)
         vectorize_mosaic(mosaic, simplify=0.5)  # under a pixel: the steps are left to the simplification
     assert seen == [len(geoms)]
+
+
+def test_tracer_buffers_grown_between_rings_hold_every_ring() -> None:
+    """The tracer grows its vertex buffers between rings (a ring that does not fit is walked again): on a
+    noise raster with more vertices than the first buffer holds, every component is one polygon of its
+    exact area, valid, with a vertex at every pixel corner of its boundary."""
+    from inference_batch.production.components import block_components, trace_polygons
+
+    a = np.random.default_rng(9).integers(1, 4, (260, 260)).astype(np.uint8)
+    bc = block_components(a, widths=False)
+    polygons, labels = trace_polygons(bc.runs, np.arange(bc.n + 1, dtype=np.int32), every_corner=True)
+    assert shapely.get_num_coordinates(polygons).sum() > 1 << 16  # past the first buffer
+    assert len(polygons) == bc.n and np.array_equal(np.sort(labels), np.arange(1, bc.n + 1))
+    assert np.array_equal(shapely.area(polygons), bc.area[labels - 1]) and shapely.is_valid(polygons).all()
