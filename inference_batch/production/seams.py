@@ -50,6 +50,7 @@ OVERLAP = 3  # two edges along one line that overlap without being the same: a s
 BRANCHING = 4  # a corner with more than two edges out
 OPEN_CHAIN = 5  # the edges left do not close into rings
 STRAY_HOLE = 6  # a hole in no shell, or no shell at all
+SINGLE_CHUNK = 4096  # regions of one piece read at a time (memory: their rings, not the whole coverage's)
 
 
 @dataclass
@@ -512,25 +513,33 @@ def stitch(pieces: dict[int, list[shapely.Geometry]], grid: Grid | None = None) 
         for k, rings in joined.items():
             geoms[k] = _geometries(rings, np.ones(len(rings.x), bool), 1)[0]
         return Stitched(ids, geoms, n_joined, fallbacks)
-    # the regions traced in one piece that reach a seam line: they hold vertices along it too
-    touching = np.zeros(0, np.int64)
-    single_rings = None
+    # the regions traced in one piece that reach a seam line: they hold vertices along it too; read in
+    # chunks, twice (their corners that stay, then thinned), rather than held as rings all at once
+    chunks: list[np.ndarray] = []
     if single:
         b = shapely.bounds(np.array([geoms[k] for k in single], dtype=object))
         touching = np.array(single, np.int64)[_between(sx, b[:, 0], b[:, 2]) | _between(sy, b[:, 1], b[:, 3])]
-        if len(touching):
-            single_rings = _open_rings([geoms[k] for k in touching])
-            if single_rings is None:  # off the grid (not the tracer's): left as they are
-                as_they_are.extend(touching.tolist())
+        del b
+        chunks = [touching[j : j + SINGLE_CHUNK] for j in range(0, len(touching), SINGLE_CHUNK)]
 
     def on_seam(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return _sorted_in(x, sx) | _sorted_in(y, sy)
 
-    # the corners of seam lines that stay: where a boundary turns, and every vertex of a region left as it is
-    stay = [np.zeros(0, np.int64)]
-    for rings in [*joined.values(), *([single_rings] if single_rings is not None else [])]:
+    def turns_on_seams(rings: _Rings) -> np.ndarray:
         mark = rings.turn & on_seam(rings.x, rings.y)
-        stay.append(_keys(rings.x[mark], rings.y[mark]))
+        return _keys(rings.x[mark], rings.y[mark])
+
+    # the corners of seam lines that stay: where a boundary turns, and every vertex of a region left as it is
+    stay = [np.zeros(0, np.int64), *(turns_on_seams(rings) for rings in joined.values())]
+    on_grid = []
+    for chunk in chunks:
+        rings = _open_rings([geoms[k] for k in chunk])
+        if rings is None:  # off the grid (not the tracer's): left as they are
+            as_they_are.extend(chunk.tolist())
+        else:
+            stay.append(turns_on_seams(rings))
+            on_grid.append(chunk)
+        del rings
     for k in as_they_are:
         xy = shapely.get_coordinates(geoms[k])
         xy = xy[np.all(xy == np.round(xy), axis=1) & np.all(xy >= 0, axis=1)].astype(np.int64)
@@ -547,7 +556,9 @@ def stitch(pieces: dict[int, list[shapely.Geometry]], grid: Grid | None = None) 
 
     for k in list(joined):
         geoms[k] = thinned(joined.pop(k), 1)[0]
-    if single_rings is not None:
-        for k, g in zip(touching.tolist(), thinned(single_rings, len(touching)), strict=True):
-            geoms[k] = g
+    for chunk in on_grid:
+        rings = _open_rings([geoms[k] for k in chunk])
+        if rings is not None:  # as above
+            for k, g in zip(chunk.tolist(), thinned(rings, len(chunk)), strict=True):
+                geoms[k] = g
     return Stitched(ids, geoms, n_joined, fallbacks)

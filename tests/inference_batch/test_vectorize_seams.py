@@ -9,6 +9,7 @@ import pytest
 import shapely
 from affine import Affine
 
+from inference_batch.production import seams
 from inference_batch.production.components import block_components, relabel_runs, trace_regions
 from inference_batch.production.seams import Grid, stitch
 from inference_batch.production.vectorize import Mosaic, vectorize_mosaic
@@ -89,7 +90,10 @@ def _same(g: shapely.Geometry, h: shapely.Geometry) -> bool:
         (_nested(), 5),
     ],
 )
-def test_joined_pieces_are_the_whole_raster_traced_in_one_block(raster: np.ndarray, block: int) -> None:
+def test_joined_pieces_are_the_whole_raster_traced_in_one_block(
+    raster: np.ndarray, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seams, "SINGLE_CHUNK", 3)  # the regions of one piece read a few at a time
     pieces, grid = _blocks(raster, block)
     copies = {v: list(p) for v, p in pieces.items()}
     cut = sum(len(p) > 1 for p in pieces.values())
@@ -156,6 +160,14 @@ def test_pieces_the_join_cannot_prove_are_united_by_geos_and_their_seam_vertices
     assert (4.0, 2.0) in set(map(tuple, shapely.get_coordinates(one).tolist()))
     # region 2 keeps the corner region 1 kept, though no boundary turns there: still a noded coverage
     assert (4.0, 2.0) in set(map(tuple, shapely.get_coordinates(two).tolist()))
+    assert shapely.coverage_is_valid(np.array(stitched.geoms))
+    # a region of one piece off the grid is left as it is, and its corners on seam lines stay in the others
+    pieces, grid = _blocks(a, 4)
+    off_grid = shapely.Polygon([(0, 2), (4, 2), (8, 2), (8, 4), (4, 4), (0, 4), (0, 3.5)])
+    pieces[2] = [off_grid]
+    stitched = stitch(pieces, grid)
+    assert stitched.fallbacks == 0 and stitched.geoms[1] is off_grid
+    assert (4.0, 2.0) in set(map(tuple, shapely.get_coordinates(stitched.geoms[0]).tolist()))
     assert shapely.coverage_is_valid(np.array(stitched.geoms))
     # off the grid (not the tracer's pieces): united by GEOS too
     off = {1: [shapely.box(0, 0, 1.5, 1), shapely.box(1.5, 0, 3, 1)]}
