@@ -13,16 +13,15 @@ share an edge (in one block they would be one piece). Hence the join, per region
    touching by that corner only), it turns left, hugging the cell it came along — the tracer's
    4-connectivity — and a loop closed at a corner visited before is cut off there, so that every ring is
    simple (a shell and the hole that touches it at a corner are two rings, as the tracer gives them);
-4. rings with positive area are shells, the others holes, each hole given to the smallest shell holding
-   the midpoint of one of its edges (bounding boxes first).
+4. rings with positive area are shells, the others holes, each hole given to the only shell whose bounding
+   box holds its own, else to the smallest shell holding the midpoint of one of its edges.
 
-Then the vertices the seams left behind: a pixel corner on a seam line (a line along which edges were
-cancelled) where the boundary goes straight through is a vertex only because the tracer keeps every
-corner along a block's edges. It is dropped — in every polygon at once, so that neighbours keep sharing
-their vertices — unless a boundary turns there (a junction: one of the polygons meeting there turns) or it
-lies on the edge of the mosaic: the polygons are then those that tracing the whole raster in one block
-would give, vertex for vertex (the seam lines and the mosaic's extent come from the block grid,
-:class:`Grid`).
+Then the vertices the seams left behind: a pixel corner on a seam line (a block edge inside the mosaic,
+:class:`Grid`, or any line along which edges were cancelled) where the boundary goes straight through is
+a vertex only because the tracer keeps every corner along a block's edges. It is dropped — in every
+polygon at once, so that neighbours keep sharing their vertices — unless a boundary turns there (a
+junction: one of the polygons meeting there turns) or it lies on the edge of the mosaic: the polygons are
+then those that tracing the whole raster in one block would give, vertex for vertex.
 
 Where a region's pieces break those guarantees — a corner that is not on the grid, an edge that is not
 axis-parallel, an edge held twice the same way, edges along one line that overlap without being the same
@@ -31,7 +30,8 @@ axis-parallel, an edge held twice the same way, edges along one line that overla
 in every neighbour. The result stays a correctly noded coverage for ``shapely.coverage_simplify``.
 
 Why: on a 1 Gpx raster whose regions span dozens of 4 096² blocks, ``coverage_union_all`` held +171 MB of
-segment tables over the traced pieces; the join holds each region's edges as a few integer arrays.
+segment tables over the traced pieces (RSS 316 → 487 MB) and took 1.8 s; the join holds each region's edges
+as a few int32 arrays (316 → 384 MB, 0.9 s), the coverage simplification after it setting the peak.
 """
 
 from __future__ import annotations
