@@ -215,52 +215,54 @@ def _widths(
 ) -> np.ndarray:
     """Per label 1…n: 2·d + 2 px, d the largest chamfer distance of its pixels to its boundary pixels.
     ``dist``: (h + 2) × (w + 2) filled with ``far``, where the distances saturate (padded by one pixel of
-    ``far`` on each side: no bounds tests in the scans)."""
+    ``far`` on each side: no bounds tests in the scans). Sums in int32 (not the int64 numba would promote
+    the buffer's bytes to: wider vectors), the boundary of a row marked first; each row's runs read their
+    largest distance as soon as the backward pass has made it final."""
     h, w = data.shape
+    edge = np.empty(w, np.bool_)
+    step, diag = np.int32(CHAMFER_STEP), np.int32(CHAMFER_DIAG)
     for r in range(h):  # boundary pixels are 0; forward pass
         up = data[r - 1] if r > 0 else data[r]
         down = data[r + 1] if r + 1 < h else data[r]
         row = data[r]
         here = dist[r + 1]
         above = dist[r]
-        # the terms from the row above first (no dependency between columns: vectorised), then the
-        # left-to-right term, the only sequential one
-        for c in range(1, w - 1):
-            v = row[c]
-            edge = (row[c - 1] != v) | (row[c + 1] != v) | (up[c] != v) | (down[c] != v)
-            d = min(above[c + 1] + CHAMFER_STEP, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
-            here[c + 1] = 0 if edge else min(d, far)
-        for c in (0, w - 1):  # the first and last columns: no neighbour beyond the block's edge
-            if c >= w:
-                continue
-            v = row[c]
-            left = row[c - 1] if c > 0 else v
-            right = row[c + 1] if c + 1 < w else v
-            edge = (left != v) | (right != v) | (up[c] != v) | (down[c] != v)
-            d = min(above[c + 1] + CHAMFER_STEP, min(above[c] + CHAMFER_DIAG, above[c + 2] + CHAMFER_DIAG))
-            here[c + 1] = 0 if edge else min(d, far)
+        for c in range(w):  # a 4-neighbour of another value (block edges are no boundary)
+            edge[c] = (up[c] != row[c]) | (down[c] != row[c])
+        for c in range(1, w):
+            change = row[c - 1] != row[c]
+            edge[c] |= change
+            edge[c - 1] |= change
+        # the terms from the row above (no dependency between columns: vectorised), then the left-to-right
+        # term, the only sequential one
+        for c in range(w):
+            d = min(np.int32(above[c + 1]) + step, min(np.int32(above[c]) + diag, np.int32(above[c + 2]) + diag))
+            here[c + 1] = 0 if edge[c] else min(d, far)
+        last = np.int32(here[0])
         for c in range(1, w + 1):
-            here[c] = min(here[c], here[c - 1] + CHAMFER_STEP)
+            last = min(np.int32(here[c]), last + step)
+            here[c] = last
+    best = np.zeros(n + 1, np.int64)
     for r in range(h, 0, -1):  # backward pass, the same way
         here = dist[r]
         below = dist[r + 1]
         for c in range(1, w + 1):
-            e = min(below[c] + CHAMFER_STEP, min(below[c + 1] + CHAMFER_DIAG, below[c - 1] + CHAMFER_DIAG))
-            here[c] = min(here[c], e)
+            e = min(np.int32(below[c]) + step, min(np.int32(below[c + 1]) + diag, np.int32(below[c - 1]) + diag))
+            here[c] = min(np.int32(here[c]), e)
+        last = np.int32(here[w + 1])
         for c in range(w, 0, -1):
-            here[c] = min(here[c], here[c + 1] + CHAMFER_STEP)
-    best = np.zeros(n + 1, np.int64)
-    for r in range(h):  # the largest distance of each run, then of each component
-        end = row_start[r + 1]
-        for i in range(row_start[r], end):
+            last = min(np.int32(here[c]), last + step)
+            here[c] = last
+        end = row_start[r]
+        for i in range(row_start[r - 1], end):  # block row r − 1 is final: the largest distance of its runs
             lab = label[i]
             if lab == 0:
                 continue
             stop = col[i + 1] if i + 1 < end else w
             m = best[lab]
             for c in range(col[i] + 1, stop + 1):
-                if dist[r + 1, c] > m:
-                    m = dist[r + 1, c]
+                if here[c] > m:
+                    m = here[c]
             best[lab] = m
     out = np.empty(n, np.float64)
     for lab in range(1, n + 1):
