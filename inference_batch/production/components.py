@@ -448,12 +448,21 @@ def _built_cells(
     out_c0: int,
 ) -> None:
     h, w = data.shape
+    n = len(is_built)
     for r in range(h):
         cr = (row_off + r) // k - out_r0
-        for c in range(w):
-            v = data[r, c]
-            if v < len(is_built) and is_built[v]:
-                out[cr, (col_off + c) // k - out_c0] = True
+        x = 0
+        while x < w:  # cell by cell: no division per pixel, and a cell already marked is not looked at
+            cell = (col_off + x) // k
+            stop = min(w, (cell + 1) * k - col_off)
+            cc = cell - out_c0
+            if not out[cr, cc]:
+                for c in range(x, stop):
+                    v = data[r, c]
+                    if v < n and is_built[v]:
+                        out[cr, cc] = True
+                        break
+            x = stop
 
 
 def mark_built(

@@ -305,3 +305,23 @@ def test_widths_kernel_is_the_chamfer_transform_pixel_by_pixel() -> None:
                 a[5:295, 10:290] = 1
             got = block_components(a, width_cap_px=cap).wide
             assert np.array_equal(got, _chamfer_widths(a, far)), (trial, cap)
+
+
+def test_built_cells_marked_cell_by_cell_are_numpys() -> None:
+    """``mark_built`` walks each row cell by cell (no division per pixel, marked cells skipped): the cells
+    holding a built pixel, whatever the block's offset in the coarse grid, uint8 or uint16 values."""
+    from inference_batch.production.components import mark_built
+
+    rng = np.random.default_rng(13)
+    for trial in range(30):
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        k = int(rng.integers(1, 9))
+        row_off, col_off = (int(v) for v in rng.integers(0, 30, 2))
+        a = (rng.random((h, w)) < 0.02).astype(np.uint16 if trial % 2 else np.uint8) * np.uint8(BUILT)
+        a[rng.random((h, w)) < 0.1] = 300 if trial % 2 else 200  # values beyond the built table
+        out = np.zeros(((row_off + h) // k + 2, (col_off + w) // k + 2), bool)
+        mark_built(a, (BUILT,), row_off, col_off, k, out, 0, 0)
+        expected = np.zeros_like(out)
+        ys, xs = np.nonzero(a == BUILT)
+        expected[(ys + row_off) // k, (xs + col_off) // k] = True
+        assert np.array_equal(out, expected)
