@@ -769,6 +769,30 @@ def _run_at(row_start: np.ndarray, col: np.ndarray, y: int, x: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _run_near(row_start: np.ndarray, col: np.ndarray, y: int, x: int, hint: np.ndarray) -> int:
+    """:func:`_run_at`, looked for first at the run of row y last found (``hint``, updated) and its two
+    neighbours: a ring walks one pixel at a time, so it is nearly always one of them."""
+    lo, hi = row_start[y], row_start[y + 1] - 1
+    i = hint[y]
+    for j in (i, i + 1, i - 1):
+        if lo <= j <= hi and col[j] <= x and (j == hi or col[j + 1] > x):
+            hint[y] = j
+            return j
+    j = _run_at(row_start, col, y, x)
+    hint[y] = j
+    return j
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_near(
+    row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: int, y: int, x: int, hint: np.ndarray
+) -> int:
+    if 0 <= y < h and 0 <= x < w:
+        return piece[_run_near(row_start, col, y, x, hint)]
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
 def _cell(row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: int, y: int, x: int) -> int:
     if 0 <= y < h and 0 <= x < w:
         return piece[_run_at(row_start, col, y, x)]
@@ -829,6 +853,7 @@ def _trace(
     h = len(row_start) - 1
     # up edges already followed: an up edge with the piece on its right is the left side of a run
     visited = np.zeros(len(col), np.uint8)
+    hint = row_start[:-1].copy()  # per row, the run last looked up (:func:`_run_near`)
     xs = np.empty(1 << 16, np.int32)
     ys = np.empty(1 << 16, np.int32)
     # a ring starts at a run's left side, each at its own: no more rings than runs
@@ -846,7 +871,7 @@ def _trace(
             starts[rings] = m
             while True:  # the vertex buffers grown here, never in the walk: arrays reassigned in a loop slow it
                 end, area, pinch = _walk(row_start, col, piece, h, w, np.int64(col[i]), np.int64(r + 1), p,
-                                         every_corner, visited, xs, ys, m)  # fmt: skip
+                                         every_corner, visited, xs, ys, m, hint)  # fmt: skip
                 if end >= 0:
                     break
                 xs, ys = _grow_to(xs, 2 * len(xs)), _grow_to(ys, 2 * len(ys))
@@ -881,6 +906,7 @@ def _walk(
     xs: np.ndarray,
     ys: np.ndarray,
     m: int,
+    hint: np.ndarray,
 ) -> tuple[int, int, bool]:
     """One ring of piece ``p`` from corner (x0, y0) going up (:func:`_trace`), its vertices written from
     ``xs[m]``, ``ys[m]``: (the end of its vertices, twice its signed area, whether it pinches); an end of −1
@@ -898,14 +924,14 @@ def _walk(
     while True:
         nx, ny = x + _DX[d], y + _DY[d]
         if d == 0:
-            visited[_run_at(row_start, col, ny, x)] = 1
+            visited[_run_near(row_start, col, ny, x, hint)] = 1
         area += x * ny - nx * y
         x, y = nx, ny
         # the four cells around the corner: above-left, above-right, below-left, below-right
-        ul = _cell(row_start, col, piece, h, w, y - 1, x - 1)
-        ur = _cell(row_start, col, piece, h, w, y - 1, x)
-        dl = _cell(row_start, col, piece, h, w, y, x - 1)
-        dr = _cell(row_start, col, piece, h, w, y, x)
+        ul = _cell_near(row_start, col, piece, h, w, y - 1, x - 1, hint)
+        ur = _cell_near(row_start, col, piece, h, w, y - 1, x, hint)
+        dl = _cell_near(row_start, col, piece, h, w, y, x - 1, hint)
+        dr = _cell_near(row_start, col, piece, h, w, y, x, hint)
         if d == 0:
             ahead_left, ahead_right = ul, ur
         elif d == 1:
