@@ -45,19 +45,19 @@ def _straighten(xy: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Which coordinates stay (closing coordinates included): rings ``starts[r]:starts[r + 1]`` of ``xy``
     (closed, integer pixel corners)."""
     n_all = len(xy)
-    x = np.empty(n_all, np.int64)
-    y = np.empty(n_all, np.int64)
+    x = np.empty(n_all, np.int32)  # pixel corners of a mosaic: < 2³¹ (memory: a 1 Gpx coverage has millions)
+    y = np.empty(n_all, np.int32)
     for i in range(n_all):
-        x[i] = np.int64(xy[i, 0])
-        y[i] = np.int64(xy[i, 1])
+        x[i] = np.int32(xy[i, 0])
+        y[i] = np.int32(xy[i, 1])
     stride = np.int64(1)
     for i in range(n_all):
-        stride = max(stride, x[i] + 1)
+        stride = max(stride, np.int64(x[i]) + 1)
     rings = len(starts) - 1
-    # each occurrence: a one-pixel step corner? (then with the sum of its neighbours' keys: for two
-    # perpendicular unit moves it tells the pair of neighbours)
+    # each occurrence: a one-pixel step corner? (then with the diagonal its two unit moves span, a code of
+    # 0…8: at a given point it tells the pair of neighbours)
     step = np.zeros(n_all, np.bool_)
-    pair = np.zeros(n_all, np.int64)
+    pair = np.zeros(n_all, np.int8)
     steps = 0
     for r in range(rings):
         s, e = starts[r], starts[r + 1] - 1  # e: the closing coordinate
@@ -69,7 +69,7 @@ def _straighten(xy: np.ndarray, starts: np.ndarray) -> np.ndarray:
             ax, ay, bx, by = x[i] - x[p], y[i] - y[p], x[q] - x[i], y[q] - y[i]
             if abs(ax) + abs(ay) == 1 and abs(bx) + abs(by) == 1 and ax * bx + ay * by == 0:
                 step[i] = True
-                pair[i] = y[p] * stride + x[p] + y[q] * stride + x[q]
+                pair[i] = (x[p] + x[q] - 2 * x[i] + 1) + 3 * (y[p] + y[q] - 2 * y[i] + 1)
                 steps += 1
     # the points of the step corners in a small table (a few MB: no page faults over a large one): how
     # often each occurs and whether always as a step corner between the same neighbours
@@ -78,7 +78,7 @@ def _straighten(xy: np.ndarray, starts: np.ndarray) -> np.ndarray:
         cap *= 2
     key = np.full(cap, -1, np.int64)
     count = np.zeros(cap, np.int32)
-    pair_of = np.zeros(cap, np.int64)
+    pair_of = np.zeros(cap, np.int8)
     ok = np.zeros(cap, np.bool_)
     for i in range(n_all):
         if step[i]:
