@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,21 +30,28 @@ def test_steps_time_the_catalogue_and_the_slabs_apart(tmp_path: Path, vector: bo
         assert "national_tiles" not in commands
 
 
-def test_national_path_reports_each_step_and_the_slabs_redrawn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_national_path_reports_each_step_and_the_slabs_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ran: list[list[str]] = []
     seconds = {"national-tiles": 3.0, "publish": 2.0, "overviews": 5.0}
-    overviews_out = "couverture_cog\t2021-2023\t4 rebuilt\t73 slabs\nusage_cog\t2021-2023\t2 rebuilt\t73 slabs\n"
+    slabs = tmp_path / "overviews" / "couverture_cog" / "2021-2023" / "slabs"
+    slabs.mkdir(parents=True)
+    (slabs / "6_32_22_old.tif").write_bytes(b"kept")
+    os.utime(slabs / "6_32_22_old.tif", (1_000_000, 1_000_000))  # written long before this run
 
     def fake_run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
         ran.append(args)
-        return seconds[args[1]], overviews_out if args[1] == "overviews" else "ignored\t7 rebuilt\n"
+        if args[1] == "overviews":  # redraws two slabs, says it looked at 87 of them
+            for name in ("6_32_21_new.tif", "8_130_88_new.tif"):
+                (slabs / name).write_bytes(b"slab")
+            return seconds["overviews"], "couverture_cog\t2021-2023\t87 rebuilt\t87 slabs\n"
+        return seconds[args[1]], ""
 
     monkeypatch.setattr(bench_national, "run_output", fake_run)
     timings = bench_national.national_path("ocsge", tmp_path, True, {})
     assert [a[1] for a in ran] == ["national-tiles", "publish", "overviews"]
     assert timings["national_tiles_s"] == 3.0 and timings["publish_s"] == 2.0 and timings["overviews_s"] == 5.0
     assert timings["total_s"] == 10.0
-    assert timings["slabs_rebuilt"] == 6  # from the overviews' lines only
+    assert timings["slabs_written"] == 2  # the files written, not the verb's count of slabs looked at
 
 
 def test_storage_mb_per_top_folder(tmp_path: Path) -> None:
