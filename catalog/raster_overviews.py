@@ -327,7 +327,7 @@ class LayerBuild:
     product: str
     campaign: str
     previous: str | None
-    slabs_rebuilt: int
+    slabs_rebuilt: int  # slabs drawn and written (those found up to date or empty are not counted)
     slabs_total: int
 
 
@@ -392,6 +392,7 @@ def build_layer(
                 todo |= under(bounds[c.key])
     slabs: dict[str, dict[str, Any]] = {k: v for k, v in old["slabs"].items() if parse(k) not in todo}
     replaced: list[str] = []
+    written = 0
     prefix = layer_prefix(product, campaign, previous)
     label = f"{product} {layer_token(campaign, previous)}"
     with progress(f"national {label}", total=len(todo)) as advance:
@@ -418,6 +419,7 @@ def build_layer(
                 advance(info=f"{name}: no data")
                 continue
             write_slab(storage, slab_key, data, col, row, nodata, colormap, zoom)
+            written += 1
             slabs[name] = {
                 "key": slab_key,
                 "bounds": list(sb),
@@ -445,7 +447,7 @@ def build_layer(
     for stale in replaced:  # after the manifest: readers of the old one had their slabs until now
         if stale not in {s["key"] for s in slabs.values()}:
             storage.delete(stale)
-    return LayerBuild(product, campaign, previous, len(todo), len(slabs))
+    return LayerBuild(product, campaign, previous, written, len(slabs))
 
 
 def drop_layer(storage: Storage, product: str, campaign: str, previous: str | None) -> None:

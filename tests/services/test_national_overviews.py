@@ -164,6 +164,7 @@ def test_republishing_one_departement_rebuilds_only_its_slabs(scene: Path, monke
         name for name, slab in after["slabs"].items() if product_key("couverture_cog", "S03", 2021) in slab["sources"]
     }
     assert rebuilt == s03_slabs and rebuilt  # only the slabs under S03
+    assert sum(r.slabs_rebuilt for r in results) == len(rebuilt)  # what `ocsge overviews` reports
     assert {r.product for r in results} == {"couverture_cog"}
     for name in set(before["slabs"]) - s03_slabs:
         assert after["slabs"][name]["key"] == before["slabs"][name]["key"]
@@ -207,3 +208,4 @@ def test_a_rebuild_with_nothing_new_rewrites_nothing(scene: Path) -> None:
     results = build_national(LocalStorage(scene))
     after = {p: p.stat().st_mtime_ns for p in (scene / "overviews").rglob("*") if p.is_file()}
     assert results and after == before
+    assert all(r.slabs_rebuilt == 0 for r in results)  # reported as such: none redrawn
