@@ -144,24 +144,35 @@ def _straighten(xy: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return keep
 
 
-def straighten_staircases(polygons: np.ndarray) -> np.ndarray:
+def straighten_staircases(polygons: np.ndarray, chunk: int = 4096) -> None:
     """The polygons (a noded coverage on the pixel grid, pixel coordinates) with their one-pixel staircases
-    straightened (module docstring); Polygon and MultiPolygon types kept."""
+    straightened (module docstring), in place; Polygon and MultiPolygon types kept. Memory: the coordinates
+    are read once as a ragged array (no ring geometries copied) and the polygons replaced a chunk at a time,
+    each old one freed as its new one comes."""
     if not len(polygons):
-        return polygons
-    parts, part_of = shapely.get_parts(polygons, return_index=True)
-    rings, ring_of = shapely.get_rings(parts, return_index=True)
-    xy, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    starts = np.searchsorted(coord_ring, np.arange(len(rings) + 1))
-    keep = _straighten(xy, starts.astype(np.int64))
-    # a ring whose first vertex went lost its closing coordinate too: linearrings closes it on the first kept
-    new_rings = shapely.linearrings(xy[keep], indices=coord_ring[keep])
-    new_parts = shapely.polygons(new_rings, indices=ring_of)
-    out = np.empty(len(polygons), dtype=object)
-    multi = shapely.get_type_id(polygons) == shapely.GeometryType.MULTIPOLYGON
-    first_part = np.searchsorted(part_of, np.arange(len(polygons)))
-    out[~multi] = new_parts[first_part[~multi]]
-    if multi.any():
-        of_multi = multi[part_of]
-        shapely.multipolygons(new_parts[of_multi], indices=part_of[of_multi], out=out)
-    return out
+        return
+    kind, xy, offsets = shapely.to_ragged_array(polygons)
+    ring_start = offsets[0].astype(np.int64)
+    keep = _straighten(xy, ring_start)
+    xy = xy[keep]
+    new_start = np.zeros(len(ring_start), np.int64)
+    np.cumsum(np.add.reduceat(keep, ring_start[:-1]) if len(ring_start) > 1 else [], out=new_start[1:])
+    del keep
+    was_polygon = shapely.get_type_id(polygons) == shapely.GeometryType.POLYGON
+    # rings of each geometry: through its parts when some are multipolygons
+    geom_ring = offsets[1][offsets[2]] if kind == shapely.GeometryType.MULTIPOLYGON else offsets[1]
+    for g0 in range(0, len(polygons), chunk):
+        g1 = min(g0 + chunk, len(polygons))
+        r0, r1 = geom_ring[g0], geom_ring[g1]
+        rings = new_start[r0 : r1 + 1] - new_start[r0]
+        if kind == shapely.GeometryType.MULTIPOLYGON:
+            p0, p1 = offsets[2][g0], offsets[2][g1]
+            parts = offsets[1][p0 : p1 + 1] - offsets[1][p0]
+            local = (rings, parts, offsets[2][g0 : g1 + 1] - p0)
+        else:
+            local = (rings, offsets[1][g0 : g1 + 1] - r0)
+        out = shapely.from_ragged_array(kind, xy[new_start[r0] : new_start[r1]], local)
+        single = np.flatnonzero(was_polygon[g0:g1])
+        if kind == shapely.GeometryType.MULTIPOLYGON and len(single):
+            out[single] = shapely.get_geometry(out[single], 0)
+        polygons[g0:g1] = out

@@ -1044,7 +1044,7 @@ def assemble(
         del geoms
         if simplify > 0 and len(arr):
             if simplify / res >= 1:  # one-pixel steps first (they move boundaries by under a pixel): fewer vertices
-                arr = straighten_staircases(arr)
+                straighten_staircases(arr)  # in place: each polygon freed as its new one comes
             arr = shapely.coverage_simplify(arr, simplify / res)
         a = mosaic_transform
         arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))

@@ -206,7 +206,8 @@ def test_straightened_staircases_keep_a_valid_coverage_moved_by_under_a_pixel() 
         bc = block_components(a, widths=False)
         lut = np.arange(bc.n + 1, dtype=np.int32)  # every component its own polygon: many junctions
         polygons, _ = trace_regions(relabel_runs(bc.runs, lut))
-        out = straighten_staircases(polygons)
+        out = polygons.copy()
+        straighten_staircases(out)
         assert shapely.is_valid(out).all() and shapely.coverage_is_valid(out)
         assert (shapely.get_type_id(out) == shapely.get_type_id(polygons)).all()
         assert shapely.area(out).sum() == pytest.approx((a > 0).sum())
@@ -215,8 +216,22 @@ def test_straightened_staircases_keep_a_valid_coverage_moved_by_under_a_pixel() 
         assert shapely.union_all(out).equals(shapely.union_all(polygons))
         removed += int(shapely.get_num_coordinates(polygons).sum() - shapely.get_num_coordinates(out).sum())
         order = np.random.default_rng(len(polygons)).permutation(len(polygons))
-        shuffled = straighten_staircases(polygons[order])
+        shuffled = polygons[order]
+        straighten_staircases(shuffled, chunk=7)  # and a few polygons at a time
         assert all(g.equals_exact(h, 0) for g, h in zip(shuffled, out[order], strict=True))
+        # regions of several pieces (MultiPolygons beside Polygons), replaced a few at a time
+        pieces, values = trace_regions(relabel_runs(bc.runs, np.concatenate([[0], bc.cls]).astype(np.int32)))
+        _, index = np.unique(values, return_inverse=True)
+        by_region = np.argsort(index, kind="stable")
+        regions = shapely.multipolygons(pieces[by_region], indices=index[by_region])
+        single = shapely.get_num_geometries(regions) == 1
+        regions[single] = shapely.get_geometry(regions[single], 0)
+        whole, few = regions.copy(), regions.copy()
+        straighten_staircases(whole)
+        straighten_staircases(few, chunk=2)
+        assert (shapely.get_type_id(whole) == shapely.get_type_id(regions)).all()
+        assert all(g.equals_exact(h, 0) for g, h in zip(whole, few, strict=True))
+        assert shapely.coverage_is_valid(whole) and shapely.area(whole).sum() == pytest.approx((a > 0).sum())
     assert removed > 500
 
 
