@@ -3,6 +3,8 @@ and on pgstac (a real PostgreSQL + PostGIS)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from catalog.search.request import InvalidSearch, SearchRequest, UnknownCollection, parse_filter
@@ -345,3 +347,26 @@ def test_pgstac_items_hydrated_in_python_are_those_hydrated_in_sql(sample_root: 
                     {k: v for k, v in reference[item["id"]].items() if k != "links"}, item["id"]
     finally:
         fast.close(), sql.close()
+
+
+def test_pgstac_collection_ids_cached_but_a_new_collection_found_at_once(pgstac_dsn: str) -> None:
+    import psycopg
+
+    from catalog.search.pgstac import PgstacBackend
+
+    pg = PgstacBackend(pgstac_dsn)
+    new = {"type": "Collection", "id": "ocsge-test-late", "stac_version": "1.0.0", "description": "late",
+           "license": "etalab-2.0", "links": [],
+           "extent": {"spatial": {"bbox": [[0, 40, 10, 50]]}, "temporal": {"interval": [[None, None]]}}}
+    try:
+        assert pg.search(SearchRequest(collections=["ocsge-couverture"], limit=1)).items
+        with pytest.raises(UnknownCollection, match="ocsge-test-late"):
+            pg.search(SearchRequest(collections=["ocsge-test-late"]))
+        with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+            conn.execute("SELECT pgstac.create_collection(%s::text::jsonb)", (json.dumps(new),))
+        # published after the ids were cached: found on its first search, not after the cache's lifetime
+        assert pg.search(SearchRequest(collections=["ocsge-test-late"])).items == []
+    finally:
+        with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+            conn.execute("SELECT pgstac.delete_collection('ocsge-test-late')")
+        pg.close()
