@@ -67,11 +67,15 @@ def test_two_workers_answer_one_port_a_dead_one_is_replaced_and_sigterm_stops_al
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         wait_up(url, proc)
-        # each request blocks its worker's loop for 1 s: two at once can only both be answered in time by two
-        # processes, and they are
-        started = time.monotonic()
-        seen = pids(url, 2, hold=1.0)
-        assert len(seen) == 2 and time.monotonic() - started < 1.9
+        # each request blocks its worker's loop for 1 s, so two at once are answered by two processes — once the
+        # second worker has built its app (it may still be starting under load) and unless one worker's accept
+        # loop took both connections before blocking (asyncio accepts in batches): a few tries
+        seen: set[int] = set()
+        for _ in range(8):
+            seen = pids(url, 2, hold=1.0)
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "never two workers answering"
         victim = seen.pop()
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 20
