@@ -510,6 +510,21 @@ def _connected(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _stable_order_by(key: np.ndarray, order: np.ndarray, m: int) -> np.ndarray:
+    """``order`` (indices into ``key``) stably re-ordered by ``key`` (values 0…m−1): a counting sort."""
+    pos = np.zeros(m + 1, np.int64)
+    for t in order:
+        pos[key[t] + 1] += 1
+    for g in range(m):
+        pos[g + 1] += pos[g]
+    out = np.empty(len(order), np.int64)
+    for t in order:
+        out[pos[key[t]]] = t
+        pos[key[t]] += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _contract(
     mapping: np.ndarray,
     m: int,
@@ -559,25 +574,7 @@ def _contract(
         if u != v:
             lo[k], hi[k], ln[k] = min(u, v), max(u, v), elen[e]
             k += 1
-    pos = np.zeros(m + 1, np.int64)
-    for t in range(k):
-        pos[hi[t] + 1] += 1
-    for g in range(m):
-        pos[g + 1] += pos[g]
-    by_hi = np.empty(k, np.int64)
-    for t in range(k):
-        by_hi[pos[hi[t]]] = t
-        pos[hi[t]] += 1
-    pos[:] = 0
-    for t in range(k):
-        pos[lo[t] + 1] += 1
-    for g in range(m):
-        pos[g + 1] += pos[g]
-    order = np.empty(k, np.int64)
-    for j in range(k):
-        t = by_hi[j]
-        order[pos[lo[t]]] = t
-        pos[lo[t]] += 1
+    order = _stable_order_by(lo, _stable_order_by(hi, np.arange(k), m), m)
     out_u = np.empty(k, np.int64)
     out_v = np.empty(k, np.int64)
     out_l = np.zeros(k, np.int64)
@@ -797,15 +794,6 @@ def _cell(row_start: np.ndarray, col: np.ndarray, piece: np.ndarray, h: int, w: 
     if 0 <= y < h and 0 <= x < w:
         return piece[_run_at(row_start, col, y, x)]
     return 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _grow(a: np.ndarray, size: int) -> np.ndarray:
-    if size < len(a):
-        return a
-    b = np.empty(2 * len(a), a.dtype)
-    b[: len(a)] = a
-    return b
 
 
 @numba.njit(cache=True, nogil=True)
