@@ -434,12 +434,13 @@ def _geometries(rings: _Rings, keep: np.ndarray, n_regions: int) -> np.ndarray:
 # --- the stitch -------------------------------------------------------------------------------------------------
 
 
-def _keys(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def corner_keys(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pixel corners (non-negative integers) as one int64 each."""
     return (x.astype(np.int64) << 32) | y.astype(np.int64)
 
 
-def _sorted_in(values: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``np.isin(values, table)`` for a sorted, unique ``table``."""
+def sorted_in(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``np.isin(values, table)`` for a sorted, unique ``table`` (searched, not sorted again per call)."""
     if not len(table):
         return np.zeros(len(values), bool)
     at = np.minimum(np.searchsorted(table, values), len(table) - 1)
@@ -523,11 +524,11 @@ def stitch(pieces: dict[int, list[shapely.Geometry]], grid: Grid | None = None) 
         chunks = [touching[j : j + SINGLE_CHUNK] for j in range(0, len(touching), SINGLE_CHUNK)]
 
     def on_seam(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return _sorted_in(x, sx) | _sorted_in(y, sy)
+        return sorted_in(x, sx) | sorted_in(y, sy)
 
     def turns_on_seams(rings: _Rings) -> np.ndarray:
         mark = rings.turn & on_seam(rings.x, rings.y)
-        return _keys(rings.x[mark], rings.y[mark])
+        return corner_keys(rings.x[mark], rings.y[mark])
 
     # the corners of seam lines that stay: where a boundary turns, and every vertex of a region left as it is
     stay = [np.zeros(0, np.int64), *(turns_on_seams(rings) for rings in joined.values())]
@@ -544,14 +545,14 @@ def stitch(pieces: dict[int, list[shapely.Geometry]], grid: Grid | None = None) 
         xy = shapely.get_coordinates(geoms[k])
         xy = xy[np.all(xy == np.round(xy), axis=1) & np.all(xy >= 0, axis=1)].astype(np.int64)
         mark = on_seam(xy[:, 0], xy[:, 1])
-        stay.append(_keys(xy[mark, 0], xy[mark, 1]))
+        stay.append(corner_keys(xy[mark, 0], xy[mark, 1]))
     kept = np.unique(np.concatenate(stay))
     del stay
 
     def thinned(rings: _Rings, n_regions: int) -> np.ndarray:
         x, y = rings.x, rings.y
         edge = (x == 0) | (y == 0) | (x == grid.width) | (y == grid.height)
-        keep = rings.turn | edge | ~on_seam(x, y) | _sorted_in(_keys(x, y), kept)
+        keep = rings.turn | edge | ~on_seam(x, y) | sorted_in(corner_keys(x, y), kept)
         return _geometries(rings, keep, n_regions)
 
     for k in list(joined):

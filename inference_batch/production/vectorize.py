@@ -100,7 +100,7 @@ from inference_batch.production.components import (
     trace_polygons,
     trace_regions,
 )
-from inference_batch.production.seams import Grid, stitch
+from inference_batch.production.seams import Grid, corner_keys, sorted_in, stitch
 from inference_batch.production.staircases import straighten_staircases
 from ocsge.errors import OcsgeError
 from ocsge.nomenclature import code_for_value, raster_value
@@ -276,12 +276,13 @@ def zone_construite_mask(
     can be handed on (in ``first``) instead of read again."""
     k = zc_cell(mosaic, umi)
     built = np.zeros((math.ceil(mosaic.height / k), math.ceil(mosaic.width / k)), dtype=bool)
+    data = None
     for b in reversed(mosaic.blocks):  # marking cells does not depend on the order
         data = b.read()
         mark_built(data, umi.built_values, b.row_off, b.col_off, k, built)
         if advance:
             advance(b.height * b.width)
-    if first is not None and mosaic.blocks:
+    if first is not None and data is not None:
         first.append(data)
     del data
     return envelope(built, k * mosaic.res, umi), k
@@ -852,9 +853,8 @@ def _mask_polygon(mask: np.ndarray, x0: int, y0: int) -> shapely.Geometry:
     return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
 
 
-def _keys(xy: np.ndarray) -> np.ndarray:
-    """Pixel corners (non-negative integers) as one int64 each."""
-    return (xy[:, 0].astype(np.int64) << 32) | xy[:, 1].astype(np.int64)
+def _xy_keys(xy: np.ndarray) -> np.ndarray:
+    return corner_keys(xy[:, 0], xy[:, 1])
 
 
 def _turns(ring: np.ndarray) -> np.ndarray:
@@ -862,14 +862,6 @@ def _turns(ring: np.ndarray) -> np.ndarray:
     xy = ring[:-1]
     before, after = xy - np.roll(xy, 1, axis=0), np.roll(xy, -1, axis=0) - xy
     return before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
-
-
-def _sorted_in(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``np.isin(keys, table)`` for a sorted, unique ``table`` (searched, not sorted again per call)."""
-    if not len(table):
-        return np.zeros(len(keys), bool)
-    at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
-    return table[at] == keys
 
 
 def renode(
@@ -911,7 +903,7 @@ def renode(
 
     turns = [[[_turns(r) for r in poly] for poly in polys] for polys in parts]
     nodes = [
-        _keys(r[:-1][t & inside(r[:-1])])
+        _xy_keys(r[:-1][t & inside(r[:-1])])
         for polys, tp in zip(parts, turns, strict=True)
         for poly, tr in zip(polys, tp, strict=True)
         for r, t in zip(poly, tr, strict=True)
@@ -920,8 +912,8 @@ def renode(
 
     def thin(ring: np.ndarray, turn: np.ndarray, before: np.ndarray) -> np.ndarray:
         xy = ring[:-1]
-        keys, win = _keys(xy), inside(xy)
-        keep = turn | np.where(win, _sorted_in(keys, in_windows), _sorted_in(keys, before))
+        keys, win = _xy_keys(xy), inside(xy)
+        keep = turn | np.where(win, sorted_in(keys, in_windows), sorted_in(keys, before))
         return np.vstack([xy[keep], xy[keep][:1]])
 
     for j, polys, tp in zip(touched.tolist(), parts, turns, strict=True):
@@ -987,7 +979,7 @@ def enlarge_built(
         added.ravel()[take] = True
         for j in near.tolist():  # their shared edges with the building changed, or may have
             if j not in original:
-                original[j] = np.unique(_keys(shapely.get_coordinates(geoms[j])))
+                original[j] = np.unique(_xy_keys(shapely.get_coordinates(geoms[j])))
         windows.append((x0, y0, x1, y1))
         geoms[i] = _mask_polygon(own | added, x0, y0)
         grown.append(int(i))
@@ -1013,19 +1005,18 @@ def assemble(
     region_cls: np.ndarray,
     region_area: np.ndarray,
     umi: UMI,
-    mosaic_transform: Affine,
-    res: float,
+    mosaic: Mosaic,
     simplify: float,
     report: VectorizeReport,
     enlarged: np.ndarray | None = None,
-    grid: Grid | None = None,
 ) -> tuple[list[shapely.Geometry], np.ndarray]:
-    """Pass 4 (reduce): pieces of a region cut by block edges joined (:func:`~inference_batch.production.
-    seams.stitch`; ``grid``: the blocks' edges, :func:`block_grid`), small built regions enlarged, the
+    """Pass 4 (reduce): pieces of a region cut by block edges joined along the ``mosaic``'s block edges
+    (:func:`~inference_batch.production.seams.stitch`), small built regions enlarged, the
     coverage simplified and put in map coordinates. ``pieces`` is emptied on the way (memory: each copy of
     the coverage is dropped as soon as the next one is made)."""
+    res = mosaic.res
     with report.stage("stitch"):  # joined by their seam edges; GEOS's coverage union where that cannot be proven
-        stitched = stitch(pieces, grid)
+        stitched = stitch(pieces, block_grid(mosaic))
         ids, geoms, report.seam_fallbacks = stitched.ids, stitched.geoms, stitched.fallbacks
         del stitched
         idx = np.array(ids, dtype=np.int64)
@@ -1046,7 +1037,7 @@ def assemble(
             if simplify / res >= 1:  # one-pixel steps first (they move boundaries by under a pixel): fewer vertices
                 straighten_staircases(arr)  # in place: each polygon freed as its new one comes
             arr = shapely.coverage_simplify(arr, simplify / res)
-        a = mosaic_transform
+        a = mosaic.transform
         arr = shapely.transform(arr, lambda xy: np.column_stack([a.c + a.a * xy[:, 0], a.f + a.e * xy[:, 1]]))
         bad = ~shapely.is_valid(arr)
         if bad.any():
@@ -1120,12 +1111,10 @@ def vectorize_mosaic(
         sieved.region_cls,
         sieved.region_area,
         umi,
-        mosaic.transform,
-        mosaic.res,
+        mosaic,
         simplify,
         report,
         np.array(enlarged, dtype=np.int64),
-        block_grid(mosaic),
     )
     return geoms, values, report
 

@@ -40,7 +40,6 @@ from inference_batch.production.vectorize import (
     Sieved,
     VectorizeReport,
     assemble,
-    block_grid,
     block_polygons,
     map_block,
     reduce_blocks,
@@ -261,18 +260,7 @@ def reduce_assemble(
             for rid, geom in zip(a["region"].tolist(), geoms, strict=True):
                 pieces.setdefault(rid, []).append(geom)
     done = np.concatenate(enlarged) if enlarged else np.zeros(0, np.int64)
-    geoms, values = assemble(
-        pieces,
-        sieved.region_cls,
-        sieved.region_area,
-        umi,
-        mosaic.transform,
-        mosaic.res,
-        simplify,
-        report,
-        done,
-        block_grid(mosaic),
-    )
+    geoms, values = assemble(pieces, sieved.region_cls, sieved.region_area, umi, mosaic, simplify, report, done)
     return geoms, values, report
 
 
