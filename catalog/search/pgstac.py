@@ -170,11 +170,16 @@ class PgstacBackend:
         if self.hydrate_in_python:
             body["conf"] = {"nohydrate": True}
         result = self._query("SELECT search(%s::text::jsonb)", (_json(body),)) or {}
+        if self.hydrate_in_python:
+            from hydraters import hydrate
         items = []
         for item in result.get("features", []):
             base = item.pop("pgstac:base_item", None)
             if self.hydrate_in_python:
-                item = self._hydrate(item, base)
+                if not isinstance(base, dict):
+                    raise PgstacError("pgstac returned an item without its base item: the database needs pgstac "
+                                      "≥ 0.10 (`pypgstac migrate`, as the deployment's migration resource runs it)")
+                item = hydrate({k: v for k, v in base.items() if v is not None}, item, strip_unmatched_markers=True)
             item["links"] = []
             items.append(apply_fields(item, request.include, request.exclude))
         next_token = prev_token = None
@@ -201,13 +206,6 @@ class PgstacBackend:
             known = frozenset(rows or ())
             self._known_collections = (time.monotonic(), known)
         return [c for c in ids if c not in known]
-
-    def _hydrate(self, item: dict[str, Any], base: Any) -> dict[str, Any]:
-        from hydraters import hydrate
-
-        if not isinstance(base, dict):  # a pgstac that does not return it (< 0.10): the collection's own
-            base = self._query("SELECT collection_base_item(%s::text)", (item.get("collection"),)) or {}
-        return hydrate({k: v for k, v in base.items() if v is not None}, item, strip_unmatched_markers=True)
 
     def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         page = self.search(SearchRequest(collections=[collection_id], ids=[item_id], limit=1))
